@@ -1,0 +1,58 @@
+//! The pure core of webhookd: event envelopes, webhook targets, retry policies, the delivery and
+//! circuit-breaker state machines, and Standard Webhooks signatures.
+//!
+//! This crate does no I/O, never reads the clock and never draws random numbers: time and
+//! randomness are arguments. It must not depend on tokio, hyper or diesel (a `tidy` test checks).
+
+mod circuit;
+mod delivery;
+mod event;
+mod ids;
+mod message;
+mod retry;
+mod signature;
+mod tenancy;
+mod timestamp;
+mod webhook;
+
+pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+pub use delivery::{
+    AttemptOutcome, CancelReason, Decision, Delivery, DeliveryState, DeliveryStateKind,
+    TransitionError, parse_retry_after,
+};
+pub use event::{Event, EventDataError, EventError, EventType, EventTypeError};
+pub use ids::{DeliveryId, EventId, WalletId, WebhookId};
+pub use message::OutboundMessage;
+pub use retry::{Backoff, Jitter, RetryPolicy, RetryPolicyError};
+pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, sign, verify};
+pub use tenancy::{
+    ApiKey, ApiKeyError, ApiKeyHash, ApiKeyTag, Wallet, WalletName, WalletNameError,
+};
+pub use timestamp::Timestamp;
+/// Bounds on what the domain accepts, for documentation and error messages elsewhere.
+pub mod limits {
+    pub use crate::delivery::MAX_RETRY_AFTER;
+    pub use crate::event::MAX_EVENT_TYPE_LEN;
+    pub use crate::retry::{MAX_AGE_LIMIT, MAX_ATTEMPTS_LIMIT, MAX_INTERVAL};
+    pub use crate::signature::{MAX_SECRET_BYTES, MIN_SECRET_BYTES};
+    pub use crate::webhook::{
+        MAX_CUSTOM_HEADERS, MAX_HEADER_NAME_LEN, MAX_HEADER_VALUE_LEN, MAX_HEADERS_TOTAL_LEN,
+        MAX_URL_LEN,
+    };
+}
+pub use webhook::{
+    CustomHeaders, CustomHeadersError, EventTypeFilter, Webhook, WebhookScope, WebhookUrl,
+    WebhookUrlError,
+};
+
+/// Adds a duration to a point in time, saturating at the largest representable time instead of
+/// panicking. Policies bound their durations, so saturation only guards against corrupt input.
+pub(crate) fn add_saturating(
+    at: time::OffsetDateTime,
+    by: std::time::Duration,
+) -> time::OffsetDateTime {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|d| at.checked_add(d))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+}

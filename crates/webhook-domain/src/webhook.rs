@@ -1,0 +1,500 @@
+//! Webhook targets: a validated URL, validated custom headers, an optional event-type filter,
+//! signing keys and retry policy, and whether the target is enabled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::{Event, EventType, RetryPolicy, SigningKeys, WalletId, WebhookId};
+
+/// The longest URL accepted, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// An absolute `http` or `https` URL with a host and no userinfo or fragment.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct WebhookUrl(Url);
+
+/// Why a webhook URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WebhookUrlError {
+    #[error("url: is {len} bytes long; the limit is {MAX_URL_LEN}")]
+    TooLong { len: usize },
+    #[error("url: contains whitespace or a control character; percent-encode it")]
+    InvalidCharacter,
+    #[error("url: is not a valid absolute URL ({reason})")]
+    Malformed { reason: String },
+    #[error("url: scheme {scheme:?} is not allowed; use http or https")]
+    Scheme { scheme: String },
+    #[error("url: has no host; give one such as https://example.com/hook")]
+    MissingHost,
+    #[error("url: must not contain a user name or password; send credentials in customHeaders")]
+    Userinfo,
+    #[error("url: must not contain a #fragment; it is never sent to the server")]
+    Fragment,
+}
+
+impl WebhookUrl {
+    /// Parses and validates a target URL.
+    ///
+    /// # Errors
+    /// A [`WebhookUrlError`] that says what is wrong and what would be right.
+    pub fn parse(text: &str) -> Result<Self, WebhookUrlError> {
+        if text.len() > MAX_URL_LEN {
+            return Err(WebhookUrlError::TooLong { len: text.len() });
+        }
+        // The URL standard silently strips or drops these; refuse them so that what is stored is
+        // exactly what the user sent.
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(WebhookUrlError::InvalidCharacter);
+        }
+        let url = Url::parse(text).map_err(|e| WebhookUrlError::Malformed {
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WebhookUrlError::Scheme {
+                scheme: url.scheme().chars().take(32).collect(),
+            });
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(WebhookUrlError::MissingHost);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(WebhookUrlError::Userinfo);
+        }
+        if url.fragment().is_some() {
+            return Err(WebhookUrlError::Fragment);
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    /// The host as written in the URL (a name, an IPv4 address, or a bracketed IPv6 address).
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+
+    /// The port, or the scheme's default port.
+    pub fn port(&self) -> u16 {
+        self.0.port_or_known_default().unwrap_or(80)
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookUrl({})", self.as_str())
+    }
+}
+
+impl Serialize for WebhookUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        WebhookUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Most custom headers one webhook may carry.
+pub const MAX_CUSTOM_HEADERS: usize = 32;
+/// Longest header name, in bytes.
+pub const MAX_HEADER_NAME_LEN: usize = 128;
+/// Longest header value, in bytes.
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// Largest sum of names and values, in bytes.
+pub const MAX_HEADERS_TOTAL_LEN: usize = 16 * 1024;
+
+/// Header names that webhookd sets itself or that would break HTTP framing.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "user-agent",
+];
+
+/// Headers sent with every request to one target, such as `Authorization`. Values may hold
+/// credentials, so `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
+pub struct CustomHeaders(BTreeMap<String, String>);
+
+/// Why a set of custom headers was refused. Each variant names the header.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CustomHeadersError {
+    #[error("customHeaders: {count} headers given; the limit is {MAX_CUSTOM_HEADERS}")]
+    TooMany { count: usize },
+    #[error(
+        "customHeaders: the headers add up to {len} bytes; the limit is {MAX_HEADERS_TOTAL_LEN}"
+    )]
+    TooLarge { len: usize },
+    #[error(
+        "customHeaders: {name:?} is not a valid header name; use 1 to {MAX_HEADER_NAME_LEN} \
+         letters, digits or !#$%&'*+-.^_`|~"
+    )]
+    InvalidName { name: String },
+    #[error("customHeaders.{name}: the value contains CR, LF, NUL or another control character")]
+    InvalidValue { name: String },
+    #[error("customHeaders.{name}: the value is longer than {MAX_HEADER_VALUE_LEN} bytes")]
+    ValueTooLong { name: String },
+    #[error("customHeaders.{name}: is set by webhookd itself and cannot be overridden")]
+    Reserved { name: String },
+    #[error("customHeaders.{name}: is given twice (header names are case-insensitive)")]
+    Duplicate { name: String },
+}
+
+impl CustomHeaders {
+    /// Validates header names (RFC 7230 tokens, not reserved) and values (no control
+    /// characters but tab), and the count and size limits.
+    ///
+    /// # Errors
+    /// The first [`CustomHeadersError`] found.
+    pub fn new(
+        headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, CustomHeadersError> {
+        let mut map = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut total = 0usize;
+        for (name, value) in headers {
+            if map.len() == MAX_CUSTOM_HEADERS {
+                return Err(CustomHeadersError::TooMany {
+                    count: MAX_CUSTOM_HEADERS + 1,
+                });
+            }
+            let shown: String = name.chars().take(MAX_HEADER_NAME_LEN).collect();
+            if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.bytes().all(is_tchar) {
+                return Err(CustomHeadersError::InvalidName { name: shown });
+            }
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+                return Err(CustomHeadersError::Reserved { name });
+            }
+            if value.len() > MAX_HEADER_VALUE_LEN {
+                return Err(CustomHeadersError::ValueTooLong { name });
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(CustomHeadersError::InvalidValue { name });
+            }
+            if !seen.insert(lower) {
+                return Err(CustomHeadersError::Duplicate { name });
+            }
+            total += name.len() + value.len();
+            if total > MAX_HEADERS_TOTAL_LEN {
+                return Err(CustomHeadersError::TooLarge { len: total });
+            }
+            map.insert(name, value);
+        }
+        Ok(Self(map))
+    }
+
+    /// One `Authorization: Bearer <token>` header, as Identus sends for env-configured targets.
+    ///
+    /// # Errors
+    /// [`CustomHeadersError::InvalidValue`] when the token holds control characters.
+    pub fn bearer(token: &str) -> Result<Self, CustomHeadersError> {
+        Self::new([("Authorization".to_owned(), format!("Bearer {token}"))])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The names, without values: safe to log.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for CustomHeaders {
+    type Error = CustomHeadersError;
+
+    fn try_from(map: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        CustomHeaders::new(map)
+    }
+}
+
+impl From<CustomHeaders> for BTreeMap<String, String> {
+    fn from(headers: CustomHeaders) -> Self {
+        headers.0
+    }
+}
+
+impl fmt::Debug for CustomHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Which events a target receives; `None` on a webhook means every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventTypeFilter(BTreeSet<EventType>);
+
+impl EventTypeFilter {
+    pub fn new(types: impl IntoIterator<Item = EventType>) -> Self {
+        Self(types.into_iter().collect())
+    }
+
+    pub fn accepts(&self, event_type: &EventType) -> bool {
+        self.0.contains(event_type)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &EventType> {
+        self.0.iter()
+    }
+}
+
+/// Whose events a target receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "walletId", rename_all = "camelCase")]
+pub enum WebhookScope {
+    /// Only this wallet's events.
+    Wallet(WalletId),
+    /// Every wallet's events (`GLOBAL_WEBHOOK_URL`).
+    Global,
+}
+
+/// A registered target. Every field is a validated value, so any `Webhook` is a valid one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub scope: WebhookScope,
+    pub url: WebhookUrl,
+    pub custom_headers: CustomHeaders,
+    /// `None`: every event type.
+    pub event_types: Option<EventTypeFilter>,
+    /// `None`: requests are not signed.
+    pub signing_keys: Option<SigningKeys>,
+    /// `None`: the service's default policy.
+    pub retry_policy: Option<RetryPolicy>,
+    pub enabled: bool,
+    pub created_at: OffsetDateTime,
+}
+
+impl Webhook {
+    /// An enabled target for every event type, unsigned, with the default retry policy.
+    pub fn new(
+        id: WebhookId,
+        scope: WebhookScope,
+        url: WebhookUrl,
+        custom_headers: CustomHeaders,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            scope,
+            url,
+            custom_headers,
+            event_types: None,
+            signing_keys: None,
+            retry_policy: None,
+            enabled: true,
+            created_at,
+        }
+    }
+
+    /// Whether this target must get a delivery for `event`: it is enabled, its scope covers
+    /// the event's wallet, and its filter (if any) accepts the event's type.
+    pub fn wants(&self, event: &Event) -> bool {
+        let in_scope = match self.scope {
+            WebhookScope::Global => true,
+            WebhookScope::Wallet(wallet) => wallet == event.wallet_id(),
+        };
+        let type_ok = self
+            .event_types
+            .as_ref()
+            .is_none_or(|filter| filter.accepts(event.event_type()));
+        self.enabled && in_scope && type_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_http_and_https_urls() {
+        for ok in [
+            "http://localhost:9095",
+            "https://example.com/hooks?x=1",
+            "http://127.0.0.1:8080/a/b",
+            "http://[::1]:9000/",
+        ] {
+            assert!(WebhookUrl::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_urls_with_the_reason() {
+        let cases: &[(&str, WebhookUrlError)] = &[
+            (
+                "ftp://example.com",
+                WebhookUrlError::Scheme {
+                    scheme: "ftp".into(),
+                },
+            ),
+            ("https://user:pw@example.com", WebhookUrlError::Userinfo),
+            ("https://example.com/a b", WebhookUrlError::InvalidCharacter),
+            (" https://example.com", WebhookUrlError::InvalidCharacter),
+            (
+                "https://example.com/\r\n",
+                WebhookUrlError::InvalidCharacter,
+            ),
+            ("https://example.com/#frag", WebhookUrlError::Fragment),
+            (
+                "file:///etc/passwd",
+                WebhookUrlError::Scheme {
+                    scheme: "file".into(),
+                },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(WebhookUrl::parse(input).unwrap_err(), *expected, "{input}");
+        }
+        assert!(matches!(
+            WebhookUrl::parse("not a url"),
+            Err(WebhookUrlError::InvalidCharacter)
+        ));
+        assert!(matches!(
+            WebhookUrl::parse("example.com"),
+            Err(WebhookUrlError::Malformed { .. })
+        ));
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(matches!(
+            WebhookUrl::parse(&long),
+            Err(WebhookUrlError::TooLong { .. })
+        ));
+        let msg = WebhookUrl::parse("ftp://x").unwrap_err().to_string();
+        assert_eq!(msg, "url: scheme \"ftp\" is not allowed; use http or https");
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Result<CustomHeaders, CustomHeadersError> {
+        CustomHeaders::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn validates_custom_headers() {
+        assert!(headers(&[("Authorization", "Bearer x"), ("X-Trace", "a\tb")]).is_ok());
+        let name = |n: &str| n.to_string();
+        let cases: Vec<(Vec<(&str, &str)>, CustomHeadersError)> = vec![
+            (
+                vec![("Bad Name", "v")],
+                CustomHeadersError::InvalidName {
+                    name: name("Bad Name"),
+                },
+            ),
+            (
+                vec![("", "v")],
+                CustomHeadersError::InvalidName { name: name("") },
+            ),
+            (
+                vec![("X-A", "a\r\nInjected: 1")],
+                CustomHeadersError::InvalidValue { name: name("X-A") },
+            ),
+            (
+                vec![("X-A", "a\0")],
+                CustomHeadersError::InvalidValue { name: name("X-A") },
+            ),
+            (
+                vec![("Content-Type", "text/plain")],
+                CustomHeadersError::Reserved {
+                    name: name("Content-Type"),
+                },
+            ),
+            (
+                vec![("host", "evil")],
+                CustomHeadersError::Reserved { name: name("host") },
+            ),
+            (
+                vec![("Webhook-Signature", "v1,x")],
+                CustomHeadersError::Reserved {
+                    name: name("Webhook-Signature"),
+                },
+            ),
+            (
+                vec![("X-A", "1"), ("x-a", "2")],
+                CustomHeadersError::Duplicate { name: name("x-a") },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(headers(&input).unwrap_err(), expected, "{input:?}");
+        }
+        let many: Vec<(String, String)> = (0..=MAX_CUSTOM_HEADERS)
+            .map(|i| (format!("X-{i}"), "v".to_string()))
+            .collect();
+        assert!(matches!(
+            CustomHeaders::new(many),
+            Err(CustomHeadersError::TooMany { .. })
+        ));
+        let long = "v".repeat(MAX_HEADER_VALUE_LEN + 1);
+        assert!(matches!(
+            headers(&[("X-A", &long)]),
+            Err(CustomHeadersError::ValueTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_header_values() {
+        let h = CustomHeaders::bearer("s3cret-token").unwrap();
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("s3cret-token"), "{shown}");
+        assert!(shown.contains("Authorization"));
+    }
+
+    #[test]
+    fn custom_headers_serialise_as_a_json_object() {
+        let h = headers(&[("X-B", "2"), ("X-A", "1")]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"X-A":"1","X-B":"2"}"#
+        );
+        let bad: Result<CustomHeaders, _> = serde_json::from_str(r#"{"Host":"x"}"#);
+        assert!(bad.is_err());
+    }
+}
