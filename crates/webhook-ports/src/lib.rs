@@ -1,1 +1,51 @@
+//! The ports: the traits the core needs from the outside world (storage, HTTP, the clock), each
+//! with its contract. Adapters implement them; the app depends only on them.
+//!
+//! Every `MUST` in these docs is one case of the shared contract suite that runs against every
+//! adapter. Errors are typed per port, with variants a caller can act on and one opaque
+//! `Backend` for everything else.
+//!
+//! With the `mock` feature (and in this crate's tests) each trait has a mockall `Mock*` twin.
 
+mod clock;
+mod outbox;
+mod tenancy;
+mod transport;
+mod webhooks;
+
+pub use clock::Clock;
+pub use outbox::{
+    AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
+    Idempotency, LeaseOwner, OutboxError, Published,
+};
+pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
+pub use transport::{AttemptReport, Transport};
+pub use webhooks::{WebhookRepository, WebhookStoreError};
+
+#[cfg(any(test, feature = "mock"))]
+pub use clock::MockClock;
+#[cfg(any(test, feature = "mock"))]
+pub use outbox::{MockDeliveryQueue, MockEventOutbox};
+#[cfg(any(test, feature = "mock"))]
+pub use tenancy::MockWalletRepository;
+#[cfg(any(test, feature = "mock"))]
+pub use transport::MockTransport;
+#[cfg(any(test, feature = "mock"))]
+pub use webhooks::MockWebhookRepository;
+
+/// Any error from a driver, kept opaque.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A window of a listing: skip `offset` rows, return at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first `limit` rows.
+    pub fn first(limit: u32) -> Self {
+        Self { offset: 0, limit }
+    }
+}

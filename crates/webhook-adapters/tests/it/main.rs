@@ -1,0 +1,5 @@
+//! Integration tests of the adapters against the real things: SQLite files, PostgreSQL, and
+//! HTTP servers on 127.0.0.1.
+#![allow(clippy::unwrap_used)]
+
+mod transport;

@@ -1,0 +1,197 @@
+//! The transactional outbox: events, their deliveries, and the attempts made.
+//!
+//! [`EventOutbox`] is what producers and the API use; [`DeliveryQueue`] is what dispatchers
+//! use. One adapter usually implements both over the same tables.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use time::OffsetDateTime;
+use webhook_domain::{
+    AttemptOutcome, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, WalletId, Webhook,
+    WebhookId,
+};
+
+use crate::{BoxError, Page};
+
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("the storage backend failed")]
+    Backend(#[source] BoxError),
+}
+
+/// A producer's idempotency key with a fingerprint of the request it came with, so a reused
+/// key with a different request can be told from a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub event_id: EventId,
+    /// Deliveries created by the first publish.
+    pub deliveries: u32,
+    /// True when this publish repeated an earlier one and stored nothing.
+    pub replayed: bool,
+}
+
+/// Which dispatcher holds a lease: an id unique per running instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseOwner(pub String);
+
+/// A leased delivery with everything needed to attempt it, read in the claim itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    /// In the `InFlight` state, leased to the claimer.
+    pub delivery: Delivery,
+    pub event: Event,
+    pub webhook: Webhook,
+}
+
+/// One finished attempt and the delivery's state after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The delivery after [`Delivery::on_attempt`].
+    pub delivery: Delivery,
+    pub attempt: AttemptLog,
+}
+
+/// What is kept of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptLog {
+    pub number: u32,
+    pub started_at: OffsetDateTime,
+    pub duration: Duration,
+    pub outcome: AttemptOutcome,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Filters for listing deliveries; `None` fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    pub event_id: Option<EventId>,
+    pub webhook_id: Option<WebhookId>,
+    pub state: Option<DeliveryStateKind>,
+}
+
+/// Events in, delivery history out.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait EventOutbox: Send + Sync {
+    /// Stores `event` and, in the same transaction, one pending delivery (due at `now`) for
+    /// every target that [`Webhook::wants`] it: the enabled webhooks of its wallet whose filter
+    /// matches, and the global webhook.
+    ///
+    /// # Errors
+    /// - MUST store everything or nothing: after any error, neither the event nor a delivery
+    ///   exists.
+    /// - MUST NOT store a duplicate when the event id, or the wallet's idempotency key, was
+    ///   published before: it returns the first result with `replayed: true`.
+    /// - MUST return `Conflict` when the idempotency key was used before with another
+    ///   fingerprint, or the event id exists in another wallet.
+    async fn publish(
+        &self,
+        event: &Event,
+        idempotency: Option<Idempotency>,
+        now: OffsetDateTime,
+    ) -> Result<Published, OutboxError>;
+
+    /// # Errors
+    /// MUST return `NotFound` when the id is unknown or the event belongs to another wallet.
+    async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError>;
+
+    /// The wallet's deliveries matching `filter`, oldest first. Another wallet's deliveries
+    /// MUST never appear.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn list_deliveries(
+        &self,
+        wallet: WalletId,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Vec<Delivery>, OutboxError>;
+
+    /// The attempts of one delivery, in order.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet.
+    async fn list_attempts(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+    ) -> Result<Vec<AttemptLog>, OutboxError>;
+
+    /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]).
+    ///
+    /// # Errors
+    /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet, and
+    /// `Conflict` when its state does not allow a requeue.
+    async fn requeue(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, OutboxError>;
+}
+
+/// Leased work for dispatchers.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Leases up to `limit` due deliveries to `owner` until `now + lease`, earliest due first,
+    /// and returns them with their event and target. Due means pending or retry-scheduled with
+    /// a due time at or before `now`, or in flight with an expired lease.
+    ///
+    /// MUST never hand a delivery to two claimers while its lease is live, even under
+    /// concurrent calls; MUST NOT return deliveries that are not due or are final; MUST NOT
+    /// hold a lock or connection after returning.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`; on error nothing is leased.
+    async fn claim_due(
+        &self,
+        owner: &LeaseOwner,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, OutboxError>;
+
+    /// Stores the outcome of many attempts at once: each delivery's new state and one attempt
+    /// row. Records whose delivery is no longer leased to `owner` (the lease expired and another
+    /// dispatcher took it) MUST be skipped; their ids are returned.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`; on error nothing of the batch is stored.
+    async fn record_attempts(
+        &self,
+        owner: &LeaseOwner,
+        records: &[AttemptRecord],
+    ) -> Result<Vec<DeliveryId>, OutboxError>;
+
+    /// Gives back leases without an outcome, storing the released states
+    /// ([`Delivery::release`]). Deliveries not leased to `owner` MUST be left alone.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`.
+    async fn release(&self, owner: &LeaseOwner, deliveries: &[Delivery])
+    -> Result<(), OutboxError>;
+
+    /// The earliest time at which some delivery becomes claimable, if any: for sleeping until
+    /// then instead of polling.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`.
+    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError>;
+}

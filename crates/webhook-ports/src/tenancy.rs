@@ -1,0 +1,63 @@
+//! Wallets and the API keys bound to them.
+
+use async_trait::async_trait;
+use thiserror::Error;
+use time::OffsetDateTime;
+use webhook_domain::{ApiKeyHash, ApiKeyTag, Wallet, WalletId};
+
+use crate::{BoxError, Page};
+
+/// A key as stored: the wallet it opens and its hash (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub wallet_id: WalletId,
+    pub hash: ApiKeyHash,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Error)]
+pub enum WalletStoreError {
+    #[error("wallet not found")]
+    NotFound,
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("the storage backend failed")]
+    Backend(#[source] BoxError),
+}
+
+/// Tenants and their credentials.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait WalletRepository: Send + Sync {
+    /// Stores a new wallet.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when a wallet with the same id exists, leaving it unchanged.
+    async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError>;
+
+    /// # Errors
+    /// MUST return `NotFound` when no wallet has this id.
+    async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError>;
+
+    /// Wallets in creation order (then by id).
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError>;
+
+    /// Binds a key to a wallet.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` when the wallet does not exist, and `Conflict` when a key with the
+    /// same tag and digest is already stored (the same key bound twice).
+    async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError>;
+
+    /// The stored keys whose tag is `tag`: the only candidates for a presented key. The caller
+    /// checks each with [`ApiKeyHash::matches`].
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only; no match is an empty list.
+    async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError>;
+}
