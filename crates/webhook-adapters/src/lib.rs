@@ -3,6 +3,9 @@
 
 mod clock;
 mod http_transport;
+mod rows;
+mod sqlite;
 
 pub use clock::SystemClock;
 pub use http_transport::{HyperTransport, TransportConfig};
+pub use sqlite::{SqliteOpenError, SqliteStore};

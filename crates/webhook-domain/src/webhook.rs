@@ -14,9 +14,13 @@ use crate::{Event, EventType, RetryPolicy, SigningKeys, WalletId, WebhookId};
 /// The longest URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
-/// An absolute `http` or `https` URL with a host and no userinfo or fragment.
+/// An absolute `http` or `https` URL with a host and no userinfo or fragment. It keeps the
+/// text exactly as given (Identus answers with the URL as registered), and its parsed form.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct WebhookUrl(Url);
+pub struct WebhookUrl {
+    text: String,
+    parsed: Url,
+}
 
 /// Why a webhook URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -68,25 +72,29 @@ impl WebhookUrl {
         if url.fragment().is_some() {
             return Err(WebhookUrlError::Fragment);
         }
-        Ok(Self(url))
+        Ok(Self {
+            text: text.to_owned(),
+            parsed: url,
+        })
     }
 
+    /// The URL as registered.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.text
     }
 
     pub fn is_https(&self) -> bool {
-        self.0.scheme() == "https"
+        self.parsed.scheme() == "https"
     }
 
     /// The host as written in the URL (a name, an IPv4 address, or a bracketed IPv6 address).
     pub fn host(&self) -> &str {
-        self.0.host_str().unwrap_or_default()
+        self.parsed.host_str().unwrap_or_default()
     }
 
     /// The port, or the scheme's default port.
     pub fn port(&self) -> u16 {
-        self.0.port_or_known_default().unwrap_or(80)
+        self.parsed.port_or_known_default().unwrap_or(80)
     }
 }
 
@@ -357,6 +365,13 @@ impl Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_the_url_as_registered() {
+        let url = WebhookUrl::parse("http://localhost:9095").unwrap();
+        assert_eq!(url.as_str(), "http://localhost:9095");
+        assert_eq!((url.host(), url.port()), ("localhost", 9095));
+    }
 
     #[test]
     fn accepts_plain_http_and_https_urls() {

@@ -50,8 +50,8 @@ pub trait WalletRepository: Send + Sync {
     /// Binds a key to a wallet.
     ///
     /// # Errors
-    /// MUST return `NotFound` when the wallet does not exist, and `Conflict` when a key with the
-    /// same tag and digest is already stored (the same key bound twice).
+    /// MUST return `NotFound` when the wallet does not exist. (Keys are salted, so storage
+    /// cannot tell that a key is bound twice; the caller checks with [`Self::find_api_keys`].)
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError>;
 
     /// The stored keys whose tag is `tag`: the only candidates for a presented key. The caller

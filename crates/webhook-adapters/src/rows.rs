@@ -1,0 +1,258 @@
+//! Translation between domain values and column values, shared by the SQL adapters: times as
+//! microseconds since the epoch, ids as hyphenated UUID text, structured settings as JSON text.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use webhook_domain::{
+    AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind,
+    EventTypeFilter, RetryPolicy, SigningKeys, WalletId, Webhook, WebhookScope, WebhookUrl,
+};
+use webhook_ports::{BoxError, OutboxError, WalletStoreError, WebhookStoreError};
+
+/// What went wrong inside an adapter, before it is translated into a port's error.
+#[derive(Debug, Error)]
+pub(crate) enum AdapterError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("limit of {0} reached")]
+    LimitReached(u32),
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(String),
+    #[error("the connection pool gave no connection: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+impl AdapterError {
+    fn boxed(self) -> BoxError {
+        Box::new(self)
+    }
+
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
+        AdapterError::Corrupt(what.to_string())
+    }
+}
+
+impl From<AdapterError> for WalletStoreError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::NotFound => WalletStoreError::NotFound,
+            AdapterError::Conflict(what) => WalletStoreError::Conflict(what),
+            AdapterError::Unavailable(_) => WalletStoreError::Unavailable(e.boxed()),
+            _ => WalletStoreError::Backend(e.boxed()),
+        }
+    }
+}
+
+impl From<AdapterError> for WebhookStoreError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::NotFound => WebhookStoreError::NotFound,
+            AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
+            AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
+            AdapterError::Unavailable(_) => WebhookStoreError::Unavailable(e.boxed()),
+            _ => WebhookStoreError::Backend(e.boxed()),
+        }
+    }
+}
+
+impl From<AdapterError> for OutboxError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::NotFound => OutboxError::NotFound,
+            AdapterError::Conflict(what) => OutboxError::Conflict(what),
+            AdapterError::Unavailable(_) => OutboxError::Unavailable(e.boxed()),
+            _ => OutboxError::Backend(e.boxed()),
+        }
+    }
+}
+
+/// Microseconds since the epoch.
+pub(crate) fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<OffsetDateTime, AdapterError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map_err(AdapterError::corrupt)
+}
+
+pub(crate) fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, AdapterError> {
+    text.parse()
+        .map_err(|_| AdapterError::corrupt(format_args!("invalid id {text:?}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, AdapterError> {
+    serde_json::from_str(text).map_err(AdapterError::corrupt)
+}
+
+/// The columns that hold a delivery's state.
+#[derive(Debug)]
+pub(crate) struct StateColumns {
+    pub(crate) state: &'static str,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) final_at: Option<i64>,
+    pub(crate) cancel_reason: Option<&'static str>,
+}
+
+pub(crate) fn state_columns(state: DeliveryState) -> StateColumns {
+    let (due_at, final_at, cancel_reason) = match state {
+        DeliveryState::Pending { due } => (Some(due), None, None),
+        DeliveryState::InFlight { leased_until, .. } => (Some(leased_until), None, None),
+        DeliveryState::RetryScheduled { at } => (Some(at), None, None),
+        DeliveryState::Delivered { at } | DeliveryState::Exhausted { at } => (None, Some(at), None),
+        DeliveryState::Cancelled { at, reason } => (None, Some(at), Some(reason.as_str())),
+    };
+    StateColumns {
+        state: state.kind().as_str(),
+        due_at: due_at.map(micros),
+        final_at: final_at.map(micros),
+        cancel_reason,
+    }
+}
+
+/// A delivery's columns, as read.
+#[derive(Debug)]
+pub(crate) struct DeliveryColumns<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) webhook_id: &'a str,
+    pub(crate) state: &'a str,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) attempts: i32,
+    pub(crate) final_at: Option<i64>,
+    pub(crate) cancel_reason: Option<&'a str>,
+    pub(crate) first_due: i64,
+}
+
+pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterError> {
+    let missing = |what: &str| AdapterError::corrupt(format_args!("delivery {}: {what} missing", row.id));
+    let attempts = u32::try_from(row.attempts).map_err(AdapterError::corrupt)?;
+    let due = || row.due_at.ok_or_else(|| missing("due_at")).and_then(from_micros);
+    let finished = || row.final_at.ok_or_else(|| missing("final_at")).and_then(from_micros);
+    let kind = DeliveryStateKind::parse(row.state)
+        .ok_or_else(|| AdapterError::corrupt(format_args!("unknown state {:?}", row.state)))?;
+    let state = match kind {
+        DeliveryStateKind::Pending => DeliveryState::Pending { due: due()? },
+        DeliveryStateKind::InFlight => DeliveryState::InFlight {
+            attempt: attempts + 1,
+            leased_until: due()?,
+        },
+        DeliveryStateKind::RetryScheduled => DeliveryState::RetryScheduled { at: due()? },
+        DeliveryStateKind::Delivered => DeliveryState::Delivered { at: finished()? },
+        DeliveryStateKind::Exhausted => DeliveryState::Exhausted { at: finished()? },
+        DeliveryStateKind::Cancelled => DeliveryState::Cancelled {
+            at: finished()?,
+            reason: row
+                .cancel_reason
+                .and_then(CancelReason::parse)
+                .ok_or_else(|| missing("cancel_reason"))?,
+        },
+    };
+    Ok(Delivery::restore(
+        parse_id(row.id)?,
+        parse_id(row.event_id)?,
+        parse_id(row.webhook_id)?,
+        from_micros(row.first_due)?,
+        attempts,
+        state,
+    ))
+}
+
+/// A webhook's columns, as stored.
+#[derive(Debug)]
+pub(crate) struct WebhookColumns {
+    pub(crate) id: String,
+    pub(crate) wallet_id: Option<String>,
+    pub(crate) url: String,
+    pub(crate) custom_headers: String,
+    pub(crate) event_types: Option<String>,
+    pub(crate) signing_keys: Option<String>,
+    pub(crate) retry_policy: Option<String>,
+    pub(crate) enabled: bool,
+    pub(crate) created_at: i64,
+}
+
+pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
+    WebhookColumns {
+        id: w.id.to_string(),
+        wallet_id: match w.scope {
+            WebhookScope::Wallet(wallet) => Some(wallet.to_string()),
+            WebhookScope::Global => None,
+        },
+        url: w.url.as_str().to_owned(),
+        custom_headers: to_json(&w.custom_headers),
+        event_types: w.event_types.as_ref().map(to_json),
+        signing_keys: w.signing_keys.as_ref().map(to_json),
+        retry_policy: w.retry_policy.as_ref().map(to_json),
+        enabled: w.enabled,
+        created_at: micros(w.created_at),
+    }
+}
+
+pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
+    let scope = match &row.wallet_id {
+        Some(wallet) => WebhookScope::Wallet(parse_id::<WalletId>(wallet)?),
+        None => WebhookScope::Global,
+    };
+    Ok(Webhook {
+        id: parse_id(&row.id)?,
+        scope,
+        url: WebhookUrl::parse(&row.url).map_err(AdapterError::corrupt)?,
+        custom_headers: from_json::<CustomHeaders>(&row.custom_headers)?,
+        event_types: row.event_types.as_deref().map(from_json::<EventTypeFilter>).transpose()?,
+        signing_keys: row.signing_keys.as_deref().map(from_json::<SigningKeys>).transpose()?,
+        retry_policy: row.retry_policy.as_deref().map(from_json::<RetryPolicy>).transpose()?,
+        enabled: row.enabled,
+        created_at: from_micros(row.created_at)?,
+    })
+}
+
+/// An outcome as (kind, status code).
+pub(crate) fn outcome_columns(outcome: &AttemptOutcome) -> (&'static str, Option<i32>) {
+    match outcome {
+        AttemptOutcome::Response { status, .. } => ("response", Some(i32::from(*status))),
+        AttemptOutcome::Timeout => ("timeout", None),
+        AttemptOutcome::ConnectionFailed => ("connection_failed", None),
+        AttemptOutcome::TlsFailed => ("tls_failed", None),
+        AttemptOutcome::ResponseTooLarge => ("response_too_large", None),
+        AttemptOutcome::AddressRefused => ("address_refused", None),
+    }
+}
+
+pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutcome, AdapterError> {
+    Ok(match kind {
+        "response" => AttemptOutcome::Response {
+            status: status
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or_else(|| AdapterError::corrupt("response without a status code"))?,
+            retry_after: None,
+        },
+        "timeout" => AttemptOutcome::Timeout,
+        "connection_failed" => AttemptOutcome::ConnectionFailed,
+        "tls_failed" => AttemptOutcome::TlsFailed,
+        "response_too_large" => AttemptOutcome::ResponseTooLarge,
+        "address_refused" => AttemptOutcome::AddressRefused,
+        other => return Err(AdapterError::corrupt(format_args!("unknown outcome {other:?}"))),
+    })
+}
+
+pub(crate) fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The end of a lease that starts at `now`.
+pub(crate) fn add_lease(now: OffsetDateTime, lease: Duration) -> OffsetDateTime {
+    time::Duration::try_from(lease)
+        .ok()
+        .and_then(|d| now.checked_add(d))
+        .unwrap_or(now)
+}

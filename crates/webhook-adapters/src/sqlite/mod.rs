@@ -1,0 +1,944 @@
+//! The embedded SQLite adapter: every port over one database file.
+//!
+//! Connections are `SyncConnectionWrapper<SqliteConnection>` from diesel-async in a bb8 pool;
+//! each operation runs as one `BEGIN IMMEDIATE` transaction on a blocking thread, so writers
+//! queue on SQLite's lock (with a busy timeout) instead of failing on a lock upgrade. The file
+//! is in WAL mode with `synchronous=FULL`: a commit that returned is on disk.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use time::OffsetDateTime;
+use webhook_domain::{
+    ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Event, EventId,
+    EventType, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId,
+};
+use webhook_ports::{
+    AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
+    Idempotency, LeaseOwner, OutboxError, Page, Published, StoredApiKey, WalletRepository,
+    WalletStoreError, WebhookRepository, WebhookStoreError,
+};
+
+use crate::rows::{
+    AdapterError, DeliveryColumns, WebhookColumns, duration_micros, from_json, from_micros,
+    micros, outcome_columns, parse_id, state_columns, to_delivery, to_json, to_outcome,
+    to_webhook, webhook_columns,
+};
+use schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Settings applied to every connection. `busy_timeout` makes a writer wait for the lock.
+const CONNECTION_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
+
+/// Every port over one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Pool<Conn>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// Why the SQLite store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteOpenError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the SQLite database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("cannot migrate the SQLite database {path}: {message}")]
+    Migrate { path: PathBuf, message: String },
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the database file at `path`, applies
+    /// pending migrations, and pools up to `pool_size` connections.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError`] saying which step failed and why.
+    pub async fn open(path: &Path, pool_size: u32) -> Result<Self, SqliteOpenError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SqliteOpenError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let url = path.to_string_lossy().into_owned();
+        let migrate_url = url.clone();
+        let migrated = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut conn = SqliteConnection::establish(&migrate_url).map_err(|e| e.to_string())?;
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                "PRAGMA journal_mode = WAL;",
+            )
+            .map_err(|e| e.to_string())?;
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        if let Err(message) = migrated {
+            return Err(SqliteOpenError::Migrate {
+                path: path.to_owned(),
+                message,
+            });
+        }
+
+        let mut config = ManagerConfig::<Conn>::default();
+        config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = Conn::establish(&url).await?;
+                conn.batch_execute(CONNECTION_PRAGMAS)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .await
+            .map_err(|e| SqliteOpenError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` in one immediate (write-locking) transaction on a blocking thread.
+    async fn transaction<R, F>(&self, work: F) -> Result<R, AdapterError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, AdapterError> + Send + 'static,
+    {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        conn.spawn_blocking(move |c| Ok(c.immediate_transaction(work)))
+            .await?
+    }
+}
+
+fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+#[async_trait]
+impl WalletRepository for SqliteStore {
+    async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
+        let row = (
+            wallets::id.eq(wallet.id.to_string()),
+            wallets::name.eq(wallet.name.as_str().to_owned()),
+            wallets::created_at.eq(micros(wallet.created_at)),
+            wallets::updated_at.eq(micros(wallet.updated_at)),
+        );
+        let id = wallet.id;
+        self.transaction(move |c| {
+            diesel::insert_into(wallets::table)
+                .values(row)
+                .execute(c)
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AdapterError::Conflict(format!("wallet {id}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
+        self.transaction(move |c| {
+            let row: (String, String, i64, i64) = wallets::table
+                .find(id.to_string())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            to_wallet(row)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
+        self.transaction(move |c| {
+            let rows: Vec<(String, String, i64, i64)> = wallets::table
+                .order((wallets::created_at, wallets::id))
+                .offset(offset(page))
+                .limit(i64::from(page.limit))
+                .load(c)?;
+            rows.into_iter().map(to_wallet).collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
+        let wallet = key.wallet_id.to_string();
+        let row = (
+            api_keys::wallet_id.eq(wallet.clone()),
+            api_keys::tag.eq(key.hash.tag.0.to_vec()),
+            api_keys::salt.eq(key.hash.salt.to_vec()),
+            api_keys::digest.eq(key.hash.digest.to_vec()),
+            api_keys::created_at.eq(micros(key.created_at)),
+        );
+        self.transaction(move |c| {
+            let exists: i64 = wallets::table.find(&wallet).count().get_result(c)?;
+            if exists == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            diesel::insert_into(api_keys::table).values(row).execute(c)?;
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
+        self.transaction(move |c| {
+            let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> = api_keys::table
+                .filter(api_keys::tag.eq(tag.0.to_vec()))
+                .select((
+                    api_keys::wallet_id,
+                    api_keys::salt,
+                    api_keys::digest,
+                    api_keys::created_at,
+                ))
+                .load(c)?;
+            rows.into_iter()
+                .map(|(wallet, salt, digest, created)| {
+                    Ok(StoredApiKey {
+                        wallet_id: parse_id(&wallet)?,
+                        hash: ApiKeyHash {
+                            tag,
+                            salt: salt.try_into().map_err(|_| AdapterError::corrupt("salt length"))?,
+                            digest: digest
+                                .try_into()
+                                .map_err(|_| AdapterError::corrupt("digest length"))?,
+                        },
+                        created_at: from_micros(created)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+fn to_wallet((id, name, created, updated): (String, String, i64, i64)) -> Result<Wallet, AdapterError> {
+    Ok(Wallet {
+        id: parse_id(&id)?,
+        name: WalletName::new(&name).map_err(AdapterError::corrupt)?,
+        created_at: from_micros(created)?,
+        updated_at: from_micros(updated)?,
+    })
+}
+
+fn offset(page: Page) -> i64 {
+    i64::try_from(page.offset).unwrap_or(i64::MAX)
+}
+
+type WebhookRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+    i64,
+);
+
+macro_rules! webhook_select {
+    () => {
+        (
+            webhooks::id,
+            webhooks::wallet_id,
+            webhooks::url,
+            webhooks::custom_headers,
+            webhooks::event_types,
+            webhooks::signing_keys,
+            webhooks::retry_policy,
+            webhooks::enabled,
+            webhooks::created_at,
+        )
+    };
+}
+
+fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
+    let (id, wallet_id, url, custom_headers, event_types, signing_keys, retry_policy, enabled, created_at) =
+        row;
+    to_webhook(WebhookColumns {
+        id,
+        wallet_id,
+        url,
+        custom_headers,
+        event_types,
+        signing_keys,
+        retry_policy,
+        enabled,
+        created_at,
+    })
+}
+
+fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), AdapterError> {
+    let w = webhook_columns(webhook);
+    let id = w.id.clone();
+    diesel::insert_into(webhooks::table)
+        .values((
+            webhooks::id.eq(w.id),
+            webhooks::wallet_id.eq(w.wallet_id),
+            webhooks::url.eq(w.url),
+            webhooks::custom_headers.eq(w.custom_headers),
+            webhooks::event_types.eq(w.event_types),
+            webhooks::signing_keys.eq(w.signing_keys),
+            webhooks::retry_policy.eq(w.retry_policy),
+            webhooks::enabled.eq(w.enabled),
+            webhooks::created_at.eq(w.created_at),
+        ))
+        .execute(c)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                AdapterError::Conflict(format!("webhook {id}"))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+/// Cancels the unfinished deliveries of one webhook.
+fn cancel_deliveries_of(
+    c: &mut SqliteConnection,
+    webhook: &str,
+    reason: CancelReason,
+    now: OffsetDateTime,
+) -> Result<(), AdapterError> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::webhook_id.eq(webhook))
+            .filter(deliveries::due_at.is_not_null()),
+    )
+    .set((
+        deliveries::state.eq(DeliveryStateKind::Cancelled.as_str()),
+        deliveries::due_at.eq(None::<i64>),
+        deliveries::lease_owner.eq(None::<String>),
+        deliveries::final_at.eq(Some(micros(now))),
+        deliveries::cancel_reason.eq(Some(reason.as_str())),
+    ))
+    .execute(c)?;
+    Ok(())
+}
+
+#[async_trait]
+impl WebhookRepository for SqliteStore {
+    async fn create_webhook(
+        &self,
+        webhook: &Webhook,
+        limit: Option<u32>,
+    ) -> Result<(), WebhookStoreError> {
+        let webhook = webhook.clone();
+        self.transaction(move |c| {
+            if let (Some(limit), Some(wallet)) = (limit, webhook_columns(&webhook).wallet_id) {
+                let count: i64 = webhooks::table
+                    .filter(webhooks::wallet_id.eq(wallet))
+                    .filter(webhooks::deleted_at.is_null())
+                    .count()
+                    .get_result(c)?;
+                if count >= i64::from(limit) {
+                    return Err(AdapterError::LimitReached(limit));
+                }
+            }
+            insert_webhook(c, &webhook)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn get_webhook(
+        &self,
+        wallet: WalletId,
+        id: WebhookId,
+    ) -> Result<Webhook, WebhookStoreError> {
+        self.transaction(move |c| {
+            let row: WebhookRow = webhooks::table
+                .filter(webhooks::id.eq(id.to_string()))
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhook_select!())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            row_to_webhook(row)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_webhooks(
+        &self,
+        wallet: WalletId,
+        page: Page,
+    ) -> Result<Vec<Webhook>, WebhookStoreError> {
+        self.transaction(move |c| {
+            let rows: Vec<WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .order((webhooks::created_at, webhooks::id))
+                .offset(offset(page))
+                .limit(i64::from(page.limit))
+                .select(webhook_select!())
+                .load(c)?;
+            rows.into_iter().map(row_to_webhook).collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn delete_webhook(
+        &self,
+        wallet: WalletId,
+        id: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        self.transaction(move |c| {
+            let id = id.to_string();
+            let deleted = diesel::update(
+                webhooks::table
+                    .filter(webhooks::id.eq(&id))
+                    .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                    .filter(webhooks::deleted_at.is_null()),
+            )
+            .set((webhooks::deleted_at.eq(Some(micros(now))), webhooks::enabled.eq(false)))
+            .execute(c)?;
+            if deleted == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn disable_webhook(
+        &self,
+        id: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        self.transaction(move |c| {
+            let id = id.to_string();
+            let found = diesel::update(webhooks::table.find(&id))
+                .set(webhooks::enabled.eq(false))
+                .execute(c)?;
+            if found == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            cancel_deliveries_of(c, &id, CancelReason::TargetGone, now)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn set_global_webhook(
+        &self,
+        webhook: Option<Webhook>,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        self.transaction(move |c| {
+            let current: Option<WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.is_null())
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhook_select!())
+                .first(c)
+                .optional()?;
+            if let (Some(row), Some(wanted)) = (&current, &webhook)
+                && row.2 == wanted.url.as_str()
+                && row.3 == to_json(&wanted.custom_headers)
+            {
+                return Ok(());
+            }
+            if let Some(row) = current {
+                diesel::update(webhooks::table.find(&row.0))
+                    .set((webhooks::deleted_at.eq(Some(micros(now))), webhooks::enabled.eq(false)))
+                    .execute(c)?;
+                cancel_deliveries_of(c, &row.0, CancelReason::TargetDeleted, now)?;
+            }
+            match webhook {
+                Some(wanted) => insert_webhook(c, &wanted),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+type DeliveryRow = (String, String, String, String, Option<i64>, i32, Option<i64>, Option<String>, i64);
+
+macro_rules! delivery_select {
+    () => {
+        (
+            deliveries::id,
+            deliveries::event_id,
+            deliveries::webhook_id,
+            deliveries::state,
+            deliveries::due_at,
+            deliveries::attempts,
+            deliveries::final_at,
+            deliveries::cancel_reason,
+            deliveries::first_due,
+        )
+    };
+}
+
+fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterError> {
+    to_delivery(DeliveryColumns {
+        id: &row.0,
+        event_id: &row.1,
+        webhook_id: &row.2,
+        state: &row.3,
+        due_at: row.4,
+        attempts: row.5,
+        final_at: row.6,
+        cancel_reason: row.7.as_deref(),
+        first_due: row.8,
+    })
+}
+
+type EventRow = (String, String, String, i64, String);
+
+fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, AdapterError> {
+    // Stored events were validated when published; rebuild without rejecting data that an
+    // older version accepted.
+    let event_type = EventType::parse(&kind).map_err(AdapterError::corrupt)?;
+    let data: serde_json::Value = from_json(&data)?;
+    Event::new(
+        parse_id(&id)?,
+        Timestamp::from_datetime(from_micros(ts)?),
+        event_type,
+        data,
+        parse_id(&wallet)?,
+    )
+    .map_err(AdapterError::corrupt)
+}
+
+fn load_event(c: &mut SqliteConnection, id: &str) -> Result<Event, AdapterError> {
+    let row: EventRow = events::table
+        .find(id)
+        .select((events::id, events::wallet_id, events::event_type, events::ts, events::data))
+        .first(c)?;
+    row_to_event(row)
+}
+
+/// Writes a delivery's state columns, only while it is leased to `owner`. Returns whether it
+/// was.
+fn write_leased_state(
+    c: &mut SqliteConnection,
+    owner: &str,
+    delivery: &Delivery,
+    lease_owner: Option<&str>,
+) -> Result<bool, AdapterError> {
+    let s = state_columns(delivery.state());
+    let attempts_done = i32::try_from(delivery.attempts()).unwrap_or(i32::MAX);
+    let n = diesel::update(
+        deliveries::table
+            .filter(deliveries::id.eq(delivery.id().to_string()))
+            .filter(deliveries::state.eq(DeliveryStateKind::InFlight.as_str()))
+            .filter(deliveries::lease_owner.eq(owner)),
+    )
+    .set((
+        deliveries::state.eq(s.state),
+        deliveries::due_at.eq(s.due_at),
+        deliveries::attempts.eq(attempts_done),
+        deliveries::lease_owner.eq(lease_owner),
+        deliveries::final_at.eq(s.final_at),
+        deliveries::cancel_reason.eq(s.cancel_reason),
+        deliveries::first_due.eq(micros(delivery.first_due())),
+    ))
+    .execute(c)?;
+    Ok(n == 1)
+}
+
+#[async_trait]
+impl EventOutbox for SqliteStore {
+    async fn publish(
+        &self,
+        event: &Event,
+        idempotency: Option<Idempotency>,
+        now: OffsetDateTime,
+    ) -> Result<Published, OutboxError> {
+        let event = event.clone();
+        self.transaction(move |c| {
+            let id = event.id().to_string();
+            let wallet = event.wallet_id().to_string();
+            // A repeated publish returns the first result.
+            let earlier: Option<(String, String, Option<String>, i32)> = match &idempotency {
+                Some(idem) => events::table
+                    .filter(events::wallet_id.eq(&wallet))
+                    .filter(events::idempotency_key.eq(&idem.key))
+                    .select((events::id, events::wallet_id, events::fingerprint, events::deliveries))
+                    .first(c)
+                    .optional()?,
+                None => None,
+            };
+            let earlier = match earlier {
+                Some(found) => Some(found),
+                None => events::table
+                    .find(&id)
+                    .select((events::id, events::wallet_id, events::fingerprint, events::deliveries))
+                    .first(c)
+                    .optional()?,
+            };
+            if let Some((first_id, first_wallet, fingerprint, count)) = earlier {
+                if first_wallet != wallet {
+                    return Err(AdapterError::Conflict(format!("event id {id} is taken")));
+                }
+                if let Some(idem) = &idempotency
+                    && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
+                {
+                    return Err(AdapterError::Conflict(
+                        "the idempotency key was used before with a different request".to_owned(),
+                    ));
+                }
+                return Ok(Published {
+                    event_id: parse_id(&first_id)?,
+                    deliveries: u32::try_from(count).unwrap_or_default(),
+                    replayed: true,
+                });
+            }
+
+            let candidates: Vec<WebhookRow> = webhooks::table
+                .filter(webhooks::deleted_at.is_null())
+                .filter(webhooks::enabled.eq(true))
+                .filter(webhooks::wallet_id.eq(&wallet).or(webhooks::wallet_id.is_null()))
+                .select(webhook_select!())
+                .load(c)?;
+            let mut targets = Vec::new();
+            for row in candidates {
+                let webhook = row_to_webhook(row)?;
+                if webhook.wants(&event) {
+                    targets.push(webhook.id);
+                }
+            }
+            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
+            diesel::insert_into(events::table)
+                .values((
+                    events::id.eq(&id),
+                    events::wallet_id.eq(&wallet),
+                    events::event_type.eq(event.event_type().as_str()),
+                    events::ts.eq(micros(event.ts().as_datetime())),
+                    events::data.eq(to_json(event.data())),
+                    events::idempotency_key.eq(idempotency.as_ref().map(|i| i.key.clone())),
+                    events::fingerprint.eq(idempotency.as_ref().map(|i| i.fingerprint.clone())),
+                    events::deliveries.eq(count),
+                    events::created_at.eq(micros(now)),
+                ))
+                .execute(c)?;
+            let rows: Vec<_> = targets
+                .iter()
+                .map(|webhook| {
+                    (
+                        deliveries::id.eq(uuid::Uuid::new_v4().to_string()),
+                        deliveries::event_id.eq(id.clone()),
+                        deliveries::webhook_id.eq(webhook.to_string()),
+                        deliveries::wallet_id.eq(wallet.clone()),
+                        deliveries::state.eq(DeliveryStateKind::Pending.as_str()),
+                        deliveries::due_at.eq(Some(micros(now))),
+                        deliveries::attempts.eq(0),
+                        deliveries::first_due.eq(micros(now)),
+                        deliveries::created_at.eq(micros(now)),
+                    )
+                })
+                .collect();
+            if !rows.is_empty() {
+                diesel::insert_into(deliveries::table).values(rows).execute(c)?;
+            }
+            Ok(Published {
+                event_id: event.id(),
+                deliveries: u32::try_from(count).unwrap_or_default(),
+                replayed: false,
+            })
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
+        self.transaction(move |c| {
+            let row: EventRow = events::table
+                .filter(events::id.eq(id.to_string()))
+                .filter(events::wallet_id.eq(wallet.to_string()))
+                .select((events::id, events::wallet_id, events::event_type, events::ts, events::data))
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            row_to_event(row)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_deliveries(
+        &self,
+        wallet: WalletId,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        self.transaction(move |c| {
+            let mut query = deliveries::table
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .into_boxed();
+            if let Some(event) = filter.event_id {
+                query = query.filter(deliveries::event_id.eq(event.to_string()));
+            }
+            if let Some(webhook) = filter.webhook_id {
+                query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+            }
+            if let Some(state) = filter.state {
+                query = query.filter(deliveries::state.eq(state.as_str()));
+            }
+            let rows: Vec<DeliveryRow> = query
+                .order((deliveries::created_at, deliveries::id))
+                .offset(offset(page))
+                .limit(i64::from(page.limit))
+                .select(delivery_select!())
+                .load(c)?;
+            rows.iter().map(row_to_delivery).collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_attempts(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+    ) -> Result<Vec<AttemptLog>, OutboxError> {
+        self.transaction(move |c| {
+            let id = delivery.to_string();
+            let owned: i64 = deliveries::table
+                .filter(deliveries::id.eq(&id))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .count()
+                .get_result(c)?;
+            if owned == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            type AttemptRow = (i32, i64, i64, String, Option<i32>, Option<String>, Option<String>);
+            let rows: Vec<AttemptRow> = attempts::table
+                .filter(attempts::delivery_id.eq(&id))
+                .order(attempts::id)
+                .select((
+                    attempts::number,
+                    attempts::started_at,
+                    attempts::duration_us,
+                    attempts::outcome,
+                    attempts::status_code,
+                    attempts::response_excerpt,
+                    attempts::error,
+                ))
+                .load(c)?;
+            rows.into_iter()
+                .map(|(number, started, duration, outcome, status, excerpt, error)| {
+                    Ok(AttemptLog {
+                        number: u32::try_from(number).map_err(AdapterError::corrupt)?,
+                        started_at: from_micros(started)?,
+                        duration: Duration::from_micros(u64::try_from(duration).unwrap_or_default()),
+                        outcome: to_outcome(&outcome, status)?,
+                        response_excerpt: excerpt,
+                        error,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn requeue(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, OutboxError> {
+        self.transaction(move |c| {
+            let row: DeliveryRow = deliveries::table
+                .filter(deliveries::id.eq(delivery.to_string()))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .select(delivery_select!())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            let requeued = row_to_delivery(&row)?
+                .requeue(now)
+                .map_err(|e| AdapterError::Conflict(e.to_string()))?;
+            let s = state_columns(requeued.state());
+            diesel::update(deliveries::table.find(&row.0))
+                .set((
+                    deliveries::state.eq(s.state),
+                    deliveries::due_at.eq(s.due_at),
+                    deliveries::attempts.eq(0),
+                    deliveries::lease_owner.eq(None::<String>),
+                    deliveries::final_at.eq(s.final_at),
+                    deliveries::cancel_reason.eq(s.cancel_reason),
+                    deliveries::first_due.eq(micros(requeued.first_due())),
+                ))
+                .execute(c)?;
+            Ok(requeued)
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn claim_due(
+        &self,
+        owner: &LeaseOwner,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
+        let owner = owner.0.clone();
+        let leased_until = crate::rows::add_lease(now, lease);
+        self.transaction(move |c| {
+            let rows: Vec<DeliveryRow> = deliveries::table
+                .filter(deliveries::due_at.le(micros(now)))
+                .order(deliveries::due_at)
+                .limit(i64::from(limit))
+                .select(delivery_select!())
+                .load(c)?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let delivery = row_to_delivery(row)?
+                    .claim(now, leased_until)
+                    .map_err(AdapterError::corrupt)?;
+                let s = state_columns(delivery.state());
+                diesel::update(deliveries::table.find(&row.0))
+                    .set((
+                        deliveries::state.eq(s.state),
+                        deliveries::due_at.eq(s.due_at),
+                        deliveries::lease_owner.eq(Some(&owner)),
+                    ))
+                    .execute(c)?;
+                let event = load_event(c, &row.1)?;
+                let webhook: WebhookRow = webhooks::table
+                    .find(&row.2)
+                    .select(webhook_select!())
+                    .first(c)?;
+                claimed.push(ClaimedDelivery {
+                    delivery,
+                    event,
+                    webhook: row_to_webhook(webhook)?,
+                });
+            }
+            Ok(claimed)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn record_attempts(
+        &self,
+        owner: &LeaseOwner,
+        records: &[AttemptRecord],
+    ) -> Result<Vec<DeliveryId>, OutboxError> {
+        let owner = owner.0.clone();
+        let records = records.to_vec();
+        self.transaction(move |c| {
+            let mut lost = Vec::new();
+            for record in &records {
+                if !write_leased_state(c, &owner, &record.delivery, None)? {
+                    lost.push(record.delivery.id());
+                    continue;
+                }
+                let a = &record.attempt;
+                let (outcome, status) = outcome_columns(&a.outcome);
+                diesel::insert_into(attempts::table)
+                    .values((
+                        attempts::delivery_id.eq(record.delivery.id().to_string()),
+                        attempts::number.eq(i32::try_from(a.number).unwrap_or(i32::MAX)),
+                        attempts::started_at.eq(micros(a.started_at)),
+                        attempts::duration_us.eq(duration_micros(a.duration)),
+                        attempts::outcome.eq(outcome),
+                        attempts::status_code.eq(status),
+                        attempts::response_excerpt.eq(a.response_excerpt.clone()),
+                        attempts::error.eq(a.error.clone()),
+                    ))
+                    .execute(c)?;
+            }
+            Ok(lost)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn release(&self, owner: &LeaseOwner, released: &[Delivery]) -> Result<(), OutboxError> {
+        let owner = owner.0.clone();
+        let released = released.to_vec();
+        self.transaction(move |c| {
+            for delivery in &released {
+                write_leased_state(c, &owner, delivery, None)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
+        self.transaction(|c| {
+            let next: Option<i64> = deliveries::table
+                .select(diesel::dsl::min(deliveries::due_at))
+                .first(c)?;
+            next.map(from_micros).transpose()
+        })
+        .await
+        .map_err(Into::into)
+    }
+}

@@ -1,0 +1,88 @@
+//! The diesel schema of the SQLite migrations.
+
+diesel::table! {
+    wallets (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Integer,
+        wallet_id -> Text,
+        tag -> Binary,
+        salt -> Binary,
+        digest -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        wallet_id -> Nullable<Text>,
+        url -> Text,
+        custom_headers -> Text,
+        event_types -> Nullable<Text>,
+        signing_keys -> Nullable<Text>,
+        retry_policy -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> BigInt,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        wallet_id -> Text,
+        event_type -> Text,
+        ts -> BigInt,
+        data -> Text,
+        idempotency_key -> Nullable<Text>,
+        fingerprint -> Nullable<Text>,
+        deliveries -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        event_id -> Text,
+        webhook_id -> Text,
+        wallet_id -> Text,
+        state -> Text,
+        due_at -> Nullable<BigInt>,
+        attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        final_at -> Nullable<BigInt>,
+        cancel_reason -> Nullable<Text>,
+        first_due -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attempts (id) {
+        id -> Integer,
+        delivery_id -> Text,
+        number -> Integer,
+        started_at -> BigInt,
+        duration_us -> BigInt,
+        outcome -> Text,
+        status_code -> Nullable<Integer>,
+        response_excerpt -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(api_keys -> wallets (wallet_id));
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(deliveries -> webhooks (webhook_id));
+diesel::joinable!(attempts -> deliveries (delivery_id));
+
+diesel::allow_tables_to_appear_in_same_query!(wallets, api_keys, webhooks, events, deliveries, attempts);
