@@ -1,0 +1,149 @@
+//! Errors as RFC 9457 problem details: `{status, type, title, detail, instance}` with
+//! `Content-Type: application/problem+json`. Bodies never carry secrets or internals.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub status: u16,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Self {
+            status: status.as_u16(),
+            kind: format!("https://webhookd.dev/problems/{slug}"),
+            title: title.to_owned(),
+            detail: None,
+            instance: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", "The request is malformed").detail(detail)
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "The request is well-formed but invalid",
+        )
+        .detail(detail)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication failed")
+            .detail("send a valid API key in the apikey header")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!("{what} not found"))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", "The request conflicts with the current state")
+            .detail(detail)
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The database is unavailable; try again shortly",
+        )
+    }
+
+    /// A failure of ours. The cause is logged, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            Json(self),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => Problem::unprocessable(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body must be JSON",
+            )
+            .detail("send Content-Type: application/json"),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is too large")
+                    .detail(e.body_text())
+            }
+            other => Problem::bad_request(other.body_text()),
+        }
+    }
+}
+
+impl From<webhook_ports::WebhookStoreError> for Problem {
+    fn from(e: webhook_ports::WebhookStoreError) -> Self {
+        use webhook_ports::WebhookStoreError as E;
+        match e {
+            E::NotFound => Problem::not_found("webhook"),
+            E::LimitReached { limit } => Problem::unprocessable(format!(
+                "the wallet already has {limit} webhooks, the most allowed; delete one first"
+            )),
+            E::Conflict(what) => Problem::conflict(what),
+            E::Unavailable(_) => Problem::unavailable(),
+            E::Backend(ref source) => Problem::internal(source),
+        }
+    }
+}
+
+impl From<webhook_ports::OutboxError> for Problem {
+    fn from(e: webhook_ports::OutboxError) -> Self {
+        use webhook_ports::OutboxError as E;
+        match e {
+            E::NotFound => Problem::not_found("resource"),
+            E::Conflict(what) => Problem::conflict(what),
+            E::Unavailable(_) => Problem::unavailable(),
+            E::Backend(ref source) => Problem::internal(source),
+        }
+    }
+}
+
+impl From<webhook_ports::WalletStoreError> for Problem {
+    fn from(e: webhook_ports::WalletStoreError) -> Self {
+        use webhook_ports::WalletStoreError as E;
+        match e {
+            E::NotFound => Problem::not_found("wallet"),
+            E::Conflict(what) => Problem::conflict(what),
+            E::Unavailable(_) => Problem::unavailable(),
+            E::Backend(ref source) => Problem::internal(source),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Start-up state from configuration: the default wallet (with its key and, once, its webhook)
+//! and the global webhook.
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use webhook_domain::{
+    ApiKey, ApiKeyHash, ApiKeyTag, CustomHeaders, Wallet, WalletId, WalletName, Webhook,
+    WebhookId, WebhookScope, WebhookUrl,
+};
+use webhook_ports::{StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository};
+
+use crate::config::IdentusSettings;
+use crate::secrets;
+
+/// What start-up created that the operator must see once.
+#[derive(Debug, Default)]
+pub struct Bootstrapped {
+    /// A default-wallet key that was generated because none was configured. Shown once.
+    pub generated_default_key: Option<ApiKey>,
+    pub default_wallet_created: bool,
+}
+
+/// Creates the default wallet on first start (with its key and its webhook from the
+/// environment), binds a configured default-wallet key if it is new, and sets the global
+/// webhook from the environment.
+pub(crate) async fn bootstrap(
+    wallets: &dyn WalletRepository,
+    webhooks: &dyn WebhookRepository,
+    identus: &IdentusSettings,
+    now: OffsetDateTime,
+) -> anyhow::Result<Bootstrapped> {
+    let mut outcome = Bootstrapped::default();
+    if identus.default_wallet_enabled {
+        outcome = default_wallet(wallets, webhooks, identus, now).await?;
+    }
+    let global = match &identus.global_webhook_url {
+        Some(url) if !url.is_empty() => Some(env_webhook(
+            "GLOBAL_WEBHOOK_URL",
+            url,
+            identus.global_webhook_api_key.as_deref(),
+            WebhookScope::Global,
+            now,
+        )?),
+        _ => None,
+    };
+    webhooks
+        .set_global_webhook(global, now)
+        .await
+        .context("cannot store the global webhook")?;
+    Ok(outcome)
+}
+
+async fn default_wallet(
+    wallets: &dyn WalletRepository,
+    webhooks: &dyn WebhookRepository,
+    identus: &IdentusSettings,
+    now: OffsetDateTime,
+) -> anyhow::Result<Bootstrapped> {
+    let mut outcome = Bootstrapped::default();
+    let wallet = Wallet {
+        id: WalletId::DEFAULT,
+        name: WalletName::new("default").context("a valid name")?,
+        created_at: now,
+        updated_at: now,
+    };
+    match wallets.create_wallet(&wallet).await {
+        Ok(()) => outcome.default_wallet_created = true,
+        Err(WalletStoreError::Conflict(_)) => {}
+        Err(e) => return Err(e).context("cannot create the default wallet"),
+    }
+    let configured = identus
+        .default_wallet_auth_api_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(ApiKey::parse)
+        .transpose()
+        .context("DEFAULT_WALLET_AUTH_API_KEY")?;
+    match configured {
+        Some(key) => {
+            let bound = wallets.find_api_keys(ApiKeyTag::of(&key)).await?;
+            if !bound.iter().any(|k| k.hash.matches(&key)) {
+                bind_key(wallets, &key, now).await?;
+            }
+        }
+        None if outcome.default_wallet_created => {
+            let key = secrets::api_key()?;
+            bind_key(wallets, &key, now).await?;
+            outcome.generated_default_key = Some(key);
+        }
+        None => {}
+    }
+    // Identus reads the default wallet's webhook variables only when it creates the wallet.
+    if outcome.default_wallet_created
+        && let Some(url) = identus
+            .default_wallet_webhook_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+    {
+        let webhook = env_webhook(
+            "DEFAULT_WALLET_WEBHOOK_URL",
+            url,
+            identus.default_wallet_webhook_api_key.as_deref(),
+            WebhookScope::Wallet(WalletId::DEFAULT),
+            now,
+        )?;
+        webhooks
+            .create_webhook(&webhook, None)
+            .await
+            .context("cannot store the default wallet's webhook")?;
+    }
+    Ok(outcome)
+}
+
+async fn bind_key(
+    wallets: &dyn WalletRepository,
+    key: &ApiKey,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    wallets
+        .add_api_key(&StoredApiKey {
+            wallet_id: WalletId::DEFAULT,
+            hash: ApiKeyHash::new(key, secrets::salt()?),
+            created_at: now,
+        })
+        .await
+        .context("cannot store the default wallet's API key")
+}
+
+/// A webhook configured by environment variables: the key becomes a bearer token, as Identus
+/// does. Unsigned, because an Identus receiver expects no secret.
+fn env_webhook(
+    variable: &str,
+    url: &str,
+    api_key: Option<&str>,
+    scope: WebhookScope,
+    now: OffsetDateTime,
+) -> anyhow::Result<Webhook> {
+    let url = WebhookUrl::parse(url).with_context(|| format!("{variable}"))?;
+    let headers = match api_key.filter(|k| !k.is_empty()) {
+        Some(key) => CustomHeaders::bearer(key).with_context(|| format!("{variable}: API key"))?,
+        None => CustomHeaders::default(),
+    };
+    Ok(Webhook::new(
+        WebhookId::from_uuid(uuid::Uuid::new_v4()),
+        scope,
+        url,
+        headers,
+        now,
+    ))
+}

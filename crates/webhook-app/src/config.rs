@@ -1,0 +1,230 @@
+//! Configuration: built-in defaults, then an optional TOML file, then environment variables
+//! (`WEBHOOKD_*` for our settings, with `__` between nested names, and the Identus names as
+//! they are). This is the only module that reads the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use webhook_domain::RetryPolicy;
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// Prefix of every API path; `/cloud-agent` as in the Identus tutorial.
+    pub base_path: String,
+    /// Where the embedded database lives.
+    pub data_dir: PathBuf,
+    /// `sqlite://<path>`; empty means `<data_dir>/webhookd.db`.
+    pub database_url: String,
+    /// Most webhooks one wallet may register.
+    pub max_webhooks_per_wallet: u32,
+    /// Applied to targets without a retry policy of their own.
+    pub default_retry_policy: RetryPolicy,
+    pub dispatcher: DispatcherSettings,
+    /// The Identus environment variables.
+    pub identus: IdentusSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Deliveries claimed (and attempted concurrently) at once.
+    pub batch_size: u32,
+    /// How long a claim is leased before another dispatcher may take it.
+    pub lease_ms: u64,
+    /// Limit of one attempt, connect to last byte read.
+    pub attempt_timeout_ms: u64,
+    /// Longest idle sleep; publishes wake the dispatcher at once.
+    pub poll_interval_ms: u64,
+}
+
+impl DispatcherSettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// The Identus Cloud Agent's webhook settings, under the names Identus reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentusSettings {
+    pub global_webhook_url: Option<String>,
+    pub global_webhook_api_key: Option<String>,
+    pub default_wallet_enabled: bool,
+    pub default_wallet_webhook_url: Option<String>,
+    pub default_wallet_webhook_api_key: Option<String>,
+    pub default_wallet_auth_api_key: Option<String>,
+}
+
+const DEFAULTS: &str = r#"
+listen = "127.0.0.1:8080"
+base_path = "/cloud-agent"
+data_dir = "data"
+database_url = ""
+max_webhooks_per_wallet = 10
+default_retry_policy = { kind = "preset", name = "identus" }
+
+[dispatcher]
+batch_size = 64
+lease_ms = 60000
+attempt_timeout_ms = 5000
+poll_interval_ms = 1000
+
+[identus]
+default_wallet_enabled = true
+"#;
+
+/// The Identus variable names and where they go.
+const IDENTUS_VARIABLES: &[(&str, &str)] = &[
+    ("GLOBAL_WEBHOOK_URL", "identus.global_webhook_url"),
+    ("GLOBAL_WEBHOOK_API_KEY", "identus.global_webhook_api_key"),
+    ("DEFAULT_WALLET_ENABLED", "identus.default_wallet_enabled"),
+    ("DEFAULT_WALLET_WEBHOOK_URL", "identus.default_wallet_webhook_url"),
+    ("DEFAULT_WALLET_WEBHOOK_API_KEY", "identus.default_wallet_webhook_api_key"),
+    ("DEFAULT_WALLET_AUTH_API_KEY", "identus.default_wallet_auth_api_key"),
+];
+
+impl Settings {
+    /// The built-in defaults alone: what a test starts from.
+    pub fn defaults() -> anyhow::Result<Self> {
+        Self::build(None, &[])
+    }
+
+    /// Defaults, then `file` (TOML) if given, then the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::build(file, &env)
+    }
+
+    fn build(file: Option<&std::path::Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let ours: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("WEBHOOKD_") && k != "WEBHOOKD_CONFIG")
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WEBHOOKD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(ours)),
+        );
+        for (variable, key) in IDENTUS_VARIABLES {
+            if let Some((_, value)) = env.iter().find(|(k, _)| k == variable) {
+                builder = builder
+                    .set_override(*key, value.clone())
+                    .with_context(|| format!("{variable}: cannot be applied"))?;
+            }
+        }
+        let settings: Settings = builder
+            .build()
+            .context("configuration: cannot be read")?
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.base_path.is_empty()
+            || (self.base_path.starts_with('/') && !self.base_path.ends_with('/')))
+        {
+            anyhow::bail!(
+                "base_path: {:?} must be empty or start with / and not end with /",
+                self.base_path
+            );
+        }
+        if self.dispatcher.batch_size == 0 {
+            anyhow::bail!("dispatcher.batch_size: must be at least 1");
+        }
+        if self.dispatcher.attempt_timeout_ms == 0 || self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms {
+            anyhow::bail!(
+                "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (and both above 0)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The SQLite file the database URL names.
+    pub fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
+        if self.database_url.is_empty() {
+            return Ok(self.data_dir.join("webhookd.db"));
+        }
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => anyhow::bail!(
+                "database_url: {:?} is not supported; use sqlite://<path> (PostgreSQL support is coming)",
+                self.database_url.split('@').next_back().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_identus_compatible() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.base_path, "/cloud-agent");
+        assert_eq!(s.default_retry_policy, RetryPolicy::identus());
+        assert_eq!(s.dispatcher.attempt_timeout(), Duration::from_secs(5));
+        assert!(s.identus.default_wallet_enabled);
+        assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("data/webhookd.db"));
+    }
+
+    #[test]
+    fn environment_overrides_defaults_under_both_naming_schemes() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_LISTEN", "0.0.0.0:9000"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "8"),
+                ("GLOBAL_WEBHOOK_URL", "http://localhost:9095"),
+                ("DEFAULT_WALLET_ENABLED", "false"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.dispatcher.batch_size, 8);
+        assert_eq!(s.identus.global_webhook_url.as_deref(), Some("http://localhost:9095"));
+        assert!(!s.identus.default_wallet_enabled);
+    }
+
+    #[test]
+    fn invalid_settings_fail_with_the_setting_named() {
+        let err = Settings::build(None, &env(&[("WEBHOOKD_LISTEN", "nowhere")])).unwrap_err();
+        assert!(format!("{err:#}").contains("listen"), "{err:#}");
+        let err = Settings::build(None, &env(&[("WEBHOOKD_BASE_PATH", "api/")])).unwrap_err();
+        assert!(format!("{err:#}").contains("base_path"), "{err:#}");
+        let mut s = Settings::defaults().unwrap();
+        s.database_url = "mysql://u:p@host/db".into();
+        let err = s.sqlite_path().unwrap_err().to_string();
+        assert!(err.contains("database_url") && !err.contains("u:p"), "{err}");
+    }
+}
