@@ -4,8 +4,8 @@
 use anyhow::Context;
 use time::OffsetDateTime;
 use webhook_domain::{
-    ApiKey, ApiKeyHash, ApiKeyTag, CustomHeaders, Wallet, WalletId, WalletName, Webhook,
-    WebhookId, WebhookScope, WebhookUrl,
+    ApiKey, ApiKeyHash, ApiKeyTag, CustomHeaders, Wallet, WalletId, WalletName, Webhook, WebhookId,
+    WebhookScope, WebhookUrl,
 };
 use webhook_ports::{StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository};
 

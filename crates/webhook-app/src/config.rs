@@ -93,9 +93,18 @@ const IDENTUS_VARIABLES: &[(&str, &str)] = &[
     ("GLOBAL_WEBHOOK_URL", "identus.global_webhook_url"),
     ("GLOBAL_WEBHOOK_API_KEY", "identus.global_webhook_api_key"),
     ("DEFAULT_WALLET_ENABLED", "identus.default_wallet_enabled"),
-    ("DEFAULT_WALLET_WEBHOOK_URL", "identus.default_wallet_webhook_url"),
-    ("DEFAULT_WALLET_WEBHOOK_API_KEY", "identus.default_wallet_webhook_api_key"),
-    ("DEFAULT_WALLET_AUTH_API_KEY", "identus.default_wallet_auth_api_key"),
+    (
+        "DEFAULT_WALLET_WEBHOOK_URL",
+        "identus.default_wallet_webhook_url",
+    ),
+    (
+        "DEFAULT_WALLET_WEBHOOK_API_KEY",
+        "identus.default_wallet_webhook_api_key",
+    ),
+    (
+        "DEFAULT_WALLET_AUTH_API_KEY",
+        "identus.default_wallet_auth_api_key",
+    ),
 ];
 
 impl Settings {
@@ -156,7 +165,9 @@ impl Settings {
         if self.dispatcher.batch_size == 0 {
             anyhow::bail!("dispatcher.batch_size: must be at least 1");
         }
-        if self.dispatcher.attempt_timeout_ms == 0 || self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms {
+        if self.dispatcher.attempt_timeout_ms == 0
+            || self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms
+        {
             anyhow::bail!(
                 "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (and both above 0)"
             );
@@ -184,7 +195,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -212,7 +226,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.dispatcher.batch_size, 8);
-        assert_eq!(s.identus.global_webhook_url.as_deref(), Some("http://localhost:9095"));
+        assert_eq!(
+            s.identus.global_webhook_url.as_deref(),
+            Some("http://localhost:9095")
+        );
         assert!(!s.identus.default_wallet_enabled);
     }
 
@@ -225,6 +242,9 @@ mod tests {
         let mut s = Settings::defaults().unwrap();
         s.database_url = "mysql://u:p@host/db".into();
         let err = s.sqlite_path().unwrap_err().to_string();
-        assert!(err.contains("database_url") && !err.contains("u:p"), "{err}");
+        assert!(
+            err.contains("database_url") && !err.contains("u:p"),
+            "{err}"
+        );
     }
 }

@@ -84,7 +84,10 @@ impl Dispatcher {
         }
         let lost = self.queue.record_attempts(&self.owner, &records).await?;
         if !lost.is_empty() {
-            tracing::warn!(count = lost.len(), "leases expired before outcomes were recorded");
+            tracing::warn!(
+                count = lost.len(),
+                "leases expired before outcomes were recorded"
+            );
         }
         for webhook in gone {
             let now = self.clock.now();
@@ -194,7 +197,9 @@ mod tests {
         AttemptOutcome, CustomHeaders, Delivery, DeliveryId, DeliveryState, Event, EventId,
         EventType, Timestamp, WalletId, Webhook, WebhookId, WebhookScope, WebhookUrl,
     };
-    use webhook_ports::{AttemptReport, MockClock, MockDeliveryQueue, MockTransport, MockWebhookRepository};
+    use webhook_ports::{
+        AttemptReport, MockClock, MockDeliveryQueue, MockTransport, MockWebhookRepository,
+    };
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
 
@@ -283,14 +288,20 @@ mod tests {
             .returning(move |url, message, timeout| {
                 assert_eq!(url.as_str(), "http://127.0.0.1:9/hook");
                 assert_eq!(message.header("authorization"), Some("Bearer token"));
-                assert_eq!(message.header("webhook-id"), Some("00000000-0000-0000-0000-000000000001"));
+                assert_eq!(
+                    message.header("webhook-id"),
+                    Some("00000000-0000-0000-0000-000000000001")
+                );
                 assert_eq!(timeout, Duration::from_secs(5));
                 report(outcome)
             });
         let mut webhooks = MockWebhookRepository::new();
         webhooks
             .expect_disable_webhook()
-            .with(mockall::predicate::eq(WebhookId::from_uuid(uuid::Uuid::from_u128(7))), always())
+            .with(
+                mockall::predicate::eq(WebhookId::from_uuid(uuid::Uuid::from_u128(7))),
+                always(),
+            )
             .times(usize::from(expect_disable))
             .returning(|_, _| Ok(()));
         let mut clock = MockClock::new();
@@ -319,7 +330,10 @@ mod tests {
     async fn a_2xx_is_recorded_as_delivered() {
         let records = one_attempt(claimed(None, 0), status(204), false).await;
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].delivery.state(), DeliveryState::Delivered { at: NOW });
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::Delivered { at: NOW }
+        );
         assert_eq!(records[0].attempt.number, 1);
         assert_eq!(records[0].attempt.outcome, status(204));
         assert_eq!(records[0].attempt.duration, Duration::from_millis(12));
@@ -330,14 +344,18 @@ mod tests {
         let records = one_attempt(claimed(None, 0), status(500), false).await;
         assert_eq!(
             records[0].delivery.state(),
-            DeliveryState::RetryScheduled { at: NOW + time::Duration::seconds(5) }
+            DeliveryState::RetryScheduled {
+                at: NOW + time::Duration::seconds(5)
+            }
         );
     }
 
     #[tokio::test]
     async fn the_target_policy_wins_over_the_default() {
         let policy = RetryPolicy::new(
-            webhook_domain::Backoff::Fixed { interval: Duration::from_millis(100) },
+            webhook_domain::Backoff::Fixed {
+                interval: Duration::from_millis(100),
+            },
             5,
             None,
         )
@@ -345,14 +363,19 @@ mod tests {
         let records = one_attempt(claimed(Some(policy), 0), AttemptOutcome::Timeout, false).await;
         assert_eq!(
             records[0].delivery.state(),
-            DeliveryState::RetryScheduled { at: NOW + time::Duration::milliseconds(100) }
+            DeliveryState::RetryScheduled {
+                at: NOW + time::Duration::milliseconds(100)
+            }
         );
     }
 
     #[tokio::test]
     async fn the_last_allowed_failure_exhausts_the_delivery() {
         let records = one_attempt(claimed(None, 2), AttemptOutcome::ConnectionFailed, false).await;
-        assert_eq!(records[0].delivery.state(), DeliveryState::Exhausted { at: NOW });
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::Exhausted { at: NOW }
+        );
         assert_eq!(records[0].attempt.number, 3);
     }
 
@@ -361,14 +384,20 @@ mod tests {
         let records = one_attempt(claimed(None, 0), status(410), true).await;
         assert!(matches!(
             records[0].delivery.state(),
-            DeliveryState::Cancelled { reason: webhook_domain::CancelReason::TargetGone, .. }
+            DeliveryState::Cancelled {
+                reason: webhook_domain::CancelReason::TargetGone,
+                ..
+            }
         ));
     }
 
     #[tokio::test]
     async fn an_empty_claim_sends_and_records_nothing() {
         let mut queue = MockDeliveryQueue::new();
-        queue.expect_claim_due().times(1).returning(|_, _, _, _| Ok(Vec::new()));
+        queue
+            .expect_claim_due()
+            .times(1)
+            .returning(|_, _, _, _| Ok(Vec::new()));
         queue.expect_record_attempts().never();
         let mut transport = MockTransport::new();
         transport.expect_send().never();

@@ -58,8 +58,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             .context("cannot open the database")?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let bootstrapped =
-        bootstrap::bootstrap(store.as_ref(), store.as_ref(), &settings.identus, clock.now()).await?;
+    let bootstrapped = bootstrap::bootstrap(
+        store.as_ref(),
+        store.as_ref(),
+        &settings.identus,
+        clock.now(),
+    )
+    .await?;
 
     let wake = Arc::new(Notify::new());
     let (shutdown, shutdown_rx) = watch::channel(false);

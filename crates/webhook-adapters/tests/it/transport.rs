@@ -1,1 +1,469 @@
+//! `HyperTransport` against real HTTP servers on 127.0.0.1: a hyper receiver that records what
+//! it gets and answers as scripted, and raw TCP listeners for targets that misbehave.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use time::OffsetDateTime;
+use time::macros::format_description;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use webhook_adapters::{HyperTransport, TransportConfig};
+use webhook_domain::{AttemptOutcome, OutboundMessage, WebhookUrl};
+use webhook_ports::{AttemptReport, Transport};
+
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Which accepted TCP connection (from 1) carried it.
+    connection: usize,
+}
+
+/// What the receiver answers to every request.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &'static str,
+}
+
+impl Reply {
+    fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: "",
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn body(mut self, body: &'static str) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// A hyper HTTP/1.1 server on 127.0.0.1 that records every request and answers `reply`.
+/// Its tasks end with the test's runtime.
+#[derive(Debug)]
+struct Receiver {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, count) = (requests.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let connection = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let (log, reply) = (log.clone(), reply.clone());
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (log, reply) = (log.clone(), reply.clone());
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        log.lock().unwrap().push(Recorded {
+                            method: parts.method,
+                            path_and_query: parts
+                                .uri
+                                .path_and_query()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            headers: parts.headers,
+                            body,
+                            connection,
+                        });
+                        let mut response = Response::builder().status(reply.status);
+                        for (name, value) in &reply.headers {
+                            response = response.header(*name, value);
+                        }
+                        Ok::<_, hyper::Error>(
+                            response
+                                .body(Full::new(Bytes::from_static(reply.body.as_bytes())))
+                                .unwrap(),
+                        )
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            connections,
+        }
+    }
+
+    fn url(&self, path: &str) -> WebhookUrl {
+        WebhookUrl::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A raw TCP target on 127.0.0.1: `behave` gets each accepted connection after the request
+/// head has been read from it.
+async fn misbehaving_target<F, Fut>(behave: F) -> WebhookUrl
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            read_request_head(&mut stream).await;
+            tokio::spawn(behave(stream));
+        }
+    });
+    WebhookUrl::parse(&format!("http://{addr}/hook")).unwrap()
+}
+
+async fn read_request_head(stream: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn message() -> OutboundMessage {
+    OutboundMessage {
+        body: br#"{"type":"DIDStatusUpdated","data":{"n":1}}"#.to_vec(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            (
+                "webhook-id".into(),
+                "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W".into(),
+            ),
+            ("webhook-timestamp".into(), "1700000000".into()),
+            ("webhook-signature".into(), "v1,c2lnbmF0dXJl".into()),
+            ("Authorization".into(), "Bearer s3cret-token".into()),
+            ("X-Tenant".into(), "acme".into()),
+        ],
+    }
+}
+
+fn transport() -> HyperTransport {
+    HyperTransport::new(TransportConfig::default())
+}
+
+async fn send(url: &WebhookUrl) -> AttemptReport {
+    transport().send(url, &message(), ATTEMPT_TIMEOUT).await
+}
+
+fn response(status: u16, retry_after: Option<Duration>) -> AttemptOutcome {
+    AttemptOutcome::Response {
+        status,
+        retry_after,
+    }
+}
+
+#[tokio::test]
+async fn posts_the_exact_body_and_headers() {
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let report = send(&receiver.url("/hooks/in?tenant=acme")).await;
+
+    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.error, None);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let got = &requests[0];
+    assert_eq!(got.method, Method::POST);
+    assert_eq!(got.path_and_query, "/hooks/in?tenant=acme");
+    assert_eq!(got.body.as_ref(), message().body.as_slice());
+    assert_eq!(got.headers["content-type"], "application/json");
+    let user_agent = got.headers["user-agent"].to_str().unwrap();
+    assert!(user_agent.starts_with("webhookd/"), "{user_agent}");
+    for (name, value) in &message().headers {
+        assert_eq!(
+            got.headers
+                .get_all(name.as_str())
+                .iter()
+                .collect::<Vec<_>>(),
+            [value.as_str()],
+            "{name}"
+        );
+    }
+    // Exactly the message's headers plus the three the transport adds.
+    let mut names: Vec<&str> = got.headers.keys().map(|n| n.as_str()).collect();
+    names.sort_unstable();
+    let mut expected: Vec<String> = message()
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .chain(["host", "content-length", "user-agent"].map(String::from))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert_eq!(
+        got.headers["content-length"],
+        message().body.len().to_string()
+    );
+    assert_eq!(got.headers["host"], receiver.addr.to_string());
+}
+
+#[tokio::test]
+async fn reports_error_statuses_as_responses() {
+    for status in [500, 410, 400, 404] {
+        let receiver = Receiver::start(Reply::status(status)).await;
+        let report = send(&receiver.url("/")).await;
+        assert_eq!(report.outcome, response(status, None), "{status}");
+        assert_eq!(report.error, None);
+        assert_eq!(receiver.requests().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn parses_retry_after_in_seconds() {
+    let receiver = Receiver::start(Reply::status(429).header("retry-after", "7")).await;
+    let report = send(&receiver.url("/")).await;
+    assert_eq!(report.outcome, response(429, Some(Duration::from_secs(7))));
+}
+
+#[tokio::test]
+async fn parses_retry_after_as_an_http_date() {
+    let format = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = OffsetDateTime::now_utc() + Duration::from_secs(120);
+    let receiver =
+        Receiver::start(Reply::status(503).header("retry-after", at.format(format).unwrap())).await;
+    let report = send(&receiver.url("/")).await;
+    let AttemptOutcome::Response {
+        status: 503,
+        retry_after: Some(wait),
+    } = report.outcome
+    else {
+        panic!(
+            "expected a 503 with a Retry-After, got {:?}",
+            report.outcome
+        );
+    };
+    // The date has whole seconds and the clock moves on during the attempt.
+    assert!(
+        (Duration::from_secs(110)..=Duration::from_secs(120)).contains(&wait),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn ignores_a_retry_after_it_cannot_read() {
+    let receiver = Receiver::start(Reply::status(503).header("retry-after", "soon")).await;
+    assert_eq!(send(&receiver.url("/")).await.outcome, response(503, None));
+}
+
+#[tokio::test]
+async fn never_follows_a_redirect() {
+    let elsewhere = Receiver::start(Reply::status(200)).await;
+    let receiver = Receiver::start(
+        Reply::status(302).header("location", elsewhere.url("/stolen").to_string()),
+    )
+    .await;
+    let report = send(&receiver.url("/")).await;
+
+    assert_eq!(report.outcome, response(302, None));
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(elsewhere.requests().is_empty());
+    assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn times_out_when_the_target_never_answers() {
+    let url = misbehaving_target(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    })
+    .await;
+    let timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let report = transport().send(&url, &message(), timeout).await;
+
+    assert_eq!(report.outcome, AttemptOutcome::Timeout);
+    assert!(report.duration >= timeout, "{:?}", report.duration);
+    assert!(
+        report.duration < Duration::from_secs(5),
+        "{:?}",
+        report.duration
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(report.error.is_some());
+    assert_eq!(report.response_excerpt, None);
+}
+
+#[tokio::test]
+async fn reports_a_refused_connection_without_secrets() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/hook?token=q-s3cret")).unwrap();
+    let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
+
+    assert_eq!(report.outcome, AttemptOutcome::ConnectionFailed);
+    let error = report.error.unwrap();
+    assert_eq!(error, "connection refused");
+    assert!(!error.contains("s3cret"));
+    assert_eq!(report.response_excerpt, None);
+}
+
+#[tokio::test]
+async fn refuses_a_header_value_http_cannot_carry() {
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let mut message = message();
+    message
+        .headers
+        .push(("X-Injected".into(), "s3cret\r\nHost: evil".into()));
+    let report = transport()
+        .send(&receiver.url("/"), &message, ATTEMPT_TIMEOUT)
+        .await;
+
+    assert_eq!(report.outcome, AttemptOutcome::ConnectionFailed);
+    let error = report.error.unwrap();
+    assert!(error.contains("X-Injected"), "{error}");
+    assert!(!error.contains("s3cret"), "{error}");
+    assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn stops_reading_a_body_that_never_ends() {
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let closed_by_client = closed.clone();
+    let url = misbehaving_target(move |mut stream| {
+        let closed = closed_by_client.clone();
+        async move {
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head).await.is_ok() {
+                let chunk = format!("1000\r\n{}\r\n", "x".repeat(0x1000));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            }
+            closed.notify_one();
+        }
+    })
+    .await;
+    let config = TransportConfig::default();
+    let cap = config.max_response_excerpt;
+    let report = tokio::time::timeout(
+        Duration::from_secs(5),
+        HyperTransport::new(config).send(&url, &message(), Duration::from_secs(30)),
+    )
+    .await
+    .expect("the attempt must stop reading, not wait for the end of the body");
+
+    assert_eq!(report.outcome, response(200, None));
+    let excerpt = report.response_excerpt.unwrap();
+    assert!(!excerpt.is_empty());
+    assert!(excerpt.len() <= cap, "{}", excerpt.len());
+    assert!(excerpt.bytes().all(|b| b == b'x'));
+    // The unfinished connection is closed, not kept in the pool.
+    tokio::time::timeout(Duration::from_secs(5), closed.notified())
+        .await
+        .expect("the transport must close a connection whose body it stopped reading");
+}
+
+#[tokio::test]
+async fn keeps_the_status_when_the_body_trickles_past_the_deadline() {
+    let url = misbehaving_target(|mut stream| async move {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nstarted";
+        if stream.write_all(head).await.is_err() {
+            return;
+        }
+        while stream.write_all(b".").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let timeout = Duration::from_millis(400);
+    let report = transport().send(&url, &message(), timeout).await;
+
+    assert_eq!(report.outcome, response(200, None));
+    assert!(
+        report.duration < Duration::from_secs(5),
+        "{:?}",
+        report.duration
+    );
+    let excerpt = report.response_excerpt.unwrap();
+    assert!(excerpt.starts_with("started"), "{excerpt}");
+}
+
+#[tokio::test]
+async fn reports_an_oversized_response_head() {
+    let url = misbehaving_target(|mut stream| async move {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nx-padding: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(256 * 1024)
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+    })
+    .await;
+    let report = send(&url).await;
+
+    assert_eq!(report.outcome, AttemptOutcome::ResponseTooLarge);
+    assert!(report.error.is_some());
+}
+
+#[tokio::test]
+async fn keeps_a_short_body_as_the_excerpt() {
+    let receiver = Receiver::start(Reply::status(200).body("ok")).await;
+    let report = send(&receiver.url("/")).await;
+    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.response_excerpt.as_deref(), Some("ok"));
+
+    let empty = Receiver::start(Reply::status(204)).await;
+    assert_eq!(send(&empty.url("/")).await.response_excerpt, None);
+}
+
+#[tokio::test]
+async fn reuses_one_connection_for_sequential_sends() {
+    let receiver = Receiver::start(Reply::status(200).body("ok")).await;
+    let transport = transport();
+    let url = receiver.url("/");
+    for _ in 0..2 {
+        let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
+        assert_eq!(report.outcome, response(200, None));
+    }
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].connection, 1);
+    assert_eq!(
+        requests[1].connection, 1,
+        "the second send opened a new connection"
+    );
+}

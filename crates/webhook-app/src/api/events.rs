@@ -57,14 +57,20 @@ pub(crate) async fn publish(
             })
         }
     };
-    let event_type = EventType::parse(&request.event_type)
-        .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let event_type =
+        EventType::parse(&request.event_type).map_err(|e| Problem::unprocessable(e.to_string()))?;
     let now = state.clock.now();
     let id = request
         .id
         .unwrap_or_else(|| EventId::from_uuid(uuid::Uuid::new_v4()));
-    let event = Event::new(id, Timestamp::from_datetime(now), event_type, request.data, wallet)
-        .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let event = Event::new(
+        id,
+        Timestamp::from_datetime(now),
+        event_type,
+        request.data,
+        wallet,
+    )
+    .map_err(|e| Problem::unprocessable(e.to_string()))?;
     let published = state.outbox.publish(&event, idempotency, now).await?;
     if published.deliveries > 0 && !published.replayed {
         state.wake.notify_one();

@@ -86,7 +86,10 @@ impl FromRequestParts<ApiState> for WalletAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| ApiKey::parse(v).ok())
             .ok_or_else(Problem::unauthorized)?;
-        let candidates = state.wallets.find_api_keys(ApiKeyTag::of(&presented)).await?;
+        let candidates = state
+            .wallets
+            .find_api_keys(ApiKeyTag::of(&presented))
+            .await?;
         candidates
             .iter()
             .find(|stored| stored.hash.matches(&presented))

@@ -37,7 +37,12 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "The request is malformed").detail(detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "The request is malformed",
+        )
+        .detail(detail)
     }
 
     pub fn unprocessable(detail: impl Into<String>) -> Self {
@@ -50,17 +55,26 @@ impl Problem {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication failed")
-            .detail("send a valid API key in the apikey header")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication failed",
+        )
+        .detail("send a valid API key in the apikey header")
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!("{what} not found"))
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail(format!("{what} not found"))
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", "The request conflicts with the current state")
-            .detail(detail)
+        Self::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The request conflicts with the current state",
+        )
+        .detail(detail)
     }
 
     pub fn unavailable() -> Self {
@@ -74,7 +88,11 @@ impl Problem {
     /// A failure of ours. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
     }
 }
 
@@ -101,8 +119,12 @@ impl From<JsonRejection> for Problem {
             )
             .detail("send Content-Type: application/json"),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is too large")
-                    .detail(e.body_text())
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "The body is too large",
+                )
+                .detail(e.body_text())
             }
             other => Problem::bad_request(other.body_text()),
         }

@@ -70,8 +70,8 @@ pub(crate) async fn create(
 ) -> Result<Json<WebhookResource>, Problem> {
     let invalid = |e: &dyn std::fmt::Display| Problem::unprocessable(e.to_string());
     let url = WebhookUrl::parse(&request.url).map_err(|e| invalid(&e))?;
-    let custom_headers = CustomHeaders::new(request.custom_headers.unwrap_or_default())
-        .map_err(|e| invalid(&e))?;
+    let custom_headers =
+        CustomHeaders::new(request.custom_headers.unwrap_or_default()).map_err(|e| invalid(&e))?;
     let event_types = request
         .event_types
         .map(|names| {
@@ -158,7 +158,13 @@ pub(crate) async fn list(
     // One more than asked tells whether a next page exists.
     let mut found = state
         .webhooks
-        .list_webhooks(wallet, Page { offset, limit: limit + 1 })
+        .list_webhooks(
+            wallet,
+            Page {
+                offset,
+                limit: limit + 1,
+            },
+        )
         .await?;
     let has_next = found.len() > limit as usize;
     found.truncate(limit as usize);

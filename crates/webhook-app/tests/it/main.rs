@@ -1,0 +1,7 @@
+//! End-to-end tests: the real service on 127.0.0.1:0 with a SQLite file in a temporary
+//! directory, and real HTTP receivers on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod delivery;
+mod rest;
+mod utils;
