@@ -118,8 +118,9 @@ pub fn verify(
     now: OffsetDateTime,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
-    let skew_secs = now.unix_timestamp() - timestamp;
-    if skew_secs.abs() > tolerance_secs {
+    // The timestamp comes from a header: saturate rather than overflow on hostile values.
+    let skew_secs = now.unix_timestamp().saturating_sub(timestamp);
+    if skew_secs.unsigned_abs() > tolerance_secs.unsigned_abs() {
         return Err(SignatureError::TimestampOutOfTolerance {
             skew_secs,
             tolerance_secs,
