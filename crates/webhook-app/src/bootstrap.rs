@@ -135,7 +135,7 @@ fn env_webhook(
     scope: WebhookScope,
     now: OffsetDateTime,
 ) -> anyhow::Result<Webhook> {
-    let url = WebhookUrl::parse(url).with_context(|| format!("{variable}"))?;
+    let url = WebhookUrl::parse(url).with_context(|| variable.to_owned())?;
     let headers = match api_key.filter(|k| !k.is_empty()) {
         Some(key) => CustomHeaders::bearer(key).with_context(|| format!("{variable}: API key"))?,
         None => CustomHeaders::default(),
