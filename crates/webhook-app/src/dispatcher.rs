@@ -304,9 +304,21 @@ mod tests {
             )
             .times(usize::from(expect_disable))
             .returning(|_, _| Ok(()));
+        let dispatcher = dispatcher(queue, webhooks, transport);
+        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+        recorded.lock().unwrap().clone()
+    }
+
+    /// A dispatcher over the given mocks, a clock stopped at `NOW`, no jitter, batches of 16,
+    /// a 60 s lease, a 5 s attempt timeout and the identus default policy.
+    fn dispatcher(
+        queue: MockDeliveryQueue,
+        webhooks: MockWebhookRepository,
+        transport: MockTransport,
+    ) -> Arc<Dispatcher> {
         let mut clock = MockClock::new();
         clock.expect_now().return_const(NOW);
-        let dispatcher = Arc::new(Dispatcher {
+        Arc::new(Dispatcher {
             queue: Arc::new(queue),
             webhooks: Arc::new(webhooks),
             transport: Arc::new(transport),
@@ -320,10 +332,7 @@ mod tests {
                 poll_interval: Duration::from_secs(1),
                 default_retry_policy: RetryPolicy::identus(),
             },
-        });
-        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
-        let records = recorded.lock().unwrap().clone();
-        records
+        })
     }
 
     #[tokio::test]
@@ -401,23 +410,7 @@ mod tests {
         queue.expect_record_attempts().never();
         let mut transport = MockTransport::new();
         transport.expect_send().never();
-        let mut clock = MockClock::new();
-        clock.expect_now().return_const(NOW);
-        let dispatcher = Arc::new(Dispatcher {
-            queue: Arc::new(queue),
-            webhooks: Arc::new(MockWebhookRepository::new()),
-            transport: Arc::new(transport),
-            clock: Arc::new(clock),
-            jitter: || Jitter::MAX,
-            owner: LeaseOwner("x".into()),
-            config: DispatcherConfig {
-                batch_size: 16,
-                lease: Duration::from_secs(60),
-                attempt_timeout: Duration::from_secs(5),
-                poll_interval: Duration::from_secs(1),
-                default_retry_policy: RetryPolicy::identus(),
-            },
-        });
+        let dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport);
         assert_eq!(dispatcher.run_once().await.unwrap(), 0);
     }
 }
