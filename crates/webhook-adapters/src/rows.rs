@@ -134,10 +134,19 @@ pub(crate) struct DeliveryColumns<'a> {
 }
 
 pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterError> {
-    let missing = |what: &str| AdapterError::corrupt(format_args!("delivery {}: {what} missing", row.id));
+    let missing =
+        |what: &str| AdapterError::corrupt(format_args!("delivery {}: {what} missing", row.id));
     let attempts = u32::try_from(row.attempts).map_err(AdapterError::corrupt)?;
-    let due = || row.due_at.ok_or_else(|| missing("due_at")).and_then(from_micros);
-    let finished = || row.final_at.ok_or_else(|| missing("final_at")).and_then(from_micros);
+    let due = || {
+        row.due_at
+            .ok_or_else(|| missing("due_at"))
+            .and_then(from_micros)
+    };
+    let finished = || {
+        row.final_at
+            .ok_or_else(|| missing("final_at"))
+            .and_then(from_micros)
+    };
     let kind = DeliveryStateKind::parse(row.state)
         .ok_or_else(|| AdapterError::corrupt(format_args!("unknown state {:?}", row.state)))?;
     let state = match kind {
@@ -208,9 +217,21 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
         scope,
         url: WebhookUrl::parse(&row.url).map_err(AdapterError::corrupt)?,
         custom_headers: from_json::<CustomHeaders>(&row.custom_headers)?,
-        event_types: row.event_types.as_deref().map(from_json::<EventTypeFilter>).transpose()?,
-        signing_keys: row.signing_keys.as_deref().map(from_json::<SigningKeys>).transpose()?,
-        retry_policy: row.retry_policy.as_deref().map(from_json::<RetryPolicy>).transpose()?,
+        event_types: row
+            .event_types
+            .as_deref()
+            .map(from_json::<EventTypeFilter>)
+            .transpose()?,
+        signing_keys: row
+            .signing_keys
+            .as_deref()
+            .map(from_json::<SigningKeys>)
+            .transpose()?,
+        retry_policy: row
+            .retry_policy
+            .as_deref()
+            .map(from_json::<RetryPolicy>)
+            .transpose()?,
         enabled: row.enabled,
         created_at: from_micros(row.created_at)?,
     })
@@ -241,7 +262,11 @@ pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutco
         "tls_failed" => AttemptOutcome::TlsFailed,
         "response_too_large" => AttemptOutcome::ResponseTooLarge,
         "address_refused" => AttemptOutcome::AddressRefused,
-        other => return Err(AdapterError::corrupt(format_args!("unknown outcome {other:?}"))),
+        other => {
+            return Err(AdapterError::corrupt(format_args!(
+                "unknown outcome {other:?}"
+            )));
+        }
     })
 }
 

@@ -30,9 +30,9 @@ use webhook_ports::{
 };
 
 use crate::rows::{
-    AdapterError, DeliveryColumns, WebhookColumns, duration_micros, from_json, from_micros,
-    micros, outcome_columns, parse_id, state_columns, to_delivery, to_json, to_outcome,
-    to_webhook, webhook_columns,
+    AdapterError, DeliveryColumns, WebhookColumns, duration_micros, from_json, from_micros, micros,
+    outcome_columns, parse_id, state_columns, to_delivery, to_json, to_outcome, to_webhook,
+    webhook_columns,
 };
 use schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
 
@@ -53,7 +53,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -229,7 +231,9 @@ impl WalletRepository for SqliteStore {
             if exists == 0 {
                 return Err(AdapterError::NotFound);
             }
-            diesel::insert_into(api_keys::table).values(row).execute(c)?;
+            diesel::insert_into(api_keys::table)
+                .values(row)
+                .execute(c)?;
             Ok(())
         })
         .await
@@ -253,7 +257,9 @@ impl WalletRepository for SqliteStore {
                         wallet_id: parse_id(&wallet)?,
                         hash: ApiKeyHash {
                             tag,
-                            salt: salt.try_into().map_err(|_| AdapterError::corrupt("salt length"))?,
+                            salt: salt
+                                .try_into()
+                                .map_err(|_| AdapterError::corrupt("salt length"))?,
                             digest: digest
                                 .try_into()
                                 .map_err(|_| AdapterError::corrupt("digest length"))?,
@@ -268,7 +274,9 @@ impl WalletRepository for SqliteStore {
     }
 }
 
-fn to_wallet((id, name, created, updated): (String, String, i64, i64)) -> Result<Wallet, AdapterError> {
+fn to_wallet(
+    (id, name, created, updated): (String, String, i64, i64),
+) -> Result<Wallet, AdapterError> {
     Ok(Wallet {
         id: parse_id(&id)?,
         name: WalletName::new(&name).map_err(AdapterError::corrupt)?,
@@ -310,8 +318,17 @@ macro_rules! webhook_select {
 }
 
 fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
-    let (id, wallet_id, url, custom_headers, event_types, signing_keys, retry_policy, enabled, created_at) =
-        row;
+    let (
+        id,
+        wallet_id,
+        url,
+        custom_headers,
+        event_types,
+        signing_keys,
+        retry_policy,
+        enabled,
+        created_at,
+    ) = row;
     to_webhook(WebhookColumns {
         id,
         wallet_id,
@@ -453,7 +470,10 @@ impl WebhookRepository for SqliteStore {
                     .filter(webhooks::wallet_id.eq(wallet.to_string()))
                     .filter(webhooks::deleted_at.is_null()),
             )
-            .set((webhooks::deleted_at.eq(Some(micros(now))), webhooks::enabled.eq(false)))
+            .set((
+                webhooks::deleted_at.eq(Some(micros(now))),
+                webhooks::enabled.eq(false),
+            ))
             .execute(c)?;
             if deleted == 0 {
                 return Err(AdapterError::NotFound);
@@ -503,7 +523,10 @@ impl WebhookRepository for SqliteStore {
             }
             if let Some(row) = current {
                 diesel::update(webhooks::table.find(&row.0))
-                    .set((webhooks::deleted_at.eq(Some(micros(now))), webhooks::enabled.eq(false)))
+                    .set((
+                        webhooks::deleted_at.eq(Some(micros(now))),
+                        webhooks::enabled.eq(false),
+                    ))
                     .execute(c)?;
                 cancel_deliveries_of(c, &row.0, CancelReason::TargetDeleted, now)?;
             }
@@ -517,7 +540,17 @@ impl WebhookRepository for SqliteStore {
     }
 }
 
-type DeliveryRow = (String, String, String, String, Option<i64>, i32, Option<i64>, Option<String>, i64);
+type DeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    i32,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
 
 macro_rules! delivery_select {
     () => {
@@ -569,7 +602,13 @@ fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, Adapter
 fn load_event(c: &mut SqliteConnection, id: &str) -> Result<Event, AdapterError> {
     let row: EventRow = events::table
         .find(id)
-        .select((events::id, events::wallet_id, events::event_type, events::ts, events::data))
+        .select((
+            events::id,
+            events::wallet_id,
+            events::event_type,
+            events::ts,
+            events::data,
+        ))
         .first(c)?;
     row_to_event(row)
 }
@@ -620,7 +659,12 @@ impl EventOutbox for SqliteStore {
                 Some(idem) => events::table
                     .filter(events::wallet_id.eq(&wallet))
                     .filter(events::idempotency_key.eq(&idem.key))
-                    .select((events::id, events::wallet_id, events::fingerprint, events::deliveries))
+                    .select((
+                        events::id,
+                        events::wallet_id,
+                        events::fingerprint,
+                        events::deliveries,
+                    ))
                     .first(c)
                     .optional()?,
                 None => None,
@@ -629,7 +673,12 @@ impl EventOutbox for SqliteStore {
                 Some(found) => Some(found),
                 None => events::table
                     .find(&id)
-                    .select((events::id, events::wallet_id, events::fingerprint, events::deliveries))
+                    .select((
+                        events::id,
+                        events::wallet_id,
+                        events::fingerprint,
+                        events::deliveries,
+                    ))
                     .first(c)
                     .optional()?,
             };
@@ -654,7 +703,11 @@ impl EventOutbox for SqliteStore {
             let candidates: Vec<WebhookRow> = webhooks::table
                 .filter(webhooks::deleted_at.is_null())
                 .filter(webhooks::enabled.eq(true))
-                .filter(webhooks::wallet_id.eq(&wallet).or(webhooks::wallet_id.is_null()))
+                .filter(
+                    webhooks::wallet_id
+                        .eq(&wallet)
+                        .or(webhooks::wallet_id.is_null()),
+                )
                 .select(webhook_select!())
                 .load(c)?;
             let mut targets = Vec::new();
@@ -695,7 +748,9 @@ impl EventOutbox for SqliteStore {
                 })
                 .collect();
             if !rows.is_empty() {
-                diesel::insert_into(deliveries::table).values(rows).execute(c)?;
+                diesel::insert_into(deliveries::table)
+                    .values(rows)
+                    .execute(c)?;
             }
             Ok(Published {
                 event_id: event.id(),
@@ -712,7 +767,13 @@ impl EventOutbox for SqliteStore {
             let row: EventRow = events::table
                 .filter(events::id.eq(id.to_string()))
                 .filter(events::wallet_id.eq(wallet.to_string()))
-                .select((events::id, events::wallet_id, events::event_type, events::ts, events::data))
+                .select((
+                    events::id,
+                    events::wallet_id,
+                    events::event_type,
+                    events::ts,
+                    events::data,
+                ))
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
@@ -768,7 +829,15 @@ impl EventOutbox for SqliteStore {
             if owned == 0 {
                 return Err(AdapterError::NotFound);
             }
-            type AttemptRow = (i32, i64, i64, String, Option<i32>, Option<String>, Option<String>);
+            type AttemptRow = (
+                i32,
+                i64,
+                i64,
+                String,
+                Option<i32>,
+                Option<String>,
+                Option<String>,
+            );
             let rows: Vec<AttemptRow> = attempts::table
                 .filter(attempts::delivery_id.eq(&id))
                 .order(attempts::id)
@@ -783,16 +852,20 @@ impl EventOutbox for SqliteStore {
                 ))
                 .load(c)?;
             rows.into_iter()
-                .map(|(number, started, duration, outcome, status, excerpt, error)| {
-                    Ok(AttemptLog {
-                        number: u32::try_from(number).map_err(AdapterError::corrupt)?,
-                        started_at: from_micros(started)?,
-                        duration: Duration::from_micros(u64::try_from(duration).unwrap_or_default()),
-                        outcome: to_outcome(&outcome, status)?,
-                        response_excerpt: excerpt,
-                        error,
-                    })
-                })
+                .map(
+                    |(number, started, duration, outcome, status, excerpt, error)| {
+                        Ok(AttemptLog {
+                            number: u32::try_from(number).map_err(AdapterError::corrupt)?,
+                            started_at: from_micros(started)?,
+                            duration: Duration::from_micros(
+                                u64::try_from(duration).unwrap_or_default(),
+                            ),
+                            outcome: to_outcome(&outcome, status)?,
+                            response_excerpt: excerpt,
+                            error,
+                        })
+                    },
+                )
                 .collect()
         })
         .await

@@ -85,4 +85,6 @@ diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhooks (webhook_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 
-diesel::allow_tables_to_appear_in_same_query!(wallets, api_keys, webhooks, events, deliveries, attempts);
+diesel::allow_tables_to_appear_in_same_query!(
+    wallets, api_keys, webhooks, events, deliveries, attempts
+);
