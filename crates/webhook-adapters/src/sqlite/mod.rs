@@ -669,6 +669,9 @@ impl EventOutbox for SqliteStore {
                     .optional()?,
                 None => None,
             };
+            // The fingerprint only matters when the key matched: a known event id published
+            // again under a new key is a plain replay.
+            let found_by_key = earlier.is_some();
             let earlier = match earlier {
                 Some(found) => Some(found),
                 None => events::table
@@ -686,7 +689,8 @@ impl EventOutbox for SqliteStore {
                 if first_wallet != wallet {
                     return Err(AdapterError::Conflict(format!("event id {id} is taken")));
                 }
-                if let Some(idem) = &idempotency
+                if found_by_key
+                    && let Some(idem) = &idempotency
                     && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
                 {
                     return Err(AdapterError::Conflict(

@@ -2,4 +2,6 @@
 //! HTTP servers on 127.0.0.1.
 #![allow(clippy::unwrap_used)]
 
+mod contract;
+mod sqlite;
 mod transport;

@@ -1,0 +1,1069 @@
+//! The shared contract suite of the storage ports: one generic function per `MUST` rule (or
+//! small group of them) of `webhook-ports`. Nothing here knows which adapter runs it; each
+//! adapter's module opens a fresh store per test and calls these.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+use webhook_domain::{
+    ApiKey, ApiKeyHash, ApiKeyTag, AttemptOutcome, Backoff, CancelReason, CustomHeaders, Delivery,
+    DeliveryId, DeliveryState, Event, EventId, EventType, EventTypeFilter, Jitter, RetryPolicy,
+    SigningKeys, SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId,
+    WebhookScope, WebhookUrl,
+};
+use webhook_ports::{
+    AttemptLog, AttemptRecord, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner,
+    OutboxError, Page, WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
+};
+
+/// A time with microsecond precision, the precision every adapter must keep.
+const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00.123456 UTC);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn at(secs: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(secs)
+}
+
+fn all() -> Page {
+    Page::first(1000)
+}
+
+fn new_wallet_value(name: &str) -> Wallet {
+    Wallet {
+        id: WalletId::from_uuid(Uuid::new_v4()),
+        name: WalletName::new(name).unwrap(),
+        created_at: T0,
+        updated_at: datetime!(2026-01-02 03:04:05.654321 UTC),
+    }
+}
+
+async fn new_wallet<S: WalletRepository>(store: &S) -> WalletId {
+    let wallet = new_wallet_value("tenant");
+    store.create_wallet(&wallet).await.unwrap();
+    wallet.id
+}
+
+fn webhook_value(scope: WebhookScope, url: &str) -> Webhook {
+    Webhook::new(
+        WebhookId::from_uuid(Uuid::new_v4()),
+        scope,
+        WebhookUrl::parse(url).unwrap(),
+        CustomHeaders::bearer("secret-token").unwrap(),
+        T0,
+    )
+}
+
+async fn new_webhook<S: WebhookRepository>(store: &S, wallet: WalletId, url: &str) -> Webhook {
+    let webhook = webhook_value(WebhookScope::Wallet(wallet), url);
+    store.create_webhook(&webhook, None).await.unwrap();
+    webhook
+}
+
+fn custom_type() -> EventType {
+    EventType::parse("test.created").unwrap()
+}
+
+fn event(wallet: WalletId) -> Event {
+    event_with_id(wallet, EventId::from_uuid(Uuid::new_v4()))
+}
+
+fn event_with_id(wallet: WalletId, id: EventId) -> Event {
+    Event::new(
+        id,
+        Timestamp::from_datetime(datetime!(2026-01-01 00:00:00.000042 UTC)),
+        custom_type(),
+        serde_json::json!({ "n": 1, "s": "x" }),
+        wallet,
+    )
+    .unwrap()
+}
+
+async fn deliveries_of<S: EventOutbox>(store: &S, wallet: WalletId) -> Vec<Delivery> {
+    store
+        .list_deliveries(wallet, DeliveryFilter::default(), all())
+        .await
+        .unwrap()
+}
+
+/// A wallet with one webhook and one published event: one pending delivery due at `T0`.
+async fn one_delivery<S>(store: &S) -> (WalletId, Webhook, Event, Delivery)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    let webhook = new_webhook(store, wallet, "https://a.example/hook").await;
+    let event = event(wallet);
+    store.publish(&event, None, T0).await.unwrap();
+    let mut deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 1);
+    (wallet, webhook, event, deliveries.remove(0))
+}
+
+fn owner(name: &str) -> LeaseOwner {
+    LeaseOwner(name.to_owned())
+}
+
+fn log(number: u32, started_at: OffsetDateTime, outcome: AttemptOutcome) -> AttemptLog {
+    AttemptLog {
+        number,
+        started_at,
+        duration: Duration::from_micros(150_250),
+        outcome,
+        response_excerpt: Some("oops".to_owned()),
+        error: None,
+    }
+}
+
+fn status(code: u16) -> AttemptOutcome {
+    AttemptOutcome::Response {
+        status: code,
+        retry_after: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WalletRepository
+
+/// create then get round-trips; a second create with the same id is `Conflict` and leaves the
+/// first unchanged; an unknown id is `NotFound`.
+pub(crate) async fn wallet_create_get_contract<S: WalletRepository>(store: &S) {
+    let wallet = new_wallet_value("Alice");
+    store.create_wallet(&wallet).await.unwrap();
+    assert_eq!(store.get_wallet(wallet.id).await.unwrap(), wallet);
+
+    let mut again = new_wallet_value("Mallory");
+    again.id = wallet.id;
+    let err = store.create_wallet(&again).await.unwrap_err();
+    assert!(matches!(err, WalletStoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_wallet(wallet.id).await.unwrap(), wallet);
+    assert_eq!(store.list_wallets(all()).await.unwrap(), vec![wallet]);
+
+    let err = store
+        .get_wallet(WalletId::from_uuid(Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WalletStoreError::NotFound), "{err:?}");
+}
+
+/// add_api_key to an unknown wallet is `NotFound`; find_api_keys by tag returns the stored key
+/// (whose hash matches the key); an unknown tag gives an empty list.
+pub(crate) async fn api_keys_contract<S: WalletRepository>(store: &S) {
+    let wallet = new_wallet(store).await;
+    let key = ApiKey::parse("key-of-alice").unwrap();
+    let stored = webhook_ports::StoredApiKey {
+        wallet_id: wallet,
+        hash: ApiKeyHash::new(&key, [3; 16]),
+        created_at: T0,
+    };
+    store.add_api_key(&stored).await.unwrap();
+
+    let found = store.find_api_keys(ApiKeyTag::of(&key)).await.unwrap();
+    assert_eq!(found, vec![stored.clone()]);
+    assert!(found[0].hash.matches(&key));
+    assert!(!found[0].hash.matches(&ApiKey::parse("key-of-bob").unwrap()));
+
+    let unknown = ApiKeyTag::of(&ApiKey::parse("never-stored").unwrap());
+    assert!(store.find_api_keys(unknown).await.unwrap().is_empty());
+
+    let orphan_key = ApiKey::parse("orphan").unwrap();
+    let orphan = webhook_ports::StoredApiKey {
+        wallet_id: WalletId::from_uuid(Uuid::new_v4()),
+        hash: ApiKeyHash::new(&orphan_key, [4; 16]),
+        created_at: T0,
+    };
+    let err = store.add_api_key(&orphan).await.unwrap_err();
+    assert!(matches!(err, WalletStoreError::NotFound), "{err:?}");
+    assert!(
+        store
+            .find_api_keys(ApiKeyTag::of(&orphan_key))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebhookRepository
+
+/// create, get and list round-trip every field, times to the microsecond.
+pub(crate) async fn webhook_round_trip_contract<S: WalletRepository + WebhookRepository>(
+    store: &S,
+) {
+    let wallet = new_wallet(store).await;
+    let headers = CustomHeaders::new([
+        ("Authorization".to_owned(), "Bearer abc".to_owned()),
+        ("X-Tenant".to_owned(), "alice\tand bob".to_owned()),
+    ])
+    .unwrap();
+    let keys = SigningKeys::new(SigningSecret::from_bytes(&[7; 32]).unwrap()).rotate(
+        SigningSecret::from_bytes(&[8; 40]).unwrap(),
+        T0,
+        Duration::from_secs(3600),
+    );
+    let policy = RetryPolicy::new(
+        Backoff::Exponential {
+            initial: Duration::from_millis(1500),
+            cap: Duration::from_secs(600),
+        },
+        7,
+        Some(Duration::from_secs(86_400)),
+    )
+    .unwrap();
+    let full = Webhook {
+        id: WebhookId::from_uuid(Uuid::new_v4()),
+        scope: WebhookScope::Wallet(wallet),
+        url: WebhookUrl::parse("https://hooks.example.com:8443/in/a?x=1&y=%20").unwrap(),
+        custom_headers: headers,
+        event_types: Some(EventTypeFilter::new([
+            EventType::ConnectionUpdated,
+            EventType::parse("custom.thing").unwrap(),
+        ])),
+        signing_keys: Some(keys),
+        retry_policy: Some(policy),
+        enabled: false,
+        created_at: datetime!(2026-01-01 00:00:00.123456 UTC),
+    };
+    let bare = Webhook {
+        created_at: datetime!(2026-01-01 00:00:00.999999 UTC),
+        ..webhook_value(WebhookScope::Wallet(wallet), "http://localhost:9/b")
+    };
+    store.create_webhook(&full, None).await.unwrap();
+    store.create_webhook(&bare, Some(10)).await.unwrap();
+
+    assert_eq!(store.get_webhook(wallet, full.id).await.unwrap(), full);
+    assert_eq!(store.get_webhook(wallet, bare.id).await.unwrap(), bare);
+    assert_eq!(
+        store.list_webhooks(wallet, all()).await.unwrap(),
+        vec![full.clone(), bare.clone()],
+        "oldest first"
+    );
+    assert_eq!(
+        store
+            .list_webhooks(
+                wallet,
+                Page {
+                    offset: 1,
+                    limit: 1
+                }
+            )
+            .await
+            .unwrap(),
+        vec![bare]
+    );
+
+    let err = store.create_webhook(&full, None).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::Conflict(_)), "{err:?}");
+}
+
+/// Another wallet cannot get, list or delete a wallet's webhook.
+pub(crate) async fn webhook_tenant_isolation_contract<S: WalletRepository + WebhookRepository>(
+    store: &S,
+) {
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    let hook = new_webhook(store, a, "https://a.example/hook").await;
+
+    let err = store.get_webhook(b, hook.id).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+    assert!(store.list_webhooks(b, all()).await.unwrap().is_empty());
+    let err = store.delete_webhook(b, hook.id, at(1)).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+
+    assert_eq!(store.get_webhook(a, hook.id).await.unwrap(), hook);
+    assert_eq!(store.list_webhooks(a, all()).await.unwrap(), vec![hook]);
+    let err = store
+        .get_webhook(a, WebhookId::from_uuid(Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+}
+
+/// The per-wallet limit gives `LimitReached`, counting only that wallet's webhooks.
+pub(crate) async fn webhook_limit_contract<S: WalletRepository + WebhookRepository>(store: &S) {
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    for _ in 0..2 {
+        let hook = webhook_value(WebhookScope::Wallet(a), "https://a.example/hook");
+        store.create_webhook(&hook, Some(2)).await.unwrap();
+    }
+    let third = webhook_value(WebhookScope::Wallet(a), "https://a.example/hook");
+    let err = store.create_webhook(&third, Some(2)).await.unwrap_err();
+    assert!(
+        matches!(err, WebhookStoreError::LimitReached { limit: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(store.list_webhooks(a, all()).await.unwrap().len(), 2);
+    let err = store.get_webhook(a, third.id).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+
+    let other = webhook_value(WebhookScope::Wallet(b), "https://b.example/hook");
+    store.create_webhook(&other, Some(2)).await.unwrap();
+}
+
+/// delete then get is `NotFound`; the delete cancels the webhook's pending deliveries
+/// (`TargetDeleted`) and only them.
+pub(crate) async fn webhook_delete_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    let doomed = new_webhook(store, wallet, "https://a.example/doomed").await;
+    let kept = new_webhook(store, wallet, "https://a.example/kept").await;
+    let published = store.publish(&event(wallet), None, T0).await.unwrap();
+    assert_eq!(published.deliveries, 2);
+
+    store
+        .delete_webhook(wallet, doomed.id, at(5))
+        .await
+        .unwrap();
+    let err = store.get_webhook(wallet, doomed.id).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+    assert_eq!(
+        store.list_webhooks(wallet, all()).await.unwrap(),
+        vec![kept.clone()]
+    );
+    let err = store
+        .delete_webhook(wallet, doomed.id, at(6))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+
+    for delivery in deliveries_of(store, wallet).await {
+        if delivery.webhook_id() == doomed.id {
+            assert_eq!(
+                delivery.state(),
+                DeliveryState::Cancelled {
+                    at: at(5),
+                    reason: CancelReason::TargetDeleted
+                }
+            );
+        } else {
+            assert_eq!(delivery.webhook_id(), kept.id);
+            assert_eq!(delivery.state(), DeliveryState::Pending { due: T0 });
+        }
+    }
+    let later = store.publish(&event(wallet), None, at(10)).await.unwrap();
+    assert_eq!(
+        later.deliveries, 1,
+        "a deleted webhook gets no new deliveries"
+    );
+}
+
+/// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`).
+pub(crate) async fn webhook_disable_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (wallet, hook, _, delivery) = one_delivery(store).await;
+    store.disable_webhook(hook.id, at(1)).await.unwrap();
+    store.disable_webhook(hook.id, at(2)).await.unwrap();
+    assert!(!store.get_webhook(wallet, hook.id).await.unwrap().enabled);
+
+    let published = store.publish(&event(wallet), None, at(3)).await.unwrap();
+    assert_eq!(published.deliveries, 0);
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].id(), delivery.id());
+    assert_eq!(
+        deliveries[0].state(),
+        DeliveryState::Cancelled {
+            at: at(1),
+            reason: CancelReason::TargetGone
+        }
+    );
+
+    let err = store
+        .disable_webhook(WebhookId::from_uuid(Uuid::new_v4()), at(4))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+}
+
+/// set_global_webhook with the same URL and headers keeps the stored id; a new URL replaces it
+/// (cancelling the old one's deliveries); `None` removes it.
+pub(crate) async fn global_webhook_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    let first = webhook_value(WebhookScope::Global, "https://global.example/one");
+    store
+        .set_global_webhook(Some(first.clone()), T0)
+        .await
+        .unwrap();
+    let e1 = event(wallet);
+    assert_eq!(store.publish(&e1, None, T0).await.unwrap().deliveries, 1);
+
+    // Same URL and headers, another id: the stored row (and its id) stays.
+    let same = webhook_value(WebhookScope::Global, "https://global.example/one");
+    store.set_global_webhook(Some(same), at(1)).await.unwrap();
+    let e2 = event(wallet);
+    assert_eq!(store.publish(&e2, None, at(2)).await.unwrap().deliveries, 1);
+    let targets = |deliveries: &[Delivery], event: EventId| -> Vec<WebhookId> {
+        deliveries
+            .iter()
+            .filter(|d| d.event_id() == event)
+            .map(Delivery::webhook_id)
+            .collect()
+    };
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(targets(&deliveries, e2.id()), vec![first.id]);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| matches!(d.state(), DeliveryState::Pending { .. }))
+    );
+
+    // A new URL replaces it.
+    let second = webhook_value(WebhookScope::Global, "https://global.example/two");
+    store
+        .set_global_webhook(Some(second.clone()), at(3))
+        .await
+        .unwrap();
+    let e3 = event(wallet);
+    assert_eq!(store.publish(&e3, None, at(4)).await.unwrap().deliveries, 1);
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(targets(&deliveries, e3.id()), vec![second.id]);
+    for d in deliveries.iter().filter(|d| d.webhook_id() == first.id) {
+        assert!(
+            matches!(d.state(), DeliveryState::Cancelled { at: when, .. } if when == at(3)),
+            "the replaced global webhook's deliveries are cancelled: {d:?}"
+        );
+    }
+
+    store.set_global_webhook(None, at(5)).await.unwrap();
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(6))
+            .await
+            .unwrap()
+            .deliveries,
+        0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// EventOutbox::publish
+
+/// One pending delivery per enabled, matching webhook of the wallet plus the global one; none
+/// for another wallet's webhook, a disabled one or a filtered-out type.
+pub(crate) async fn publish_fan_out_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    let wants_all = new_webhook(store, a, "https://a.example/all").await;
+    let mut filtered = webhook_value(WebhookScope::Wallet(a), "https://a.example/filtered");
+    filtered.event_types = Some(EventTypeFilter::new([EventType::ConnectionUpdated]));
+    store.create_webhook(&filtered, None).await.unwrap();
+    let mut matching = webhook_value(WebhookScope::Wallet(a), "https://a.example/matching");
+    matching.event_types = Some(EventTypeFilter::new([
+        EventType::ConnectionUpdated,
+        custom_type(),
+    ]));
+    store.create_webhook(&matching, None).await.unwrap();
+    let mut disabled = webhook_value(WebhookScope::Wallet(a), "https://a.example/disabled");
+    disabled.enabled = false;
+    store.create_webhook(&disabled, None).await.unwrap();
+    new_webhook(store, b, "https://b.example/all").await;
+    let global = webhook_value(WebhookScope::Global, "https://global.example/");
+    store
+        .set_global_webhook(Some(global.clone()), T0)
+        .await
+        .unwrap();
+
+    let e = event(a);
+    let published = store.publish(&e, None, T0).await.unwrap();
+    assert_eq!(published.event_id, e.id());
+    assert_eq!(published.deliveries, 3);
+    assert!(!published.replayed);
+    assert_eq!(store.get_event(a, e.id()).await.unwrap(), e);
+    let err = store.get_event(b, e.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+
+    let deliveries = deliveries_of(store, a).await;
+    let targets: HashSet<WebhookId> = deliveries.iter().map(Delivery::webhook_id).collect();
+    assert_eq!(
+        targets,
+        HashSet::from([wants_all.id, matching.id, global.id])
+    );
+    assert_eq!(deliveries.len(), 3);
+    for d in &deliveries {
+        assert_eq!(d.event_id(), e.id());
+        assert_eq!(d.state(), DeliveryState::Pending { due: T0 });
+        assert_eq!(d.attempts(), 0);
+        assert_eq!(d.first_due(), T0);
+    }
+    assert!(deliveries_of(store, b).await.is_empty());
+
+    let filter = DeliveryFilter {
+        webhook_id: Some(matching.id),
+        ..DeliveryFilter::default()
+    };
+    let one = store.list_deliveries(a, filter, all()).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].webhook_id(), matching.id);
+}
+
+/// Publishing the same event id again replays the first result and stores nothing new.
+pub(crate) async fn publish_replay_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    new_webhook(store, wallet, "https://a.example/1").await;
+    new_webhook(store, wallet, "https://a.example/2").await;
+    let e = event(wallet);
+    let first = store.publish(&e, None, T0).await.unwrap();
+    assert_eq!(first.deliveries, 2);
+    let before = deliveries_of(store, wallet).await;
+
+    // A third webhook now would get a delivery from a fresh publish, not from a replay.
+    new_webhook(store, wallet, "https://a.example/3").await;
+    let again = store.publish(&e, None, at(60)).await.unwrap();
+    assert_eq!(again.event_id, e.id());
+    assert_eq!(again.deliveries, 2);
+    assert!(again.replayed);
+    assert_eq!(deliveries_of(store, wallet).await, before);
+}
+
+/// The same event id published again, this time with an idempotency key never used before,
+/// is still a replay of the first publish: neither `Conflict` (the key was not used before and
+/// the id is not in another wallet) nor a second event.
+pub(crate) async fn publish_replay_with_new_key_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    new_webhook(store, wallet, "https://a.example/hook").await;
+    let e = event(wallet);
+    let first = store.publish(&e, None, T0).await.unwrap();
+    assert_eq!(first.deliveries, 1);
+    let idem = Some(Idempotency {
+        key: "retry-1".to_owned(),
+        fingerprint: "fp".to_owned(),
+    });
+    let again = store.publish(&e, idem, at(1)).await.unwrap();
+    assert_eq!(again.event_id, e.id());
+    assert_eq!(again.deliveries, 1);
+    assert!(again.replayed);
+    assert_eq!(deliveries_of(store, wallet).await.len(), 1);
+}
+
+/// An idempotency key reused with the same fingerprint replays; with another fingerprint it is
+/// `Conflict`. Keys are per wallet.
+pub(crate) async fn publish_idempotency_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    new_webhook(store, a, "https://a.example/hook").await;
+    new_webhook(store, b, "https://b.example/hook").await;
+    let idem = |fp: &str| {
+        Some(Idempotency {
+            key: "order-42".to_owned(),
+            fingerprint: fp.to_owned(),
+        })
+    };
+
+    let e1 = event(a);
+    let first = store.publish(&e1, idem("fp-1"), T0).await.unwrap();
+    assert_eq!(first.deliveries, 1);
+    assert!(!first.replayed);
+
+    let e2 = event(a);
+    let again = store.publish(&e2, idem("fp-1"), at(1)).await.unwrap();
+    assert_eq!(again.event_id, e1.id(), "the first event's id");
+    assert_eq!(again.deliveries, 1);
+    assert!(again.replayed);
+    let err = store.get_event(a, e2.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+
+    let e3 = event(a);
+    let err = store.publish(&e3, idem("fp-2"), at(2)).await.unwrap_err();
+    assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+    let err = store.get_event(a, e3.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    assert_eq!(deliveries_of(store, a).await.len(), 1);
+
+    // Another wallet may use the same key.
+    let other = store.publish(&event(b), idem("fp-2"), at(3)).await.unwrap();
+    assert!(!other.replayed);
+    assert_eq!(other.deliveries, 1);
+}
+
+/// A publish that fails stores nothing: an event id taken in another wallet is `Conflict`, and
+/// neither the event nor a delivery exists afterwards in the publishing wallet.
+pub(crate) async fn publish_atomicity_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    new_webhook(store, a, "https://a.example/hook").await;
+    new_webhook(store, b, "https://b.example/hook").await;
+    let id = EventId::from_uuid(Uuid::new_v4());
+    let in_a = event_with_id(a, id);
+    store.publish(&in_a, None, T0).await.unwrap();
+    let a_before = deliveries_of(store, a).await;
+
+    let in_b = event_with_id(b, id);
+    let err = store.publish(&in_b, None, at(1)).await.unwrap_err();
+    assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+    let err = store
+        .publish(
+            &in_b,
+            Some(Idempotency {
+                key: "k".to_owned(),
+                fingerprint: "f".to_owned(),
+            }),
+            at(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+
+    assert!(deliveries_of(store, b).await.is_empty());
+    let err = store.get_event(b, id).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    assert_eq!(store.get_event(a, id).await.unwrap(), in_a);
+    assert_eq!(deliveries_of(store, a).await, a_before);
+    // The failed publish's idempotency key was not kept either.
+    let fresh = store
+        .publish(
+            &event(b),
+            Some(Idempotency {
+                key: "k".to_owned(),
+                fingerprint: "other".to_owned(),
+            }),
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert!(!fresh.replayed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeliveryQueue
+
+/// claim_due returns only due deliveries, with their event and webhook, and leases them: a
+/// second claim gets nothing until the lease ends, then another owner gets them again.
+pub(crate) async fn claim_due_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let h1 = new_webhook(store, wallet, "https://a.example/1").await;
+    let h2 = new_webhook(store, wallet, "https://a.example/2").await;
+    let e = event(wallet);
+    store.publish(&e, None, T0).await.unwrap();
+    let (a, b) = (owner("a"), owner("b"));
+
+    let early = store.claim_due(&a, at(-1), LEASE, 10).await.unwrap();
+    assert!(early.is_empty(), "not due yet: {early:?}");
+
+    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut seen = HashSet::new();
+    for c in &claimed {
+        assert_eq!(c.event, e);
+        let expected = if c.delivery.webhook_id() == h1.id {
+            &h1
+        } else {
+            &h2
+        };
+        assert_eq!(&c.webhook, expected);
+        assert_eq!(c.delivery.event_id(), e.id());
+        assert_eq!(
+            c.delivery.state(),
+            DeliveryState::InFlight {
+                attempt: 1,
+                leased_until: at(30)
+            }
+        );
+        seen.insert(c.delivery.webhook_id());
+    }
+    assert_eq!(seen, HashSet::from([h1.id, h2.id]));
+
+    assert!(store.claim_due(&b, T0, LEASE, 10).await.unwrap().is_empty());
+    assert!(store.claim_due(&a, T0, LEASE, 10).await.unwrap().is_empty());
+    let before_expiry = T0 + time::Duration::seconds(30) - time::Duration::microseconds(1);
+    assert!(
+        store
+            .claim_due(&b, before_expiry, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let stolen = store.claim_due(&b, at(30), LEASE, 1).await.unwrap();
+    assert_eq!(stolen.len(), 1, "the limit is honoured");
+    let rest = store.claim_due(&b, at(30), LEASE, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    let ids: HashSet<DeliveryId> = stolen
+        .iter()
+        .chain(&rest)
+        .map(|c| c.delivery.id())
+        .collect();
+    let first: HashSet<DeliveryId> = claimed.iter().map(|c| c.delivery.id()).collect();
+    assert_eq!(ids, first);
+    assert_eq!(
+        rest[0].delivery.state(),
+        DeliveryState::InFlight {
+            attempt: 1,
+            leased_until: at(60)
+        }
+    );
+}
+
+/// record_attempts stores the new state and an attempt row; a record from an owner that lost
+/// the lease is skipped and returned.
+pub(crate) async fn record_attempts_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, _, _, delivery) = one_delivery(store).await;
+    let (a, b) = (owner("a"), owner("b"));
+    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let outcome = status(500);
+    let (next, _) = claimed
+        .delivery
+        .on_attempt(&outcome, &RetryPolicy::identus(), at(1), Jitter::MAX)
+        .unwrap();
+    let first_log = log(1, T0, outcome);
+    let lost = store
+        .record_attempts(
+            &a,
+            &[AttemptRecord {
+                delivery: next.clone(),
+                attempt: first_log.clone(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    assert_eq!(deliveries_of(store, wallet).await, vec![next.clone()]);
+    assert_eq!(next.state(), DeliveryState::RetryScheduled { at: at(6) });
+    assert_eq!(next.attempts(), 1);
+    assert_eq!(
+        store.list_attempts(wallet, delivery.id()).await.unwrap(),
+        vec![first_log.clone()]
+    );
+
+    // Claimed again by a; the lease expires and b takes it; a's record is then lost.
+    let by_a = store
+        .claim_due(&a, at(6), LEASE, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let by_b = store
+        .claim_due(&b, at(36), LEASE, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(by_a.delivery.id(), by_b.delivery.id());
+    let (late, _) = by_a
+        .delivery
+        .on_attempt(&status(200), &RetryPolicy::identus(), at(37), Jitter::MAX)
+        .unwrap();
+    let lost = store
+        .record_attempts(
+            &a,
+            &[AttemptRecord {
+                delivery: late,
+                attempt: log(2, at(6), status(200)),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![delivery.id()]);
+    assert_eq!(
+        deliveries_of(store, wallet).await,
+        vec![by_b.delivery.clone()]
+    );
+    assert_eq!(
+        store.list_attempts(wallet, delivery.id()).await.unwrap(),
+        vec![first_log.clone()]
+    );
+
+    // b's record goes through.
+    let (done, _) = by_b
+        .delivery
+        .on_attempt(&status(204), &RetryPolicy::identus(), at(38), Jitter::MAX)
+        .unwrap();
+    let second_log = log(2, at(36), status(204));
+    assert!(
+        store
+            .record_attempts(
+                &b,
+                &[AttemptRecord {
+                    delivery: done.clone(),
+                    attempt: second_log.clone(),
+                }],
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(done.state(), DeliveryState::Delivered { at: at(38) });
+    assert_eq!(deliveries_of(store, wallet).await, vec![done]);
+    assert_eq!(
+        store.list_attempts(wallet, delivery.id()).await.unwrap(),
+        vec![first_log, second_log]
+    );
+
+    let other = new_wallet(store).await;
+    let err = store.list_attempts(other, delivery.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+}
+
+/// release makes a delivery due again at once; a release by a non-owner is ignored.
+pub(crate) async fn release_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, _, _, _) = one_delivery(store).await;
+    let (a, b) = (owner("a"), owner("b"));
+    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let released = claimed.delivery.release(at(1)).unwrap();
+
+    store
+        .release(&b, std::slice::from_ref(&released))
+        .await
+        .unwrap();
+    assert_eq!(
+        deliveries_of(store, wallet).await,
+        vec![claimed.delivery.clone()],
+        "a non-owner's release is ignored"
+    );
+
+    store
+        .release(&a, std::slice::from_ref(&released))
+        .await
+        .unwrap();
+    assert_eq!(deliveries_of(store, wallet).await, vec![released.clone()]);
+    assert_eq!(released.state(), DeliveryState::Pending { due: at(1) });
+
+    let again = store.claim_due(&b, at(1), LEASE, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.id(), claimed.delivery.id());
+}
+
+/// next_due_at reports the earliest claimable time (a due time or a lease end) and `None` when
+/// every delivery is final.
+pub(crate) async fn next_due_at_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let (wallet, _, _, _) = one_delivery(store).await;
+    store.publish(&event(wallet), None, at(10)).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(T0));
+
+    let a = owner("a");
+    let first = store.claim_due(&a, T0, LEASE, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(10)));
+    let second = store.claim_due(&a, at(10), LEASE, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
+
+    let mut records = Vec::new();
+    for c in first.iter().chain(&second) {
+        let (done, _) = c
+            .delivery
+            .on_attempt(&status(200), &RetryPolicy::identus(), at(11), Jitter::MAX)
+            .unwrap();
+        records.push(AttemptRecord {
+            delivery: done,
+            attempt: log(1, at(10), status(200)),
+        });
+    }
+    assert!(
+        store
+            .record_attempts(&a, &records)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+/// requeue makes an exhausted delivery pending with 0 attempts; a delivered one is `Conflict`;
+/// another wallet's (or an unknown one) is `NotFound`.
+pub(crate) async fn requeue_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, _, _, delivery) = one_delivery(store).await;
+    let a = owner("a");
+    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let (exhausted, _) = claimed
+        .delivery
+        .on_attempt(
+            &AttemptOutcome::AddressRefused,
+            &RetryPolicy::identus(),
+            at(1),
+            Jitter::MAX,
+        )
+        .unwrap();
+    assert_eq!(exhausted.state(), DeliveryState::Exhausted { at: at(1) });
+    store
+        .record_attempts(
+            &a,
+            &[AttemptRecord {
+                delivery: exhausted,
+                attempt: log(1, T0, AttemptOutcome::AddressRefused),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+
+    let other = new_wallet(store).await;
+    let err = store
+        .requeue(other, delivery.id(), at(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    let err = store
+        .requeue(wallet, DeliveryId::from_uuid(Uuid::new_v4()), at(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+
+    let requeued = store.requeue(wallet, delivery.id(), at(2)).await.unwrap();
+    assert_eq!(requeued.state(), DeliveryState::Pending { due: at(2) });
+    assert_eq!(requeued.attempts(), 0);
+    assert_eq!(requeued.first_due(), at(2));
+    assert_eq!(deliveries_of(store, wallet).await, vec![requeued]);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(2)));
+
+    let again = store
+        .claim_due(&a, at(2), LEASE, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        again.delivery.state(),
+        DeliveryState::InFlight {
+            attempt: 1,
+            leased_until: at(32)
+        }
+    );
+    let (delivered, _) = again
+        .delivery
+        .on_attempt(&status(200), &RetryPolicy::identus(), at(3), Jitter::MAX)
+        .unwrap();
+    store
+        .record_attempts(
+            &a,
+            &[AttemptRecord {
+                delivery: delivered.clone(),
+                attempt: log(1, at(2), status(200)),
+            }],
+        )
+        .await
+        .unwrap();
+    let err = store
+        .requeue(wallet, delivery.id(), at(4))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivered]);
+}
+
+/// list_deliveries never shows another wallet's deliveries, whatever the filter.
+pub(crate) async fn list_deliveries_isolation_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (a, hook_a, event_a, delivery_a) = one_delivery(store).await;
+    let (b, _, event_b, delivery_b) = one_delivery(store).await;
+    assert_eq!(deliveries_of(store, a).await, vec![delivery_a.clone()]);
+    assert_eq!(deliveries_of(store, b).await, vec![delivery_b]);
+
+    let by_event = DeliveryFilter {
+        event_id: Some(event_a.id()),
+        ..DeliveryFilter::default()
+    };
+    assert!(
+        store
+            .list_deliveries(b, by_event.clone(), all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_deliveries(a, by_event, all()).await.unwrap(),
+        vec![delivery_a]
+    );
+    let by_webhook = DeliveryFilter {
+        webhook_id: Some(hook_a.id),
+        ..DeliveryFilter::default()
+    };
+    assert!(
+        store
+            .list_deliveries(b, by_webhook, all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_state = DeliveryFilter {
+        state: Some(webhook_domain::DeliveryStateKind::Pending),
+        ..DeliveryFilter::default()
+    };
+    let pending_b = store.list_deliveries(b, by_state, all()).await.unwrap();
+    assert_eq!(pending_b.len(), 1);
+    assert_eq!(pending_b[0].event_id(), event_b.id());
+    let err = store.get_event(b, event_a.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+}
+
+/// Two claimers racing never get the same delivery.
+pub(crate) async fn concurrent_claims_contract<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + Clone + 'static,
+{
+    let wallet = new_wallet(store).await;
+    new_webhook(store, wallet, "https://a.example/hook").await;
+    for _ in 0..40 {
+        store.publish(&event(wallet), None, T0).await.unwrap();
+    }
+    let claimer = |name: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let me = owner(name);
+            let mut got = Vec::new();
+            loop {
+                let batch = store
+                    .claim_due(&me, T0, Duration::from_secs(600), 5)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                assert!(batch.len() <= 5);
+                got.extend(batch.into_iter().map(|c| c.delivery.id()));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let (one, two) = (claimer("one"), claimer("two"));
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    let set_one: HashSet<DeliveryId> = one.iter().copied().collect();
+    let set_two: HashSet<DeliveryId> = two.iter().copied().collect();
+    assert_eq!(set_one.len(), one.len(), "one claimer got a delivery twice");
+    assert_eq!(set_two.len(), two.len(), "one claimer got a delivery twice");
+    assert!(
+        set_one.is_disjoint(&set_two),
+        "both got {:?}",
+        set_one.intersection(&set_two).collect::<Vec<_>>()
+    );
+    assert_eq!(set_one.union(&set_two).count(), 40);
+}
