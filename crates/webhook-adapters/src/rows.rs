@@ -273,11 +273,3 @@ pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutco
 pub(crate) fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
-
-/// The end of a lease that starts at `now`.
-pub(crate) fn add_lease(now: OffsetDateTime, lease: Duration) -> OffsetDateTime {
-    time::Duration::try_from(lease)
-        .ok()
-        .and_then(|d| now.checked_add(d))
-        .unwrap_or(now)
-}

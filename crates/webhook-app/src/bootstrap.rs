@@ -14,7 +14,7 @@ use crate::secrets;
 
 /// What start-up created that the operator must see once.
 #[derive(Debug, Default)]
-pub struct Bootstrapped {
+pub(crate) struct Bootstrapped {
     /// A default-wallet key that was generated because none was configured. Shown once.
     pub generated_default_key: Option<ApiKey>,
     pub default_wallet_created: bool,

@@ -17,7 +17,6 @@ use webhook_adapters::{HyperTransport, SqliteStore, SystemClock, TransportConfig
 use webhook_domain::ApiKey;
 use webhook_ports::{Clock, LeaseOwner};
 
-pub use bootstrap::Bootstrapped;
 use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
 

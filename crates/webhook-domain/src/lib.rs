@@ -47,10 +47,7 @@ pub use webhook::{
 
 /// Adds a duration to a point in time, saturating at the largest representable time instead of
 /// panicking. Policies bound their durations, so saturation only guards against corrupt input.
-pub(crate) fn add_saturating(
-    at: time::OffsetDateTime,
-    by: std::time::Duration,
-) -> time::OffsetDateTime {
+pub fn add_saturating(at: time::OffsetDateTime, by: std::time::Duration) -> time::OffsetDateTime {
     time::Duration::try_from(by)
         .ok()
         .and_then(|d| at.checked_add(d))

@@ -7,6 +7,7 @@
 
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -584,6 +585,18 @@ fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterError> {
 
 type EventRow = (String, String, String, i64, String);
 
+macro_rules! event_select {
+    () => {
+        (
+            events::id,
+            events::wallet_id,
+            events::event_type,
+            events::ts,
+            events::data,
+        )
+    };
+}
+
 fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, AdapterError> {
     // Stored events were validated when published; rebuild without rejecting data that an
     // older version accepted.
@@ -599,45 +612,49 @@ fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, Adapter
     .map_err(AdapterError::corrupt)
 }
 
-fn load_event(c: &mut SqliteConnection, id: &str) -> Result<Event, AdapterError> {
-    let row: EventRow = events::table
-        .find(id)
-        .select((
-            events::id,
-            events::wallet_id,
-            events::event_type,
-            events::ts,
-            events::data,
-        ))
-        .first(c)?;
-    row_to_event(row)
+/// Every column that holds a delivery's state, always written together so that no write leaves
+/// them disagreeing.
+#[derive(AsChangeset)]
+#[diesel(table_name = deliveries, treat_none_as_null = true)]
+struct DeliveryStateChange {
+    state: &'static str,
+    due_at: Option<i64>,
+    attempts: i32,
+    lease_owner: Option<String>,
+    final_at: Option<i64>,
+    cancel_reason: Option<&'static str>,
+    first_due: i64,
 }
 
-/// Writes a delivery's state columns, only while it is leased to `owner`. Returns whether it
-/// was.
+impl DeliveryStateChange {
+    fn of(delivery: &Delivery, lease_owner: Option<String>) -> Self {
+        let s = state_columns(delivery.state());
+        Self {
+            state: s.state,
+            due_at: s.due_at,
+            attempts: i32::try_from(delivery.attempts()).unwrap_or(i32::MAX),
+            lease_owner,
+            final_at: s.final_at,
+            cancel_reason: s.cancel_reason,
+            first_due: micros(delivery.first_due()),
+        }
+    }
+}
+
+/// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
+/// Returns whether it was.
 fn write_leased_state(
     c: &mut SqliteConnection,
     owner: &str,
     delivery: &Delivery,
-    lease_owner: Option<&str>,
 ) -> Result<bool, AdapterError> {
-    let s = state_columns(delivery.state());
-    let attempts_done = i32::try_from(delivery.attempts()).unwrap_or(i32::MAX);
     let n = diesel::update(
         deliveries::table
             .filter(deliveries::id.eq(delivery.id().to_string()))
             .filter(deliveries::state.eq(DeliveryStateKind::InFlight.as_str()))
             .filter(deliveries::lease_owner.eq(owner)),
     )
-    .set((
-        deliveries::state.eq(s.state),
-        deliveries::due_at.eq(s.due_at),
-        deliveries::attempts.eq(attempts_done),
-        deliveries::lease_owner.eq(lease_owner),
-        deliveries::final_at.eq(s.final_at),
-        deliveries::cancel_reason.eq(s.cancel_reason),
-        deliveries::first_due.eq(micros(delivery.first_due())),
-    ))
+    .set(DeliveryStateChange::of(delivery, None))
     .execute(c)?;
     Ok(n == 1)
 }
@@ -655,33 +672,29 @@ impl EventOutbox for SqliteStore {
             let id = event.id().to_string();
             let wallet = event.wallet_id().to_string();
             // A repeated publish returns the first result.
-            let earlier: Option<(String, String, Option<String>, i32)> = match &idempotency {
+            let summary = (
+                events::id,
+                events::wallet_id,
+                events::fingerprint,
+                events::deliveries,
+            );
+            let by_key: Option<(String, String, Option<String>, i32)> = match &idempotency {
                 Some(idem) => events::table
                     .filter(events::wallet_id.eq(&wallet))
                     .filter(events::idempotency_key.eq(&idem.key))
-                    .select((
-                        events::id,
-                        events::wallet_id,
-                        events::fingerprint,
-                        events::deliveries,
-                    ))
+                    .select(summary)
                     .first(c)
                     .optional()?,
                 None => None,
             };
             // The fingerprint only matters when the key matched: a known event id published
             // again under a new key is a plain replay.
-            let found_by_key = earlier.is_some();
-            let earlier = match earlier {
+            let found_by_key = by_key.is_some();
+            let earlier = match by_key {
                 Some(found) => Some(found),
                 None => events::table
                     .find(&id)
-                    .select((
-                        events::id,
-                        events::wallet_id,
-                        events::fingerprint,
-                        events::deliveries,
-                    ))
+                    .select(summary)
                     .first(c)
                     .optional()?,
             };
@@ -771,13 +784,7 @@ impl EventOutbox for SqliteStore {
             let row: EventRow = events::table
                 .filter(events::id.eq(id.to_string()))
                 .filter(events::wallet_id.eq(wallet.to_string()))
-                .select((
-                    events::id,
-                    events::wallet_id,
-                    events::event_type,
-                    events::ts,
-                    events::data,
-                ))
+                .select(event_select!())
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
@@ -893,17 +900,8 @@ impl EventOutbox for SqliteStore {
             let requeued = row_to_delivery(&row)?
                 .requeue(now)
                 .map_err(|e| AdapterError::Conflict(e.to_string()))?;
-            let s = state_columns(requeued.state());
             diesel::update(deliveries::table.find(&row.0))
-                .set((
-                    deliveries::state.eq(s.state),
-                    deliveries::due_at.eq(s.due_at),
-                    deliveries::attempts.eq(0),
-                    deliveries::lease_owner.eq(None::<String>),
-                    deliveries::final_at.eq(s.final_at),
-                    deliveries::cancel_reason.eq(s.cancel_reason),
-                    deliveries::first_due.eq(micros(requeued.first_due())),
-                ))
+                .set(DeliveryStateChange::of(&requeued, None))
                 .execute(c)?;
             Ok(requeued)
         })
@@ -922,7 +920,7 @@ impl DeliveryQueue for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let owner = owner.0.clone();
-        let leased_until = crate::rows::add_lease(now, lease);
+        let leased_until = webhook_domain::add_saturating(now, lease);
         self.transaction(move |c| {
             let rows: Vec<DeliveryRow> = deliveries::table
                 .filter(deliveries::due_at.le(micros(now)))
@@ -930,31 +928,55 @@ impl DeliveryQueue for SqliteStore {
                 .limit(i64::from(limit))
                 .select(delivery_select!())
                 .load(c)?;
-            let mut claimed = Vec::with_capacity(rows.len());
+            let mut leased = Vec::with_capacity(rows.len());
             for row in &rows {
                 let delivery = row_to_delivery(row)?
                     .claim(now, leased_until)
                     .map_err(AdapterError::corrupt)?;
-                let s = state_columns(delivery.state());
                 diesel::update(deliveries::table.find(&row.0))
-                    .set((
-                        deliveries::state.eq(s.state),
-                        deliveries::due_at.eq(s.due_at),
-                        deliveries::lease_owner.eq(Some(&owner)),
-                    ))
+                    .set(DeliveryStateChange::of(&delivery, Some(owner.clone())))
                     .execute(c)?;
-                let event = load_event(c, &row.1)?;
-                let webhook: WebhookRow = webhooks::table
-                    .find(&row.2)
-                    .select(webhook_select!())
-                    .first(c)?;
-                claimed.push(ClaimedDelivery {
-                    delivery,
-                    event,
-                    webhook: row_to_webhook(webhook)?,
-                });
+                leased.push(delivery);
             }
-            Ok(claimed)
+            // One read each for the events and the targets of the whole batch.
+            let event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let events: HashMap<EventId, Event> = events::table
+                .filter(events::id.eq_any(&event_ids))
+                .select(event_select!())
+                .load::<EventRow>(c)?
+                .into_iter()
+                .map(|row| row_to_event(row).map(|e| (e.id(), e)))
+                .collect::<Result<_, _>>()?;
+            let webhook_ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+            let targets: HashMap<WebhookId, Webhook> = webhooks::table
+                .filter(webhooks::id.eq_any(&webhook_ids))
+                .select(webhook_select!())
+                .load::<WebhookRow>(c)?
+                .into_iter()
+                .map(|row| row_to_webhook(row).map(|w| (w.id, w)))
+                .collect::<Result<_, _>>()?;
+            leased
+                .into_iter()
+                .map(|delivery| {
+                    let missing = |what| {
+                        AdapterError::corrupt(format_args!(
+                            "delivery {}: {what} missing",
+                            delivery.id()
+                        ))
+                    };
+                    Ok(ClaimedDelivery {
+                        event: events
+                            .get(&delivery.event_id())
+                            .cloned()
+                            .ok_or_else(|| missing("event"))?,
+                        webhook: targets
+                            .get(&delivery.webhook_id())
+                            .cloned()
+                            .ok_or_else(|| missing("webhook"))?,
+                        delivery,
+                    })
+                })
+                .collect()
         })
         .await
         .map_err(Into::into)
@@ -970,7 +992,7 @@ impl DeliveryQueue for SqliteStore {
         self.transaction(move |c| {
             let mut lost = Vec::new();
             for record in &records {
-                if !write_leased_state(c, &owner, &record.delivery, None)? {
+                if !write_leased_state(c, &owner, &record.delivery)? {
                     lost.push(record.delivery.id());
                     continue;
                 }
@@ -1000,7 +1022,7 @@ impl DeliveryQueue for SqliteStore {
         let released = released.to_vec();
         self.transaction(move |c| {
             for delivery in &released {
-                write_leased_state(c, &owner, delivery, None)?;
+                write_leased_state(c, &owner, delivery)?;
             }
             Ok(())
         })
