@@ -16,7 +16,7 @@ mod webhooks;
 pub use clock::Clock;
 pub use outbox::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Published,
+    Idempotency, LeaseOwner, OutboxError, Pruned, Published, Retention,
 };
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use transport::{AttemptReport, Transport};
@@ -25,7 +25,7 @@ pub use webhooks::{WebhookRepository, WebhookStoreError};
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
-pub use outbox::{MockDeliveryQueue, MockEventOutbox};
+pub use outbox::{MockDeliveryQueue, MockEventOutbox, MockRetention};
 #[cfg(any(test, feature = "mock"))]
 pub use tenancy::MockWalletRepository;
 #[cfg(any(test, feature = "mock"))]

@@ -195,3 +195,27 @@ pub trait DeliveryQueue: Send + Sync {
     /// `Unavailable` or `Backend`.
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError>;
 }
+
+/// What one pruning batch removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+}
+
+/// Removes old, finished history so the database stays small.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Retention: Send + Sync {
+    /// Removes up to `limit` events stored before `before` whose deliveries are all final
+    /// (delivered, exhausted or cancelled), together with those deliveries and their attempts,
+    /// oldest first, in one short transaction. Callers repeat it until it removes no event.
+    ///
+    /// MUST NOT remove an event that still has an unfinished delivery, nor one stored at or
+    /// after `before`; MUST NOT block or be blocked by claims of unfinished deliveries.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`; on error nothing of the batch is removed.
+    async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError>;
+}
