@@ -3,9 +3,14 @@
 
 mod clock;
 mod http_transport;
+mod postgres;
 mod rows;
+pub mod schema;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::SystemClock;
 pub use http_transport::{HyperTransport, TransportConfig};
+pub use postgres::{PgOpenError, PgStore};
 pub use sqlite::{SqliteOpenError, SqliteStore};

@@ -3,13 +3,17 @@
 
 use std::time::Duration;
 
+use diesel::prelude::*;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind,
-    EventTypeFilter, RetryPolicy, SigningKeys, WalletId, Webhook, WebhookScope, WebhookUrl,
+    AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind, Event,
+    EventType, EventTypeFilter, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
+    Webhook, WebhookScope, WebhookUrl,
 };
-use webhook_ports::{BoxError, OutboxError, WalletStoreError, WebhookStoreError};
+use webhook_ports::{BoxError, OutboxError, Page, WalletStoreError, WebhookStoreError};
+
+use crate::schema::deliveries;
 
 /// What went wrong inside an adapter, before it is translated into a port's error.
 #[derive(Debug, Error)]
@@ -24,6 +28,9 @@ pub(crate) enum AdapterError {
     Corrupt(String),
     #[error("the connection pool gave no connection: {0}")]
     Unavailable(String),
+    #[cfg(feature = "testing")]
+    #[error("injected fault")]
+    Injected,
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -36,6 +43,18 @@ impl AdapterError {
     pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
         AdapterError::Corrupt(what.to_string())
     }
+
+    /// True when the database could not be reached, as opposed to refusing the operation.
+    fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            AdapterError::Unavailable(_)
+                | AdapterError::Db(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    _
+                ))
+        )
+    }
 }
 
 impl From<AdapterError> for WalletStoreError {
@@ -43,7 +62,7 @@ impl From<AdapterError> for WalletStoreError {
         match e {
             AdapterError::NotFound => WalletStoreError::NotFound,
             AdapterError::Conflict(what) => WalletStoreError::Conflict(what),
-            AdapterError::Unavailable(_) => WalletStoreError::Unavailable(e.boxed()),
+            _ if e.is_unavailable() => WalletStoreError::Unavailable(e.boxed()),
             _ => WalletStoreError::Backend(e.boxed()),
         }
     }
@@ -55,7 +74,7 @@ impl From<AdapterError> for WebhookStoreError {
             AdapterError::NotFound => WebhookStoreError::NotFound,
             AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
             AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
-            AdapterError::Unavailable(_) => WebhookStoreError::Unavailable(e.boxed()),
+            _ if e.is_unavailable() => WebhookStoreError::Unavailable(e.boxed()),
             _ => WebhookStoreError::Backend(e.boxed()),
         }
     }
@@ -66,7 +85,7 @@ impl From<AdapterError> for OutboxError {
         match e {
             AdapterError::NotFound => OutboxError::NotFound,
             AdapterError::Conflict(what) => OutboxError::Conflict(what),
-            AdapterError::Unavailable(_) => OutboxError::Unavailable(e.boxed()),
+            _ if e.is_unavailable() => OutboxError::Unavailable(e.boxed()),
             _ => OutboxError::Backend(e.boxed()),
         }
     }
@@ -272,4 +291,185 @@ pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutco
 
 pub(crate) fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+// Row shapes shared by the SQL adapters: the columns each listing selects, as tuples, and
+// their conversion into domain values.
+
+pub(crate) fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+pub(crate) fn to_wallet(
+    (id, name, created, updated): (String, String, i64, i64),
+) -> Result<Wallet, AdapterError> {
+    Ok(Wallet {
+        id: parse_id(&id)?,
+        name: WalletName::new(&name).map_err(AdapterError::corrupt)?,
+        created_at: from_micros(created)?,
+        updated_at: from_micros(updated)?,
+    })
+}
+
+pub(crate) fn offset(page: Page) -> i64 {
+    i64::try_from(page.offset).unwrap_or(i64::MAX)
+}
+
+pub(crate) type WebhookRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+    i64,
+);
+
+macro_rules! webhook_select {
+    () => {
+        (
+            webhooks::id,
+            webhooks::wallet_id,
+            webhooks::url,
+            webhooks::custom_headers,
+            webhooks::event_types,
+            webhooks::signing_keys,
+            webhooks::retry_policy,
+            webhooks::enabled,
+            webhooks::created_at,
+        )
+    };
+}
+pub(crate) use webhook_select;
+
+pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
+    let (
+        id,
+        wallet_id,
+        url,
+        custom_headers,
+        event_types,
+        signing_keys,
+        retry_policy,
+        enabled,
+        created_at,
+    ) = row;
+    to_webhook(WebhookColumns {
+        id,
+        wallet_id,
+        url,
+        custom_headers,
+        event_types,
+        signing_keys,
+        retry_policy,
+        enabled,
+        created_at,
+    })
+}
+
+pub(crate) type DeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    i32,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
+
+macro_rules! delivery_select {
+    () => {
+        (
+            deliveries::id,
+            deliveries::event_id,
+            deliveries::webhook_id,
+            deliveries::state,
+            deliveries::due_at,
+            deliveries::attempts,
+            deliveries::final_at,
+            deliveries::cancel_reason,
+            deliveries::first_due,
+        )
+    };
+}
+pub(crate) use delivery_select;
+
+pub(crate) fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterError> {
+    to_delivery(DeliveryColumns {
+        id: &row.0,
+        event_id: &row.1,
+        webhook_id: &row.2,
+        state: &row.3,
+        due_at: row.4,
+        attempts: row.5,
+        final_at: row.6,
+        cancel_reason: row.7.as_deref(),
+        first_due: row.8,
+    })
+}
+
+pub(crate) type EventRow = (String, String, String, i64, String);
+
+macro_rules! event_select {
+    () => {
+        (
+            events::id,
+            events::wallet_id,
+            events::event_type,
+            events::ts,
+            events::data,
+        )
+    };
+}
+pub(crate) use event_select;
+
+pub(crate) fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, AdapterError> {
+    // Stored events were validated when published; rebuild without rejecting data that an
+    // older version accepted.
+    let event_type = EventType::parse(&kind).map_err(AdapterError::corrupt)?;
+    let data: serde_json::Value = from_json(&data)?;
+    Event::new(
+        parse_id(&id)?,
+        Timestamp::from_datetime(from_micros(ts)?),
+        event_type,
+        data,
+        parse_id(&wallet)?,
+    )
+    .map_err(AdapterError::corrupt)
+}
+
+/// Every column that holds a delivery's state, always written together so that no write leaves
+/// them disagreeing.
+#[derive(AsChangeset)]
+#[diesel(table_name = deliveries, treat_none_as_null = true)]
+pub(crate) struct DeliveryStateChange {
+    pub(crate) state: &'static str,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) attempts: i32,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) final_at: Option<i64>,
+    pub(crate) cancel_reason: Option<&'static str>,
+    pub(crate) first_due: i64,
+}
+
+impl DeliveryStateChange {
+    pub(crate) fn of(delivery: &Delivery, lease_owner: Option<String>) -> Self {
+        let s = state_columns(delivery.state());
+        Self {
+            state: s.state,
+            due_at: s.due_at,
+            attempts: i32::try_from(delivery.attempts()).unwrap_or(i32::MAX),
+            lease_owner,
+            final_at: s.final_at,
+            cancel_reason: s.cancel_reason,
+            first_due: micros(delivery.first_due()),
+        }
+    }
 }

@@ -1,4 +1,7 @@
-//! The diesel schema of the SQLite migrations.
+//! The diesel schema, one for both backends: the PostgreSQL and SQLite migrations declare the
+//! same tables with the same portable column types (ids as UUID text, times as BIGINT
+//! microseconds since the epoch, structured settings as JSON text), so row conversion is shared.
+//! `tests/it/schema_drift.rs` fails when a migration and this module disagree.
 
 diesel::table! {
     wallets (id) {
@@ -11,7 +14,7 @@ diesel::table! {
 
 diesel::table! {
     api_keys (id) {
-        id -> Integer,
+        id -> BigInt,
         wallet_id -> Text,
         tag -> Binary,
         salt -> Binary,
@@ -68,7 +71,7 @@ diesel::table! {
 
 diesel::table! {
     attempts (id) {
-        id -> Integer,
+        id -> BigInt,
         delivery_id -> Text,
         number -> Integer,
         started_at -> BigInt,

@@ -5,8 +5,6 @@
 //! queue on SQLite's lock (with a busy timeout) instead of failing on a lock upgrade. The file
 //! is in WAL mode with `synchronous=FULL`: a commit that returned is on disk.
 
-mod schema;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,20 +20,21 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Event, EventId,
-    EventType, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId,
+    Wallet, WalletId, Webhook, WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Page, Published, StoredApiKey, WalletRepository,
-    WalletStoreError, WebhookRepository, WebhookStoreError,
+    Idempotency, LeaseOwner, OutboxError, Page, Pruned, Published, Retention, StoredApiKey,
+    WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
 use crate::rows::{
-    AdapterError, DeliveryColumns, WebhookColumns, duration_micros, from_json, from_micros, micros,
-    outcome_columns, parse_id, state_columns, to_delivery, to_json, to_outcome, to_webhook,
-    webhook_columns,
+    AdapterError, DeliveryRow, DeliveryStateChange, EventRow, WebhookRow, delivery_select,
+    duration_micros, event_select, from_micros, is_unique_violation, micros, offset,
+    outcome_columns, parse_id, row_to_delivery, row_to_event, row_to_webhook, to_json, to_outcome,
+    to_wallet, webhook_columns, webhook_select,
 };
-use schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
+use crate::schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -50,6 +49,8 @@ const CONNECTION_PRAGMAS: &str =
 pub struct SqliteStore {
     pool: Pool<Conn>,
     path: PathBuf,
+    #[cfg(feature = "testing")]
+    faults: std::sync::Arc<crate::testing::Faults>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -75,8 +76,8 @@ pub enum SqliteOpenError {
 }
 
 impl SqliteStore {
-    /// Opens (creating it and its directory if needed) the database file at `path`, applies
-    /// pending migrations, and pools up to `pool_size` connections.
+    /// Opens (creating it and its directory if needed) the database file at `path` in WAL mode
+    /// and pools up to `pool_size` connections. Does not migrate: see [`Self::migrate`].
     ///
     /// # Errors
     /// [`SqliteOpenError`] saying which step failed and why.
@@ -88,27 +89,17 @@ impl SqliteStore {
             })?;
         }
         let url = path.to_string_lossy().into_owned();
-        let migrate_url = url.clone();
-        let migrated = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut conn = SqliteConnection::establish(&migrate_url).map_err(|e| e.to_string())?;
-            diesel::connection::SimpleConnection::batch_execute(
-                &mut conn,
-                "PRAGMA journal_mode = WAL;",
-            )
-            .map_err(|e| e.to_string())?;
-            conn.run_pending_migrations(MIGRATIONS)
-                .map(|_| ())
+        let open_error = |message: String| SqliteOpenError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        // WAL is a property of the file: set it once, before the pool's connections exist.
+        Self::blocking(&url, |conn| {
+            diesel::connection::SimpleConnection::batch_execute(conn, "PRAGMA journal_mode = WAL;")
                 .map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        if let Err(message) = migrated {
-            return Err(SqliteOpenError::Migrate {
-                path: path.to_owned(),
-                message,
-            });
-        }
+        .map_err(open_error)?;
 
         let mut config = ManagerConfig::<Conn>::default();
         config.custom_setup = Box::new(|url| {
@@ -127,14 +118,71 @@ impl SqliteStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await
-            .map_err(|e| SqliteOpenError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
             pool,
             path: path.to_owned(),
+            #[cfg(feature = "testing")]
+            faults: std::sync::Arc::default(),
         })
+    }
+
+    /// Applies the pending embedded migrations and returns the versions applied.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError::Migrate`] naming the failure; a failed migration is rolled back.
+    pub async fn migrate(&self) -> Result<Vec<String>, SqliteOpenError> {
+        Self::blocking(&self.path.to_string_lossy(), |conn| {
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|done| done.iter().map(ToString::to_string).collect())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|message| self.migrate_error(message))
+    }
+
+    /// The versions of the embedded migrations not yet applied.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError::Migrate`] when the migration table cannot be read.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, SqliteOpenError> {
+        Self::blocking(&self.path.to_string_lossy(), |conn| {
+            conn.pending_migrations(MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|message| self.migrate_error(message))
+    }
+
+    fn migrate_error(&self, message: String) -> SqliteOpenError {
+        SqliteOpenError::Migrate {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Runs `work` on a dedicated synchronous connection on a blocking thread.
+    async fn blocking<R, F>(url: &str, work: F) -> Result<R, String>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, String> + Send + 'static,
+    {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = SqliteConnection::establish(&url).map_err(|e| e.to_string())?;
+            diesel::connection::SimpleConnection::batch_execute(&mut conn, CONNECTION_PRAGMAS)
+                .map_err(|e| e.to_string())?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Arms failures inside operations, for tests.
+    #[cfg(feature = "testing")]
+    pub fn faults(&self) -> &crate::testing::Faults {
+        &self.faults
     }
 
     /// The database file.
@@ -156,13 +204,6 @@ impl SqliteStore {
         conn.spawn_blocking(move |c| Ok(c.immediate_transaction(work)))
             .await?
     }
-}
-
-fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(
-        e,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
 }
 
 #[async_trait]
@@ -273,74 +314,6 @@ impl WalletRepository for SqliteStore {
         .await
         .map_err(Into::into)
     }
-}
-
-fn to_wallet(
-    (id, name, created, updated): (String, String, i64, i64),
-) -> Result<Wallet, AdapterError> {
-    Ok(Wallet {
-        id: parse_id(&id)?,
-        name: WalletName::new(&name).map_err(AdapterError::corrupt)?,
-        created_at: from_micros(created)?,
-        updated_at: from_micros(updated)?,
-    })
-}
-
-fn offset(page: Page) -> i64 {
-    i64::try_from(page.offset).unwrap_or(i64::MAX)
-}
-
-type WebhookRow = (
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    bool,
-    i64,
-);
-
-macro_rules! webhook_select {
-    () => {
-        (
-            webhooks::id,
-            webhooks::wallet_id,
-            webhooks::url,
-            webhooks::custom_headers,
-            webhooks::event_types,
-            webhooks::signing_keys,
-            webhooks::retry_policy,
-            webhooks::enabled,
-            webhooks::created_at,
-        )
-    };
-}
-
-fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
-    let (
-        id,
-        wallet_id,
-        url,
-        custom_headers,
-        event_types,
-        signing_keys,
-        retry_policy,
-        enabled,
-        created_at,
-    ) = row;
-    to_webhook(WebhookColumns {
-        id,
-        wallet_id,
-        url,
-        custom_headers,
-        event_types,
-        signing_keys,
-        retry_policy,
-        enabled,
-        created_at,
-    })
 }
 
 fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), AdapterError> {
@@ -541,106 +514,6 @@ impl WebhookRepository for SqliteStore {
     }
 }
 
-type DeliveryRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    i32,
-    Option<i64>,
-    Option<String>,
-    i64,
-);
-
-macro_rules! delivery_select {
-    () => {
-        (
-            deliveries::id,
-            deliveries::event_id,
-            deliveries::webhook_id,
-            deliveries::state,
-            deliveries::due_at,
-            deliveries::attempts,
-            deliveries::final_at,
-            deliveries::cancel_reason,
-            deliveries::first_due,
-        )
-    };
-}
-
-fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterError> {
-    to_delivery(DeliveryColumns {
-        id: &row.0,
-        event_id: &row.1,
-        webhook_id: &row.2,
-        state: &row.3,
-        due_at: row.4,
-        attempts: row.5,
-        final_at: row.6,
-        cancel_reason: row.7.as_deref(),
-        first_due: row.8,
-    })
-}
-
-type EventRow = (String, String, String, i64, String);
-
-macro_rules! event_select {
-    () => {
-        (
-            events::id,
-            events::wallet_id,
-            events::event_type,
-            events::ts,
-            events::data,
-        )
-    };
-}
-
-fn row_to_event((id, wallet, kind, ts, data): EventRow) -> Result<Event, AdapterError> {
-    // Stored events were validated when published; rebuild without rejecting data that an
-    // older version accepted.
-    let event_type = EventType::parse(&kind).map_err(AdapterError::corrupt)?;
-    let data: serde_json::Value = from_json(&data)?;
-    Event::new(
-        parse_id(&id)?,
-        Timestamp::from_datetime(from_micros(ts)?),
-        event_type,
-        data,
-        parse_id(&wallet)?,
-    )
-    .map_err(AdapterError::corrupt)
-}
-
-/// Every column that holds a delivery's state, always written together so that no write leaves
-/// them disagreeing.
-#[derive(AsChangeset)]
-#[diesel(table_name = deliveries, treat_none_as_null = true)]
-struct DeliveryStateChange {
-    state: &'static str,
-    due_at: Option<i64>,
-    attempts: i32,
-    lease_owner: Option<String>,
-    final_at: Option<i64>,
-    cancel_reason: Option<&'static str>,
-    first_due: i64,
-}
-
-impl DeliveryStateChange {
-    fn of(delivery: &Delivery, lease_owner: Option<String>) -> Self {
-        let s = state_columns(delivery.state());
-        Self {
-            state: s.state,
-            due_at: s.due_at,
-            attempts: i32::try_from(delivery.attempts()).unwrap_or(i32::MAX),
-            lease_owner,
-            final_at: s.final_at,
-            cancel_reason: s.cancel_reason,
-            first_due: micros(delivery.first_due()),
-        }
-    }
-}
-
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
 /// Returns whether it was.
 fn write_leased_state(
@@ -668,6 +541,8 @@ impl EventOutbox for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError> {
         let event = event.clone();
+        #[cfg(feature = "testing")]
+        let faults = self.faults.clone();
         self.transaction(move |c| {
             let id = event.id().to_string();
             let wallet = event.wallet_id().to_string();
@@ -748,6 +623,10 @@ impl EventOutbox for SqliteStore {
                     events::created_at.eq(micros(now)),
                 ))
                 .execute(c)?;
+            #[cfg(feature = "testing")]
+            if faults.take_publish_after_event() {
+                return Err(AdapterError::Injected);
+            }
             let rows: Vec<_> = targets
                 .iter()
                 .map(|webhook| {
@@ -1036,6 +915,47 @@ impl DeliveryQueue for SqliteStore {
                 .select(diesel::dsl::min(deliveries::due_at))
                 .first(c)?;
             next.map(from_micros).transpose()
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+#[async_trait]
+impl Retention for SqliteStore {
+    async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
+        // One immediate transaction: a requeue cannot interleave, and claims (of unfinished
+        // rows, which this never touches) wait at most for this one short batch.
+        self.transaction(move |c| {
+            let unfinished = deliveries::table
+                .filter(deliveries::event_id.eq(events::id))
+                .filter(deliveries::due_at.is_not_null());
+            let old: Vec<String> = events::table
+                .filter(events::created_at.lt(micros(before)))
+                .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
+                .order(events::created_at)
+                .limit(i64::from(limit))
+                .select(events::id)
+                .load(c)?;
+            if old.is_empty() {
+                return Ok(Pruned::default());
+            }
+            let finished = deliveries::table
+                .filter(deliveries::event_id.eq_any(&old))
+                .select(deliveries::id);
+            let attempts_removed =
+                diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(finished)))
+                    .execute(c)?;
+            let deliveries_removed =
+                diesel::delete(deliveries::table.filter(deliveries::event_id.eq_any(&old)))
+                    .execute(c)?;
+            let events_removed =
+                diesel::delete(events::table.filter(events::id.eq_any(&old))).execute(c)?;
+            Ok(Pruned {
+                events: events_removed as u64,
+                deliveries: deliveries_removed as u64,
+                attempts: attempts_removed as u64,
+            })
         })
         .await
         .map_err(Into::into)

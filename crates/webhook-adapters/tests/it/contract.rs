@@ -16,7 +16,8 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner,
-    OutboxError, Page, WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
+    OutboxError, Page, Retention, WalletRepository, WalletStoreError, WebhookRepository,
+    WebhookStoreError,
 };
 
 /// A time with microsecond precision, the precision every adapter must keep.
@@ -129,7 +130,7 @@ fn status(code: u16) -> AttemptOutcome {
 
 /// create then get round-trips; a second create with the same id is `Conflict` and leaves the
 /// first unchanged; an unknown id is `NotFound`.
-pub(crate) async fn wallet_create_get_contract<S: WalletRepository>(store: &S) {
+pub(crate) async fn wallet_create_get<S: WalletRepository>(store: &S) {
     let wallet = new_wallet_value("Alice");
     store.create_wallet(&wallet).await.unwrap();
     assert_eq!(store.get_wallet(wallet.id).await.unwrap(), wallet);
@@ -150,7 +151,7 @@ pub(crate) async fn wallet_create_get_contract<S: WalletRepository>(store: &S) {
 
 /// add_api_key to an unknown wallet is `NotFound`; find_api_keys by tag returns the stored key
 /// (whose hash matches the key); an unknown tag gives an empty list.
-pub(crate) async fn api_keys_contract<S: WalletRepository>(store: &S) {
+pub(crate) async fn api_keys<S: WalletRepository>(store: &S) {
     let wallet = new_wallet(store).await;
     let key = ApiKey::parse("key-of-alice").unwrap();
     let stored = webhook_ports::StoredApiKey {
@@ -189,9 +190,7 @@ pub(crate) async fn api_keys_contract<S: WalletRepository>(store: &S) {
 // WebhookRepository
 
 /// create, get and list round-trip every field, times to the microsecond.
-pub(crate) async fn webhook_round_trip_contract<S: WalletRepository + WebhookRepository>(
-    store: &S,
-) {
+pub(crate) async fn webhook_round_trip<S: WalletRepository + WebhookRepository>(store: &S) {
     let wallet = new_wallet(store).await;
     let headers = CustomHeaders::new([
         ("Authorization".to_owned(), "Bearer abc".to_owned()),
@@ -259,9 +258,7 @@ pub(crate) async fn webhook_round_trip_contract<S: WalletRepository + WebhookRep
 }
 
 /// Another wallet cannot get, list or delete a wallet's webhook.
-pub(crate) async fn webhook_tenant_isolation_contract<S: WalletRepository + WebhookRepository>(
-    store: &S,
-) {
+pub(crate) async fn webhook_tenant_isolation<S: WalletRepository + WebhookRepository>(store: &S) {
     let a = new_wallet(store).await;
     let b = new_wallet(store).await;
     let hook = new_webhook(store, a, "https://a.example/hook").await;
@@ -282,7 +279,7 @@ pub(crate) async fn webhook_tenant_isolation_contract<S: WalletRepository + Webh
 }
 
 /// The per-wallet limit gives `LimitReached`, counting only that wallet's webhooks.
-pub(crate) async fn webhook_limit_contract<S: WalletRepository + WebhookRepository>(store: &S) {
+pub(crate) async fn webhook_limit<S: WalletRepository + WebhookRepository>(store: &S) {
     let a = new_wallet(store).await;
     let b = new_wallet(store).await;
     for _ in 0..2 {
@@ -305,7 +302,7 @@ pub(crate) async fn webhook_limit_contract<S: WalletRepository + WebhookReposito
 
 /// delete then get is `NotFound`; the delete cancels the webhook's pending deliveries
 /// (`TargetDeleted`) and only them.
-pub(crate) async fn webhook_delete_contract<S>(store: &S)
+pub(crate) async fn webhook_delete<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -353,7 +350,7 @@ where
 }
 
 /// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`).
-pub(crate) async fn webhook_disable_contract<S>(store: &S)
+pub(crate) async fn webhook_disable<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -384,7 +381,7 @@ where
 
 /// set_global_webhook with the same URL and headers keeps the stored id; a new URL replaces it
 /// (cancelling the old one's deliveries); `None` removes it.
-pub(crate) async fn global_webhook_contract<S>(store: &S)
+pub(crate) async fn global_webhook<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -450,7 +447,7 @@ where
 
 /// One pending delivery per enabled, matching webhook of the wallet plus the global one; none
 /// for another wallet's webhook, a disabled one or a filtered-out type.
-pub(crate) async fn publish_fan_out_contract<S>(store: &S)
+pub(crate) async fn publish_fan_out<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -510,7 +507,7 @@ where
 }
 
 /// Publishing the same event id again replays the first result and stores nothing new.
-pub(crate) async fn publish_replay_contract<S>(store: &S)
+pub(crate) async fn publish_replay<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -534,7 +531,7 @@ where
 /// The same event id published again, this time with an idempotency key never used before,
 /// is still a replay of the first publish: neither `Conflict` (the key was not used before and
 /// the id is not in another wallet) nor a second event.
-pub(crate) async fn publish_replay_with_new_key_contract<S>(store: &S)
+pub(crate) async fn publish_replay_with_new_key<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -556,7 +553,7 @@ where
 
 /// An idempotency key reused with the same fingerprint replays; with another fingerprint it is
 /// `Conflict`. Keys are per wallet.
-pub(crate) async fn publish_idempotency_contract<S>(store: &S)
+pub(crate) async fn publish_idempotency<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -599,7 +596,7 @@ where
 
 /// A publish that fails stores nothing: an event id taken in another wallet is `Conflict`, and
 /// neither the event nor a delivery exists afterwards in the publishing wallet.
-pub(crate) async fn publish_atomicity_contract<S>(store: &S)
+pub(crate) async fn publish_atomicity<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -653,7 +650,7 @@ where
 
 /// claim_due returns only due deliveries, with their event and webhook, and leases them: a
 /// second claim gets nothing until the lease ends, then another owner gets them again.
-pub(crate) async fn claim_due_contract<S>(store: &S)
+pub(crate) async fn claim_due<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -723,7 +720,7 @@ where
 
 /// record_attempts stores the new state and an attempt row; a record from an owner that lost
 /// the lease is skipped and returned.
-pub(crate) async fn record_attempts_contract<S>(store: &S)
+pub(crate) async fn record_attempts<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -823,7 +820,7 @@ where
 }
 
 /// release makes a delivery due again at once; a release by a non-owner is ignored.
-pub(crate) async fn release_contract<S>(store: &S)
+pub(crate) async fn release<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -856,7 +853,7 @@ where
 
 /// next_due_at reports the earliest claimable time (a due time or a lease end) and `None` when
 /// every delivery is final.
-pub(crate) async fn next_due_at_contract<S>(store: &S)
+pub(crate) async fn next_due_at<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -896,7 +893,7 @@ where
 
 /// requeue makes an exhausted delivery pending with 0 attempts; a delivered one is `Conflict`;
 /// another wallet's (or an unknown one) is `NotFound`.
-pub(crate) async fn requeue_contract<S>(store: &S)
+pub(crate) async fn requeue<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -979,7 +976,7 @@ where
 }
 
 /// list_deliveries never shows another wallet's deliveries, whatever the filter.
-pub(crate) async fn list_deliveries_isolation_contract<S>(store: &S)
+pub(crate) async fn list_deliveries_isolation<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -1025,45 +1022,340 @@ where
     assert!(matches!(err, OutboxError::NotFound), "{err:?}");
 }
 
-/// Two claimers racing never get the same delivery.
-pub(crate) async fn concurrent_claims_contract<S>(store: &S)
+/// Eight claimers racing (tasks on a multi-threaded runtime, each through the shared pool)
+/// claim every due delivery exactly once.
+pub(crate) async fn concurrent_claims<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + Clone + 'static,
 {
+    const CLAIMERS: usize = 8;
+    const EVENTS: usize = 40;
+    const WEBHOOKS: usize = 5;
     let wallet = new_wallet(store).await;
-    new_webhook(store, wallet, "https://a.example/hook").await;
-    for _ in 0..40 {
+    for n in 0..WEBHOOKS {
+        new_webhook(store, wallet, &format!("https://{n}.example/hook")).await;
+    }
+    for _ in 0..EVENTS {
         store.publish(&event(wallet), None, T0).await.unwrap();
     }
-    let claimer = |name: &'static str| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let me = owner(name);
-            let mut got = Vec::new();
-            loop {
-                let batch = store
-                    .claim_due(&me, T0, Duration::from_secs(600), 5)
-                    .await
-                    .unwrap();
-                if batch.is_empty() {
-                    break got;
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let me = owner(&format!("claimer-{n}"));
+                let mut got = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_due(&me, T0, Duration::from_secs(600), 7)
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        break got;
+                    }
+                    assert!(batch.len() <= 7);
+                    got.extend(batch.into_iter().map(|c| c.delivery.id()));
+                    tokio::task::yield_now().await;
                 }
-                assert!(batch.len() <= 5);
-                got.extend(batch.into_iter().map(|c| c.delivery.id()));
-                tokio::task::yield_now().await;
+            })
+        })
+        .collect();
+    let mut claims: Vec<DeliveryId> = Vec::new();
+    let mut busy = 0;
+    for claimer in claimers {
+        let got = claimer.await.unwrap();
+        busy += usize::from(!got.is_empty());
+        claims.extend(got);
+    }
+    let distinct: HashSet<DeliveryId> = claims.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        claims.len(),
+        "a delivery was claimed more than once"
+    );
+    let all_ids: HashSet<DeliveryId> = deliveries_of(store, wallet)
+        .await
+        .iter()
+        .map(Delivery::id)
+        .collect();
+    assert_eq!(all_ids.len(), EVENTS * WEBHOOKS);
+    assert_eq!(distinct, all_ids, "some due delivery was never claimed");
+    assert!(busy >= 2, "the claimers did not overlap at all");
+}
+
+/// A publish that fails after it wrote the event, before its deliveries, leaves nothing: no
+/// event, no delivery, no idempotency key. `arm` makes the store's next publish fail there.
+pub(crate) async fn publish_fault_atomicity<S>(store: &S, arm: impl Fn())
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    for n in 0..3 {
+        new_webhook(store, wallet, &format!("https://{n}.example/hook")).await;
+    }
+    let doomed = event(wallet);
+    let key = Idempotency {
+        key: "k-1".to_owned(),
+        fingerprint: "f-1".to_owned(),
+    };
+    arm();
+    let err = store
+        .publish(&doomed, Some(key.clone()), T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::Backend(_)), "{err:?}");
+    assert!(matches!(
+        store.get_event(wallet, doomed.id()).await.unwrap_err(),
+        OutboxError::NotFound
+    ));
+    assert!(deliveries_of(store, wallet).await.is_empty());
+
+    // Nothing was kept: the same key with another request is a first publish, not a conflict.
+    let other = Idempotency {
+        key: "k-1".to_owned(),
+        fingerprint: "f-2".to_owned(),
+    };
+    let published = store.publish(&doomed, Some(other), at(1)).await.unwrap();
+    assert_eq!(
+        published,
+        webhook_ports::Published {
+            event_id: doomed.id(),
+            deliveries: 3,
+            replayed: false,
+        }
+    );
+    assert_eq!(deliveries_of(store, wallet).await.len(), 3);
+}
+
+/// Claims every due delivery at `now` and records a 200 for each.
+async fn deliver_all<S: DeliveryQueue>(store: &S, now: OffsetDateTime) {
+    let me = owner("deliverer");
+    let claimed = store.claim_due(&me, now, LEASE, 1000).await.unwrap();
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .map(|c| {
+            let (next, _) = c
+                .delivery
+                .on_attempt(&status(200), &RetryPolicy::identus(), now, Jitter::MAX)
+                .unwrap();
+            AttemptRecord {
+                delivery: next,
+                attempt: log(1, now, status(200)),
             }
         })
-    };
-    let (one, two) = (claimer("one"), claimer("two"));
-    let (one, two) = (one.await.unwrap(), two.await.unwrap());
-    let set_one: HashSet<DeliveryId> = one.iter().copied().collect();
-    let set_two: HashSet<DeliveryId> = two.iter().copied().collect();
-    assert_eq!(set_one.len(), one.len(), "one claimer got a delivery twice");
-    assert_eq!(set_two.len(), two.len(), "one claimer got a delivery twice");
+        .collect();
+    let lost = store.record_attempts(&me, &records).await.unwrap();
+    assert!(lost.is_empty());
+}
+
+/// prune removes old events whose deliveries are all final, with their deliveries and
+/// attempts, at most `limit` per call and oldest first; it keeps events with an unfinished
+/// delivery and events stored at or after the cut-off, and never touches another's rows.
+pub(crate) async fn prune<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + Retention,
+{
+    let wallet = new_wallet(store).await;
+    let first = new_webhook(store, wallet, "https://a.example/hook").await;
+    new_webhook(store, wallet, "https://b.example/hook").await;
+
+    // Five old events and one more, all stored before the cut-off, and a recent one.
+    let mut old_done = Vec::new();
+    for n in 0..5 {
+        let e = event(wallet);
+        store.publish(&e, None, at(n)).await.unwrap();
+        old_done.push(e);
+    }
+    let old_pending = event(wallet);
+    store.publish(&old_pending, None, at(11)).await.unwrap();
+    let recent = event(wallet);
+    store.publish(&recent, None, at(100)).await.unwrap();
+    // Every delivery succeeds but old_pending's to the first webhook, which will be retried.
+    let me = owner("dispatcher");
+    let claimed = store.claim_due(&me, at(101), LEASE, 1000).await.unwrap();
+    assert_eq!(claimed.len(), 14);
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .map(|c| {
+            let retried =
+                c.delivery.event_id() == old_pending.id() && c.delivery.webhook_id() == first.id;
+            let outcome = if retried { status(500) } else { status(200) };
+            AttemptRecord {
+                delivery: c
+                    .delivery
+                    .on_attempt(&outcome, &RetryPolicy::identus(), at(101), Jitter::MAX)
+                    .unwrap()
+                    .0,
+                attempt: log(1, at(101), outcome),
+            }
+        })
+        .collect();
     assert!(
-        set_one.is_disjoint(&set_two),
-        "both got {:?}",
-        set_one.intersection(&set_two).collect::<Vec<_>>()
+        store
+            .record_attempts(&me, &records)
+            .await
+            .unwrap()
+            .is_empty()
     );
-    assert_eq!(set_one.union(&set_two).count(), 40);
+
+    let cut = at(50);
+    let first_batch = store.prune(cut, 2).await.unwrap();
+    assert_eq!(
+        first_batch,
+        webhook_ports::Pruned {
+            events: 2,
+            deliveries: 4,
+            attempts: 4,
+        }
+    );
+    // Oldest first.
+    for e in &old_done[..2] {
+        assert!(matches!(
+            store.get_event(wallet, e.id()).await.unwrap_err(),
+            OutboxError::NotFound
+        ));
+    }
+    assert!(store.get_event(wallet, old_done[2].id()).await.is_ok());
+    let mut removed = first_batch.events;
+    loop {
+        let batch = store.prune(cut, 2).await.unwrap();
+        assert!(batch.events <= 2);
+        if batch.events == 0 {
+            assert_eq!(batch, webhook_ports::Pruned::default());
+            break;
+        }
+        removed += batch.events;
+    }
+    assert_eq!(removed, 5);
+    for e in &old_done {
+        assert!(store.get_event(wallet, e.id()).await.is_err());
+    }
+    // Kept: the event with a due delivery (and all its rows), and the recent one.
+    assert_eq!(
+        store.get_event(wallet, old_pending.id()).await.unwrap(),
+        old_pending
+    );
+    assert_eq!(store.get_event(wallet, recent.id()).await.unwrap(), recent);
+    let left = deliveries_of(store, wallet).await;
+    assert_eq!(left.len(), 4);
+    let delivered_sibling = left
+        .iter()
+        .find(|d| d.event_id() == old_pending.id() && d.webhook_id() != first.id)
+        .unwrap();
+    assert_eq!(
+        store
+            .list_attempts(wallet, delivered_sibling.id())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The retried delivery can still be claimed and finished; then its event goes too.
+    deliver_all(store, at(200)).await;
+    assert_eq!(store.prune(cut, 10).await.unwrap().events, 1);
+    assert_eq!(store.prune(at(1000), 10).await.unwrap().events, 1);
+    assert!(deliveries_of(store, wallet).await.is_empty());
+}
+
+/// Listings page without gaps or repeats: walking wallets, webhooks and deliveries a page at a
+/// time gives the full listing in its order.
+pub(crate) async fn pagination<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    for n in 0..7 {
+        new_wallet(store).await;
+        new_webhook(store, wallet, &format!("https://{n}.example/hook")).await;
+    }
+    for _ in 0..3 {
+        store.publish(&event(wallet), None, T0).await.unwrap();
+    }
+    let pages = |size: u32, total: usize| {
+        (0..=total.div_ceil(size as usize)).map(move |n| Page {
+            offset: n as u64 * u64::from(size),
+            limit: size,
+        })
+    };
+
+    let wallets = store.list_wallets(all()).await.unwrap();
+    assert_eq!(wallets.len(), 8);
+    let mut walked = Vec::new();
+    for page in pages(3, wallets.len()) {
+        walked.extend(store.list_wallets(page).await.unwrap());
+    }
+    assert_eq!(walked, wallets);
+
+    let hooks = store.list_webhooks(wallet, all()).await.unwrap();
+    assert_eq!(hooks.len(), 7);
+    let mut walked = Vec::new();
+    for page in pages(2, hooks.len()) {
+        walked.extend(store.list_webhooks(wallet, page).await.unwrap());
+    }
+    assert_eq!(walked, hooks);
+
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 21);
+    let mut walked = Vec::new();
+    for page in pages(4, deliveries.len()) {
+        let got = store
+            .list_deliveries(wallet, DeliveryFilter::default(), page)
+            .await
+            .unwrap();
+        assert!(got.len() <= 4);
+        walked.extend(got);
+    }
+    assert_eq!(walked, deliveries);
+    assert!(
+        store
+            .list_deliveries(
+                wallet,
+                DeliveryFilter::default(),
+                Page {
+                    offset: 21,
+                    limit: 4
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Expands to one test per contract rule for an adapter. `$fresh` is an async fn giving
+/// `Option<(guard, store)>`: a fresh, migrated store whose type has `faults()`, or `None` to
+/// skip (for a database server that may be absent outside CI).
+macro_rules! contract_suite {
+    ($fresh:path) => {
+        contract_suite!(@tests $fresh;
+            wallet_create_get api_keys webhook_round_trip webhook_tenant_isolation webhook_limit
+            webhook_delete webhook_disable global_webhook publish_fan_out publish_replay
+            publish_replay_with_new_key publish_idempotency publish_atomicity claim_due
+            record_attempts release next_due_at requeue list_deliveries_isolation pagination
+            prune
+        );
+
+        #[tokio::test]
+        async fn publish_fault_atomicity() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::publish_fault_atomicity(&store, || {
+                store.faults().fail_next_publish_after_event()
+            })
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_claims() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::concurrent_claims(&store).await;
+        }
+    };
+    (@tests $fresh:path; $($name:ident)+) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((_guard, store)) = $fresh().await else { return };
+                $crate::contract::$name(&store).await;
+            }
+        )+
+    };
 }

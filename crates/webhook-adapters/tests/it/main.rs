@@ -2,6 +2,9 @@
 //! HTTP servers on 127.0.0.1.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod contract;
+mod postgres;
+mod schema_drift;
 mod sqlite;
 mod transport;

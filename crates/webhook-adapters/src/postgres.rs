@@ -1,0 +1,1149 @@
+//! The PostgreSQL adapter: every port over one database, for several instances at once.
+//!
+//! Connections are diesel-async `AsyncPgConnection`s (tokio-postgres, no libpq) in a bb8 pool.
+//! Claims are one statement with `FOR UPDATE SKIP LOCKED`, so concurrent claimers in any
+//! process never get the same row and never wait for each other; no lock or connection is
+//! held while a delivery is in flight. Outcomes of a whole batch are written with two
+//! statements. A publish that creates deliveries sends a `NOTIFY` on commit, which
+//! [`PgStore::forward_wakeups`] turns into an in-process wake-up in every instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
+};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use webhook_domain::{
+    ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
+    Event, EventId, Wallet, WalletId, Webhook, WebhookId,
+};
+use webhook_ports::{
+    AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
+    Idempotency, LeaseOwner, OutboxError, Page, Pruned, Published, Retention, StoredApiKey,
+    WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
+};
+
+use crate::rows::{
+    AdapterError, DeliveryColumns, DeliveryRow, DeliveryStateChange, EventRow, WebhookColumns,
+    WebhookRow, delivery_select, duration_micros, event_select, from_micros, is_unique_violation,
+    micros, offset, outcome_columns, parse_id, row_to_delivery, row_to_event, row_to_webhook,
+    state_columns, to_delivery, to_json, to_outcome, to_wallet, to_webhook, webhook_columns,
+    webhook_select,
+};
+use crate::schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The channel a publish notifies when it created deliveries.
+const WAKE_CHANNEL: &str = "webhookd_due";
+
+/// Any fixed number, so that instances starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
+
+/// The most rows written by one multi-row insert (PostgreSQL allows 65,535 bind parameters).
+const INSERT_CHUNK: usize = 4_000;
+
+/// Every port over one PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+    url: Arc<str>,
+    #[cfg(feature = "testing")]
+    faults: Arc<crate::testing::Faults>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never shown.
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the PostgreSQL store could not be opened or migrated. The messages never include the
+/// database URL, which may hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    #[error("cannot migrate the PostgreSQL database: {0}")]
+    Migrate(String),
+}
+
+impl PgStore {
+    /// Pools up to `pool_size` connections to the database at `url` (`postgres://...`) and
+    /// checks that one can be made. Does not migrate: see [`Self::migrate`].
+    ///
+    /// # Errors
+    /// [`PgOpenError::Connect`] when the server cannot be reached or refuses the login.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Self, PgOpenError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .await
+            .map_err(|e| PgOpenError::Connect(e.to_string()))?;
+        // bb8 builds lazily: prove now that the server answers.
+        pool.get()
+            .await
+            .map_err(|e| PgOpenError::Connect(e.to_string()))?;
+        Ok(Self {
+            pool,
+            url: Arc::from(url),
+            #[cfg(feature = "testing")]
+            faults: Arc::default(),
+        })
+    }
+
+    /// Applies the pending embedded migrations, one instance at a time (an advisory lock), and
+    /// returns the versions applied.
+    ///
+    /// # Errors
+    /// [`PgOpenError::Migrate`] naming the failure; a failed migration is rolled back.
+    pub async fn migrate(&self) -> Result<Vec<String>, PgOpenError> {
+        self.with_migration_harness(|c| {
+            c.run_pending_migrations(MIGRATIONS)
+                .map(|done| done.iter().map(ToString::to_string).collect())
+        })
+        .await
+    }
+
+    /// The versions of the embedded migrations not yet applied.
+    ///
+    /// # Errors
+    /// [`PgOpenError::Migrate`] when the migration table cannot be read.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, PgOpenError> {
+        self.with_migration_harness(|c| {
+            c.pending_migrations(MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+        })
+        .await
+    }
+
+    /// diesel's migration harness is synchronous: run it on a blocking thread over a dedicated
+    /// connection, holding the migration lock.
+    async fn with_migration_harness<F>(&self, work: F) -> Result<Vec<String>, PgOpenError>
+    where
+        F: FnOnce(
+                &mut AsyncConnectionWrapper<AsyncPgConnection>,
+            ) -> diesel::migration::Result<Vec<String>>
+            + Send
+            + 'static,
+    {
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || {
+            use diesel::connection::SimpleConnection;
+            let fail = |e: &dyn std::fmt::Display| PgOpenError::Migrate(e.to_string());
+            let mut c: AsyncConnectionWrapper<AsyncPgConnection> =
+                diesel::Connection::establish(&url).map_err(|e| fail(&e))?;
+            SimpleConnection::batch_execute(
+                &mut c,
+                &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
+            )
+            .map_err(|e| fail(&e))?;
+            let result = work(&mut c).map_err(|e| fail(&e));
+            let _ = SimpleConnection::batch_execute(
+                &mut c,
+                &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"),
+            );
+            result
+        })
+        .await
+        .map_err(|e| PgOpenError::Migrate(e.to_string()))?
+    }
+
+    /// Listens for publishes from every instance on the database and calls
+    /// `wake.notify_one()` for each, so idle dispatchers start at once instead of at their
+    /// next poll. Reconnects by itself (waking once after each reconnect, in case a publish was
+    /// missed meanwhile); runs until the task is aborted.
+    pub fn forward_wakeups(&self, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            loop {
+                match AsyncPgConnection::establish(&url).await {
+                    Ok(mut conn) => {
+                        match conn.batch_execute(&format!("LISTEN {WAKE_CHANNEL}")).await {
+                            Ok(()) => {
+                                wake.notify_one();
+                                let mut stream = std::pin::pin!(conn.notifications_stream());
+                                while let Some(note) = stream.next().await {
+                                    match note {
+                                        Ok(_) => wake.notify_one(),
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, "lost the publish listener");
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot listen for publishes"),
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot connect the publish listener"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    /// Arms failures inside operations, for tests.
+    #[cfg(feature = "testing")]
+    pub fn faults(&self) -> &crate::testing::Faults {
+        &self.faults
+    }
+
+    async fn conn(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, AdapterError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))
+    }
+}
+
+type Conn = AsyncPgConnection;
+
+#[async_trait]
+impl WalletRepository for PgStore {
+    async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
+        let mut c = self.conn().await?;
+        diesel::insert_into(wallets::table)
+            .values((
+                wallets::id.eq(wallet.id.to_string()),
+                wallets::name.eq(wallet.name.as_str()),
+                wallets::created_at.eq(micros(wallet.created_at)),
+                wallets::updated_at.eq(micros(wallet.updated_at)),
+            ))
+            .execute(&mut c)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    AdapterError::Conflict(format!("wallet {}", wallet.id))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
+        let mut c = self.conn().await?;
+        let row: (String, String, i64, i64) = wallets::table
+            .find(id.to_string())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(to_wallet(row)?)
+    }
+
+    async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(String, String, i64, i64)> = wallets::table
+            .order((wallets::created_at, wallets::id))
+            .offset(offset(page))
+            .limit(i64::from(page.limit))
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(rows.into_iter().map(to_wallet).collect::<Result<_, _>>()?)
+    }
+
+    async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
+        let mut c = self.conn().await?;
+        let wallet = key.wallet_id.to_string();
+        // The foreign key refuses an unknown wallet; no separate read needed.
+        let inserted = diesel::insert_into(api_keys::table)
+            .values((
+                api_keys::wallet_id.eq(&wallet),
+                api_keys::tag.eq(key.hash.tag.0.as_slice()),
+                api_keys::salt.eq(key.hash.salt.as_slice()),
+                api_keys::digest.eq(key.hash.digest.as_slice()),
+                api_keys::created_at.eq(micros(key.created_at)),
+            ))
+            .execute(&mut c)
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _,
+            )) => Err(WalletStoreError::NotFound),
+            Err(e) => Err(AdapterError::from(e).into()),
+        }
+    }
+
+    async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> = api_keys::table
+            .filter(api_keys::tag.eq(tag.0.as_slice()))
+            .select((
+                api_keys::wallet_id,
+                api_keys::salt,
+                api_keys::digest,
+                api_keys::created_at,
+            ))
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        rows.into_iter()
+            .map(|(wallet, salt, digest, created)| {
+                Ok(StoredApiKey {
+                    wallet_id: parse_id(&wallet)?,
+                    hash: ApiKeyHash {
+                        tag,
+                        salt: salt
+                            .try_into()
+                            .map_err(|_| AdapterError::corrupt("salt length"))?,
+                        digest: digest
+                            .try_into()
+                            .map_err(|_| AdapterError::corrupt("digest length"))?,
+                    },
+                    created_at: from_micros(created)?,
+                })
+            })
+            .collect::<Result<_, AdapterError>>()
+            .map_err(Into::into)
+    }
+}
+
+async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterError> {
+    let w = webhook_columns(webhook);
+    diesel::insert_into(webhooks::table)
+        .values((
+            webhooks::id.eq(&w.id),
+            webhooks::wallet_id.eq(&w.wallet_id),
+            webhooks::url.eq(&w.url),
+            webhooks::custom_headers.eq(&w.custom_headers),
+            webhooks::event_types.eq(&w.event_types),
+            webhooks::signing_keys.eq(&w.signing_keys),
+            webhooks::retry_policy.eq(&w.retry_policy),
+            webhooks::enabled.eq(w.enabled),
+            webhooks::created_at.eq(w.created_at),
+        ))
+        .execute(c)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                AdapterError::Conflict(format!("webhook {}", w.id))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+/// Cancels the unfinished deliveries of one webhook.
+async fn cancel_deliveries_of(
+    c: &mut Conn,
+    webhook: &str,
+    reason: CancelReason,
+    now: OffsetDateTime,
+) -> Result<(), AdapterError> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::webhook_id.eq(webhook))
+            .filter(deliveries::due_at.is_not_null()),
+    )
+    .set((
+        deliveries::state.eq(DeliveryStateKind::Cancelled.as_str()),
+        deliveries::due_at.eq(None::<i64>),
+        deliveries::lease_owner.eq(None::<String>),
+        deliveries::final_at.eq(Some(micros(now))),
+        deliveries::cancel_reason.eq(Some(reason.as_str())),
+    ))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl WebhookRepository for PgStore {
+    async fn create_webhook(
+        &self,
+        webhook: &Webhook,
+        limit: Option<u32>,
+    ) -> Result<(), WebhookStoreError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            if let (Some(limit), Some(wallet)) = (limit, webhook_columns(webhook).wallet_id) {
+                // Lock the wallet row: concurrent creates in one wallet count one at a time.
+                let _: Option<String> = wallets::table
+                    .find(&wallet)
+                    .select(wallets::id)
+                    .for_update()
+                    .first(c)
+                    .await
+                    .optional()?;
+                let count: i64 = webhooks::table
+                    .filter(webhooks::wallet_id.eq(&wallet))
+                    .filter(webhooks::deleted_at.is_null())
+                    .count()
+                    .get_result(c)
+                    .await?;
+                if count >= i64::from(limit) {
+                    return Err(AdapterError::LimitReached(limit));
+                }
+            }
+            insert_webhook(c, webhook).await
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn get_webhook(
+        &self,
+        wallet: WalletId,
+        id: WebhookId,
+    ) -> Result<Webhook, WebhookStoreError> {
+        let mut c = self.conn().await?;
+        let row: WebhookRow = webhooks::table
+            .filter(webhooks::id.eq(id.to_string()))
+            .filter(webhooks::wallet_id.eq(wallet.to_string()))
+            .filter(webhooks::deleted_at.is_null())
+            .select(webhook_select!())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(row_to_webhook(row)?)
+    }
+
+    async fn list_webhooks(
+        &self,
+        wallet: WalletId,
+        page: Page,
+    ) -> Result<Vec<Webhook>, WebhookStoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<WebhookRow> = webhooks::table
+            .filter(webhooks::wallet_id.eq(wallet.to_string()))
+            .filter(webhooks::deleted_at.is_null())
+            .order((webhooks::created_at, webhooks::id))
+            .offset(offset(page))
+            .limit(i64::from(page.limit))
+            .select(webhook_select!())
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(row_to_webhook)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn delete_webhook(
+        &self,
+        wallet: WalletId,
+        id: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let id = id.to_string();
+            let deleted = diesel::update(
+                webhooks::table
+                    .filter(webhooks::id.eq(&id))
+                    .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                    .filter(webhooks::deleted_at.is_null()),
+            )
+            .set((
+                webhooks::deleted_at.eq(Some(micros(now))),
+                webhooks::enabled.eq(false),
+            ))
+            .execute(c)
+            .await?;
+            if deleted == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn disable_webhook(
+        &self,
+        id: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let id = id.to_string();
+            let found = diesel::update(webhooks::table.find(&id))
+                .set(webhooks::enabled.eq(false))
+                .execute(c)
+                .await?;
+            if found == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            cancel_deliveries_of(c, &id, CancelReason::TargetGone, now).await
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn set_global_webhook(
+        &self,
+        webhook: Option<Webhook>,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            // Instances starting together replace the global webhook one at a time.
+            diesel::sql_query(format!(
+                "SELECT pg_advisory_xact_lock({})",
+                MIGRATION_LOCK + 1
+            ))
+            .execute(c)
+            .await?;
+            let current: Option<WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.is_null())
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhook_select!())
+                .first(c)
+                .await
+                .optional()?;
+            if let (Some(row), Some(wanted)) = (&current, &webhook)
+                && row.2 == wanted.url.as_str()
+                && row.3 == to_json(&wanted.custom_headers)
+            {
+                return Ok(());
+            }
+            if let Some(row) = current {
+                diesel::update(webhooks::table.find(&row.0))
+                    .set((
+                        webhooks::deleted_at.eq(Some(micros(now))),
+                        webhooks::enabled.eq(false),
+                    ))
+                    .execute(c)
+                    .await?;
+                cancel_deliveries_of(c, &row.0, CancelReason::TargetDeleted, now).await?;
+            }
+            match &webhook {
+                Some(wanted) => insert_webhook(c, wanted).await,
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+/// The first publish of this event id or idempotency key, if any, as a replay; `Conflict` when
+/// the key was used with another request or the id belongs to another wallet.
+async fn earlier_publish(
+    c: &mut Conn,
+    event: &Event,
+    idempotency: Option<&Idempotency>,
+) -> Result<Option<Published>, AdapterError> {
+    let id = event.id().to_string();
+    let wallet = event.wallet_id().to_string();
+    let summary = (
+        events::id,
+        events::wallet_id,
+        events::fingerprint,
+        events::deliveries,
+    );
+    let by_key: Option<(String, String, Option<String>, i32)> = match idempotency {
+        Some(idem) => events::table
+            .filter(events::wallet_id.eq(&wallet))
+            .filter(events::idempotency_key.eq(&idem.key))
+            .select(summary)
+            .first(c)
+            .await
+            .optional()?,
+        None => None,
+    };
+    // The fingerprint only matters when the key matched: a known event id published again
+    // under a new key is a plain replay.
+    let found_by_key = by_key.is_some();
+    let earlier = match by_key {
+        Some(found) => Some(found),
+        None => events::table
+            .find(&id)
+            .select(summary)
+            .first(c)
+            .await
+            .optional()?,
+    };
+    let Some((first_id, first_wallet, fingerprint, count)) = earlier else {
+        return Ok(None);
+    };
+    if first_wallet != wallet {
+        return Err(AdapterError::Conflict(format!("event id {id} is taken")));
+    }
+    if found_by_key
+        && let Some(idem) = idempotency
+        && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
+    {
+        return Err(AdapterError::Conflict(
+            "the idempotency key was used before with a different request".to_owned(),
+        ));
+    }
+    Ok(Some(Published {
+        event_id: parse_id(&first_id)?,
+        deliveries: u32::try_from(count).unwrap_or_default(),
+        replayed: true,
+    }))
+}
+
+/// Writes new delivery states (lease given up) for the deliveries still leased to `owner`, in
+/// one statement; returns the ids written.
+async fn write_leased_states(
+    c: &mut Conn,
+    owner: &str,
+    changed: &[&Delivery],
+) -> Result<Vec<String>, AdapterError> {
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let mut ids = Vec::with_capacity(changed.len());
+    let mut states = Vec::with_capacity(changed.len());
+    let mut due = Vec::with_capacity(changed.len());
+    let mut attempts = Vec::with_capacity(changed.len());
+    let mut finals = Vec::with_capacity(changed.len());
+    let mut reasons = Vec::with_capacity(changed.len());
+    let mut first_due = Vec::with_capacity(changed.len());
+    for delivery in changed {
+        let s = DeliveryStateChange::of(delivery, None);
+        ids.push(delivery.id().to_string());
+        states.push(s.state);
+        due.push(s.due_at);
+        attempts.push(s.attempts);
+        finals.push(s.final_at);
+        reasons.push(s.cancel_reason);
+        first_due.push(s.first_due);
+    }
+    let written: Vec<Written> = diesel::sql_query(
+        "UPDATE deliveries AS d \
+         SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
+             final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due \
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
+                     $7::int8[]) \
+              AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due) \
+         WHERE d.id = v.id AND d.state = $8 AND d.lease_owner = $9 \
+         RETURNING d.id",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&states)
+    .bind::<Array<Nullable<BigInt>>, _>(&due)
+    .bind::<Array<Integer>, _>(&attempts)
+    .bind::<Array<Nullable<BigInt>>, _>(&finals)
+    .bind::<Array<Nullable<Text>>, _>(&reasons)
+    .bind::<Array<BigInt>, _>(&first_due)
+    .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
+    .bind::<Text, _>(owner)
+    .load(c)
+    .await?;
+    Ok(written.into_iter().map(|w| w.id).collect())
+}
+
+#[async_trait]
+impl EventOutbox for PgStore {
+    async fn publish(
+        &self,
+        event: &Event,
+        idempotency: Option<Idempotency>,
+        now: OffsetDateTime,
+    ) -> Result<Published, OutboxError> {
+        let mut c = self.conn().await?;
+        #[cfg(feature = "testing")]
+        let faults = self.faults.clone();
+        c.transaction::<_, AdapterError, _>(async |c| {
+            if let Some(first) = earlier_publish(c, event, idempotency.as_ref()).await? {
+                return Ok(first);
+            }
+            let id = event.id().to_string();
+            let wallet = event.wallet_id().to_string();
+            let candidates: Vec<WebhookRow> = webhooks::table
+                .filter(webhooks::deleted_at.is_null())
+                .filter(webhooks::enabled.eq(true))
+                .filter(
+                    webhooks::wallet_id
+                        .eq(&wallet)
+                        .or(webhooks::wallet_id.is_null()),
+                )
+                .select(webhook_select!())
+                .load(c)
+                .await?;
+            let mut targets = Vec::new();
+            for row in candidates {
+                let webhook = row_to_webhook(row)?;
+                if webhook.wants(event) {
+                    targets.push(webhook.id);
+                }
+            }
+            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
+            let inserted = diesel::insert_into(events::table)
+                .values((
+                    events::id.eq(&id),
+                    events::wallet_id.eq(&wallet),
+                    events::event_type.eq(event.event_type().as_str()),
+                    events::ts.eq(micros(event.ts().as_datetime())),
+                    events::data.eq(to_json(event.data())),
+                    events::idempotency_key.eq(idempotency.as_ref().map(|i| i.key.as_str())),
+                    events::fingerprint.eq(idempotency.as_ref().map(|i| i.fingerprint.as_str())),
+                    events::deliveries.eq(count),
+                    events::created_at.eq(micros(now)),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)
+                .await?;
+            if inserted == 0 {
+                // A concurrent publish of the same id or key committed first: answer as it did.
+                return earlier_publish(c, event, idempotency.as_ref())
+                    .await?
+                    .ok_or_else(|| AdapterError::Conflict(format!("event id {id} is taken")));
+            }
+            #[cfg(feature = "testing")]
+            if faults.take_publish_after_event() {
+                return Err(AdapterError::Injected);
+            }
+            let rows: Vec<_> = targets
+                .iter()
+                .map(|webhook| {
+                    (
+                        deliveries::id.eq(uuid::Uuid::new_v4().to_string()),
+                        deliveries::event_id.eq(id.clone()),
+                        deliveries::webhook_id.eq(webhook.to_string()),
+                        deliveries::wallet_id.eq(wallet.clone()),
+                        deliveries::state.eq(DeliveryStateKind::Pending.as_str()),
+                        deliveries::due_at.eq(Some(micros(now))),
+                        deliveries::attempts.eq(0),
+                        deliveries::first_due.eq(micros(now)),
+                        deliveries::created_at.eq(micros(now)),
+                    )
+                })
+                .collect();
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(deliveries::table)
+                    .values(chunk)
+                    .execute(c)
+                    .await?;
+            }
+            if !rows.is_empty() {
+                // Delivered to listeners when the transaction commits, not before.
+                diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
+                    .execute(c)
+                    .await?;
+            }
+            Ok(Published {
+                event_id: event.id(),
+                deliveries: u32::try_from(count).unwrap_or_default(),
+                replayed: false,
+            })
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
+        let mut c = self.conn().await?;
+        let row: EventRow = events::table
+            .filter(events::id.eq(id.to_string()))
+            .filter(events::wallet_id.eq(wallet.to_string()))
+            .select(event_select!())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(row_to_event(row)?)
+    }
+
+    async fn list_deliveries(
+        &self,
+        wallet: WalletId,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let mut c = self.conn().await?;
+        let mut query = deliveries::table
+            .filter(deliveries::wallet_id.eq(wallet.to_string()))
+            .into_boxed();
+        if let Some(event) = filter.event_id {
+            query = query.filter(deliveries::event_id.eq(event.to_string()));
+        }
+        if let Some(webhook) = filter.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+        }
+        if let Some(state) = filter.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        let rows: Vec<DeliveryRow> = query
+            .order((deliveries::created_at, deliveries::id))
+            .offset(offset(page))
+            .limit(i64::from(page.limit))
+            .select(delivery_select!())
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(rows.iter().map(row_to_delivery).collect::<Result<_, _>>()?)
+    }
+
+    async fn list_attempts(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+    ) -> Result<Vec<AttemptLog>, OutboxError> {
+        let mut c = self.conn().await?;
+        let id = delivery.to_string();
+        let owned: i64 = deliveries::table
+            .filter(deliveries::id.eq(&id))
+            .filter(deliveries::wallet_id.eq(wallet.to_string()))
+            .count()
+            .get_result(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        if owned == 0 {
+            return Err(OutboxError::NotFound);
+        }
+        type AttemptRow = (
+            i32,
+            i64,
+            i64,
+            String,
+            Option<i32>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<AttemptRow> = attempts::table
+            .filter(attempts::delivery_id.eq(&id))
+            .order(attempts::id)
+            .select((
+                attempts::number,
+                attempts::started_at,
+                attempts::duration_us,
+                attempts::outcome,
+                attempts::status_code,
+                attempts::response_excerpt,
+                attempts::error,
+            ))
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        rows.into_iter()
+            .map(
+                |(number, started, duration, outcome, status, excerpt, error)| {
+                    Ok(AttemptLog {
+                        number: u32::try_from(number).map_err(AdapterError::corrupt)?,
+                        started_at: from_micros(started)?,
+                        duration: Duration::from_micros(
+                            u64::try_from(duration).unwrap_or_default(),
+                        ),
+                        outcome: to_outcome(&outcome, status)?,
+                        response_excerpt: excerpt,
+                        error,
+                    })
+                },
+            )
+            .collect::<Result<_, AdapterError>>()
+            .map_err(Into::into)
+    }
+
+    async fn requeue(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+        now: OffsetDateTime,
+    ) -> Result<Delivery, OutboxError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let row: DeliveryRow = deliveries::table
+                .filter(deliveries::id.eq(delivery.to_string()))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .select(delivery_select!())
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            let requeued = row_to_delivery(&row)?
+                .requeue(now)
+                .map_err(|e| AdapterError::Conflict(e.to_string()))?;
+            diesel::update(deliveries::table.find(&row.0))
+                .set(DeliveryStateChange::of(&requeued, None))
+                .execute(c)
+                .await?;
+            if requeued.state().kind() == DeliveryStateKind::Pending {
+                diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
+                    .execute(c)
+                    .await?;
+            }
+            Ok(requeued)
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+/// One claimed delivery joined with its event and target, as the claim statement returns it.
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    webhook_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    due_at: Option<i64>,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    first_due: i64,
+    #[diesel(sql_type = Text)]
+    event_wallet_id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = BigInt)]
+    event_ts: i64,
+    #[diesel(sql_type = Text)]
+    event_data: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_wallet_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Text)]
+    custom_headers: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    event_types: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    signing_keys: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    retry_policy: Option<String>,
+    #[diesel(sql_type = Bool)]
+    enabled: bool,
+    #[diesel(sql_type = BigInt)]
+    webhook_created_at: i64,
+}
+
+/// Leases up to $5 due deliveries, earliest due first, skipping rows another claimer holds,
+/// and returns them with their event and target in the same round trip.
+const CLAIM: &str = "\
+WITH due AS (
+    SELECT id FROM deliveries
+    WHERE due_at <= $1
+    ORDER BY due_at
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries AS d SET state = $2, due_at = $3, lease_owner = $4
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.webhook_id, d.state, d.due_at, d.attempts, d.first_due
+)
+SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
+       e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
+       w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
+       w.signing_keys, w.retry_policy, w.enabled, w.created_at AS webhook_created_at
+FROM claimed AS c
+JOIN events AS e ON e.id = c.event_id
+JOIN webhooks AS w ON w.id = c.webhook_id
+ORDER BY c.due_at, c.id";
+
+fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
+    let delivery = to_delivery(DeliveryColumns {
+        id: &row.id,
+        event_id: &row.event_id,
+        webhook_id: &row.webhook_id,
+        state: &row.state,
+        due_at: row.due_at,
+        attempts: row.attempts,
+        final_at: None,
+        cancel_reason: None,
+        first_due: row.first_due,
+    })?;
+    let event = row_to_event((
+        row.event_id,
+        row.event_wallet_id,
+        row.event_type,
+        row.event_ts,
+        row.event_data,
+    ))?;
+    let webhook = to_webhook(WebhookColumns {
+        id: row.webhook_id,
+        wallet_id: row.webhook_wallet_id,
+        url: row.url,
+        custom_headers: row.custom_headers,
+        event_types: row.event_types,
+        signing_keys: row.signing_keys,
+        retry_policy: row.retry_policy,
+        enabled: row.enabled,
+        created_at: row.webhook_created_at,
+    })?;
+    Ok(ClaimedDelivery {
+        delivery,
+        event,
+        webhook,
+    })
+}
+
+#[async_trait]
+impl DeliveryQueue for PgStore {
+    async fn claim_due(
+        &self,
+        owner: &LeaseOwner,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
+        let leased_until = webhook_domain::add_saturating(now, lease);
+        // The columns of the domain's in-flight state (the attempt number is not stored).
+        let leased = state_columns(DeliveryState::InFlight {
+            attempt: 1,
+            leased_until,
+        });
+        let mut c = self.conn().await?;
+        let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM)
+            .bind::<BigInt, _>(micros(now))
+            .bind::<Text, _>(leased.state)
+            .bind::<Nullable<BigInt>, _>(leased.due_at)
+            .bind::<Text, _>(&owner.0)
+            .bind::<BigInt, _>(i64::from(limit))
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(rows.into_iter().map(to_claimed).collect::<Result<_, _>>()?)
+    }
+
+    async fn record_attempts(
+        &self,
+        owner: &LeaseOwner,
+        records: &[AttemptRecord],
+    ) -> Result<Vec<DeliveryId>, OutboxError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let changed: Vec<&Delivery> = records.iter().map(|r| &r.delivery).collect();
+            let written = write_leased_states(c, &owner.0, &changed).await?;
+            let written: std::collections::HashSet<&str> =
+                written.iter().map(String::as_str).collect();
+            let mut lost = Vec::new();
+            let mut rows = Vec::with_capacity(records.len());
+            for record in records {
+                let id = record.delivery.id();
+                let id_text = id.to_string();
+                if !written.contains(id_text.as_str()) {
+                    lost.push(id);
+                    continue;
+                }
+                let a = &record.attempt;
+                let (outcome, status) = outcome_columns(&a.outcome);
+                rows.push((
+                    attempts::delivery_id.eq(id_text),
+                    attempts::number.eq(i32::try_from(a.number).unwrap_or(i32::MAX)),
+                    attempts::started_at.eq(micros(a.started_at)),
+                    attempts::duration_us.eq(duration_micros(a.duration)),
+                    attempts::outcome.eq(outcome),
+                    attempts::status_code.eq(status),
+                    attempts::response_excerpt.eq(a.response_excerpt.clone()),
+                    attempts::error.eq(a.error.clone()),
+                ));
+            }
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(attempts::table)
+                    .values(chunk)
+                    .execute(c)
+                    .await?;
+            }
+            Ok(lost)
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn release(&self, owner: &LeaseOwner, released: &[Delivery]) -> Result<(), OutboxError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn().await?;
+        let changed: Vec<&Delivery> = released.iter().collect();
+        write_leased_states(&mut c, &owner.0, &changed).await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
+        let mut c = self.conn().await?;
+        let next: Option<i64> = deliveries::table
+            .select(diesel::dsl::min(deliveries::due_at))
+            .first(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(next.map(from_micros).transpose()?)
+    }
+}
+
+#[async_trait]
+impl Retention for PgStore {
+    async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let unfinished = deliveries::table
+                .filter(deliveries::event_id.eq(events::id))
+                .filter(deliveries::due_at.is_not_null());
+            let old: Vec<String> = events::table
+                .filter(events::created_at.lt(micros(before)))
+                .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
+                .order(events::created_at)
+                .limit(i64::from(limit))
+                .select(events::id)
+                .load(c)
+                .await?;
+            if old.is_empty() {
+                return Ok(Pruned::default());
+            }
+            // Lock the final deliveries, so that a concurrent requeue waits for this batch
+            // (and then finds its delivery gone) instead of racing it. Unfinished rows, the
+            // only ones claims touch, are never locked here.
+            let finished: Vec<String> = deliveries::table
+                .filter(deliveries::event_id.eq_any(&old))
+                .filter(deliveries::due_at.is_null())
+                .select(deliveries::id)
+                .for_update()
+                .load(c)
+                .await?;
+            let attempts_removed =
+                diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(&finished)))
+                    .execute(c)
+                    .await?;
+            let deliveries_removed =
+                diesel::delete(deliveries::table.filter(deliveries::id.eq_any(&finished)))
+                    .execute(c)
+                    .await?;
+            let remaining = deliveries::table.filter(deliveries::event_id.eq(events::id));
+            let events_removed = diesel::delete(
+                events::table
+                    .filter(events::id.eq_any(&old))
+                    .filter(diesel::dsl::not(diesel::dsl::exists(remaining))),
+            )
+            .execute(c)
+            .await?;
+            Ok(Pruned {
+                events: events_removed as u64,
+                deliveries: deliveries_removed as u64,
+                attempts: attempts_removed as u64,
+            })
+        })
+        .await
+        .map_err(Into::into)
+    }
+}

@@ -1,0 +1,205 @@
+//! The contract suite against `PgStore`, plus what only PostgreSQL does: wake-ups across
+//! instances and two independent pools sharing one queue.
+//!
+//! Each test gets its own schema ([`PgTestSchema`]), so tests run in parallel. When the server
+//! cannot be reached the tests fail under `CI=true`, and are skipped with a loud message
+//! otherwise.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+use webhook_adapters::PgStore;
+use webhook_adapters::testing::PgTestSchema;
+use webhook_domain::{
+    AttemptOutcome, CustomHeaders, DeliveryId, Event, EventId, EventType, Jitter, RetryPolicy,
+    Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
+};
+use webhook_ports::{
+    AttemptLog, AttemptRecord, DeliveryFilter, DeliveryQueue, EventOutbox, LeaseOwner, Page,
+    WalletRepository, WebhookRepository,
+};
+
+/// A migrated store in a fresh schema.
+pub(crate) async fn fresh() -> Option<(PgTestSchema, PgStore)> {
+    let schema = PgTestSchema::create().await?;
+    let store = PgStore::connect(&schema.url(), 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Some((schema, store))
+}
+
+contract_suite!(fresh);
+
+#[tokio::test]
+async fn migrate_reports_what_it_applied() {
+    let Some(schema) = PgTestSchema::create().await else {
+        return;
+    };
+    let store = PgStore::connect(&schema.url(), 1).await.unwrap();
+    let pending = store.pending_migrations().await.unwrap();
+    assert!(!pending.is_empty());
+    assert_eq!(store.migrate().await.unwrap().len(), pending.len());
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+    assert!(store.migrate().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn connect_error_is_clear_and_hides_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = PgStore::connect("postgres://me:hunter2@127.0.0.1:1/db", 1)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("cannot connect to PostgreSQL"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!format!("{err:?}").contains("hunter2"));
+}
+
+const T0: OffsetDateTime = datetime!(2026-03-01 00:00:00 UTC);
+
+async fn wallet_with_webhooks(store: &PgStore, webhooks: usize) -> WalletId {
+    let wallet = Wallet {
+        id: WalletId::from_uuid(Uuid::new_v4()),
+        name: WalletName::new("load").unwrap(),
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.create_wallet(&wallet).await.unwrap();
+    for n in 0..webhooks {
+        let webhook = Webhook::new(
+            WebhookId::from_uuid(Uuid::new_v4()),
+            WebhookScope::Wallet(wallet.id),
+            WebhookUrl::parse(&format!("http://127.0.0.1:9/{n}")).unwrap(),
+            CustomHeaders::default(),
+            T0,
+        );
+        store.create_webhook(&webhook, None).await.unwrap();
+    }
+    wallet.id
+}
+
+fn event(wallet: WalletId) -> Event {
+    Event::new(
+        EventId::from_uuid(Uuid::new_v4()),
+        Timestamp::from_datetime(T0),
+        EventType::parse("load.test").unwrap(),
+        serde_json::json!({ "n": 1 }),
+        wallet,
+    )
+    .unwrap()
+}
+
+/// A publish through one store wakes a listener set up by another (another instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_wakes_listeners_in_other_instances() {
+    let Some((schema, publisher)) = fresh().await else {
+        return;
+    };
+    let listener = PgStore::connect(&schema.url(), 1).await.unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let task = listener.forward_wakeups(wake.clone());
+    // The forwarder wakes once when it starts listening: from then on nothing is missed.
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("the listener never started");
+    let wallet = wallet_with_webhooks(&publisher, 1).await;
+    publisher.publish(&event(wallet), None, T0).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("no wake-up after a publish in another instance");
+    task.abort();
+}
+
+/// Two dispatchers with their own pools (as two processes would have) share 10,000 deliveries:
+/// every one is claimed and completed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
+    const EVENTS: usize = 1_000;
+    const WEBHOOKS: usize = 10;
+    let Some((schema, setup)) = fresh().await else {
+        return;
+    };
+    let wallet = wallet_with_webhooks(&setup, WEBHOOKS).await;
+    for _ in 0..EVENTS {
+        setup.publish(&event(wallet), None, T0).await.unwrap();
+    }
+
+    let dispatcher = |name: &'static str| {
+        let url = schema.url();
+        tokio::spawn(async move {
+            let store = PgStore::connect(&url, 2).await.unwrap();
+            let me = LeaseOwner(name.to_owned());
+            let mut done = Vec::new();
+            loop {
+                let now = OffsetDateTime::now_utc();
+                let claimed = store
+                    .claim_due(&me, now, Duration::from_secs(600), 100)
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    break done;
+                }
+                let ok = AttemptOutcome::Response {
+                    status: 200,
+                    retry_after: None,
+                };
+                let records: Vec<AttemptRecord> = claimed
+                    .iter()
+                    .map(|c| AttemptRecord {
+                        delivery: c
+                            .delivery
+                            .on_attempt(&ok, &RetryPolicy::identus(), now, Jitter::MAX)
+                            .unwrap()
+                            .0,
+                        attempt: AttemptLog {
+                            number: 1,
+                            started_at: now,
+                            duration: Duration::from_millis(1),
+                            outcome: ok,
+                            response_excerpt: None,
+                            error: None,
+                        },
+                    })
+                    .collect();
+                let lost = store.record_attempts(&me, &records).await.unwrap();
+                assert!(lost.is_empty(), "{name} lost leases: {lost:?}");
+                done.extend(claimed.iter().map(|c| c.delivery.id()));
+            }
+        })
+    };
+    let (one, two) = (dispatcher("one"), dispatcher("two"));
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+
+    let total = EVENTS * WEBHOOKS;
+    assert_eq!(
+        one.len() + two.len(),
+        total,
+        "{} + {}",
+        one.len(),
+        two.len()
+    );
+    assert!(
+        !one.is_empty() && !two.is_empty(),
+        "one dispatcher did everything"
+    );
+    let distinct: HashSet<DeliveryId> = one.iter().chain(&two).copied().collect();
+    assert_eq!(distinct.len(), total, "a delivery was completed twice");
+    let delivered = setup
+        .list_deliveries(
+            wallet,
+            DeliveryFilter {
+                state: Some(webhook_domain::DeliveryStateKind::Delivered),
+                ..DeliveryFilter::default()
+            },
+            Page::first(u32::try_from(total + 1).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), total);
+    assert!(delivered.iter().all(|d| d.attempts() == 1));
+    assert!(delivered.iter().all(|d| distinct.contains(&d.id())));
+    assert_eq!(setup.next_due_at().await.unwrap(), None);
+}
