@@ -10,6 +10,8 @@ use anyhow::Context;
 use serde::Deserialize;
 use webhook_domain::RetryPolicy;
 
+use crate::store::Database;
+
 /// Everything the service can be told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,13 +22,20 @@ pub struct Settings {
     pub base_path: String,
     /// Where the embedded database lives.
     pub data_dir: PathBuf,
-    /// `sqlite://<path>`; empty means `<data_dir>/webhookd.db`.
+    /// `sqlite://<path>` or `postgres://user:password@host:port/database`; empty means the
+    /// SQLite file `<data_dir>/webhookd.db`.
     pub database_url: String,
+    /// Most database connections this instance opens.
+    pub database_pool_size: u32,
+    /// Apply pending migrations when `serve` starts; when false, `serve` refuses to start on
+    /// a database that `webhookd migrate` has not brought up to date.
+    pub migrate_on_start: bool,
     /// Most webhooks one wallet may register.
     pub max_webhooks_per_wallet: u32,
     /// Applied to targets without a retry policy of their own.
     pub default_retry_policy: RetryPolicy,
     pub dispatcher: DispatcherSettings,
+    pub retention: RetentionSettings,
     /// The Identus environment variables.
     pub identus: IdentusSettings,
 }
@@ -58,6 +67,30 @@ impl DispatcherSettings {
     }
 }
 
+/// How long finished history is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Events whose deliveries are all finished are removed, with their deliveries and
+    /// attempts, this many hours after they were published; 0 keeps everything.
+    pub max_age_hours: u64,
+    /// How often the pruning job runs.
+    pub interval_secs: u64,
+    /// Events removed per transaction.
+    pub batch_size: u32,
+}
+
+impl RetentionSettings {
+    /// The age past which finished history is removed; `None` when retention is off.
+    pub fn max_age(&self) -> Option<Duration> {
+        (self.max_age_hours > 0).then(|| Duration::from_secs(self.max_age_hours * 3600))
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+}
+
 /// The Identus Cloud Agent's webhook settings, under the names Identus reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +108,8 @@ listen = "127.0.0.1:8080"
 base_path = "/cloud-agent"
 data_dir = "data"
 database_url = ""
+database_pool_size = 10
+migrate_on_start = true
 max_webhooks_per_wallet = 10
 default_retry_policy = { kind = "preset", name = "identus" }
 
@@ -83,6 +118,11 @@ batch_size = 64
 lease_ms = 60000
 attempt_timeout_ms = 5000
 poll_interval_ms = 1000
+
+[retention]
+max_age_hours = 720
+interval_secs = 600
+batch_size = 1000
 
 [identus]
 default_wallet_enabled = true
@@ -172,21 +212,41 @@ impl Settings {
                 "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (and both above 0)"
             );
         }
+        if self.database_pool_size == 0 {
+            anyhow::bail!("database_pool_size: must be at least 1");
+        }
+        if self.retention.batch_size == 0 || self.retention.interval_secs == 0 {
+            anyhow::bail!("retention.batch_size and retention.interval_secs: must be at least 1");
+        }
+        self.database()?;
         Ok(())
     }
 
-    /// The SQLite file the database URL names.
-    pub fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
-        if self.database_url.is_empty() {
-            return Ok(self.data_dir.join("webhookd.db"));
+    /// The database the URL names: `sqlite://<path>`, `postgres://...` or
+    /// `postgresql://...`, or by default the SQLite file `<data_dir>/webhookd.db`.
+    ///
+    /// # Errors
+    /// For any other URL; the message never repeats credentials.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        let url = self.database_url.trim();
+        if url.is_empty() {
+            return Ok(Database::Sqlite(self.data_dir.join("webhookd.db")));
         }
-        match self.database_url.strip_prefix("sqlite://") {
-            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ => anyhow::bail!(
-                "database_url: {:?} is not supported; use sqlite://<path> (PostgreSQL support is coming)",
-                self.database_url.split('@').next_back().unwrap_or_default()
-            ),
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                anyhow::bail!(
+                    "database_url: sqlite:// needs a file path, as in sqlite://data/webhookd.db"
+                );
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_owned()));
+        }
+        let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+        anyhow::bail!(
+            "database_url: the scheme {scheme:?} is not supported; use sqlite://<path> or postgres://user:password@host:port/database"
+        )
     }
 }
 
@@ -208,7 +268,15 @@ mod tests {
         assert_eq!(s.default_retry_policy, RetryPolicy::identus());
         assert_eq!(s.dispatcher.attempt_timeout(), Duration::from_secs(5));
         assert!(s.identus.default_wallet_enabled);
-        assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("data/webhookd.db"));
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Sqlite(PathBuf::from("data/webhookd.db"))
+        );
+        assert!(s.migrate_on_start);
+        assert_eq!(
+            s.retention.max_age(),
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
     }
 
     #[test]
@@ -234,16 +302,43 @@ mod tests {
     }
 
     #[test]
+    fn the_database_url_chooses_the_backend() {
+        let s = Settings::build(
+            None,
+            &env(&[("WEBHOOKD_DATABASE_URL", "postgres://app:pw@db:5432/hooks")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Postgres("postgres://app:pw@db:5432/hooks".into())
+        );
+        let s = Settings::build(
+            None,
+            &env(&[("WEBHOOKD_DATABASE_URL", "sqlite:///var/lib/webhookd/w.db")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Sqlite(PathBuf::from("/var/lib/webhookd/w.db"))
+        );
+        let s = Settings::build(None, &env(&[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "0")])).unwrap();
+        assert_eq!(s.retention.max_age(), None);
+    }
+
+    #[test]
     fn invalid_settings_fail_with_the_setting_named() {
         let err = Settings::build(None, &env(&[("WEBHOOKD_LISTEN", "nowhere")])).unwrap_err();
         assert!(format!("{err:#}").contains("listen"), "{err:#}");
         let err = Settings::build(None, &env(&[("WEBHOOKD_BASE_PATH", "api/")])).unwrap_err();
         assert!(format!("{err:#}").contains("base_path"), "{err:#}");
-        let mut s = Settings::defaults().unwrap();
-        s.database_url = "mysql://u:p@host/db".into();
-        let err = s.sqlite_path().unwrap_err().to_string();
+        let err = Settings::build(
+            None,
+            &env(&[("WEBHOOKD_DATABASE_URL", "mysql://u:p@host/db")]),
+        )
+        .unwrap_err();
+        let err = format!("{err:#}");
         assert!(
-            err.contains("database_url") && !err.contains("u:p"),
+            err.contains("database_url") && err.contains("mysql") && !err.contains("u:p"),
             "{err}"
         );
     }

@@ -5,7 +5,9 @@ pub mod api;
 mod bootstrap;
 pub mod config;
 pub mod dispatcher;
+pub mod retention;
 mod secrets;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,24 +15,27 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use webhook_adapters::{HyperTransport, SqliteStore, SystemClock, TransportConfig};
+use webhook_adapters::{HyperTransport, SystemClock, TransportConfig};
 use webhook_domain::ApiKey;
 use webhook_ports::{Clock, LeaseOwner};
 
 use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
+use store::Store;
 
 /// A running service.
 #[derive(Debug)]
 pub struct Running {
     /// Where the API listens (the real port when configured with port 0).
     pub addr: SocketAddr,
-    /// The SQLite file in use.
-    pub database: std::path::PathBuf,
+    /// The database in use, described without credentials.
+    pub database: String,
     /// A default-wallet key generated at this start, to show once.
     pub generated_default_key: Option<ApiKey>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tasks that run until aborted (the PostgreSQL publish listener).
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -40,26 +45,51 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+        for task in self.background {
+            task.abort();
+        }
     }
 }
 
-/// Opens the database (migrating it), applies the start-up configuration, and starts the API
-/// and the dispatcher.
+/// Opens the database named by the settings and brings its schema up to date (or, with
+/// `migrate_on_start` off, checks that it is).
+///
+/// # Errors
+/// When the database cannot be opened or migrated, or is behind with migration off.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let database = settings.database()?;
+    let store = Store::open(&database, settings.database_pool_size).await?;
+    if settings.migrate_on_start {
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "database migrated");
+        }
+    } else {
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            anyhow::bail!(
+                "the {} lacks {} migration(s) ({}); run `webhookd migrate` or set migrate_on_start",
+                database.describe(),
+                pending.len(),
+                pending.join(", ")
+            );
+        }
+    }
+    Ok(store)
+}
+
+/// Opens the database (see [`open_store`]), applies the start-up configuration, and starts the
+/// API, the dispatcher and the retention job.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
-    let path = settings.sqlite_path()?;
-    let store = Arc::new(
-        SqliteStore::open(&path, 8)
-            .await
-            .context("cannot open the database")?,
-    );
+    let store = open_store(settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let bootstrapped = bootstrap::bootstrap(
-        store.as_ref(),
-        store.as_ref(),
+        store.wallets().as_ref(),
+        store.webhooks().as_ref(),
         &settings.identus,
         clock.now(),
     )
@@ -67,11 +97,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 
     let wake = Arc::new(Notify::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let background: Vec<JoinHandle<()>> = store.forward_wakeups(wake.clone()).into_iter().collect();
 
     let api_state = api::ApiState {
-        wallets: store.clone(),
-        webhooks: store.clone(),
-        outbox: store.clone(),
+        wallets: store.wallets(),
+        webhooks: store.webhooks(),
+        outbox: store.outbox(),
         clock: clock.clone(),
         wake: wake.clone(),
         max_webhooks_per_wallet: settings.max_webhooks_per_wallet,
@@ -93,9 +124,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         }
     });
 
+    let retention_task = tokio::spawn(retention::run(
+        store.retention(),
+        clock.clone(),
+        settings.retention.clone(),
+        shutdown_rx.clone(),
+    ));
+
     let dispatcher = Arc::new(Dispatcher {
-        queue: store.clone(),
-        webhooks: store.clone(),
+        queue: store.queue(),
+        webhooks: store.webhooks(),
         transport: Arc::new(HyperTransport::new(TransportConfig::default())),
         clock,
         jitter: secrets::jitter,
@@ -112,9 +150,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 
     Ok(Running {
         addr,
-        database: path,
+        database: settings.database()?.describe(),
         generated_default_key: bootstrapped.generated_default_key,
         shutdown,
-        tasks: vec![api_task, dispatcher_task],
+        tasks: vec![api_task, dispatcher_task, retention_task],
+        background,
     })
 }

@@ -20,7 +20,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the REST API and the dispatcher.
-    Serve,
+    Serve {
+        /// Do not migrate the database at start; refuse to start if it is not up to date.
+        #[arg(long)]
+        no_migrate: bool,
+    },
     /// Create or upgrade the database, then exit.
     Migrate,
 }
@@ -50,17 +54,33 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Migrate => {
-            let path = settings.sqlite_path()?;
-            webhook_adapters::SqliteStore::open(&path, 1)
-                .await
-                .context("cannot migrate the database")?;
-            println!("database {} is up to date", path.display());
+            let database = settings.database()?;
+            let store = webhook_app::store::Store::open(&database, 1).await?;
+            let pending = store.pending_migrations().await?;
+            if pending.is_empty() {
+                println!("the {} is up to date", database.describe());
+                return Ok(());
+            }
+            println!(
+                "applying {} migration(s) to the {}",
+                pending.len(),
+                database.describe()
+            );
+            for version in store.migrate().await? {
+                println!("  applied {version}");
+            }
+            println!("the {} is up to date", database.describe());
             Ok(())
         }
-        Command::Serve => serve(&settings).await,
+        Command::Serve { no_migrate } => {
+            if no_migrate {
+                settings.migrate_on_start = false;
+            }
+            serve(&settings).await
+        }
     }
 }
 
@@ -68,7 +88,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let running = webhook_app::start(settings).await?;
     let base = format!("http://{}{}", running.addr, settings.base_path);
     println!("webhookd is listening on {base}");
-    println!("data: {}", running.database.display());
+    println!("data: {}", running.database);
     if let Some(key) = &running.generated_default_key {
         println!();
         println!("The default wallet's API key (shown only now; it is stored hashed):");

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::json;
-use webhook_adapters::SqliteStore;
 use webhook_domain::{AttemptOutcome, DeliveryStateKind, SigningSecret, WalletId};
-use webhook_ports::{DeliveryFilter, EventOutbox, Page};
+use webhook_ports::{DeliveryFilter, Page};
 
-use crate::utils::{Receiver, Service, post_json};
+use crate::utils::{Backend, Receiver, Service, post_json};
 
 fn connection_data() -> serde_json::Value {
     json!({
@@ -55,7 +54,17 @@ async fn publish(service: &Service) -> String {
 
 #[tokio::test]
 async fn a_published_event_reaches_the_receiver_as_the_exact_envelope() {
-    let mut service = Service::start().await;
+    exact_envelope(Service::start().await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_published_event_reaches_the_receiver_as_the_exact_envelope() {
+    if let Some(service) = Service::start_on(Backend::Postgres).await {
+        exact_envelope(service).await;
+    }
+}
+
+async fn exact_envelope(mut service: Service) {
     let receiver = Receiver::start(&[]).await;
     let secret = register(&service, &receiver).await;
     let event_id = publish(&service).await;
@@ -95,7 +104,17 @@ async fn a_published_event_reaches_the_receiver_as_the_exact_envelope() {
 
 #[tokio::test]
 async fn two_failures_then_success_take_exactly_three_attempts() {
-    let mut service = Service::start().await;
+    three_attempts(Service::start().await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_two_failures_then_success_take_exactly_three_attempts() {
+    if let Some(service) = Service::start_on(Backend::Postgres).await {
+        three_attempts(service).await;
+    }
+}
+
+async fn three_attempts(mut service: Service) {
     let receiver = Receiver::start(&[500, 500, 200]).await;
     register(&service, &receiver).await;
     let event_id = publish(&service).await;
@@ -116,8 +135,8 @@ async fn two_failures_then_success_take_exactly_three_attempts() {
     service.stop().await;
 
     // The attempts are on record, and the delivery is delivered after its third.
-    let store = SqliteStore::open(&service.database(), 1).await.unwrap();
-    let deliveries = store
+    let outbox = service.store().await.outbox();
+    let deliveries = outbox
         .list_deliveries(
             WalletId::DEFAULT,
             DeliveryFilter::default(),
@@ -129,7 +148,7 @@ async fn two_failures_then_success_take_exactly_three_attempts() {
     assert_eq!(deliveries[0].state().kind(), DeliveryStateKind::Delivered);
     assert_eq!(deliveries[0].attempts(), 3);
     assert_eq!(deliveries[0].event_id().to_string(), event_id);
-    let attempts = store
+    let attempts = outbox
         .list_attempts(WalletId::DEFAULT, deliveries[0].id())
         .await
         .unwrap();

@@ -12,23 +12,48 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use webhook_adapters::testing::PgTestSchema;
 use webhook_app::config::Settings;
+use webhook_app::store::Store;
 use webhook_domain::RetryPolicy;
 
 pub const API_KEY: &str = "test-wallet-key";
 
-/// The service under test. Dropping the directory removes the database.
+/// Which storage backend a service under test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The service under test. Dropping it removes its database (the directory, or the schema).
 pub struct Service {
     pub running: Option<webhook_app::Running>,
     pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    pub settings: Settings,
+    _schema: Option<PgTestSchema>,
 }
 
 impl Service {
-    /// Starts the service with a 100 ms fixed retry interval and 3 attempts.
+    /// Starts the service on embedded SQLite, with a 100 ms fixed retry interval and 3
+    /// attempts.
     pub async fn start() -> Service {
+        Self::start_on(Backend::Sqlite).await.unwrap()
+    }
+
+    /// As [`Self::start`], on `backend`; `None` when PostgreSQL is absent outside CI (skip).
+    pub async fn start_on(backend: Backend) -> Option<Service> {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::defaults().unwrap();
+        let schema = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let schema = PgTestSchema::create().await?;
+                settings.database_url = schema.url();
+                Some(schema)
+            }
+        };
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.data_dir = dir.path().to_owned();
         settings.identus.default_wallet_auth_api_key = Some(API_KEY.to_owned());
@@ -42,19 +67,24 @@ impl Service {
         .unwrap();
         settings.dispatcher.poll_interval_ms = 100;
         let running = webhook_app::start(&settings).await.unwrap();
-        Service {
+        Some(Service {
             addr: running.addr,
             running: Some(running),
-            dir,
-        }
+            _dir: dir,
+            settings,
+            _schema: schema,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/cloud-agent{path}", self.addr)
     }
 
-    pub fn database(&self) -> std::path::PathBuf {
-        self.dir.path().join("webhookd.db")
+    /// The service's database, opened anew (as another process would).
+    pub async fn store(&self) -> Store {
+        Store::open(&self.settings.database().unwrap(), 1)
+            .await
+            .unwrap()
     }
 
     pub async fn stop(&mut self) {

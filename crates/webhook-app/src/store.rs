@@ -1,0 +1,145 @@
+//! The storage backend named by the database URL: embedded SQLite or PostgreSQL. The rest of
+//! the app sees only the ports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use webhook_adapters::{PgStore, SqliteStore};
+use webhook_ports::{DeliveryQueue, EventOutbox, Retention, WalletRepository, WebhookRepository};
+
+/// Where the data lives, parsed from the database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (`sqlite://<path>`, or the default under the data directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://` or `postgresql://`); the URL may hold a password.
+    Postgres(String),
+}
+
+impl Database {
+    /// What to show an operator: the file, or the server and database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("SQLite file {}", path.display()),
+            Database::Postgres(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                let host_and_db = host_and_db.split('?').next().unwrap_or_default();
+                format!("PostgreSQL at {host_and_db}")
+            }
+        }
+    }
+}
+
+/// An open store: every storage port over one backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl Store {
+    /// Opens (without migrating) the database with up to `pool_size` connections.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or the server cannot be reached.
+    pub async fn open(database: &Database, pool_size: u32) -> anyhow::Result<Self> {
+        let what = database.describe();
+        Ok(match database {
+            Database::Sqlite(path) => Store::Sqlite(Arc::new(
+                SqliteStore::open(path, pool_size)
+                    .await
+                    .with_context(|| format!("cannot open the {what}"))?,
+            )),
+            Database::Postgres(url) => Store::Postgres(Arc::new(
+                PgStore::connect(url, pool_size)
+                    .await
+                    .with_context(|| format!("cannot open the {what}"))?,
+            )),
+        })
+    }
+
+    /// Applies the pending migrations; returns their versions.
+    ///
+    /// # Errors
+    /// When a migration fails (it is rolled back).
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Store::Sqlite(s) => s.migrate().await?,
+            Store::Postgres(s) => s.migrate().await?,
+        })
+    }
+
+    /// The migrations not yet applied.
+    ///
+    /// # Errors
+    /// When the migration table cannot be read.
+    pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Store::Sqlite(s) => s.pending_migrations().await?,
+            Store::Postgres(s) => s.pending_migrations().await?,
+        })
+    }
+
+    /// Wakes `wake` whenever any instance on the same database publishes (PostgreSQL
+    /// `LISTEN`); `None` for SQLite, which only this process writes.
+    pub fn forward_wakeups(&self, wake: Arc<Notify>) -> Option<JoinHandle<()>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.forward_wakeups(wake)),
+        }
+    }
+
+    pub fn wallets(&self) -> Arc<dyn WalletRepository> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn webhooks(&self) -> Arc<dyn WebhookRepository> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn outbox(&self) -> Arc<dyn EventOutbox> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn queue(&self) -> Arc<dyn DeliveryQueue> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn retention(&self) -> Arc<dyn Retention> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_never_show_credentials() {
+        let pg = Database::Postgres(
+            "postgres://app:s3cret@db.internal:5432/hooks?sslmode=require".into(),
+        );
+        assert_eq!(pg.describe(), "PostgreSQL at db.internal:5432/hooks");
+        let sqlite = Database::Sqlite(PathBuf::from("data/webhookd.db"));
+        assert_eq!(sqlite.describe(), "SQLite file data/webhookd.db");
+    }
+}
