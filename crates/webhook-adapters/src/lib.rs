@@ -4,6 +4,7 @@
 mod clock;
 mod http_transport;
 mod postgres;
+mod queries;
 mod rows;
 pub mod schema;
 mod sqlite;

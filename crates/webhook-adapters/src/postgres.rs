@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
@@ -33,6 +35,7 @@ use webhook_ports::{
     WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
+use crate::queries::{deliveries_listing, next_due, prune_candidates};
 use crate::rows::{
     AdapterError, DeliveryColumns, DeliveryRow, DeliveryStateChange, EventRow, WebhookColumns,
     WebhookRow, delivery_select, duration_micros, event_select, from_micros, is_unique_violation,
@@ -612,6 +615,17 @@ async fn write_leased_states(
         #[diesel(sql_type = Text)]
         id: String,
     }
+    let written: Vec<Written> = leased_states_statement(owner, changed).load(c).await?;
+    Ok(written.into_iter().map(|w| w.id).collect())
+}
+
+/// The statement of [`write_leased_states`]: the new states travel as parallel arrays. The
+/// `id = ANY` makes the planner find the rows through the primary key: joined with `unnest`
+/// alone it may scan the whole table.
+fn leased_states_statement<'a>(
+    owner: &'a str,
+    changed: &[&Delivery],
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let mut ids = Vec::with_capacity(changed.len());
     let mut states = Vec::with_capacity(changed.len());
     let mut due = Vec::with_capacity(changed.len());
@@ -629,28 +643,26 @@ async fn write_leased_states(
         reasons.push(s.cancel_reason);
         first_due.push(s.first_due);
     }
-    let written: Vec<Written> = diesel::sql_query(
+    diesel::sql_query(
         "UPDATE deliveries AS d \
          SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
              final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due \
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
                      $7::int8[]) \
               AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due) \
-         WHERE d.id = v.id AND d.state = $8 AND d.lease_owner = $9 \
+         WHERE d.id = ANY($1::text[]) AND d.id = v.id AND d.state = $8 AND d.lease_owner = $9 \
          RETURNING d.id",
     )
-    .bind::<Array<Text>, _>(&ids)
-    .bind::<Array<Text>, _>(&states)
-    .bind::<Array<Nullable<BigInt>>, _>(&due)
-    .bind::<Array<Integer>, _>(&attempts)
-    .bind::<Array<Nullable<BigInt>>, _>(&finals)
-    .bind::<Array<Nullable<Text>>, _>(&reasons)
-    .bind::<Array<BigInt>, _>(&first_due)
+    .into_boxed()
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Text>, _>(states)
+    .bind::<Array<Nullable<BigInt>>, _>(due)
+    .bind::<Array<Integer>, _>(attempts)
+    .bind::<Array<Nullable<BigInt>>, _>(finals)
+    .bind::<Array<Nullable<Text>>, _>(reasons)
+    .bind::<Array<BigInt>, _>(first_due)
     .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
     .bind::<Text, _>(owner)
-    .load(c)
-    .await?;
-    Ok(written.into_iter().map(|w| w.id).collect())
 }
 
 #[async_trait]
@@ -773,23 +785,7 @@ impl EventOutbox for PgStore {
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await?;
-        let mut query = deliveries::table
-            .filter(deliveries::wallet_id.eq(wallet.to_string()))
-            .into_boxed();
-        if let Some(event) = filter.event_id {
-            query = query.filter(deliveries::event_id.eq(event.to_string()));
-        }
-        if let Some(webhook) = filter.webhook_id {
-            query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
-        }
-        if let Some(state) = filter.state {
-            query = query.filter(deliveries::state.eq(state.as_str()));
-        }
-        let rows: Vec<DeliveryRow> = query
-            .order((deliveries::created_at, deliveries::id))
-            .offset(offset(page))
-            .limit(i64::from(page.limit))
-            .select(delivery_select!())
+        let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page)
             .load(&mut c)
             .await
             .map_err(AdapterError::from)?;
@@ -936,18 +932,19 @@ struct ClaimedRow {
 }
 
 /// Leases up to $5 due deliveries, earliest due first, skipping rows another claimer holds,
-/// and returns them with their event and target in the same round trip.
+/// and returns them with their event and target in the same round trip. The ids travel as an
+/// array so that the update finds its rows through the primary key whatever the table's size.
 const CLAIM: &str = "\
-WITH due AS (
-    SELECT id FROM deliveries
-    WHERE due_at <= $1
-    ORDER BY due_at
-    LIMIT $5
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE deliveries AS d SET state = $2, due_at = $3, lease_owner = $4
-    FROM due WHERE d.id = due.id
-    RETURNING d.id, d.event_id, d.webhook_id, d.state, d.due_at, d.attempts, d.first_due
+WITH claimed AS (
+    UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM deliveries
+        WHERE due_at <= $1
+        ORDER BY due_at
+        LIMIT $5
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, event_id, webhook_id, state, due_at, attempts, first_due
 )
 SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
@@ -957,6 +954,27 @@ FROM claimed AS c
 JOIN events AS e ON e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
 ORDER BY c.due_at, c.id";
+
+/// The claim statement with its parameters.
+fn claim_statement<'a>(
+    now: OffsetDateTime,
+    leased_until: OffsetDateTime,
+    owner: &'a LeaseOwner,
+    limit: u32,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    // The columns of the domain's in-flight state (the attempt number is not stored).
+    let leased = state_columns(DeliveryState::InFlight {
+        attempt: 1,
+        leased_until,
+    });
+    diesel::sql_query(CLAIM)
+        .into_boxed()
+        .bind::<BigInt, _>(micros(now))
+        .bind::<Text, _>(leased.state)
+        .bind::<Nullable<BigInt>, _>(leased.due_at)
+        .bind::<Text, _>(owner.0.as_str())
+        .bind::<BigInt, _>(i64::from(limit))
+}
 
 fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
     let delivery = to_delivery(DeliveryColumns {
@@ -1005,18 +1023,8 @@ impl DeliveryQueue for PgStore {
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let leased_until = webhook_domain::add_saturating(now, lease);
-        // The columns of the domain's in-flight state (the attempt number is not stored).
-        let leased = state_columns(DeliveryState::InFlight {
-            attempt: 1,
-            leased_until,
-        });
         let mut c = self.conn().await?;
-        let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM)
-            .bind::<BigInt, _>(micros(now))
-            .bind::<Text, _>(leased.state)
-            .bind::<Nullable<BigInt>, _>(leased.due_at)
-            .bind::<Text, _>(&owner.0)
-            .bind::<BigInt, _>(i64::from(limit))
+        let rows: Vec<ClaimedRow> = claim_statement(now, leased_until, owner, limit)
             .load(&mut c)
             .await
             .map_err(AdapterError::from)?;
@@ -1083,8 +1091,7 @@ impl DeliveryQueue for PgStore {
 
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
         let mut c = self.conn().await?;
-        let next: Option<i64> = deliveries::table
-            .select(diesel::dsl::min(deliveries::due_at))
+        let next: Option<i64> = next_due!()
             .first(&mut c)
             .await
             .map_err(AdapterError::from)?;
@@ -1097,17 +1104,7 @@ impl Retention for PgStore {
     async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
-            let unfinished = deliveries::table
-                .filter(deliveries::event_id.eq(events::id))
-                .filter(deliveries::due_at.is_not_null());
-            let old: Vec<String> = events::table
-                .filter(events::created_at.lt(micros(before)))
-                .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
-                .order(events::created_at)
-                .limit(i64::from(limit))
-                .select(events::id)
-                .load(c)
-                .await?;
+            let old: Vec<String> = prune_candidates!(micros(before), limit).load(c).await?;
             if old.is_empty() {
                 return Ok(Pruned::default());
             }
@@ -1145,5 +1142,97 @@ impl Retention for PgStore {
         })
         .await
         .map_err(Into::into)
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
+    /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
+    /// delivery listings, the next due time, a pruning batch), as (name, plan) pairs, for tests
+    /// that check they read indexes rather than whole tables.
+    ///
+    /// # Errors
+    /// When a statement cannot be explained.
+    pub async fn explain_hot_queries(
+        &self,
+        wallet: WalletId,
+        event: EventId,
+        webhook: WebhookId,
+        prune_before: OffsetDateTime,
+    ) -> Result<Vec<(String, String)>, OutboxError> {
+        use crate::queries::Explain;
+        // A batch a thousandth of the loaded table, as 500 would be of half a million rows:
+        // for a batch close to the table's size a full scan is rightly cheaper.
+        const BATCH: u32 = 50;
+        let mut c = self.conn().await?;
+        let now = OffsetDateTime::now_utc();
+        let owner = LeaseOwner("explain".to_owned());
+        let mut plans = Vec::new();
+        let mut add =
+            |name: &str, lines: Vec<String>| plans.push((name.to_owned(), lines.join("\n")));
+
+        let plan = Explain::<_, Text>::new("EXPLAIN ", claim_statement(now, now, &owner, BATCH));
+        add(
+            "claim",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        let sample: Vec<Delivery> = (0..BATCH)
+            .map(|_| {
+                Delivery::restore(
+                    DeliveryId::from_uuid(uuid::Uuid::new_v4()),
+                    event,
+                    webhook,
+                    now,
+                    1,
+                    DeliveryState::Delivered { at: now },
+                )
+            })
+            .collect();
+        let refs: Vec<&Delivery> = sample.iter().collect();
+        let plan = Explain::<_, Text>::new("EXPLAIN ", leased_states_statement("explain", &refs));
+        add(
+            "record outcomes",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        let filters = [
+            ("list by wallet", DeliveryFilter::default()),
+            (
+                "list by event",
+                DeliveryFilter {
+                    event_id: Some(event),
+                    ..DeliveryFilter::default()
+                },
+            ),
+            (
+                "list by webhook",
+                DeliveryFilter {
+                    webhook_id: Some(webhook),
+                    ..DeliveryFilter::default()
+                },
+            ),
+        ];
+        for (name, filter) in filters {
+            let query = deliveries_listing!(wallet, &filter, Page::first(100));
+            let plan = Explain::<_, Text>::new("EXPLAIN ", query);
+            add(name, plan.load(&mut c).await.map_err(AdapterError::from)?);
+        }
+
+        let plan = Explain::<_, Text>::new("EXPLAIN ", next_due!());
+        add(
+            "next due",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        let plan = Explain::<_, Text>::new(
+            "EXPLAIN ",
+            prune_candidates!(micros(prune_before), 1000_u32),
+        );
+        add(
+            "prune candidates",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+        Ok(plans)
     }
 }

@@ -28,6 +28,7 @@ use webhook_ports::{
     WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
+use crate::queries::{deliveries_listing, due_deliveries, next_due, prune_candidates};
 use crate::rows::{
     AdapterError, DeliveryRow, DeliveryStateChange, EventRow, WebhookRow, delivery_select,
     duration_micros, event_select, from_micros, is_unique_violation, micros, offset,
@@ -94,9 +95,14 @@ impl SqliteStore {
             message,
         };
         // WAL is a property of the file: set it once, before the pool's connections exist.
+        // `optimize` refreshes the planner's statistics where they are stale, so listings pick
+        // the most selective index.
         Self::blocking(&url, |conn| {
-            diesel::connection::SimpleConnection::batch_execute(conn, "PRAGMA journal_mode = WAL;")
-                .map_err(|e| e.to_string())
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "PRAGMA journal_mode = WAL; PRAGMA optimize = 0x10002;",
+            )
+            .map_err(|e| e.to_string())
         })
         .await
         .map_err(open_error)?;
@@ -680,24 +686,7 @@ impl EventOutbox for SqliteStore {
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
         self.transaction(move |c| {
-            let mut query = deliveries::table
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
-                .into_boxed();
-            if let Some(event) = filter.event_id {
-                query = query.filter(deliveries::event_id.eq(event.to_string()));
-            }
-            if let Some(webhook) = filter.webhook_id {
-                query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
-            }
-            if let Some(state) = filter.state {
-                query = query.filter(deliveries::state.eq(state.as_str()));
-            }
-            let rows: Vec<DeliveryRow> = query
-                .order((deliveries::created_at, deliveries::id))
-                .offset(offset(page))
-                .limit(i64::from(page.limit))
-                .select(delivery_select!())
-                .load(c)?;
+            let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page).load(c)?;
             rows.iter().map(row_to_delivery).collect()
         })
         .await
@@ -801,12 +790,7 @@ impl DeliveryQueue for SqliteStore {
         let owner = owner.0.clone();
         let leased_until = webhook_domain::add_saturating(now, lease);
         self.transaction(move |c| {
-            let rows: Vec<DeliveryRow> = deliveries::table
-                .filter(deliveries::due_at.le(micros(now)))
-                .order(deliveries::due_at)
-                .limit(i64::from(limit))
-                .select(delivery_select!())
-                .load(c)?;
+            let rows: Vec<DeliveryRow> = due_deliveries!(micros(now), limit).load(c)?;
             let mut leased = Vec::with_capacity(rows.len());
             for row in &rows {
                 let delivery = row_to_delivery(row)?
@@ -911,9 +895,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
         self.transaction(|c| {
-            let next: Option<i64> = deliveries::table
-                .select(diesel::dsl::min(deliveries::due_at))
-                .first(c)?;
+            let next: Option<i64> = next_due!().first(c)?;
             next.map(from_micros).transpose()
         })
         .await
@@ -927,16 +909,7 @@ impl Retention for SqliteStore {
         // One immediate transaction: a requeue cannot interleave, and claims (of unfinished
         // rows, which this never touches) wait at most for this one short batch.
         self.transaction(move |c| {
-            let unfinished = deliveries::table
-                .filter(deliveries::event_id.eq(events::id))
-                .filter(deliveries::due_at.is_not_null());
-            let old: Vec<String> = events::table
-                .filter(events::created_at.lt(micros(before)))
-                .filter(diesel::dsl::not(diesel::dsl::exists(unfinished)))
-                .order(events::created_at)
-                .limit(i64::from(limit))
-                .select(events::id)
-                .load(c)?;
+            let old: Vec<String> = prune_candidates!(micros(before), limit).load(c)?;
             if old.is_empty() {
                 return Ok(Pruned::default());
             }
@@ -956,6 +929,73 @@ impl Retention for SqliteStore {
                 deliveries: deliveries_removed as u64,
                 attempts: attempts_removed as u64,
             })
+        })
+        .await
+        .map_err(Into::into)
+    }
+}
+
+#[cfg(feature = "testing")]
+impl SqliteStore {
+    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings,
+    /// the next due time, a pruning batch), as (name, plan) pairs, for tests that check they
+    /// search indexes rather than scan tables.
+    ///
+    /// # Errors
+    /// When a query cannot be explained.
+    pub async fn explain_hot_queries(
+        &self,
+        wallet: WalletId,
+        event: EventId,
+        webhook: WebhookId,
+        prune_before: OffsetDateTime,
+    ) -> Result<Vec<(String, String)>, OutboxError> {
+        use diesel::sql_types::{Integer, Text};
+
+        use crate::queries::Explain;
+        type PlanRow = (Integer, Integer, Integer, Text);
+        fn plan<Q>(c: &mut SqliteConnection, query: Q) -> Result<String, AdapterError>
+        where
+            Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+        {
+            let rows: Vec<(i32, i32, i32, String)> =
+                Explain::<_, PlanRow>::new("EXPLAIN QUERY PLAN ", query).load(c)?;
+            Ok(rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n"))
+        }
+        self.transaction(move |c| {
+            let now = micros(OffsetDateTime::now_utc());
+            let mut plans = vec![
+                ("claim".to_owned(), plan(c, due_deliveries!(now, 50_u32))?),
+                ("next due".to_owned(), plan(c, next_due!())?),
+                (
+                    "prune candidates".to_owned(),
+                    plan(c, prune_candidates!(micros(prune_before), 1000_u32))?,
+                ),
+            ];
+            let filters = [
+                ("list by wallet", DeliveryFilter::default()),
+                (
+                    "list by event",
+                    DeliveryFilter {
+                        event_id: Some(event),
+                        ..DeliveryFilter::default()
+                    },
+                ),
+                (
+                    "list by webhook",
+                    DeliveryFilter {
+                        webhook_id: Some(webhook),
+                        ..DeliveryFilter::default()
+                    },
+                ),
+            ];
+            for (name, filter) in filters {
+                plans.push((
+                    name.to_owned(),
+                    plan(c, deliveries_listing!(wallet, &filter, Page::first(100)))?,
+                ));
+            }
+            Ok(plans)
         })
         .await
         .map_err(Into::into)

@@ -5,6 +5,7 @@
 #[macro_use]
 mod contract;
 mod postgres;
+mod query_plans;
 mod schema_drift;
 mod sqlite;
 mod transport;

@@ -1,0 +1,121 @@
+//! The hot queries that both SQL adapters build the same way, as macros so that each backend
+//! infers its own query type: the delivery listing, the next due time, and the candidates of a
+//! pruning batch. Under the `testing` feature, [`Explain`] runs any query under `EXPLAIN`, so
+//! tests can check that these (and the claim) use indexes.
+
+/// The wallet's deliveries matching a `DeliveryFilter`, oldest first, one page.
+macro_rules! deliveries_listing {
+    ($wallet:expr, $filter:expr, $page:expr) => {{
+        let filter: &webhook_ports::DeliveryFilter = $filter;
+        let page: webhook_ports::Page = $page;
+        let mut query = deliveries::table
+            .filter(deliveries::wallet_id.eq($wallet.to_string()))
+            .into_boxed();
+        if let Some(event) = filter.event_id {
+            query = query.filter(deliveries::event_id.eq(event.to_string()));
+        }
+        if let Some(webhook) = filter.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+        }
+        if let Some(state) = filter.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        query
+            .order((deliveries::created_at, deliveries::id))
+            .offset($crate::rows::offset(page))
+            .limit(i64::from(page.limit))
+            .select(delivery_select!())
+    }};
+}
+pub(crate) use deliveries_listing;
+
+/// Up to `$limit` deliveries claimable at `$now` (microseconds), earliest first: the read half
+/// of an SQLite claim (PostgreSQL claims in one statement of its own).
+macro_rules! due_deliveries {
+    ($now:expr, $limit:expr) => {
+        deliveries::table
+            .filter(deliveries::due_at.le($now))
+            .order(deliveries::due_at)
+            .limit(i64::from($limit))
+            .select(delivery_select!())
+    };
+}
+pub(crate) use due_deliveries;
+
+/// The earliest claimable time. The `IS NOT NULL` lets both planners read the partial claim
+/// index instead of the table.
+macro_rules! next_due {
+    () => {
+        deliveries::table
+            .filter(deliveries::due_at.is_not_null())
+            .select(diesel::dsl::min(deliveries::due_at))
+    };
+}
+pub(crate) use next_due;
+
+/// Up to `$limit` ids of events stored before `$before` (microseconds) whose deliveries are all
+/// final, oldest first.
+macro_rules! prune_candidates {
+    ($before:expr, $limit:expr) => {
+        events::table
+            .filter(events::created_at.lt($before))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                deliveries::table
+                    .filter(deliveries::event_id.eq(events::id))
+                    .filter(deliveries::due_at.is_not_null()),
+            )))
+            .order(events::created_at)
+            .limit(i64::from($limit))
+            .select(events::id)
+    };
+}
+pub(crate) use prune_candidates;
+
+#[cfg(feature = "testing")]
+pub(crate) use explain::Explain;
+
+#[cfg(feature = "testing")]
+mod explain {
+    use std::marker::PhantomData;
+
+    use diesel::backend::Backend;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+
+    /// `query` prefixed by `prefix` (`EXPLAIN ` or `EXPLAIN QUERY PLAN `), returning rows of
+    /// `ST`.
+    #[derive(Debug)]
+    pub(crate) struct Explain<Q, ST> {
+        pub(crate) prefix: &'static str,
+        pub(crate) query: Q,
+        pub(crate) rows: PhantomData<ST>,
+    }
+
+    impl<Q, ST> Explain<Q, ST> {
+        pub(crate) fn new(prefix: &'static str, query: Q) -> Self {
+            Self {
+                prefix,
+                query,
+                rows: PhantomData,
+            }
+        }
+    }
+
+    impl<DB: Backend, Q: QueryFragment<DB>, ST> QueryFragment<DB> for Explain<Q, ST> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+            out.unsafe_to_cache_prepared();
+            out.push_sql(self.prefix);
+            self.query.walk_ast(out.reborrow())
+        }
+    }
+
+    impl<Q, ST> QueryId for Explain<Q, ST> {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl<Q, ST> Query for Explain<Q, ST> {
+        type SqlType = ST;
+    }
+
+    impl<Q, ST, C> diesel::RunQueryDsl<C> for Explain<Q, ST> {}
+}
