@@ -680,6 +680,10 @@ impl EventOutbox for PgStore {
             if let Some(first) = earlier_publish(c, event, idempotency.as_ref()).await? {
                 return Ok(first);
             }
+            #[cfg(feature = "testing")]
+            if let Some(barrier) = faults.publish_barrier() {
+                barrier.wait().await;
+            }
             let id = event.id().to_string();
             let wallet = event.wallet_id().to_string();
             let candidates: Vec<WebhookRow> = webhooks::table

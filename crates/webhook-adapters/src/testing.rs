@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 #[derive(Debug, Default)]
 pub struct Faults {
     publish_after_event: AtomicBool,
+    publish_barrier: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Barrier>>>,
 }
 
 impl Faults {
@@ -20,6 +21,21 @@ impl Faults {
 
     pub(crate) fn take_publish_after_event(&self) -> bool {
         self.publish_after_event.swap(false, Ordering::SeqCst)
+    }
+
+    /// From now on, each publish waits after looking for an earlier publish of its event until
+    /// `parties` publishes are waiting there, so that they race to insert (PostgreSQL only:
+    /// SQLite runs publishes one at a time).
+    ///
+    /// # Panics
+    /// If a previous holder of the lock panicked.
+    pub fn gather_publishes(&self, parties: usize) {
+        *self.publish_barrier.lock().expect("poisoned") =
+            Some(std::sync::Arc::new(tokio::sync::Barrier::new(parties)));
+    }
+
+    pub(crate) fn publish_barrier(&self) -> Option<std::sync::Arc<tokio::sync::Barrier>> {
+        self.publish_barrier.lock().ok().and_then(|b| b.clone())
     }
 }
 

@@ -594,6 +594,47 @@ where
     assert_eq!(other.deliveries, 1);
 }
 
+/// Concurrent publishes of one event under one idempotency key store it once: every caller
+/// gets the first result, exactly one of them not as a replay.
+pub(crate) async fn concurrent_idempotent_publish<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + Clone + 'static,
+{
+    let wallet = new_wallet(store).await;
+    for n in 0..3 {
+        new_webhook(store, wallet, &format!("https://{n}.example/hook")).await;
+    }
+    let the_event = event(wallet);
+    let publishers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let the_event = the_event.clone();
+            tokio::spawn(async move {
+                store
+                    .publish(
+                        &the_event,
+                        Some(Idempotency {
+                            key: "same-key".to_owned(),
+                            fingerprint: "same-request".to_owned(),
+                        }),
+                        T0,
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for publisher in publishers {
+        let published = publisher.await.unwrap();
+        assert_eq!(published.event_id, the_event.id());
+        assert_eq!(published.deliveries, 3);
+        firsts += usize::from(!published.replayed);
+    }
+    assert_eq!(firsts, 1, "the event was stored more than once");
+    assert_eq!(deliveries_of(store, wallet).await.len(), 3);
+}
+
 /// A publish that fails stores nothing: an event id taken in another wallet is `Conflict`, and
 /// neither the event nor a delivery exists afterwards in the publishing wallet.
 pub(crate) async fn publish_atomicity<S>(store: &S)
@@ -1341,6 +1382,12 @@ macro_rules! contract_suite {
                 store.faults().fail_next_publish_after_event()
             })
             .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_idempotent_publish() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::concurrent_idempotent_publish(&store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

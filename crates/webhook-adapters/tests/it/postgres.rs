@@ -203,3 +203,47 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
     assert!(delivered.iter().all(|d| distinct.contains(&d.id())));
     assert_eq!(setup.next_due_at().await.unwrap(), None);
 }
+
+/// Publishes of one event under one idempotency key that all looked for an earlier publish
+/// before any of them inserted (held together by a barrier) still store it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_idempotent_publishes_store_the_event_once() {
+    const RACERS: usize = 4;
+    let Some((schema, _)) = fresh().await else {
+        return;
+    };
+    let store = PgStore::connect(&schema.url(), RACERS as u32)
+        .await
+        .unwrap();
+    let wallet = wallet_with_webhooks(&store, 2).await;
+    store.faults().gather_publishes(RACERS);
+    let the_event = event(wallet);
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let the_event = the_event.clone();
+            tokio::spawn(async move {
+                let key = webhook_ports::Idempotency {
+                    key: "k".to_owned(),
+                    fingerprint: "f".to_owned(),
+                };
+                store.publish(&the_event, Some(key), T0).await.unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for racer in racers {
+        let published = tokio::time::timeout(Duration::from_secs(20), racer)
+            .await
+            .expect("the racers never all reached the barrier")
+            .unwrap();
+        assert_eq!(published.deliveries, 2);
+        firsts += usize::from(!published.replayed);
+    }
+    assert_eq!(firsts, 1);
+    let all = store
+        .list_deliveries(wallet, DeliveryFilter::default(), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real service on 127.0.0.1:0 with a SQLite file in a temporary
-//! directory, and real HTTP receivers on 127.0.0.1:0.
+//! directory (or a PostgreSQL schema of its own), the `webhookd` binary, and real HTTP receivers
+//! on 127.0.0.1:0.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod cli;
 mod delivery;
 mod rest;
 mod utils;
