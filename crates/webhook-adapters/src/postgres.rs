@@ -934,7 +934,8 @@ struct ClaimedRow {
     webhook_created_at: i64,
 }
 
-/// Leases up to $5 due deliveries, earliest due first, skipping rows another claimer holds,
+/// Leases up to $5 due deliveries, earliest due first, none to the webhooks in $6, skipping rows
+/// another claimer holds,
 /// and returns them with their event and target in the same round trip. The ids travel as an
 /// array so that the update finds its rows through the primary key whatever the table's size.
 const CLAIM: &str = "\
@@ -942,7 +943,7 @@ WITH claimed AS (
     UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
     WHERE id = ANY(ARRAY(
         SELECT id FROM deliveries
-        WHERE due_at <= $1
+        WHERE due_at <= $1 AND webhook_id <> ALL($6)
         ORDER BY due_at
         LIMIT $5
         FOR UPDATE SKIP LOCKED
@@ -964,6 +965,7 @@ fn claim_statement<'a>(
     leased_until: OffsetDateTime,
     owner: &'a LeaseOwner,
     limit: u32,
+    skip: &[WebhookId],
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     // The columns of the domain's in-flight state (the attempt number is not stored).
     let leased = state_columns(DeliveryState::InFlight {
@@ -977,6 +979,7 @@ fn claim_statement<'a>(
         .bind::<Nullable<BigInt>, _>(leased.due_at)
         .bind::<Text, _>(owner.0.as_str())
         .bind::<BigInt, _>(i64::from(limit))
+        .bind::<Array<Text>, _>(skip.iter().map(ToString::to_string).collect::<Vec<_>>())
 }
 
 fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
@@ -1024,10 +1027,11 @@ impl DeliveryQueue for PgStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip: &[WebhookId],
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let leased_until = webhook_domain::add_saturating(now, lease);
         let mut c = self.conn().await?;
-        let rows: Vec<ClaimedRow> = claim_statement(now, leased_until, owner, limit)
+        let rows: Vec<ClaimedRow> = claim_statement(now, leased_until, owner, limit, skip)
             .load(&mut c)
             .await
             .map_err(AdapterError::from)?;
@@ -1174,7 +1178,10 @@ impl PgStore {
         let mut add =
             |name: &str, lines: Vec<String>| plans.push((name.to_owned(), lines.join("\n")));
 
-        let plan = Explain::<_, Text>::new("EXPLAIN ", claim_statement(now, now, &owner, BATCH));
+        let plan = Explain::<_, Text>::new(
+            "EXPLAIN ",
+            claim_statement(now, now, &owner, BATCH, &[webhook]),
+        );
         add(
             "claim",
             plan.load(&mut c).await.map_err(AdapterError::from)?,

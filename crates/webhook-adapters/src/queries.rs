@@ -29,12 +29,14 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
-/// Up to `$limit` deliveries claimable at `$now` (microseconds), earliest first: the read half
+/// Up to `$limit` deliveries claimable at `$now` (microseconds), earliest first, none to the
+/// webhooks (id texts) in `$skip`: the read half
 /// of an SQLite claim (PostgreSQL claims in one statement of its own).
 macro_rules! due_deliveries {
-    ($now:expr, $limit:expr) => {
+    ($now:expr, $limit:expr, $skip:expr) => {
         deliveries::table
             .filter(deliveries::due_at.le($now))
+            .filter(deliveries::webhook_id.ne_all($skip))
             .order(deliveries::due_at)
             .limit(i64::from($limit))
             .select(delivery_select!())

@@ -51,6 +51,20 @@ pub struct DispatcherSettings {
     pub attempt_timeout_ms: u64,
     /// Longest idle sleep; publishes wake the dispatcher at once.
     pub poll_interval_ms: u64,
+    /// Most attempts in flight in this instance, all targets together.
+    pub max_in_flight: usize,
+    /// Most attempts in flight to one target; its other deliveries wait in the database.
+    pub max_in_flight_per_target: usize,
+    /// Consecutive failures (timeouts, connection errors, 5xx, 429) that rest a target.
+    pub breaker_failure_threshold: u32,
+    /// How long a rested target gets no attempts before one probe.
+    pub breaker_open_ms: u64,
+    /// Outcomes written per database round trip, at most.
+    pub record_batch: usize,
+    /// Longest an outcome waits for its batch to fill.
+    pub record_delay_ms: u64,
+    /// At shutdown, how long attempts in flight may finish before their leases are given back.
+    pub shutdown_grace_ms: u64,
 }
 
 impl DispatcherSettings {
@@ -64,6 +78,13 @@ impl DispatcherSettings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn circuit_breaker(&self) -> webhook_domain::CircuitBreakerConfig {
+        webhook_domain::CircuitBreakerConfig {
+            failure_threshold: self.breaker_failure_threshold.max(1),
+            open_for: Duration::from_millis(self.breaker_open_ms),
+        }
     }
 }
 
@@ -118,6 +139,13 @@ batch_size = 64
 lease_ms = 60000
 attempt_timeout_ms = 5000
 poll_interval_ms = 1000
+max_in_flight = 256
+max_in_flight_per_target = 16
+breaker_failure_threshold = 5
+breaker_open_ms = 30000
+record_batch = 64
+record_delay_ms = 20
+shutdown_grace_ms = 10000
 
 [retention]
 max_age_hours = 720
@@ -204,6 +232,14 @@ impl Settings {
         }
         if self.dispatcher.batch_size == 0 {
             anyhow::bail!("dispatcher.batch_size: must be at least 1");
+        }
+        if self.dispatcher.max_in_flight == 0 || self.dispatcher.max_in_flight_per_target == 0 {
+            anyhow::bail!(
+                "dispatcher.max_in_flight and dispatcher.max_in_flight_per_target: must be at least 1"
+            );
+        }
+        if self.dispatcher.record_batch == 0 {
+            anyhow::bail!("dispatcher.record_batch: must be at least 1");
         }
         if self.dispatcher.attempt_timeout_ms == 0
             || self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms

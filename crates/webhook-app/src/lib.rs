@@ -11,6 +11,7 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
@@ -144,6 +145,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             attempt_timeout: settings.dispatcher.attempt_timeout(),
             poll_interval: settings.dispatcher.poll_interval(),
             default_retry_policy: settings.default_retry_policy.clone(),
+            max_in_flight: settings.dispatcher.max_in_flight,
+            max_in_flight_per_target: settings.dispatcher.max_in_flight_per_target,
+            circuit_breaker: settings.dispatcher.circuit_breaker(),
+            record_batch: settings.dispatcher.record_batch,
+            record_delay: Duration::from_millis(settings.dispatcher.record_delay_ms),
+            shutdown_grace: Duration::from_millis(settings.dispatcher.shutdown_grace_ms),
         },
     });
     let dispatcher_task = tokio::spawn(dispatcher.run(wake, shutdown_rx));

@@ -152,11 +152,12 @@ pub trait EventOutbox: Send + Sync {
 pub trait DeliveryQueue: Send + Sync {
     /// Leases up to `limit` due deliveries to `owner` until `now + lease`, earliest due first,
     /// and returns them with their event and target. Due means pending or retry-scheduled with
-    /// a due time at or before `now`, or in flight with an expired lease.
+    /// a due time at or before `now`, or in flight with an expired lease. Deliveries to the
+    /// targets in `skip` (busy or resting ones, whose backlog stays in storage) are left alone.
     ///
     /// MUST never hand a delivery to two claimers while its lease is live, even under
-    /// concurrent calls; MUST NOT return deliveries that are not due or are final; MUST NOT
-    /// hold a lock or connection after returning.
+    /// concurrent calls; MUST NOT return deliveries that are not due or are final, nor any to
+    /// a target in `skip`; MUST NOT hold a lock or connection after returning.
     ///
     /// # Errors
     /// `Unavailable` or `Backend`; on error nothing is leased.
@@ -166,6 +167,7 @@ pub trait DeliveryQueue: Send + Sync {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip: &[WebhookId],
     ) -> Result<Vec<ClaimedDelivery>, OutboxError>;
 
     /// Stores the outcome of many attempts at once: each delivery's new state and one attempt

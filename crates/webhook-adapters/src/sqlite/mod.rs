@@ -786,11 +786,13 @@ impl DeliveryQueue for SqliteStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip: &[WebhookId],
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let owner = owner.0.clone();
         let leased_until = webhook_domain::add_saturating(now, lease);
+        let skip: Vec<String> = skip.iter().map(ToString::to_string).collect();
         self.transaction(move |c| {
-            let rows: Vec<DeliveryRow> = due_deliveries!(micros(now), limit).load(c)?;
+            let rows: Vec<DeliveryRow> = due_deliveries!(micros(now), limit, &skip).load(c)?;
             let mut leased = Vec::with_capacity(rows.len());
             for row in &rows {
                 let delivery = row_to_delivery(row)?
@@ -965,7 +967,10 @@ impl SqliteStore {
         self.transaction(move |c| {
             let now = micros(OffsetDateTime::now_utc());
             let mut plans = vec![
-                ("claim".to_owned(), plan(c, due_deliveries!(now, 50_u32))?),
+                (
+                    "claim".to_owned(),
+                    plan(c, due_deliveries!(now, 50_u32, &[] as &[String]))?,
+                ),
                 ("next due".to_owned(), plan(c, next_due!())?),
                 (
                     "prune candidates".to_owned(),

@@ -702,10 +702,10 @@ where
     store.publish(&e, None, T0).await.unwrap();
     let (a, b) = (owner("a"), owner("b"));
 
-    let early = store.claim_due(&a, at(-1), LEASE, 10).await.unwrap();
+    let early = store.claim_due(&a, at(-1), LEASE, 10, &[]).await.unwrap();
     assert!(early.is_empty(), "not due yet: {early:?}");
 
-    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap();
+    let claimed = store.claim_due(&a, T0, LEASE, 10, &[]).await.unwrap();
     assert_eq!(claimed.len(), 2);
     let mut seen = HashSet::new();
     for c in &claimed {
@@ -728,20 +728,32 @@ where
     }
     assert_eq!(seen, HashSet::from([h1.id, h2.id]));
 
-    assert!(store.claim_due(&b, T0, LEASE, 10).await.unwrap().is_empty());
-    assert!(store.claim_due(&a, T0, LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(&b, T0, LEASE, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due(&a, T0, LEASE, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let before_expiry = T0 + time::Duration::seconds(30) - time::Duration::microseconds(1);
     assert!(
         store
-            .claim_due(&b, before_expiry, LEASE, 10)
+            .claim_due(&b, before_expiry, LEASE, 10, &[])
             .await
             .unwrap()
             .is_empty()
     );
 
-    let stolen = store.claim_due(&b, at(30), LEASE, 1).await.unwrap();
+    let stolen = store.claim_due(&b, at(30), LEASE, 1, &[]).await.unwrap();
     assert_eq!(stolen.len(), 1, "the limit is honoured");
-    let rest = store.claim_due(&b, at(30), LEASE, 10).await.unwrap();
+    let rest = store.claim_due(&b, at(30), LEASE, 10, &[]).await.unwrap();
     assert_eq!(rest.len(), 1);
     let ids: HashSet<DeliveryId> = stolen
         .iter()
@@ -759,6 +771,29 @@ where
     );
 }
 
+/// claim_due leaves the targets in `skip` alone: their deliveries stay due, for a later claim.
+pub(crate) async fn claim_skip<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let busy = new_webhook(store, wallet, "https://busy.example/hook").await;
+    let free = new_webhook(store, wallet, "https://free.example/hook").await;
+    for _ in 0..3 {
+        store.publish(&event(wallet), None, T0).await.unwrap();
+    }
+    let me = owner("a");
+    let claimed = store
+        .claim_due(&me, T0, LEASE, 100, &[busy.id])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|c| c.webhook.id == free.id));
+    let rest = store.claim_due(&me, T0, LEASE, 100, &[]).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|c| c.webhook.id == busy.id));
+}
+
 /// record_attempts stores the new state and an attempt row; a record from an owner that lost
 /// the lease is skipped and returned.
 pub(crate) async fn record_attempts<S>(store: &S)
@@ -767,7 +802,11 @@ where
 {
     let (wallet, _, _, delivery) = one_delivery(store).await;
     let (a, b) = (owner("a"), owner("b"));
-    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let claimed = store
+        .claim_due(&a, T0, LEASE, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     let outcome = status(500);
     let (next, _) = claimed
         .delivery
@@ -795,12 +834,12 @@ where
 
     // Claimed again by a; the lease expires and b takes it; a's record is then lost.
     let by_a = store
-        .claim_due(&a, at(6), LEASE, 10)
+        .claim_due(&a, at(6), LEASE, 10, &[])
         .await
         .unwrap()
         .remove(0);
     let by_b = store
-        .claim_due(&b, at(36), LEASE, 10)
+        .claim_due(&b, at(36), LEASE, 10, &[])
         .await
         .unwrap()
         .remove(0);
@@ -867,7 +906,11 @@ where
 {
     let (wallet, _, _, _) = one_delivery(store).await;
     let (a, b) = (owner("a"), owner("b"));
-    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let claimed = store
+        .claim_due(&a, T0, LEASE, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     let released = claimed.delivery.release(at(1)).unwrap();
 
     store
@@ -887,7 +930,7 @@ where
     assert_eq!(deliveries_of(store, wallet).await, vec![released.clone()]);
     assert_eq!(released.state(), DeliveryState::Pending { due: at(1) });
 
-    let again = store.claim_due(&b, at(1), LEASE, 10).await.unwrap();
+    let again = store.claim_due(&b, at(1), LEASE, 10, &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.id(), claimed.delivery.id());
 }
@@ -904,10 +947,10 @@ where
     assert_eq!(store.next_due_at().await.unwrap(), Some(T0));
 
     let a = owner("a");
-    let first = store.claim_due(&a, T0, LEASE, 10).await.unwrap();
+    let first = store.claim_due(&a, T0, LEASE, 10, &[]).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(10)));
-    let second = store.claim_due(&a, at(10), LEASE, 10).await.unwrap();
+    let second = store.claim_due(&a, at(10), LEASE, 10, &[]).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
 
@@ -940,7 +983,11 @@ where
 {
     let (wallet, _, _, delivery) = one_delivery(store).await;
     let a = owner("a");
-    let claimed = store.claim_due(&a, T0, LEASE, 10).await.unwrap().remove(0);
+    let claimed = store
+        .claim_due(&a, T0, LEASE, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     let (exhausted, _) = claimed
         .delivery
         .on_attempt(
@@ -983,7 +1030,7 @@ where
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(2)));
 
     let again = store
-        .claim_due(&a, at(2), LEASE, 10)
+        .claim_due(&a, at(2), LEASE, 10, &[])
         .await
         .unwrap()
         .remove(0);
@@ -1087,7 +1134,7 @@ where
                 let mut got = Vec::new();
                 loop {
                     let batch = store
-                        .claim_due(&me, T0, Duration::from_secs(600), 7)
+                        .claim_due(&me, T0, Duration::from_secs(600), 7, &[])
                         .await
                         .unwrap();
                     if batch.is_empty() {
@@ -1170,7 +1217,7 @@ where
 /// Claims every due delivery at `now` and records a 200 for each.
 async fn deliver_all<S: DeliveryQueue>(store: &S, now: OffsetDateTime) {
     let me = owner("deliverer");
-    let claimed = store.claim_due(&me, now, LEASE, 1000).await.unwrap();
+    let claimed = store.claim_due(&me, now, LEASE, 1000, &[]).await.unwrap();
     let records: Vec<AttemptRecord> = claimed
         .iter()
         .map(|c| {
@@ -1212,7 +1259,10 @@ where
     store.publish(&recent, None, at(100)).await.unwrap();
     // Every delivery succeeds but old_pending's to the first webhook, which will be retried.
     let me = owner("dispatcher");
-    let claimed = store.claim_due(&me, at(101), LEASE, 1000).await.unwrap();
+    let claimed = store
+        .claim_due(&me, at(101), LEASE, 1000, &[])
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 14);
     let records: Vec<AttemptRecord> = claimed
         .iter()
@@ -1371,7 +1421,7 @@ macro_rules! contract_suite {
             wallet_create_get api_keys webhook_round_trip webhook_tenant_isolation webhook_limit
             webhook_delete webhook_disable global_webhook publish_fan_out publish_replay
             publish_replay_with_new_key publish_idempotency publish_atomicity claim_due
-            record_attempts release next_due_at requeue list_deliveries_isolation pagination
+            claim_skip record_attempts release next_due_at requeue list_deliveries_isolation pagination
             prune
         );
 

@@ -136,7 +136,7 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
             loop {
                 let now = OffsetDateTime::now_utc();
                 let claimed = store
-                    .claim_due(&me, now, Duration::from_secs(600), 100)
+                    .claim_due(&me, now, Duration::from_secs(600), 100, &[])
                     .await
                     .unwrap();
                 if claimed.is_empty() {

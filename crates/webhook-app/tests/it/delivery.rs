@@ -8,7 +8,7 @@ use serde_json::json;
 use webhook_domain::{AttemptOutcome, DeliveryStateKind, SigningSecret, WalletId};
 use webhook_ports::{DeliveryFilter, Page};
 
-use crate::utils::{Backend, Receiver, Service, post_json};
+use crate::utils::{Backend, Gate, Receiver, Service, post_json};
 
 fn connection_data() -> serde_json::Value {
     json!({
@@ -161,4 +161,76 @@ async fn three_attempts(mut service: Service) {
         attempts[2].outcome,
         AttemptOutcome::Response { status: 200, .. }
     ));
+}
+
+/// A target that holds every request it gets, beside a fast one in the same wallet: the fast
+/// one receives every event while the slow one holds at most its per-target slots, and the
+/// slow one's backlog is delivered once it answers again.
+async fn slow_target_isolation(backend: Backend) {
+    const EVENTS: usize = 30;
+    let Some(mut service) = Service::start_with(backend, |s| {
+        // Small batches: a dispatcher that waited for whole batches would starve the fast
+        // target behind the slow one's five-second timeouts.
+        s.dispatcher.batch_size = 8;
+        s.dispatcher.max_in_flight_per_target = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let gate = Gate::default();
+    let slow = Receiver::start_gated(&[], Some(gate.clone())).await;
+    let fast = Receiver::start(&[]).await;
+    register(&service, &slow).await;
+    register(&service, &fast).await;
+    let mut published = Vec::new();
+    for _ in 0..EVENTS {
+        let answer = post_json(
+            &service.url("/events"),
+            json!({ "type": "ConnectionUpdated", "data": connection_data() }),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        published.push(answer.json["id"].as_str().unwrap().to_owned());
+    }
+
+    let got = fast.wait_for(EVENTS).await;
+    assert!(
+        gate.most_held() <= 3,
+        "the slow target held {}",
+        gate.most_held()
+    );
+    let order: Vec<String> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    let mut distinct = order.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), EVENTS, "each event reached the fast target");
+
+    gate.open();
+    let slow_got = slow.wait_for(EVENTS).await;
+    let mut slow_ids: Vec<String> = slow_got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    slow_ids.sort();
+    slow_ids.dedup();
+    assert_eq!(
+        slow_ids.len(),
+        EVENTS,
+        "the slow target's backlog was delivered"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_target_does_not_delay_a_fast_one() {
+    slow_target_isolation(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_slow_target_does_not_delay_a_fast_one() {
+    slow_target_isolation(Backend::Postgres).await;
 }

@@ -44,6 +44,14 @@ impl Service {
 
     /// As [`Self::start`], on `backend`; `None` when PostgreSQL is absent outside CI (skip).
     pub async fn start_on(backend: Backend) -> Option<Service> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// As [`Self::start_on`], with `adjust` applied to the settings last.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Service> {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::defaults().unwrap();
         let schema = match backend {
@@ -66,6 +74,7 @@ impl Service {
         )
         .unwrap();
         settings.dispatcher.poll_interval_ms = 100;
+        adjust(&mut settings);
         let running = webhook_app::start(&settings).await.unwrap();
         Some(Service {
             addr: running.addr,
@@ -162,8 +171,49 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
+/// Holds a gated receiver's requests until opened, and counts how many it holds at most.
+#[derive(Clone, Default)]
+pub struct Gate {
+    open: Arc<tokio::sync::Notify>,
+    is_open: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    most_held: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.is_open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.open.notify_waiters();
+    }
+
+    /// The most requests that were held at the same time.
+    pub fn most_held(&self) -> usize {
+        self.most_held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.held.fetch_add(1, SeqCst) + 1;
+        self.most_held.fetch_max(now, SeqCst);
+        loop {
+            let opened = self.open.notified();
+            if self.is_open.load(SeqCst) {
+                break;
+            }
+            opened.await;
+        }
+        self.held.fetch_sub(1, SeqCst);
+    }
+}
+
 impl Receiver {
     pub async fn start(script: &[u16]) -> Receiver {
+        Self::start_gated(script, None).await
+    }
+
+    /// A receiver that records each request at once but answers only when `gate` opens.
+    pub async fn start_gated(script: &[u16], gate: Option<Gate>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -178,14 +228,19 @@ impl Receiver {
                 };
                 let log = Arc::clone(&log);
                 let script = Arc::clone(&script);
+                let gate = gate.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let log = Arc::clone(&log);
                         let script = Arc::clone(&script);
+                        let gate = gate.clone();
                         async move {
                             let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
                             log.lock().unwrap().push(Received { headers, body });
+                            if let Some(gate) = gate {
+                                gate.pass().await;
+                            }
                             let status = script.lock().unwrap().pop_front().unwrap_or(200);
                             let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
                             *response.status_mut() = StatusCode::from_u16(status).unwrap();

@@ -1,0 +1,819 @@
+//! The dispatcher: claims due deliveries, attempts them through the transport, applies the
+//! domain's decisions, and records the outcomes in batches.
+//!
+//! It is a pipeline, not a sequence of batches: attempts start as soon as they are claimed and
+//! their target has a free slot, each outcome joins the next batch to record as soon as it is
+//! known, and claiming continues while there is room. A target that hangs or fails holds only
+//! its own slots (see [`slots`]); its backlog waits in storage, skipped by the claims.
+//!
+//! It uses only the ports, so its logic is unit-tested with mocks. It never holds a database
+//! connection while HTTP is in flight: the claim returns first, the record comes after.
+
+mod slots;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use webhook_domain::{
+    CircuitBreakerConfig, Decision, Delivery, Jitter, OutboundMessage, RetryPolicy, WebhookId,
+};
+use webhook_ports::{
+    AttemptLog, AttemptRecord, ClaimedDelivery, Clock, DeliveryQueue, LeaseOwner, OutboxError,
+    Transport, WebhookRepository,
+};
+
+use slots::{Admitted, Slots};
+
+/// How the dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Most deliveries claimed at once.
+    pub batch_size: u32,
+    pub lease: Duration,
+    pub attempt_timeout: Duration,
+    /// Longest idle sleep; publishes wake the dispatcher at once.
+    pub poll_interval: Duration,
+    pub default_retry_policy: RetryPolicy,
+    /// Most attempts in flight (and deliveries held waiting for a slot), all targets together.
+    pub max_in_flight: usize,
+    /// Most attempts in flight to one target.
+    pub max_in_flight_per_target: usize,
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Outcomes are written once this many are waiting...
+    pub record_batch: usize,
+    /// ...or once the oldest has waited this long.
+    pub record_delay: Duration,
+    /// At shutdown, how long attempts in flight may take before their leases are given back.
+    pub shutdown_grace: Duration,
+}
+
+/// The ports the dispatcher drives, and how it draws jitter.
+pub struct Dispatcher {
+    pub(crate) queue: Arc<dyn DeliveryQueue>,
+    pub(crate) webhooks: Arc<dyn WebhookRepository>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) jitter: fn() -> Jitter,
+    pub(crate) owner: LeaseOwner,
+    pub(crate) config: DispatcherConfig,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("owner", &self.owner)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an attempt task hands back.
+struct Finished {
+    target: WebhookId,
+    record: AttemptRecord,
+    decision: Decision,
+}
+
+/// The running pipeline's state, owned by [`Dispatcher::run`].
+struct Pipeline {
+    slots: Slots,
+    attempts: JoinSet<Option<Finished>>,
+    /// The deliveries of running attempts, to give their leases back if a shutdown cuts them off.
+    running: HashMap<tokio::task::Id, Delivery>,
+    records: Vec<AttemptRecord>,
+    first_record_at: Option<Instant>,
+    gone: Vec<WebhookId>,
+    /// What finished attempts let through, started (or given back) at the next step.
+    admitted_later: Admitted,
+}
+
+impl Pipeline {
+    fn pending_admitted(&mut self, admitted: Admitted) {
+        self.admitted_later.start.extend(admitted.start);
+        self.admitted_later.release.extend(admitted.release);
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Dispatcher {
+    /// Runs until `shutdown` turns true, then stops claiming, gives back the leases of what
+    /// waits for a slot, lets attempts in flight finish for up to `shutdown_grace`, gives back
+    /// the leases of the rest, and records every outcome it has.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut p = Pipeline {
+            slots: Slots::new(
+                self.config.max_in_flight_per_target,
+                self.config.circuit_breaker,
+            ),
+            attempts: JoinSet::new(),
+            running: HashMap::new(),
+            records: Vec::new(),
+            first_record_at: None,
+            gone: Vec::new(),
+            admitted_later: Admitted::default(),
+        };
+        // Claim at once; afterwards whenever woken, polled, or a full claim suggests more.
+        let mut claim_now = true;
+        let mut next_poll = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let room = self
+                .config
+                .max_in_flight
+                .saturating_sub(p.slots.in_flight() + p.slots.waiting());
+            if (claim_now || Instant::now() >= next_poll) && room > 0 {
+                claim_now = false;
+                match self.claim(&mut p, room).await {
+                    // A full claim: there may be more at once.
+                    Ok(full) if full => claim_now = true,
+                    Ok(_) => next_poll = Instant::now() + self.idle_pause().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
+                        next_poll = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            }
+            self.hand_back_expiring(&mut p).await;
+            let flush_at = p.first_record_at.map(|t| t + self.config.record_delay);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {}
+                Some(joined) = p.attempts.join_next_with_id(), if !p.attempts.is_empty() => {
+                    self.on_joined(&mut p, joined);
+                    // Freed slots: claim again once a good part of the room is free.
+                    let free = self.config.max_in_flight
+                        .saturating_sub(p.slots.in_flight() + p.slots.waiting());
+                    claim_now |= free >= (self.config.batch_size as usize / 2).max(1)
+                        || p.slots.in_flight() == 0;
+                }
+                () = wake.notified() => claim_now = true,
+                () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
+                () = tokio::time::sleep_until(next_poll), if !claim_now => {}
+            }
+            if p.records.len() >= self.config.record_batch
+                || flush_at.is_some_and(|at| Instant::now() >= at)
+                || (p.attempts.is_empty() && !p.records.is_empty())
+            {
+                self.flush(&mut p).await;
+            }
+        }
+        self.drain(p).await;
+    }
+
+    /// Claims up to `room` deliveries for targets with free slots and starts what may start.
+    /// Returns whether the claim was full.
+    async fn claim(self: &Arc<Self>, p: &mut Pipeline, room: usize) -> Result<bool, OutboxError> {
+        let now = self.clock.now();
+        let limit = u32::try_from(room)
+            .unwrap_or(u32::MAX)
+            .min(self.config.batch_size);
+        let skip = p.slots.skip(now);
+        let claimed = self
+            .queue
+            .claim_due(&self.owner, now, self.config.lease, limit, &skip)
+            .await?;
+        let full = claimed.len() == limit as usize;
+        let admitted = p.slots.admit(claimed, now);
+        self.act(p, admitted).await;
+        Ok(full)
+    }
+
+    /// Starts the admitted attempts and gives back the deliveries of resting targets.
+    async fn act(self: &Arc<Self>, p: &mut Pipeline, admitted: Admitted) {
+        for claimed in admitted.start {
+            let delivery = claimed.delivery.clone();
+            let worker = Arc::clone(self);
+            let task = p
+                .attempts
+                .spawn(async move { worker.attempt(claimed).await });
+            p.running.insert(task.id(), delivery);
+        }
+        if !admitted.release.is_empty() {
+            let released: Vec<Delivery> = admitted
+                .release
+                .iter()
+                .filter_map(|(delivery, at)| delivery.release(*at).ok())
+                .collect();
+            if let Err(e) = self.queue.release(&self.owner, &released).await {
+                // Their leases run out instead; nothing is lost.
+                tracing::warn!(error = %e, count = released.len(), "cannot give deliveries back");
+            }
+        }
+    }
+
+    fn on_joined(
+        &self,
+        p: &mut Pipeline,
+        joined: Result<(tokio::task::Id, Option<Finished>), tokio::task::JoinError>,
+    ) {
+        let now = self.clock.now();
+        match joined {
+            Ok((id, finished)) => {
+                let delivery = p.running.remove(&id);
+                match finished {
+                    Some(f) => {
+                        if f.decision == Decision::DisableTarget {
+                            p.gone.push(f.target);
+                        }
+                        let admitted = p.slots.finished(f.target, &f.record.attempt.outcome, now);
+                        p.first_record_at.get_or_insert_with(Instant::now);
+                        p.records.push(f.record);
+                        p.pending_admitted(admitted);
+                    }
+                    None => {
+                        // The delivery was not in flight (cannot happen with a correct claim):
+                        // free its slot; its lease runs out.
+                        if let Some(d) = delivery {
+                            let admitted = p.slots.finished(
+                                d.webhook_id(),
+                                &webhook_domain::AttemptOutcome::AddressRefused,
+                                now,
+                            );
+                            p.pending_admitted(admitted);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // A panicking attempt leaves its lease to expire; the delivery is retried.
+                tracing::error!(error = %e, "a delivery attempt task failed");
+                if let Some(d) = p.running.remove(&e.id()) {
+                    let admitted = p.slots.finished(
+                        d.webhook_id(),
+                        &webhook_domain::AttemptOutcome::ConnectionFailed,
+                        now,
+                    );
+                    p.pending_admitted(admitted);
+                }
+            }
+        }
+    }
+
+    /// Writes the waiting outcomes, then disables targets that answered 410.
+    async fn flush(self: &Arc<Self>, p: &mut Pipeline) {
+        self.start_pending(p).await;
+        if p.records.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut p.records);
+        p.first_record_at = None;
+        match self.queue.record_attempts(&self.owner, &records).await {
+            Ok(lost) if !lost.is_empty() => tracing::warn!(
+                count = lost.len(),
+                "leases expired before outcomes were recorded"
+            ),
+            Ok(_) => {}
+            // Unrecorded deliveries stay leased and become due again when the lease expires.
+            Err(e) => tracing::warn!(error = %e, count = records.len(), "cannot record outcomes"),
+        }
+        for webhook in std::mem::take(&mut p.gone) {
+            let now = self.clock.now();
+            if let Err(e) = self.webhooks.disable_webhook(webhook, now).await {
+                tracing::warn!(%webhook, error = %e, "cannot disable a webhook that answered 410");
+            } else {
+                tracing::info!(%webhook, "webhook disabled: the target answered 410 Gone");
+            }
+        }
+    }
+
+    /// Starts (or gives back) what finished attempts let through.
+    async fn start_pending(self: &Arc<Self>, p: &mut Pipeline) {
+        let admitted = std::mem::take(&mut p.admitted_later);
+        self.act(p, admitted).await;
+    }
+
+    /// Gives back waiting deliveries whose lease would end before an attempt could finish.
+    async fn hand_back_expiring(self: &Arc<Self>, p: &mut Pipeline) {
+        self.start_pending(p).await;
+        let margin = self.config.attempt_timeout + Duration::from_secs(1);
+        let deadline = webhook_domain::add_saturating(self.clock.now(), margin);
+        let expiring = p.slots.take_expiring(deadline);
+        if !expiring.is_empty() {
+            let now = self.clock.now();
+            self.give_back(expiring.into_iter().map(|c| c.delivery), now)
+                .await;
+        }
+    }
+
+    async fn give_back(
+        &self,
+        deliveries: impl Iterator<Item = Delivery>,
+        at: time::OffsetDateTime,
+    ) {
+        let released: Vec<Delivery> = deliveries.filter_map(|d| d.release(at).ok()).collect();
+        if released.is_empty() {
+            return;
+        }
+        if let Err(e) = self.queue.release(&self.owner, &released).await {
+            tracing::warn!(error = %e, count = released.len(), "cannot give deliveries back");
+        }
+    }
+
+    /// The shutdown: give back what waits, let attempts finish within the grace period, give
+    /// back the rest, record everything.
+    async fn drain(&self, mut p: Pipeline) {
+        let now = self.clock.now();
+        let waiting = p.slots.drain_waiting();
+        let pending = std::mem::take(&mut p.admitted_later);
+        let held = waiting
+            .into_iter()
+            .chain(pending.start)
+            .map(|c| c.delivery)
+            .chain(pending.release.into_iter().map(|(d, _)| d));
+        self.give_back(held, now).await;
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        while !p.attempts.is_empty() {
+            match tokio::time::timeout_at(deadline, p.attempts.join_next_with_id()).await {
+                Ok(Some(joined)) => self.on_joined(&mut p, joined),
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        let cut_off: Vec<Delivery> = p.running.drain().map(|(_, d)| d).collect();
+        p.attempts.abort_all();
+        if !cut_off.is_empty() {
+            tracing::info!(
+                count = cut_off.len(),
+                "giving back deliveries still in flight at shutdown"
+            );
+        }
+        // What finished attempts let through is not started any more: give it back too.
+        let late = std::mem::take(&mut p.admitted_later);
+        let late = late
+            .start
+            .into_iter()
+            .map(|c| c.delivery)
+            .chain(late.release.into_iter().map(|(d, _)| d));
+        self.give_back(cut_off.into_iter().chain(late), self.clock.now())
+            .await;
+        let records = std::mem::take(&mut p.records);
+        if !records.is_empty()
+            && let Err(e) = self.queue.record_attempts(&self.owner, &records).await
+        {
+            tracing::warn!(error = %e, "cannot record the last outcomes at shutdown");
+        }
+    }
+
+    /// One attempt: build the message, send it, apply the state machine.
+    async fn attempt(&self, claimed: ClaimedDelivery) -> Option<Finished> {
+        let ClaimedDelivery {
+            delivery,
+            event,
+            webhook,
+        } = claimed;
+        let started_at = self.clock.now();
+        let message = OutboundMessage::build(&event, &webhook, started_at);
+        let report = self
+            .transport
+            .send(&webhook.url, &message, self.config.attempt_timeout)
+            .await;
+        let policy = webhook
+            .retry_policy
+            .as_ref()
+            .unwrap_or(&self.config.default_retry_policy);
+        let finished_at = self.clock.now();
+        let (next, decision) = match delivery.on_attempt(
+            &report.outcome,
+            policy,
+            finished_at,
+            (self.jitter)(),
+        ) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(delivery = %delivery.id(), error = %e, "claimed delivery was not in flight");
+                return None;
+            }
+        };
+        tracing::debug!(
+            delivery = %delivery.id(),
+            event = %event.id(),
+            webhook = %webhook.id,
+            outcome = ?report.outcome,
+            decision = ?decision,
+            "attempt finished"
+        );
+        let record = AttemptRecord {
+            attempt: AttemptLog {
+                number: next.attempts(),
+                started_at,
+                duration: report.duration,
+                outcome: report.outcome,
+                response_excerpt: report.response_excerpt,
+                error: report.error,
+            },
+            delivery: next,
+        };
+        Some(Finished {
+            target: webhook.id,
+            record,
+            decision,
+        })
+    }
+
+    async fn idle_pause(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.queue.next_due_at().await {
+            Ok(Some(at)) => {
+                let wait = at - self.clock.now();
+                Duration::try_from(wait).unwrap_or(Duration::ZERO).min(poll)
+            }
+            _ => poll,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mockall::predicate::always;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+    use webhook_domain::{
+        AttemptOutcome, CustomHeaders, Delivery, DeliveryId, DeliveryState, Event, EventId,
+        EventType, Timestamp, WalletId, Webhook, WebhookId, WebhookScope, WebhookUrl,
+    };
+    use webhook_ports::{
+        AttemptReport, MockClock, MockDeliveryQueue, MockTransport, MockWebhookRepository,
+    };
+
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn claimed(policy: Option<RetryPolicy>, attempts_before: u32) -> ClaimedDelivery {
+        let webhook_id = WebhookId::from_uuid(uuid::Uuid::from_u128(7));
+        let mut webhook = Webhook::new(
+            webhook_id,
+            WebhookScope::Wallet(WalletId::DEFAULT),
+            WebhookUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+            CustomHeaders::bearer("token").unwrap(),
+            NOW,
+        );
+        webhook.retry_policy = policy;
+        let event = Event::new(
+            EventId::from_uuid(uuid::Uuid::from_u128(1)),
+            Timestamp::from_datetime(NOW),
+            EventType::parse("Custom.Test").unwrap(),
+            serde_json::json!({"n": 1}),
+            WalletId::DEFAULT,
+        )
+        .unwrap();
+        let delivery = Delivery::restore(
+            DeliveryId::from_uuid(uuid::Uuid::from_u128(3)),
+            event.id(),
+            webhook_id,
+            NOW,
+            attempts_before,
+            DeliveryState::InFlight {
+                attempt: attempts_before + 1,
+                leased_until: NOW + time::Duration::minutes(1),
+            },
+        );
+        ClaimedDelivery {
+            delivery,
+            event,
+            webhook,
+        }
+    }
+
+    fn report(outcome: AttemptOutcome) -> AttemptReport {
+        AttemptReport {
+            outcome,
+            duration: Duration::from_millis(12),
+            response_excerpt: None,
+            error: None,
+        }
+    }
+
+    fn status(code: u16) -> AttemptOutcome {
+        AttemptOutcome::Response {
+            status: code,
+            retry_after: None,
+        }
+    }
+
+    /// A mocked queue that hands out `batch` (honouring `skip` and `limit`) and then nothing,
+    /// and sends every recorded batch and every release to the returned receivers.
+    fn queue_over(
+        batch: Vec<ClaimedDelivery>,
+    ) -> (
+        MockDeliveryQueue,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<AttemptRecord>>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<Delivery>>,
+    ) {
+        let stored = Arc::new(std::sync::Mutex::new(batch));
+        let mut queue = MockDeliveryQueue::new();
+        queue
+            .expect_claim_due()
+            .returning(move |owner, now, lease, limit, skip| {
+                assert_eq!(owner.0, "test-instance");
+                assert_eq!((now, lease), (NOW, Duration::from_secs(60)));
+                let mut stored = stored.lock().unwrap();
+                let mut taken = Vec::new();
+                stored.retain(|c| {
+                    let take = taken.len() < limit as usize && !skip.contains(&c.webhook.id);
+                    if take {
+                        taken.push(c.clone());
+                    }
+                    !take
+                });
+                Ok(taken)
+            });
+        queue.expect_next_due_at().returning(|| Ok(None));
+        let (records_tx, records) = tokio::sync::mpsc::unbounded_channel();
+        queue
+            .expect_record_attempts()
+            .returning(move |owner, batch| {
+                assert_eq!(owner.0, "test-instance");
+                records_tx.send(batch.to_vec()).unwrap();
+                Ok(Vec::new())
+            });
+        let (released_tx, released) = tokio::sync::mpsc::unbounded_channel();
+        queue.expect_release().returning(move |_, deliveries| {
+            released_tx.send(deliveries.to_vec()).unwrap();
+            Ok(())
+        });
+        (queue, records, released)
+    }
+
+    /// Receives recorded batches until `count` records have arrived (10 s at most).
+    async fn records(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<AttemptRecord>>,
+        count: usize,
+    ) -> Vec<AttemptRecord> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("no outcome recorded in time")
+                .unwrap();
+            got.extend(batch);
+        }
+        got
+    }
+
+    /// Runs the dispatcher over one delivery whose attempt ends in `outcome` until it is
+    /// recorded, then stops it. `expect_disable` says whether the webhook must be disabled.
+    async fn one_attempt(
+        claimed_delivery: ClaimedDelivery,
+        outcome: AttemptOutcome,
+        expect_disable: bool,
+    ) -> Vec<AttemptRecord> {
+        let (queue, mut recorded, _released) = queue_over(vec![claimed_delivery]);
+        let mut transport = MockTransport::new();
+        transport
+            .expect_send()
+            .times(1)
+            .returning(move |url, message, timeout| {
+                assert_eq!(url.as_str(), "http://127.0.0.1:9/hook");
+                assert_eq!(message.header("authorization"), Some("Bearer token"));
+                assert_eq!(
+                    message.header("webhook-id"),
+                    Some("00000000-0000-0000-0000-000000000001")
+                );
+                assert_eq!(timeout, Duration::from_secs(5));
+                report(outcome)
+            });
+        let mut webhooks = MockWebhookRepository::new();
+        webhooks
+            .expect_disable_webhook()
+            .with(
+                mockall::predicate::eq(WebhookId::from_uuid(uuid::Uuid::from_u128(7))),
+                always(),
+            )
+            .times(usize::from(expect_disable))
+            .returning(|_, _| Ok(()));
+        let dispatcher = dispatcher(queue, webhooks, Arc::new(transport), 16);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        let got = records(&mut recorded, 1).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        got
+    }
+
+    /// A dispatcher over the given mocks, a clock stopped at `NOW`, no jitter, batches of 16,
+    /// a 60 s lease, a 5 s attempt timeout, the identus default policy, and
+    /// `per_target` attempts in flight per target.
+    fn dispatcher(
+        queue: MockDeliveryQueue,
+        webhooks: MockWebhookRepository,
+        transport: Arc<dyn Transport>,
+        per_target: usize,
+    ) -> Arc<Dispatcher> {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        Arc::new(Dispatcher {
+            queue: Arc::new(queue),
+            webhooks: Arc::new(webhooks),
+            transport,
+            clock: Arc::new(clock),
+            jitter: || Jitter::MAX,
+            owner: LeaseOwner("test-instance".into()),
+            config: DispatcherConfig {
+                batch_size: 16,
+                lease: Duration::from_secs(60),
+                attempt_timeout: Duration::from_secs(5),
+                poll_interval: Duration::from_millis(50),
+                default_retry_policy: RetryPolicy::identus(),
+                max_in_flight: 64,
+                max_in_flight_per_target: per_target,
+                circuit_breaker: webhook_domain::CircuitBreakerConfig::default(),
+                record_batch: 8,
+                record_delay: Duration::from_millis(5),
+                shutdown_grace: Duration::from_millis(200),
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn a_2xx_is_recorded_as_delivered() {
+        let records = one_attempt(claimed(None, 0), status(204), false).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::Delivered { at: NOW }
+        );
+        assert_eq!(records[0].attempt.number, 1);
+        assert_eq!(records[0].attempt.outcome, status(204));
+        assert_eq!(records[0].attempt.duration, Duration::from_millis(12));
+    }
+
+    #[tokio::test]
+    async fn a_500_is_retried_after_the_default_policy_interval() {
+        let records = one_attempt(claimed(None, 0), status(500), false).await;
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::RetryScheduled {
+                at: NOW + time::Duration::seconds(5)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_target_policy_wins_over_the_default() {
+        let policy = RetryPolicy::new(
+            webhook_domain::Backoff::Fixed {
+                interval: Duration::from_millis(100),
+            },
+            5,
+            None,
+        )
+        .unwrap();
+        let records = one_attempt(claimed(Some(policy), 0), AttemptOutcome::Timeout, false).await;
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::RetryScheduled {
+                at: NOW + time::Duration::milliseconds(100)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_allowed_failure_exhausts_the_delivery() {
+        let records = one_attempt(claimed(None, 2), AttemptOutcome::ConnectionFailed, false).await;
+        assert_eq!(
+            records[0].delivery.state(),
+            DeliveryState::Exhausted { at: NOW }
+        );
+        assert_eq!(records[0].attempt.number, 3);
+    }
+
+    #[tokio::test]
+    async fn a_410_cancels_the_delivery_and_disables_the_target() {
+        let records = one_attempt(claimed(None, 0), status(410), true).await;
+        assert!(matches!(
+            records[0].delivery.state(),
+            DeliveryState::Cancelled {
+                reason: webhook_domain::CancelReason::TargetGone,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_sends_and_records_nothing() {
+        let (queue, mut recorded, _released) = queue_over(Vec::new());
+        let mut transport = MockTransport::new();
+        transport.expect_send().never();
+        let dispatcher = dispatcher(queue, MockWebhookRepository::new(), Arc::new(transport), 16);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert!(recorded.try_recv().is_err());
+    }
+
+    /// A transport whose target `hang` never answers (until the test ends) while every other
+    /// target answers 200 at once; it counts the most attempts in flight to `hang`.
+    #[derive(Debug)]
+    struct HangingTarget {
+        hang: WebhookId,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for HangingTarget {
+        async fn send(
+            &self,
+            url: &webhook_domain::WebhookUrl,
+            _message: &OutboundMessage,
+            _timeout: Duration,
+        ) -> AttemptReport {
+            use std::sync::atomic::Ordering::SeqCst;
+            if url.as_str().contains(&self.hang.to_string()) {
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                std::future::pending::<()>().await;
+            }
+            report(status(200))
+        }
+    }
+
+    fn claimed_for(target: WebhookId, n: u128) -> ClaimedDelivery {
+        let mut c = claimed(None, 0);
+        c.webhook.id = target;
+        c.webhook.url =
+            webhook_domain::WebhookUrl::parse(&format!("http://127.0.0.1:9/{target}")).unwrap();
+        c.delivery = Delivery::restore(
+            DeliveryId::from_uuid(uuid::Uuid::from_u128(n)),
+            c.event.id(),
+            target,
+            NOW,
+            0,
+            DeliveryState::InFlight {
+                attempt: 1,
+                leased_until: NOW + time::Duration::minutes(1),
+            },
+        );
+        c
+    }
+
+    #[tokio::test]
+    async fn a_hanging_target_holds_only_its_own_slots_and_is_given_back_at_shutdown() {
+        let slow = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let fast = WebhookId::from_uuid(uuid::Uuid::from_u128(200));
+        // The hanging target's deliveries come first, so they are claimed first.
+        let batch: Vec<_> = (0..6)
+            .map(|n| claimed_for(slow, n))
+            .chain((10..16).map(|n| claimed_for(fast, n)))
+            .collect();
+        let (queue, mut recorded, mut released) = queue_over(batch);
+        let transport = Arc::new(HangingTarget {
+            hang: slow,
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport.clone(), 2);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+
+        // Every delivery to the fast target is delivered while the slow one hangs.
+        let got = records(&mut recorded, 6).await;
+        assert!(got.iter().all(|r| r.delivery.webhook_id() == fast));
+        assert!(
+            got.iter()
+                .all(|r| matches!(r.delivery.state(), DeliveryState::Delivered { .. }))
+        );
+        assert_eq!(
+            transport.most.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the hanging target got exactly its two slots"
+        );
+
+        // At shutdown the hanging attempts are cut off after the grace period and their
+        // leases given back, as are the deliveries that waited for a slot.
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let mut given_back = Vec::new();
+        while let Ok(batch) = released.try_recv() {
+            given_back.extend(batch);
+        }
+        assert!(given_back.iter().all(|d| d.webhook_id() == slow));
+        assert!(
+            given_back
+                .iter()
+                .all(|d| matches!(d.state(), DeliveryState::Pending { due } if due == NOW))
+        );
+        // Two were in flight; the waiting ones (claimed in the first batch) went back too.
+        let claimed_slow = given_back.len();
+        assert!((2..=6).contains(&claimed_slow), "{claimed_slow}");
+        assert!(
+            recorded.try_recv().is_err(),
+            "no outcome for cut-off attempts"
+        );
+    }
+}

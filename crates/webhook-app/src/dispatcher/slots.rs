@@ -1,0 +1,335 @@
+//! Per-target admission: which claimed deliveries may start now, which wait for a slot of
+//! their target, and which go back to storage because their target's circuit is open. No I/O
+//! and no clock reads: the dispatcher passes `now` and acts on the answers.
+//!
+//! A target holds at most `per_target` attempts in flight. Deliveries claimed beyond that wait
+//! here (at most one claim's worth, because a busy target is skipped by the next claims); the
+//! rest of its backlog stays in storage.
+
+use std::collections::{HashMap, VecDeque};
+
+use time::OffsetDateTime;
+use webhook_domain::{AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, Delivery, WebhookId};
+use webhook_ports::ClaimedDelivery;
+
+/// What to do with claimed deliveries.
+#[derive(Debug, Default)]
+pub(crate) struct Admitted {
+    /// Attempt these now; each holds one slot until [`Slots::finished`].
+    pub(crate) start: Vec<ClaimedDelivery>,
+    /// Give these back to storage, due again at the given time (their target rests).
+    pub(crate) release: Vec<(Delivery, OffsetDateTime)>,
+}
+
+#[derive(Debug)]
+struct Target {
+    in_flight: usize,
+    breaker: CircuitBreaker,
+    waiting: VecDeque<ClaimedDelivery>,
+}
+
+/// The dispatcher's view of every target it has seen.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    per_target: usize,
+    breaker: CircuitBreakerConfig,
+    targets: HashMap<WebhookId, Target>,
+}
+
+/// Whether an outcome says the target is healthy. A 4xx other than 429 is the target's answer
+/// about this request, not a sign that the target is down.
+pub(crate) fn healthy(outcome: &AttemptOutcome) -> bool {
+    match outcome {
+        AttemptOutcome::Response { status, .. } => *status < 500 && *status != 429,
+        // A refused address is a property of the URL, not of the target's health.
+        AttemptOutcome::AddressRefused => true,
+        AttemptOutcome::Timeout
+        | AttemptOutcome::ConnectionFailed
+        | AttemptOutcome::TlsFailed
+        | AttemptOutcome::ResponseTooLarge => false,
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(per_target: usize, breaker: CircuitBreakerConfig) -> Self {
+        Self {
+            per_target: per_target.max(1),
+            breaker,
+            targets: HashMap::new(),
+        }
+    }
+
+    fn target(&mut self, id: WebhookId) -> &mut Target {
+        let breaker = self.breaker;
+        self.targets.entry(id).or_insert_with(|| Target {
+            in_flight: 0,
+            breaker: CircuitBreaker::new(breaker),
+            waiting: VecDeque::new(),
+        })
+    }
+
+    /// Targets the next claim must skip: those with every slot taken or deliveries waiting,
+    /// and those whose circuit refuses attempts at `now`.
+    pub(crate) fn skip(&self, now: OffsetDateTime) -> Vec<WebhookId> {
+        self.targets
+            .iter()
+            .filter(|(_, t)| {
+                t.in_flight >= self.per_target
+                    || !t.waiting.is_empty()
+                    || !t.breaker.try_acquire(now).1
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Attempts in flight, across targets.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.targets.values().map(|t| t.in_flight).sum()
+    }
+
+    /// Deliveries held here waiting for a slot, across targets.
+    pub(crate) fn waiting(&self) -> usize {
+        self.targets.values().map(|t| t.waiting.len()).sum()
+    }
+
+    /// Sorts freshly claimed deliveries into start, wait and release.
+    pub(crate) fn admit(&mut self, claimed: Vec<ClaimedDelivery>, now: OffsetDateTime) -> Admitted {
+        let mut admitted = Admitted::default();
+        for delivery in claimed {
+            let id = delivery.webhook.id;
+            self.target(id).waiting.push_back(delivery);
+            self.pump(id, now, &mut admitted);
+        }
+        admitted
+    }
+
+    /// Frees the slot of a finished attempt, feeds its outcome to the target's breaker, and
+    /// says what may start (or must go back) as a result.
+    pub(crate) fn finished(
+        &mut self,
+        target: WebhookId,
+        outcome: &AttemptOutcome,
+        now: OffsetDateTime,
+    ) -> Admitted {
+        let entry = self.target(target);
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.breaker = entry.breaker.on_result(healthy(outcome), now);
+        let mut admitted = Admitted::default();
+        self.pump(target, now, &mut admitted);
+        admitted
+    }
+
+    /// Starts waiting deliveries while the target has slots and its circuit allows; releases
+    /// them all when the circuit is open.
+    fn pump(&mut self, id: WebhookId, now: OffsetDateTime, admitted: &mut Admitted) {
+        let per_target = self.per_target;
+        let target = self.target(id);
+        while target.in_flight < per_target && !target.waiting.is_empty() {
+            let (breaker, allowed) = target.breaker.try_acquire(now);
+            if !allowed {
+                let resume = match breaker.state() {
+                    webhook_domain::CircuitState::Open { until } => until,
+                    // A probe is under way: look again shortly.
+                    _ => now + time::Duration::seconds(1),
+                };
+                for waiting in target.waiting.drain(..) {
+                    admitted.release.push((waiting.delivery, resume));
+                }
+                break;
+            }
+            target.breaker = breaker;
+            if let Some(next) = target.waiting.pop_front() {
+                target.in_flight += 1;
+                admitted.start.push(next);
+            }
+        }
+    }
+
+    /// Everything still waiting (for a shutdown that gives it back).
+    pub(crate) fn drain_waiting(&mut self) -> Vec<ClaimedDelivery> {
+        self.targets
+            .values_mut()
+            .flat_map(|t| t.waiting.drain(..))
+            .collect()
+    }
+
+    /// Waiting deliveries whose lease ends before `deadline`: they could not finish an attempt
+    /// in time, so they go back to storage instead.
+    pub(crate) fn take_expiring(&mut self, deadline: OffsetDateTime) -> Vec<ClaimedDelivery> {
+        let mut expiring = Vec::new();
+        for target in self.targets.values_mut() {
+            let (keep, expire): (VecDeque<_>, VecDeque<_>) =
+                target
+                    .waiting
+                    .drain(..)
+                    .partition(|c| match c.delivery.state() {
+                        webhook_domain::DeliveryState::InFlight { leased_until, .. } => {
+                            leased_until > deadline
+                        }
+                        _ => false,
+                    });
+            target.waiting = keep;
+            expiring.extend(expire);
+        }
+        expiring
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::macros::datetime;
+    use webhook_domain::{
+        CustomHeaders, DeliveryId, DeliveryState, Event, EventId, EventType, Timestamp, WalletId,
+        Webhook, WebhookScope, WebhookUrl,
+    };
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn claimed(target: u128, n: u128) -> ClaimedDelivery {
+        let webhook = Webhook::new(
+            WebhookId::from_uuid(uuid::Uuid::from_u128(target)),
+            WebhookScope::Wallet(WalletId::DEFAULT),
+            WebhookUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+            CustomHeaders::default(),
+            NOW,
+        );
+        let event = Event::new(
+            EventId::from_uuid(uuid::Uuid::from_u128(1000 + n)),
+            Timestamp::from_datetime(NOW),
+            EventType::parse("Custom.Test").unwrap(),
+            serde_json::json!({}),
+            WalletId::DEFAULT,
+        )
+        .unwrap();
+        ClaimedDelivery {
+            delivery: Delivery::restore(
+                DeliveryId::from_uuid(uuid::Uuid::from_u128(n)),
+                event.id(),
+                webhook.id,
+                NOW,
+                0,
+                DeliveryState::InFlight {
+                    attempt: 1,
+                    leased_until: NOW + time::Duration::minutes(1),
+                },
+            ),
+            event,
+            webhook,
+        }
+    }
+
+    fn id(target: u128) -> WebhookId {
+        WebhookId::from_uuid(uuid::Uuid::from_u128(target))
+    }
+
+    fn breaker(threshold: u32) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: threshold,
+            open_for: Duration::from_secs(30),
+        }
+    }
+
+    const OK: AttemptOutcome = AttemptOutcome::Response {
+        status: 200,
+        retry_after: None,
+    };
+
+    #[test]
+    fn a_target_holds_at_most_its_slots_and_the_rest_wait() {
+        let mut slots = Slots::new(2, breaker(5));
+        let batch = (0..5)
+            .map(|n| claimed(1, n))
+            .chain([claimed(2, 9)])
+            .collect();
+        let admitted = slots.admit(batch, NOW);
+        let started: Vec<_> = admitted.start.iter().map(|c| c.delivery.id()).collect();
+        assert_eq!(started.len(), 3, "two of target 1, one of target 2");
+        assert_eq!(slots.in_flight(), 3);
+        assert_eq!(slots.waiting(), 3);
+        assert!(admitted.release.is_empty());
+        // Target 1 is skipped by the next claim; target 2 is not.
+        assert_eq!(slots.skip(NOW), vec![id(1)]);
+
+        // Each finished attempt of target 1 starts its next waiting delivery, in claim order.
+        let next = slots.finished(id(1), &OK, NOW);
+        assert_eq!(next.start.len(), 1);
+        assert_eq!(
+            next.start[0].delivery.id(),
+            DeliveryId::from_uuid(uuid::Uuid::from_u128(2))
+        );
+        assert_eq!(slots.in_flight(), 3);
+        // Target 2 finishing frees a slot nobody waits for.
+        assert!(slots.finished(id(2), &OK, NOW).start.is_empty());
+        assert_eq!(slots.in_flight(), 2);
+    }
+
+    #[test]
+    fn an_open_circuit_sends_the_target_waiting_deliveries_back_until_it_may_probe() {
+        let mut slots = Slots::new(1, breaker(2));
+        let admitted = slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
+        assert_eq!(admitted.start.len(), 1);
+        // First failure: still closed, the next one starts.
+        let after_first = slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        assert_eq!(after_first.start.len(), 1);
+        // Second failure opens the circuit: the last waiting delivery goes back until it ends.
+        let after_second = slots.finished(id(1), &AttemptOutcome::ConnectionFailed, NOW);
+        assert!(after_second.start.is_empty());
+        assert_eq!(after_second.release.len(), 1);
+        assert_eq!(after_second.release[0].1, NOW + time::Duration::seconds(30));
+        assert_eq!(slots.skip(NOW), vec![id(1)]);
+        // Once the open time is over, one probe may start.
+        let later = NOW + time::Duration::seconds(30);
+        assert!(slots.skip(later).is_empty());
+        let probe = slots.admit(vec![claimed(1, 7), claimed(1, 8)], later);
+        assert_eq!(probe.start.len(), 1, "one probe at a time");
+        assert_eq!(slots.waiting(), 1);
+        // A healthy probe closes the circuit and lets the next one start.
+        let after_probe = slots.finished(id(1), &OK, later);
+        assert_eq!(after_probe.start.len(), 1);
+        assert!(after_probe.release.is_empty());
+        assert_eq!(slots.in_flight(), 1);
+
+        // With more slots, a probe under way sends the others back for a moment.
+        let mut wide = Slots::new(4, breaker(1));
+        wide.admit(vec![claimed(2, 20)], NOW);
+        wide.finished(id(2), &AttemptOutcome::Timeout, NOW);
+        let reopened = NOW + time::Duration::seconds(30);
+        let admitted = wide.admit(vec![claimed(2, 21), claimed(2, 22)], reopened);
+        assert_eq!(admitted.start.len(), 1);
+        assert_eq!(admitted.release.len(), 1);
+        assert_eq!(admitted.release[0].1, reopened + time::Duration::seconds(1));
+    }
+
+    #[test]
+    fn client_errors_do_not_open_the_circuit_but_server_errors_do() {
+        assert!(healthy(&AttemptOutcome::Response {
+            status: 404,
+            retry_after: None
+        }));
+        assert!(!healthy(&AttemptOutcome::Response {
+            status: 503,
+            retry_after: None
+        }));
+        assert!(!healthy(&AttemptOutcome::Response {
+            status: 429,
+            retry_after: None
+        }));
+        assert!(!healthy(&AttemptOutcome::Timeout));
+    }
+
+    #[test]
+    fn waiting_deliveries_near_their_lease_end_are_handed_back() {
+        let mut slots = Slots::new(1, breaker(5));
+        slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
+        assert!(slots.take_expiring(NOW).is_empty());
+        let expiring = slots.take_expiring(NOW + time::Duration::minutes(2));
+        assert_eq!(expiring.len(), 2);
+        assert_eq!(slots.waiting(), 0);
+        assert_eq!(slots.in_flight(), 1);
+        assert!(slots.drain_waiting().is_empty());
+    }
+}
