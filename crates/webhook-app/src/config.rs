@@ -32,7 +32,10 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Most webhooks one wallet may register.
     pub max_webhooks_per_wallet: u32,
-    /// Applied to targets without a retry policy of their own.
+    /// Applied to targets without a retry policy of their own; Identus's (3 attempts, 5 s
+    /// apart) when not set. Not in the built-in defaults table, which a file's table would
+    /// otherwise be merged into.
+    #[serde(default = "RetryPolicy::identus")]
     pub default_retry_policy: RetryPolicy,
     pub dispatcher: DispatcherSettings,
     pub retention: RetentionSettings,
@@ -132,7 +135,6 @@ database_url = ""
 database_pool_size = 10
 migrate_on_start = true
 max_webhooks_per_wallet = 10
-default_retry_policy = { kind = "preset", name = "identus" }
 
 [dispatcher]
 batch_size = 64
@@ -335,6 +337,31 @@ mod tests {
             Some("http://localhost:9095")
         );
         assert!(!s.identus.default_wallet_enabled);
+    }
+
+    #[test]
+    fn a_file_can_replace_the_default_retry_policy() {
+        // The built-in default must not merge into the file's table (it once left its `name`
+        // behind and the file was refused).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhookd.toml");
+        std::fs::write(
+            &file,
+            r#"default_retry_policy = { kind = "fixed", intervalMs = 100, maxAttempts = 20 }"#,
+        )
+        .unwrap();
+        let s = Settings::build(Some(&file), &[]).unwrap();
+        assert_eq!(
+            s.default_retry_policy,
+            RetryPolicy::new(
+                webhook_domain::Backoff::Fixed {
+                    interval: Duration::from_millis(100)
+                },
+                20,
+                None
+            )
+            .unwrap()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod cli;
+mod crash;
 mod delivery;
 mod rest;
 mod utils;
