@@ -334,6 +334,8 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
             webhooks::signing_keys.eq(&w.signing_keys),
             webhooks::retry_policy.eq(&w.retry_policy),
             webhooks::enabled.eq(w.enabled),
+            webhooks::ordered.eq(w.ordered),
+            webhooks::rate_limit.eq(w.rate_limit),
             webhooks::created_at.eq(w.created_at),
         ))
         .execute(c)
@@ -930,21 +932,31 @@ struct ClaimedRow {
     retry_policy: Option<String>,
     #[diesel(sql_type = Bool)]
     enabled: bool,
+    #[diesel(sql_type = Bool)]
+    ordered: bool,
+    #[diesel(sql_type = Nullable<Integer>)]
+    rate_limit: Option<i32>,
     #[diesel(sql_type = BigInt)]
     webhook_created_at: i64,
 }
 
-/// Leases up to $5 due deliveries, earliest due first, none to the webhooks in $6, skipping rows
-/// another claimer holds,
+/// Leases up to $5 due deliveries, earliest due first, none to the webhooks in $6 and, for an
+/// ordered webhook, only its earliest unfinished delivery, skipping rows another claimer holds,
 /// and returns them with their event and target in the same round trip. The ids travel as an
 /// array so that the update finds its rows through the primary key whatever the table's size.
 const CLAIM: &str = "\
 WITH claimed AS (
     UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
     WHERE id = ANY(ARRAY(
-        SELECT id FROM deliveries
-        WHERE due_at <= $1 AND webhook_id <> ALL($6)
-        ORDER BY due_at
+        SELECT d.id FROM deliveries AS d
+        WHERE d.due_at <= $1 AND d.webhook_id <> ALL($6)
+          AND NOT EXISTS (
+            SELECT 1 FROM webhooks AS w, deliveries AS earlier
+            WHERE w.id = d.webhook_id AND w.ordered
+              AND earlier.webhook_id = d.webhook_id AND earlier.due_at IS NOT NULL
+              AND (earlier.created_at, earlier.id) < (d.created_at, d.id)
+          )
+        ORDER BY d.due_at
         LIMIT $5
         FOR UPDATE SKIP LOCKED
     ))
@@ -953,7 +965,8 @@ WITH claimed AS (
 SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
-       w.signing_keys, w.retry_policy, w.enabled, w.created_at AS webhook_created_at
+       w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
+       w.created_at AS webhook_created_at
 FROM claimed AS c
 JOIN events AS e ON e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
@@ -1010,6 +1023,8 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         signing_keys: row.signing_keys,
         retry_policy: row.retry_policy,
         enabled: row.enabled,
+        ordered: row.ordered,
+        rate_limit: row.rate_limit,
         created_at: row.webhook_created_at,
     })?;
     Ok(ClaimedDelivery {

@@ -30,17 +30,41 @@ macro_rules! deliveries_listing {
 pub(crate) use deliveries_listing;
 
 /// Up to `$limit` deliveries claimable at `$now` (microseconds), earliest first, none to the
-/// webhooks (id texts) in `$skip`: the read half
+/// webhooks (id texts) in `$skip`, and for an ordered webhook only its earliest unfinished
+/// delivery (by publish time, then id): the read half
 /// of an SQLite claim (PostgreSQL claims in one statement of its own).
 macro_rules! due_deliveries {
-    ($now:expr, $limit:expr, $skip:expr) => {
+    ($now:expr, $limit:expr, $skip:expr) => {{
+        let earlier = diesel::alias!(deliveries as earlier);
+        let blocked_in_order = webhooks::table
+            .filter(webhooks::id.eq(deliveries::webhook_id))
+            .filter(webhooks::ordered.eq(true))
+            .filter(diesel::dsl::exists(
+                earlier
+                    .filter(
+                        earlier
+                            .field(deliveries::webhook_id)
+                            .eq(deliveries::webhook_id),
+                    )
+                    .filter(earlier.field(deliveries::due_at).is_not_null())
+                    .filter(
+                        earlier
+                            .field(deliveries::created_at)
+                            .lt(deliveries::created_at)
+                            .or(earlier
+                                .field(deliveries::created_at)
+                                .eq(deliveries::created_at)
+                                .and(earlier.field(deliveries::id).lt(deliveries::id))),
+                    ),
+            ));
         deliveries::table
             .filter(deliveries::due_at.le($now))
             .filter(deliveries::webhook_id.ne_all($skip))
+            .filter(diesel::dsl::not(diesel::dsl::exists(blocked_in_order)))
             .order(deliveries::due_at)
             .limit(i64::from($limit))
             .select(delivery_select!())
-    };
+    }};
 }
 pub(crate) use due_deliveries;
 

@@ -8,8 +8,8 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
     AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind, Event,
-    EventType, EventTypeFilter, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
-    Webhook, WebhookScope, WebhookUrl,
+    EventType, EventTypeFilter, RateLimit, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
+    WalletName, Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{BoxError, OutboxError, Page, WalletStoreError, WebhookStoreError};
 
@@ -206,6 +206,8 @@ pub(crate) struct WebhookColumns {
     pub(crate) signing_keys: Option<String>,
     pub(crate) retry_policy: Option<String>,
     pub(crate) enabled: bool,
+    pub(crate) ordered: bool,
+    pub(crate) rate_limit: Option<i32>,
     pub(crate) created_at: i64,
 }
 
@@ -222,6 +224,10 @@ pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
         signing_keys: w.signing_keys.as_ref().map(to_json),
         retry_policy: w.retry_policy.as_ref().map(to_json),
         enabled: w.enabled,
+        ordered: w.ordered,
+        rate_limit: w
+            .rate_limit
+            .map(|r| i32::try_from(r.get()).unwrap_or(i32::MAX)),
         created_at: micros(w.created_at),
     }
 }
@@ -252,6 +258,15 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
             .map(from_json::<RetryPolicy>)
             .transpose()?,
         enabled: row.enabled,
+        ordered: row.ordered,
+        rate_limit: row
+            .rate_limit
+            .map(|r| {
+                u32::try_from(r)
+                    .map_err(AdapterError::corrupt)
+                    .and_then(|r| RateLimit::per_second(r).map_err(AdapterError::corrupt))
+            })
+            .transpose()?,
         created_at: from_micros(row.created_at)?,
     })
 }
@@ -327,6 +342,8 @@ pub(crate) type WebhookRow = (
     Option<String>,
     Option<String>,
     bool,
+    bool,
+    Option<i32>,
     i64,
 );
 
@@ -341,6 +358,8 @@ macro_rules! webhook_select {
             webhooks::signing_keys,
             webhooks::retry_policy,
             webhooks::enabled,
+            webhooks::ordered,
+            webhooks::rate_limit,
             webhooks::created_at,
         )
     };
@@ -357,6 +376,8 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         signing_keys,
         retry_policy,
         enabled,
+        ordered,
+        rate_limit,
         created_at,
     ) = row;
     to_webhook(WebhookColumns {
@@ -368,6 +389,8 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         signing_keys,
         retry_policy,
         enabled,
+        ordered,
+        rate_limit,
         created_at,
     })
 }

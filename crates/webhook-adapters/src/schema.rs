@@ -35,6 +35,8 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         deleted_at -> Nullable<BigInt>,
+        ordered -> Bool,
+        rate_limit -> Nullable<Integer>,
     }
 }
 

@@ -41,8 +41,8 @@ pub mod limits {
     };
 }
 pub use webhook::{
-    CustomHeaders, CustomHeadersError, EventTypeFilter, Webhook, WebhookScope, WebhookUrl,
-    WebhookUrlError,
+    CustomHeaders, CustomHeadersError, EventTypeFilter, RateLimit, RateLimitError, Webhook,
+    WebhookScope, WebhookUrl, WebhookUrlError,
 };
 
 /// Adds a duration to a point in time, saturating at the largest representable time instead of

@@ -322,11 +322,58 @@ pub struct Webhook {
     /// `None`: the service's default policy.
     pub retry_policy: Option<RetryPolicy>,
     pub enabled: bool,
+    /// Strict ordering: one attempt at a time, in publish order; a delivery waits until every
+    /// earlier one to this target is final (delivered, exhausted or cancelled).
+    pub ordered: bool,
+    /// `None`: as fast as the target answers, within the in-flight limits.
+    pub rate_limit: Option<RateLimit>,
     pub created_at: OffsetDateTime,
 }
 
+/// The most attempts per second a target gets, from 1 to [`RateLimit::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct RateLimit(std::num::NonZeroU32);
+
+/// A rate limit out of range.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("rateLimit: must be between 1 and {max} attempts per second, got {0}", max = RateLimit::MAX)]
+pub struct RateLimitError(pub u32);
+
+impl RateLimit {
+    pub const MAX: u32 = 10_000;
+
+    /// # Errors
+    /// [`RateLimitError`] outside 1 to [`RateLimit::MAX`].
+    pub fn per_second(per_second: u32) -> Result<Self, RateLimitError> {
+        std::num::NonZeroU32::new(per_second)
+            .filter(|n| n.get() <= Self::MAX)
+            .map(Self)
+            .ok_or(RateLimitError(per_second))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl TryFrom<u32> for RateLimit {
+    type Error = RateLimitError;
+
+    fn try_from(per_second: u32) -> Result<Self, Self::Error> {
+        Self::per_second(per_second)
+    }
+}
+
+impl From<RateLimit> for u32 {
+    fn from(limit: RateLimit) -> u32 {
+        limit.get()
+    }
+}
+
 impl Webhook {
-    /// An enabled target for every event type, unsigned, with the default retry policy.
+    /// An enabled target for every event type, unsigned, unordered and unlimited, with the
+    /// default retry policy.
     pub fn new(
         id: WebhookId,
         scope: WebhookScope,
@@ -343,6 +390,8 @@ impl Webhook {
             signing_keys: None,
             retry_policy: None,
             enabled: true,
+            ordered: false,
+            rate_limit: None,
             created_at,
         }
     }

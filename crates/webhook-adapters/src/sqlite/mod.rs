@@ -335,6 +335,8 @@ fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), Ada
             webhooks::signing_keys.eq(w.signing_keys),
             webhooks::retry_policy.eq(w.retry_policy),
             webhooks::enabled.eq(w.enabled),
+            webhooks::ordered.eq(w.ordered),
+            webhooks::rate_limit.eq(w.rate_limit),
             webhooks::created_at.eq(w.created_at),
         ))
         .execute(c)

@@ -223,6 +223,8 @@ pub(crate) async fn webhook_round_trip<S: WalletRepository + WebhookRepository>(
         signing_keys: Some(keys),
         retry_policy: Some(policy),
         enabled: false,
+        ordered: true,
+        rate_limit: Some(webhook_domain::RateLimit::per_second(50).unwrap()),
         created_at: datetime!(2026-01-01 00:00:00.123456 UTC),
     };
     let bare = Webhook {
@@ -792,6 +794,99 @@ where
     let rest = store.claim_due(&me, T0, LEASE, 100, &[]).await.unwrap();
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|c| c.webhook.id == busy.id));
+}
+
+/// For an ordered webhook claim_due hands out only its earliest unfinished delivery: later ones
+/// wait while it is in flight or scheduled for a retry, and go in publish order once it is
+/// final. Unordered webhooks of the same events are not held back.
+pub(crate) async fn ordered_claims<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let mut ordered = webhook_value(WebhookScope::Wallet(wallet), "https://ordered.example/in");
+    ordered.ordered = true;
+    store.create_webhook(&ordered, None).await.unwrap();
+    let free = new_webhook(store, wallet, "https://free.example/in").await;
+    let mut events = Vec::new();
+    for n in 0..3 {
+        let e = event(wallet);
+        store.publish(&e, None, at(n)).await.unwrap();
+        events.push(e);
+    }
+    let me = owner("a");
+    let order_of = |claimed: &[webhook_ports::ClaimedDelivery]| -> Vec<EventId> {
+        claimed
+            .iter()
+            .filter(|c| c.webhook.id == ordered.id)
+            .map(|c| c.event.id())
+            .collect()
+    };
+    let first = store.claim_due(&me, at(10), LEASE, 100, &[]).await.unwrap();
+    assert_eq!(order_of(&first), vec![events[0].id()]);
+    assert_eq!(first.iter().filter(|c| c.webhook.id == free.id).count(), 3);
+
+    // In flight: nothing more for the ordered target, even after other claims.
+    let none = store.claim_due(&me, at(11), LEASE, 100, &[]).await.unwrap();
+    assert!(none.is_empty());
+
+    // A failure schedules a retry: the later events still wait, until the retry is due.
+    let head = first.iter().find(|c| c.webhook.id == ordered.id).unwrap();
+    let (retry, _) = head
+        .delivery
+        .on_attempt(&status(500), &RetryPolicy::identus(), at(12), Jitter::MAX)
+        .unwrap();
+    store
+        .record_attempts(
+            &me,
+            &[AttemptRecord {
+                delivery: retry,
+                attempt: log(1, at(11), status(500)),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due(&me, at(13), LEASE, 100, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_due(&me, at(17), LEASE, 100, &[]).await.unwrap();
+    assert_eq!(order_of(&again), vec![events[0].id()]);
+
+    // Delivered: the next in publish order, then the last.
+    for expected in [&events[1], &events[2]] {
+        let current = store
+            .list_deliveries(
+                wallet,
+                DeliveryFilter {
+                    webhook_id: Some(ordered.id),
+                    state: Some(webhook_domain::DeliveryStateKind::InFlight),
+                    ..DeliveryFilter::default()
+                },
+                all(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(current.len(), 1);
+        let (done, _) = current[0]
+            .on_attempt(&status(200), &RetryPolicy::identus(), at(18), Jitter::MAX)
+            .unwrap();
+        store
+            .record_attempts(
+                &me,
+                &[AttemptRecord {
+                    delivery: done,
+                    attempt: log(2, at(18), status(200)),
+                }],
+            )
+            .await
+            .unwrap();
+        let next = store.claim_due(&me, at(19), LEASE, 100, &[]).await.unwrap();
+        assert_eq!(order_of(&next), vec![expected.id()]);
+    }
 }
 
 /// record_attempts stores the new state and an attempt row; a record from an owner that lost
@@ -1421,7 +1516,7 @@ macro_rules! contract_suite {
             wallet_create_get api_keys webhook_round_trip webhook_tenant_isolation webhook_limit
             webhook_delete webhook_disable global_webhook publish_fan_out publish_replay
             publish_replay_with_new_key publish_idempotency publish_atomicity claim_due
-            claim_skip record_attempts release next_due_at requeue list_deliveries_isolation pagination
+            claim_skip ordered_claims record_attempts release next_due_at requeue list_deliveries_isolation pagination
             prune
         );
 

@@ -1,7 +1,7 @@
 //! Which targets get which events: `Webhook::wants`.
 
 use serde_json::json;
-use webhook_domain::{Event, EventType, EventTypeFilter, WalletId, WebhookScope};
+use webhook_domain::{Event, EventType, EventTypeFilter, RateLimit, WalletId, WebhookScope};
 
 use crate::fixtures::{event_id, other_wallet, tutorial_data, tutorial_ts, webhook};
 
@@ -106,4 +106,33 @@ fn a_new_webhook_is_enabled_for_every_type_unsigned_with_the_default_policy() {
     assert_eq!(hook.event_types, None);
     assert_eq!(hook.signing_keys, None);
     assert_eq!(hook.retry_policy, None);
+    assert!(!hook.ordered);
+    assert_eq!(hook.rate_limit, None);
+}
+
+#[test]
+fn a_rate_limit_is_one_to_ten_thousand_per_second() {
+    for (per_second, ok) in [
+        (0, false),
+        (1, true),
+        (250, true),
+        (10_000, true),
+        (10_001, false),
+    ] {
+        assert_eq!(
+            RateLimit::per_second(per_second).is_ok(),
+            ok,
+            "{per_second}"
+        );
+    }
+    let limit: RateLimit = serde_json::from_str("50").unwrap();
+    assert_eq!(limit.get(), 50);
+    assert_eq!(serde_json::to_string(&limit).unwrap(), "50");
+    let err = serde_json::from_str::<RateLimit>("0")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rateLimit: must be between 1 and 10000"),
+        "{err}"
+    );
 }
