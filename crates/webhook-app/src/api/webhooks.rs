@@ -7,8 +7,8 @@ use axum::extract::{Query, State};
 use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 use webhook_domain::{
-    CustomHeaders, EventType, EventTypeFilter, RetryPolicy, SigningKeys, SigningSecret, Timestamp,
-    Webhook, WebhookId, WebhookScope, WebhookUrl,
+    CustomHeaders, EventType, EventTypeFilter, RateLimit, RetryPolicy, SigningKeys, SigningSecret,
+    Timestamp, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::Page;
 
@@ -28,6 +28,12 @@ pub(crate) struct CreateWebhook {
     secret: Option<String>,
     #[serde(default)]
     retry_policy: Option<serde_json::Value>,
+    /// One attempt at a time, in publish order.
+    #[serde(default)]
+    ordered: Option<bool>,
+    /// Attempts per second at most.
+    #[serde(default)]
+    rate_limit: Option<serde_json::Value>,
 }
 
 /// The webhook resource: Identus's `{id, url, customHeaders, createdAt}` plus our settings.
@@ -44,6 +50,9 @@ pub(crate) struct WebhookResource {
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_policy: Option<RetryPolicy>,
     enabled: bool,
+    ordered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -58,6 +67,8 @@ impl WebhookResource {
             event_types: webhook.event_types.clone(),
             retry_policy: webhook.retry_policy.clone(),
             enabled: webhook.enabled,
+            ordered: webhook.ordered,
+            rate_limit: webhook.rate_limit,
             secret: None,
         }
     }
@@ -92,6 +103,15 @@ pub(crate) async fn create(
         .map(serde_json::from_value::<RetryPolicy>)
         .transpose()
         .map_err(|e| invalid(&format_args!("retryPolicy: {e}")))?;
+    let rate_limit = request
+        .rate_limit
+        .map(|value| {
+            serde_json::from_value::<u32>(value)
+                .map_err(|_| "rateLimit: must be a whole number of attempts per second".to_owned())
+                .and_then(|n| RateLimit::per_second(n).map_err(|e| e.to_string()))
+        })
+        .transpose()
+        .map_err(|e| invalid(&e))?;
 
     let now = state.clock.now();
     let mut webhook = Webhook::new(
@@ -103,6 +123,8 @@ pub(crate) async fn create(
     );
     webhook.event_types = event_types;
     webhook.retry_policy = retry_policy;
+    webhook.ordered = request.ordered.unwrap_or(false);
+    webhook.rate_limit = rate_limit;
     webhook.signing_keys = Some(SigningKeys::new(secret.clone()));
     state
         .webhooks

@@ -148,6 +148,11 @@ impl Dispatcher {
             }
             self.hand_back_expiring(&mut p).await;
             let flush_at = p.first_record_at.map(|t| t + self.config.record_delay);
+            // A rate limit that will let a waiting delivery start.
+            let rate_at = p.slots.next_rate_start().map(|at| {
+                let wait = Duration::try_from(at - self.clock.now()).unwrap_or(Duration::ZERO);
+                Instant::now() + wait
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
@@ -161,6 +166,10 @@ impl Dispatcher {
                 }
                 () = wake.notified() => claim_now = true,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
+                () = sleep_until_opt(rate_at), if rate_at.is_some() => {
+                    let admitted = p.slots.pump_all(self.clock.now());
+                    p.pending_admitted(admitted);
+                }
                 () = tokio::time::sleep_until(next_poll), if !claim_now => {}
             }
             if p.records.len() >= self.config.record_batch

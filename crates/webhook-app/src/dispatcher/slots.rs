@@ -2,11 +2,13 @@
 //! their target, and which go back to storage because their target's circuit is open. No I/O
 //! and no clock reads: the dispatcher passes `now` and acts on the answers.
 //!
-//! A target holds at most `per_target` attempts in flight. Deliveries claimed beyond that wait
-//! here (at most one claim's worth, because a busy target is skipped by the next claims); the
-//! rest of its backlog stays in storage.
+//! A target holds at most `per_target` attempts in flight, and a target with a rate limit of
+//! *r* per second starts at most one attempt every 1/*r* seconds. Deliveries claimed beyond
+//! that wait here (at most one claim's worth, because a busy target is skipped by the next
+//! claims); the rest of its backlog stays in storage.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use webhook_domain::{AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, Delivery, WebhookId};
@@ -26,6 +28,16 @@ struct Target {
     in_flight: usize,
     breaker: CircuitBreaker,
     waiting: VecDeque<ClaimedDelivery>,
+    /// The spacing of attempts under the target's rate limit, as last seen in a claim.
+    spacing: Option<Duration>,
+    /// When the rate limit lets the next attempt start.
+    next_start: Option<OffsetDateTime>,
+}
+
+impl Target {
+    fn rate_limited_at(&self, now: OffsetDateTime) -> bool {
+        self.next_start.is_some_and(|at| now < at)
+    }
 }
 
 /// The dispatcher's view of every target it has seen.
@@ -65,6 +77,8 @@ impl Slots {
             in_flight: 0,
             breaker: CircuitBreaker::new(breaker),
             waiting: VecDeque::new(),
+            spacing: None,
+            next_start: None,
         })
     }
 
@@ -97,10 +111,38 @@ impl Slots {
         let mut admitted = Admitted::default();
         for delivery in claimed {
             let id = delivery.webhook.id;
-            self.target(id).waiting.push_back(delivery);
+            let spacing = delivery
+                .webhook
+                .rate_limit
+                .map(|limit| Duration::from_secs(1) / limit.get());
+            let target = self.target(id);
+            target.spacing = spacing;
+            if spacing.is_none() {
+                target.next_start = None;
+            }
+            target.waiting.push_back(delivery);
             self.pump(id, now, &mut admitted);
         }
         admitted
+    }
+
+    /// Starts what rate limits now allow, for every target.
+    pub(crate) fn pump_all(&mut self, now: OffsetDateTime) -> Admitted {
+        let mut admitted = Admitted::default();
+        let ids: Vec<WebhookId> = self.targets.keys().copied().collect();
+        for id in ids {
+            self.pump(id, now, &mut admitted);
+        }
+        admitted
+    }
+
+    /// The earliest time a rate limit lets a waiting delivery start, if one is held back.
+    pub(crate) fn next_rate_start(&self) -> Option<OffsetDateTime> {
+        self.targets
+            .values()
+            .filter(|t| !t.waiting.is_empty() && t.in_flight < self.per_target)
+            .filter_map(|t| t.next_start)
+            .min()
     }
 
     /// Frees the slot of a finished attempt, feeds its outcome to the target's breaker, and
@@ -125,6 +167,9 @@ impl Slots {
         let per_target = self.per_target;
         let target = self.target(id);
         while target.in_flight < per_target && !target.waiting.is_empty() {
+            if target.rate_limited_at(now) {
+                break;
+            }
             let (breaker, allowed) = target.breaker.try_acquire(now);
             if !allowed {
                 let resume = match breaker.state() {
@@ -140,6 +185,9 @@ impl Slots {
             target.breaker = breaker;
             if let Some(next) = target.waiting.pop_front() {
                 target.in_flight += 1;
+                target.next_start = target
+                    .spacing
+                    .map(|spacing| webhook_domain::add_saturating(now, spacing));
                 admitted.start.push(next);
             }
         }
@@ -302,6 +350,39 @@ mod tests {
         assert_eq!(admitted.start.len(), 1);
         assert_eq!(admitted.release.len(), 1);
         assert_eq!(admitted.release[0].1, reopened + time::Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_rate_limited_target_starts_one_attempt_per_interval() {
+        let mut slots = Slots::new(10, breaker(5));
+        let limited = |n| {
+            let mut c = claimed(1, n);
+            c.webhook.rate_limit = Some(webhook_domain::RateLimit::per_second(4).unwrap());
+            c
+        };
+        let admitted = slots.admit((0..3).map(limited).collect(), NOW);
+        assert_eq!(
+            admitted.start.len(),
+            1,
+            "one now, the rest a quarter second apart"
+        );
+        assert_eq!(slots.waiting(), 2);
+        assert_eq!(slots.skip(NOW), vec![id(1)]);
+        let quarter = NOW + time::Duration::milliseconds(250);
+        assert_eq!(slots.next_rate_start(), Some(quarter));
+        assert!(
+            slots
+                .pump_all(quarter - time::Duration::milliseconds(1))
+                .start
+                .is_empty()
+        );
+        assert_eq!(slots.pump_all(quarter).start.len(), 1);
+        assert_eq!(
+            slots.next_rate_start(),
+            Some(quarter + time::Duration::milliseconds(250))
+        );
+        // An unlimited target beside it is not held back.
+        assert_eq!(slots.admit(vec![claimed(2, 9)], NOW).start.len(), 1);
     }
 
     #[test]

@@ -234,3 +234,97 @@ async fn a_slow_target_does_not_delay_a_fast_one() {
 async fn on_postgres_a_slow_target_does_not_delay_a_fast_one() {
     slow_target_isolation(Backend::Postgres).await;
 }
+
+fn event_ids(got: &[crate::utils::Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn publish_many(service: &Service, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(publish(service).await);
+    }
+    ids
+}
+
+/// With `ordered`, a target gets its events in publish order, one at a time, even when some
+/// need retries: event 2 is not sent before event 1 succeeded.
+async fn ordered_delivery(backend: Backend) {
+    let Some(mut service) = Service::start_on(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start(&[500, 200, 503]).await;
+    let created = post_json(
+        &service.url("/events/webhooks"),
+        json!({ "url": receiver.url(), "ordered": true }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
+    assert_eq!(created.json["ordered"], true);
+    let published = publish_many(&service, 8).await;
+
+    let got = event_ids(&receiver.wait_for(10).await);
+    let mut expected = vec![published[0].clone(), published[0].clone()];
+    expected.extend([published[1].clone(), published[1].clone()]);
+    expected.extend(published[2..].iter().cloned());
+    assert_eq!(got, expected);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn ordered_targets_get_events_in_publish_order_across_retries() {
+    ordered_delivery(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn on_postgres_ordered_targets_get_events_in_publish_order_across_retries() {
+    ordered_delivery(Backend::Postgres).await;
+}
+
+/// With `rateLimit: 20`, attempts to the target start at least 50 ms apart; an invalid rate
+/// limit is refused with the field named.
+async fn rate_limited_delivery(backend: Backend) {
+    let Some(mut service) = Service::start_on(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start(&[]).await;
+    let refused = post_json(
+        &service.url("/events/webhooks"),
+        json!({ "url": receiver.url(), "rateLimit": 0 }),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rateLimit"),
+        "{}",
+        refused.json
+    );
+    let created = post_json(
+        &service.url("/events/webhooks"),
+        json!({ "url": receiver.url(), "rateLimit": 20 }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
+    assert_eq!(created.json["rateLimit"], 20);
+    publish_many(&service, 10).await;
+    let got = receiver.wait_for(10).await;
+    let span = got[9].at - got[0].at;
+    // Nine intervals of 50 ms, less a little for the first connection's set-up.
+    assert!(span >= Duration::from_millis(430), "{span:?}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_target_gets_attempts_spaced_out() {
+    rate_limited_delivery(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_rate_limited_target_gets_attempts_spaced_out() {
+    rate_limited_delivery(Backend::Postgres).await;
+}

@@ -161,6 +161,8 @@ pub async fn post_json(url: &str, body: serde_json::Value) -> Answer {
 pub struct Received {
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 /// A webhook receiver on 127.0.0.1 that answers with scripted statuses (200 once the script
@@ -237,7 +239,11 @@ impl Receiver {
                         async move {
                             let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
-                            log.lock().unwrap().push(Received { headers, body });
+                            log.lock().unwrap().push(Received {
+                                headers,
+                                body,
+                                at: std::time::Instant::now(),
+                            });
                             if let Some(gate) = gate {
                                 gate.pass().await;
                             }
