@@ -1,4 +1,4 @@
-//! Crash safety of the real binary: `webhookd serve` is killed with SIGKILL while deliveries are
+//! Crash safety and graceful shutdown of the real binary: `webhookd serve` is killed with SIGKILL while deliveries are
 //! in flight, then started again on the same database; every (event, target) pair is received
 //! at least once, and every delivery ends delivered. Duplicates (an attempt cut off by the kill
 //! and made again) are allowed and reported on stderr.
@@ -60,6 +60,16 @@ impl Instance {
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Instance { child, base }
+    }
+
+    /// SIGTERM, then waits for the process to exit on its own; returns whether it succeeded.
+    fn terminate(mut self) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().success()
     }
 
     fn kill(mut self) {
@@ -224,4 +234,71 @@ async fn on_postgres_killed_while_in_flight_then_restarted_every_event_arrives()
         return;
     };
     kill_while_in_flight(&schema.url()).await;
+}
+
+/// SIGTERM stops the service gracefully: attempts still held by the receiver after the grace
+/// period are cut off and their leases given back, so the next start delivers them at once
+/// instead of after the one-minute lease.
+async fn terminate_gives_leases_back(database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webhookd.toml");
+    std::fs::write(
+        &config,
+        r#"
+default_retry_policy = { kind = "fixed", intervalMs = 100, maxAttempts = 20 }
+
+[dispatcher]
+lease_ms = 60000
+attempt_timeout_ms = 5000
+poll_interval_ms = 100
+shutdown_grace_ms = 300
+"#,
+    )
+    .unwrap();
+    let gate = Gate::default();
+    let held = Receiver::start_gated(&[], Some(gate.clone())).await;
+    let first = tokio::task::block_in_place(|| Instance::start(database_url, &config));
+    let created = post(
+        &first.base,
+        "/events/webhooks",
+        json!({ "url": held.url() }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
+    let mut published = HashSet::new();
+    for _ in 0..5 {
+        let answer = post(
+            &first.base,
+            "/events",
+            json!({ "type": "term.test", "data": {} }),
+        )
+        .await;
+        published.insert(answer.json["id"].as_str().unwrap().to_owned());
+    }
+    wait_until("all five held", || seen(&held).0 == published).await;
+    assert!(
+        tokio::task::block_in_place(|| first.terminate()),
+        "webhookd did not exit cleanly on SIGTERM"
+    );
+
+    gate.open();
+    let second = tokio::task::block_in_place(|| Instance::start(database_url, &config));
+    // Without the leases given back this would take the whole minute of the lease.
+    wait_until("the held deliveries redelivered", || seen(&held).1 >= 10).await;
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_leases_back_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("term.db").display());
+    terminate_gives_leases_back(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_sigterm_gives_leases_back_for_the_next_start() {
+    let Some(schema) = PgTestSchema::create().await else {
+        return;
+    };
+    terminate_gives_leases_back(&schema.url()).await;
 }
