@@ -6,4 +6,5 @@
 mod cli;
 mod delivery;
 mod rest;
+mod retries;
 mod utils;
