@@ -5,52 +5,12 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::json;
-use webhook_domain::{AttemptOutcome, DeliveryStateKind, SigningSecret, WalletId};
+use webhook_domain::{AttemptOutcome, DeliveryStateKind, WalletId};
 use webhook_ports::{DeliveryFilter, Page};
 
-use crate::utils::{Backend, Gate, Receiver, Service, post_json};
-
-fn connection_data() -> serde_json::Value {
-    json!({
-        "connectionId": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
-        "label": "Connect with Alice",
-        "role": "Inviter",
-        "state": "InvitationGenerated",
-        "invitation": {
-            "id": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
-            "type": "https://didcomm.org/out-of-band/2.0/invitation",
-            "from": "did:peer:2.Ez6LS...jIiXX0",
-            "invitationUrl": "https://my.domain.com/path?_oob=eyJpZCI6...bXX19"
-        },
-        "createdAt": "2023-07-06T12:01:19.760126Z",
-        "self": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
-        "kind": "Connection"
-    })
-}
-
-/// Registers `receiver` for the default wallet and returns the webhook's signing secret.
-async fn register(service: &Service, receiver: &Receiver) -> String {
-    let created = post_json(
-        &service.url("/events/webhooks"),
-        json!({ "url": receiver.url(), "customHeaders": { "X-Team": "blue" } }),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
-    assert_eq!(created.json["url"], receiver.url());
-    assert_eq!(created.json["customHeaders"], json!({ "X-Team": "blue" }));
-    created.json["secret"].as_str().unwrap().to_owned()
-}
-
-async fn publish(service: &Service) -> String {
-    let published = post_json(
-        &service.url("/events"),
-        json!({ "type": "ConnectionUpdated", "data": connection_data() }),
-    )
-    .await;
-    assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.json);
-    assert_eq!(published.json["deliveries"], 1);
-    published.json["id"].as_str().unwrap().to_owned()
-}
+use crate::utils::{
+    Backend, Gate, Receiver, Service, assert_signed, connection_data, post_json, publish, register,
+};
 
 #[tokio::test]
 async fn a_published_event_reaches_the_receiver_as_the_exact_envelope() {
@@ -66,7 +26,7 @@ async fn on_postgres_a_published_event_reaches_the_receiver_as_the_exact_envelop
 
 async fn exact_envelope(mut service: Service) {
     let receiver = Receiver::start(&[]).await;
-    let secret = register(&service, &receiver).await;
+    let secret = register(&service, &receiver.url()).await.secret;
     let event_id = publish(&service).await;
 
     let got = receiver.wait_for(1).await;
@@ -88,17 +48,7 @@ async fn exact_envelope(mut service: Service) {
     assert!(header("user-agent").starts_with("webhookd/"));
     assert_eq!(header("x-team"), "blue");
     assert_eq!(header("webhook-id"), event_id);
-    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
-    webhook_domain::verify(
-        &[SigningSecret::parse(&secret).unwrap()],
-        &event_id,
-        timestamp,
-        &request.body,
-        &header("webhook-signature"),
-        time::OffsetDateTime::from_unix_timestamp(timestamp).unwrap(),
-        300,
-    )
-    .unwrap();
+    assert_signed(request, &secret);
     service.stop().await;
 }
 
@@ -116,7 +66,7 @@ async fn on_postgres_two_failures_then_success_take_exactly_three_attempts() {
 
 async fn three_attempts(mut service: Service) {
     let receiver = Receiver::start(&[500, 500, 200]).await;
-    register(&service, &receiver).await;
+    register(&service, &receiver.url()).await;
     let event_id = publish(&service).await;
 
     let got = receiver.wait_for(3).await;
@@ -181,8 +131,8 @@ async fn slow_target_isolation(backend: Backend) {
     let gate = Gate::default();
     let slow = Receiver::start_gated(&[], Some(gate.clone())).await;
     let fast = Receiver::start(&[]).await;
-    register(&service, &slow).await;
-    register(&service, &fast).await;
+    register(&service, &slow.url()).await;
+    register(&service, &fast.url()).await;
     let mut published = Vec::new();
     for _ in 0..EVENTS {
         let answer = post_json(

@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod delivery;
 mod rest;
+mod retries;
 mod utils;

@@ -1,13 +1,18 @@
-//! A running service with its own database, an HTTP client, and a scripted receiver.
+//! A running service with its own database, an HTTP client, scripted receivers, and the
+//! requests the tests share: registering a webhook, publishing an event, checking a signature.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -15,7 +20,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use webhook_adapters::testing::PgTestSchema;
 use webhook_app::config::Settings;
 use webhook_app::store::Store;
-use webhook_domain::RetryPolicy;
+use webhook_domain::{
+    Delivery, DeliveryStateKind, RetryPolicy, SigningSecret, WalletId, Webhook, WebhookId,
+};
+use webhook_ports::{AttemptLog, DeliveryFilter, Page};
 
 pub const API_KEY: &str = "test-wallet-key";
 
@@ -101,6 +109,147 @@ impl Service {
             running.stop().await;
         }
     }
+
+    /// Waits (up to 10 s) until a delivery of the default wallet to `webhook` is in `state`,
+    /// reading the database as another process would, and returns that delivery.
+    pub async fn wait_for_delivery(
+        &self,
+        webhook: WebhookId,
+        state: DeliveryStateKind,
+    ) -> Delivery {
+        let outbox = self.store().await.outbox();
+        let filter = DeliveryFilter {
+            webhook_id: Some(webhook),
+            ..DeliveryFilter::default()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = outbox
+                .list_deliveries(WalletId::DEFAULT, filter.clone(), Page::first(100))
+                .await
+                .unwrap();
+            if let Some(delivery) = found.iter().find(|d| d.state().kind() == state) {
+                return delivery.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no delivery to {webhook} became {state:?} within 10 s; they are {:?}",
+                found.iter().map(Delivery::state).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The recorded attempts of a delivery of the default wallet, in order.
+    pub async fn attempts(&self, delivery: &Delivery) -> Vec<AttemptLog> {
+        self.store()
+            .await
+            .outbox()
+            .list_attempts(WalletId::DEFAULT, delivery.id())
+            .await
+            .unwrap()
+    }
+
+    /// The default wallet's webhook `id` as stored.
+    pub async fn webhook(&self, id: WebhookId) -> Webhook {
+        self.store()
+            .await
+            .webhooks()
+            .get_webhook(WalletId::DEFAULT, id)
+            .await
+            .unwrap()
+    }
+}
+
+/// Identus's example `ConnectionUpdated` data.
+pub fn connection_data() -> serde_json::Value {
+    serde_json::json!({
+        "connectionId": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
+        "label": "Connect with Alice",
+        "role": "Inviter",
+        "state": "InvitationGenerated",
+        "invitation": {
+            "id": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
+            "type": "https://didcomm.org/out-of-band/2.0/invitation",
+            "from": "did:peer:2.Ez6LS...jIiXX0",
+            "invitationUrl": "https://my.domain.com/path?_oob=eyJpZCI6...bXX19"
+        },
+        "createdAt": "2023-07-06T12:01:19.760126Z",
+        "self": "c10787cf-99bb-47f4-99bb-1fdcca32b673",
+        "kind": "Connection"
+    })
+}
+
+/// A webhook as its registration answered.
+pub struct Registered {
+    pub id: WebhookId,
+    /// The signing secret, shown only in the answer to the registration.
+    pub secret: String,
+}
+
+/// Registers `url` for the default wallet with the custom header `X-Team: blue`.
+pub async fn register(service: &Service, url: &str) -> Registered {
+    let created = post_json(
+        &service.url("/events/webhooks"),
+        serde_json::json!({ "url": url, "customHeaders": { "X-Team": "blue" } }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
+    assert_eq!(created.json["url"], url);
+    assert_eq!(
+        created.json["customHeaders"],
+        serde_json::json!({ "X-Team": "blue" })
+    );
+    Registered {
+        id: created.json["id"].as_str().unwrap().parse().unwrap(),
+        secret: created.json["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Publishes a `ConnectionUpdated` event for the default wallet and returns its id and the
+/// number of deliveries the publish created.
+pub async fn publish_counted(service: &Service) -> (String, u64) {
+    let published = post_json(
+        &service.url("/events"),
+        serde_json::json!({ "type": "ConnectionUpdated", "data": connection_data() }),
+    )
+    .await;
+    assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.json);
+    (
+        published.json["id"].as_str().unwrap().to_owned(),
+        published.json["deliveries"].as_u64().unwrap(),
+    )
+}
+
+/// As [`publish_counted`], for a wallet with exactly one interested webhook.
+pub async fn publish(service: &Service) -> String {
+    let (id, deliveries) = publish_counted(service).await;
+    assert_eq!(deliveries, 1);
+    id
+}
+
+/// Asserts that `request` carries a Standard Webhooks signature that verifies with `secret`.
+pub fn assert_signed(request: &Received, secret: &str) {
+    let header = |name: &str| request.headers[name].to_str().unwrap().to_owned();
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+    webhook_domain::verify(
+        &[SigningSecret::parse(secret).unwrap()],
+        &header("webhook-id"),
+        timestamp,
+        &request.body,
+        &header("webhook-signature"),
+        time::OffsetDateTime::from_unix_timestamp(timestamp).unwrap(),
+        300,
+    )
+    .unwrap();
+}
+
+/// A URL on 127.0.0.1 where nothing listens: its port was bound and let go at once.
+pub fn refusing_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/hook")
 }
 
 /// A status, headers and JSON body as received by a test client.
@@ -209,19 +358,94 @@ impl Gate {
     }
 }
 
+/// One scripted answer of a [`Receiver`]: a status, extra headers, and the body `ok` or, with
+/// [`Reply::endless`], a body that never ends.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    endless: bool,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            endless: false,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// After the head, body bytes for as long as the client reads them.
+    pub fn endless(mut self) -> Reply {
+        self.endless = true;
+        self
+    }
+
+    fn response(&self) -> Response<BoxBody<Bytes, Infallible>> {
+        let body = if self.endless {
+            EndlessBody.boxed()
+        } else {
+            Full::new(Bytes::from_static(b"ok")).boxed()
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::from_u16(self.status).unwrap();
+        for (name, value) in &self.headers {
+            response.headers_mut().append(*name, value.parse().unwrap());
+        }
+        response
+    }
+}
+
+/// A response body that never ends: another KiB of `x` whenever it is polled. Chunked, since
+/// its size is unknown.
+struct EndlessBody;
+
+impl hyper::body::Body for EndlessBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        const CHUNK: [u8; 1024] = [b'x'; 1024];
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK)))))
+    }
+}
+
 impl Receiver {
+    /// A receiver that answers with these statuses in turn, then 200.
     pub async fn start(script: &[u16]) -> Receiver {
         Self::start_gated(script, None).await
     }
 
+    /// A receiver that answers with these replies in turn, then 200.
+    pub async fn start_replies(script: &[Reply]) -> Receiver {
+        Self::serve(script.to_vec(), None).await
+    }
+
+    /// A receiver that accepts each connection and records each request, but never answers.
+    pub async fn start_silent() -> Receiver {
+        Self::start_gated(&[], Some(Gate::default())).await
+    }
+
     /// A receiver that records each request at once but answers only when `gate` opens.
     pub async fn start_gated(script: &[u16], gate: Option<Gate>) -> Receiver {
+        let replies = script.iter().map(|&status| Reply::status(status)).collect();
+        Self::serve(replies, gate).await
+    }
+
+    async fn serve(script: Vec<Reply>, gate: Option<Gate>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(
-            script.iter().copied().collect::<VecDeque<u16>>(),
-        ));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let log = Arc::clone(&received);
         tokio::spawn(async move {
             loop {
@@ -247,10 +471,12 @@ impl Receiver {
                             if let Some(gate) = gate {
                                 gate.pass().await;
                             }
-                            let status = script.lock().unwrap().pop_front().unwrap_or(200);
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-                            *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                            Ok::<_, hyper::Error>(response)
+                            let reply = script
+                                .lock()
+                                .unwrap()
+                                .pop_front()
+                                .unwrap_or_else(|| Reply::status(200));
+                            Ok::<_, hyper::Error>(reply.response())
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
