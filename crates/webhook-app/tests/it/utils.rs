@@ -44,6 +44,14 @@ impl Service {
 
     /// As [`Self::start`], on `backend`; `None` when PostgreSQL is absent outside CI (skip).
     pub async fn start_on(backend: Backend) -> Option<Service> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// As [`Self::start_on`], with `adjust` applied to the test settings last.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Service> {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::defaults().unwrap();
         let schema = match backend {
@@ -66,6 +74,9 @@ impl Service {
         )
         .unwrap();
         settings.dispatcher.poll_interval_ms = 100;
+        // Receivers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
+        settings.transport.allowed_cidrs = vec!["127.0.0.0/8".to_owned()];
+        adjust(&mut settings);
         let running = webhook_app::start(&settings).await.unwrap();
         Some(Service {
             addr: running.addr,
