@@ -1,16 +1,27 @@
-//! The [`Transport`] port over HTTP/1.1 with one pooled hyper-util client: POSTs a delivery's
-//! exact bytes and headers and turns whatever happens into an [`AttemptReport`].
+//! The [`Transport`] port over HTTP with one pooled hyper-util client: POSTs a delivery's exact
+//! bytes and headers and turns whatever happens into an [`AttemptReport`]. `http` targets speak
+//! HTTP/1.1; `https` targets go through rustls (Mozilla's roots plus any configured extra roots)
+//! and speak HTTP/2 or HTTP/1.1, as ALPN decides.
+//!
+//! The SSRF guard (on by default) judges every address before a connection is made: an IP
+//! literal host before the request is sent (the connector never resolves those), a name in
+//! `GuardedResolver`, which hands the connector only the addresses the [`AddressPolicy`]
+//! accepted, so the connector connects to exactly what was checked and a second DNS answer
+//! cannot slip past it.
 //!
 //! What it must not do: follow redirects (a 3xx is a response like any other), wait longer than
-//! the attempt's `timeout`, read more than `max_response_excerpt` bytes of a response body, put
-//! a header value or the URL's query into an error text or a log line (both may hold
-//! credentials), or panic on anything a target or a stored webhook can supply.
-//!
-//! Only `http` targets for now: TLS and the SSRF guard will wrap [`HttpConnector`] in
-//! [`build_client`] without changing [`HyperTransport::send`].
+//! the attempt's `timeout`, read more than `max_response_excerpt` bytes of a response body,
+//! connect to an address the guard refused, put a header value or the URL's path or query into
+//! an error text or a log line (they may hold credentials), or panic on anything a target or a
+//! stored webhook can supply.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,12 +30,19 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request, Response, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::time::Instant;
-use webhook_domain::{AttemptOutcome, OutboundMessage, WebhookUrl, parse_retry_after};
+use webhook_domain::{
+    AddressPolicy, AttemptOutcome, OutboundMessage, RefusedAddress, WebhookUrl, parse_retry_after,
+};
 use webhook_ports::{AttemptReport, Transport};
 
 /// The largest response head (status line and headers) read before giving up with
@@ -45,6 +63,14 @@ pub struct TransportConfig {
     pub max_idle_per_host: usize,
     /// The `User-Agent` sent with every request.
     pub user_agent: String,
+    /// Certificates (PEM text, one or more `CERTIFICATE` blocks each) trusted as roots besides
+    /// Mozilla's: for targets behind a private certificate authority.
+    pub extra_root_certs: Vec<Vec<u8>>,
+    /// Refuse to connect to special-purpose addresses (loopback, private, link-local, ...)
+    /// unless `address_policy` allows them. On by default.
+    pub ssrf_guard: bool,
+    /// What the SSRF guard allows besides public addresses.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for TransportConfig {
@@ -54,11 +80,25 @@ impl Default for TransportConfig {
             max_response_excerpt: 4096,
             max_idle_per_host: 16,
             user_agent: concat!("webhookd/", env!("CARGO_PKG_VERSION")).to_owned(),
+            extra_root_certs: Vec::new(),
+            ssrf_guard: true,
+            address_policy: AddressPolicy::default(),
         }
     }
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A [`TransportConfig`] the transport cannot be built from.
+#[derive(Debug, Error)]
+pub enum TransportConfigError {
+    #[error(
+        "extra root certificate #{number}: {reason}; give PEM text with -----BEGIN CERTIFICATE----- blocks"
+    )]
+    RootCertificate { number: usize, reason: &'static str },
+    #[error("TLS: the ring provider offers no safe protocol version")]
+    Tls,
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// Sends deliveries with a pooled hyper-util client. Cloning is cheap and shares the pool.
 #[derive(Debug, Clone)]
@@ -68,15 +108,25 @@ pub struct HyperTransport {
     /// fails with a message saying so, rather than sending something else.
     user_agent: Option<HeaderValue>,
     max_response_excerpt: usize,
+    /// The SSRF guard's policy; `None` when the guard is off.
+    guard: Option<Arc<AddressPolicy>>,
 }
 
 impl HyperTransport {
-    pub fn new(config: TransportConfig) -> Self {
-        Self {
-            client: build_client(&config),
+    /// Builds the client and its TLS configuration.
+    ///
+    /// # Errors
+    /// When an extra root certificate is not PEM or not a certificate rustls accepts.
+    pub fn new(config: TransportConfig) -> Result<Self, TransportConfigError> {
+        let guard = config
+            .ssrf_guard
+            .then(|| Arc::new(config.address_policy.clone()));
+        Ok(Self {
+            client: build_client(&config, guard.clone())?,
             user_agent: HeaderValue::from_str(&config.user_agent).ok(),
             max_response_excerpt: config.max_response_excerpt,
-        }
+            guard,
+        })
     }
 
     /// Everything after the request is built; the caller bounds it by the attempt's deadline.
@@ -102,31 +152,39 @@ impl HyperTransport {
         }
     }
 
+    /// The request of one attempt, or the failed attempt when it must not or cannot be sent.
     fn request(
         &self,
         url: &WebhookUrl,
         message: &OutboundMessage,
-    ) -> Result<Request<Full<Bytes>>, String> {
-        if url.is_https() {
-            return Err("https targets are not supported yet".to_owned());
-        }
+    ) -> Result<Request<Full<Bytes>>, Attempt> {
+        let failed = |error: String| Attempt::failed(AttemptOutcome::ConnectionFailed, error);
         let user_agent = self.user_agent.clone().ok_or_else(|| {
-            "transport: the configured user agent is not a valid HTTP header value".to_owned()
+            failed("transport: the configured user agent is not a valid HTTP header value".into())
         })?;
         let uri = Uri::try_from(url.as_str())
-            .map_err(|_| "url: not a valid HTTP request target".to_owned())?;
+            .map_err(|_| failed("url: not a valid HTTP request target".into()))?;
+        // The connector skips the resolver for IP literals, so they are judged here, on the very
+        // host the connector will parse.
+        if let (Some(policy), Some(ip)) = (&self.guard, ip_literal(&uri)) {
+            policy.check(ip).map_err(Attempt::refused)?;
+        }
         let mut request = Request::new(Full::new(Bytes::copy_from_slice(&message.body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         for (name, value) in &message.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                format!("header {name:?}: not a valid HTTP header name; request not sent")
+                failed(format!(
+                    "header {name:?}: not a valid HTTP header name; request not sent"
+                ))
             })?;
             // `from_bytes` (not `from_str`) so that non-ASCII text the domain accepts is sent
             // as its UTF-8 bytes; control characters are still refused.
             let header_value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
-                format!("header {name:?}: the value is not valid in HTTP; request not sent")
+                failed(format!(
+                    "header {name:?}: the value is not valid in HTTP; request not sent"
+                ))
             })?;
             headers.append(header_name, header_value);
         }
@@ -146,7 +204,7 @@ impl Transport for HyperTransport {
         let start = Instant::now();
         let deadline = start.checked_add(timeout).unwrap_or_else(far_future);
         let attempt = match self.request(url, message) {
-            Err(error) => Attempt::failed(AttemptOutcome::ConnectionFailed, error),
+            Err(attempt) => attempt,
             Ok(request) => tokio::time::timeout_at(deadline, self.exchange(request, deadline))
                 .await
                 .unwrap_or_else(|_| {
@@ -173,20 +231,133 @@ impl Transport for HyperTransport {
     }
 }
 
-/// The one place the connector and the pool are configured; TLS and the SSRF guard go here.
-fn build_client(config: &TransportConfig) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.enforce_http(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.set_keepalive(Some(TCP_KEEPALIVE));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+/// The host of `uri` when it is an IP address, parsed as hyper-util's connector parses it
+/// (brackets around IPv6 removed).
+fn ip_literal(uri: &Uri) -> Option<IpAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse().ok()
+}
+
+/// The one place the connector and the pool are configured.
+fn build_client(
+    config: &TransportConfig,
+    guard: Option<Arc<AddressPolicy>>,
+) -> Result<HttpClient, TransportConfigError> {
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver { policy: guard });
+    // The TLS layer above decides which schemes go through; it takes only http and https.
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.set_nodelay(true);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(&config.extra_root_certs)?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         // Without a timer the pool never expires idle connections.
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(config.max_idle_per_host)
         .http1_max_buf_size(MAX_RESPONSE_HEAD)
-        .build(connector)
+        .http2_max_header_list_size(MAX_RESPONSE_HEAD_U32)
+        .build(connector))
+}
+
+/// [`MAX_RESPONSE_HEAD`] as HTTP/2 settings count it.
+const MAX_RESPONSE_HEAD_U32: u32 = MAX_RESPONSE_HEAD as u32;
+
+/// rustls with the ring provider, TLS 1.2 and 1.3, Mozilla's roots and the extra ones; no
+/// client certificate. ALPN is set by the connector builder.
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, TransportConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for (index, pem) in extra_roots.iter().enumerate() {
+        let refused = |reason| TransportConfigError::RootCertificate {
+            number: index + 1,
+            reason,
+        };
+        let mut found = false;
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate.map_err(|_| refused("not valid PEM"))?;
+            roots
+                .add(certificate)
+                .map_err(|_| refused("not a certificate that can be a trust root"))?;
+            found = true;
+        }
+        if !found {
+            return Err(refused("holds no certificate"));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| TransportConfigError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The connector's resolver: the system resolver (through tokio), then the SSRF guard, which
+/// drops every refused address. Only the addresses it returns are ever connected to.
+#[derive(Debug, Clone)]
+struct GuardedResolver {
+    /// `None` when the guard is off.
+    policy: Option<Arc<AddressPolicy>>,
+}
+
+/// Why the resolver gave the connector no address.
+#[derive(Debug, Error)]
+enum ResolveError {
+    #[error("dns lookup failed")]
+    Lookup(#[source] io::Error),
+    /// Every address the name resolved to was refused; this is the first of them.
+    #[error("address refused: {0}")]
+    Refused(RefusedAddress),
+}
+
+type Resolving =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, ResolveError>> + Send>>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ResolveError;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            // Port 0: the connector puts in the URL's port.
+            let resolved = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(ResolveError::Lookup)?;
+            let Some(policy) = policy else {
+                return Ok(resolved.collect::<Vec<_>>().into_iter());
+            };
+            let mut first_refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(refused) => {
+                        first_refused.get_or_insert(refused);
+                        false
+                    }
+                })
+                .collect();
+            match first_refused {
+                Some(refused) if allowed.is_empty() => Err(ResolveError::Refused(refused)),
+                _ => Ok(allowed.into_iter()),
+            }
+        })
+    }
 }
 
 /// An attempt's result before its duration is known.
@@ -205,14 +376,29 @@ impl Attempt {
         }
     }
 
-    /// Maps a client error to an outcome and a short text built only from fixed strings and
-    /// error kinds: hyper's and the OS's messages never carry the URL or header values, but
-    /// fixed strings make that a property of this function rather than of theirs.
+    /// The guard refused the target's address; naming the address (never the URL) is safe.
+    fn refused(refused: RefusedAddress) -> Self {
+        Self::failed(
+            AttemptOutcome::AddressRefused,
+            format!("address refused: {refused}"),
+        )
+    }
+
+    /// Maps a client error to an outcome and a short text built only from fixed strings,
+    /// error kinds and a refused address: hyper's and the OS's messages never carry the URL or
+    /// header values, but fixed strings make that a property of this function rather than of
+    /// theirs. The guard's refusal and rustls' errors are found by walking the source chain.
     fn from_client_error(err: &hyper_util::client::legacy::Error) -> Self {
         let mut io_kind = None;
         let mut dns = false;
         let mut source: Option<&(dyn StdError + 'static)> = err.source();
         while let Some(cause) = source {
+            if let Some(ResolveError::Refused(refused)) = cause.downcast_ref::<ResolveError>() {
+                return Self::refused(*refused);
+            }
+            if let Some(tls_err) = cause.downcast_ref::<rustls::Error>() {
+                return Self::failed(AttemptOutcome::TlsFailed, tls_error_text(tls_err));
+            }
             if let Some(hyper_err) = cause.downcast_ref::<hyper::Error>() {
                 if hyper_err.is_parse_too_large() {
                     return Self::failed(
@@ -241,7 +427,7 @@ impl Attempt {
             }
             // hyper-util's connect error type is private; its text is a fixed string.
             dns |= cause.to_string() == "dns error";
-            source = cause.source();
+            source = next_cause(cause);
         }
         let error = if dns {
             "dns lookup failed".to_owned()
@@ -259,6 +445,42 @@ impl Attempt {
         };
         Self::failed(AttemptOutcome::ConnectionFailed, error)
     }
+}
+
+/// The next error in a chain. An `io::Error` wrapping another error reports that error's
+/// source as its own, skipping the wrapped error itself; hyper-rustls wraps rustls' errors so.
+fn next_cause<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match cause
+        .downcast_ref::<io::Error>()
+        .and_then(io::Error::get_ref)
+    {
+        Some(inner) => Some(inner),
+        None => cause.source(),
+    }
+}
+
+/// A fixed text for a failed TLS handshake: rustls' own texts can quote the server name.
+fn tls_error_text(err: &rustls::Error) -> String {
+    use rustls::CertificateError as Cert;
+    let reason = match err {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => {
+            "the certificate is not signed by a trusted root"
+        }
+        rustls::Error::InvalidCertificate(
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+        ) => "the certificate is not valid for the target's host",
+        rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "the certificate is not valid yet"
+        }
+        rustls::Error::InvalidCertificate(_) => "the certificate is not valid",
+        rustls::Error::AlertReceived(_) => "the target refused the handshake",
+        rustls::Error::NoApplicationProtocol => "no HTTP version in common",
+        _ => "the target does not speak TLS as expected",
+    };
+    format!("tls handshake failed: {reason}")
 }
 
 /// Reads at most `cap` bytes of the body, until `deadline` at the latest, then drops the
@@ -327,5 +549,23 @@ mod tests {
         assert!(config.user_agent.starts_with("webhookd/"));
         assert_eq!(config.max_response_excerpt, 4096);
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert!(config.ssrf_guard, "the SSRF guard is on by default");
+        assert_eq!(config.address_policy, AddressPolicy::default());
+        assert!(config.extra_root_certs.is_empty());
+    }
+
+    #[test]
+    fn ip_literals_are_read_as_the_connector_reads_them() {
+        let literal = |uri: &str| ip_literal(&Uri::try_from(uri).unwrap());
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(literal("http://127.0.0.1:8080/a"), ip("127.0.0.1"));
+        assert_eq!(literal("https://[::1]/"), ip("::1"));
+        assert_eq!(
+            literal("http://[::ffff:127.0.0.1]/"),
+            ip("::ffff:127.0.0.1")
+        );
+        assert_eq!(literal("http://localhost/"), None);
+        // Not an address to the connector either: it goes through the guarded resolver.
+        assert_eq!(literal("http://2130706433/"), None);
     }
 }

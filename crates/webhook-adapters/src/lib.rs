@@ -12,6 +12,6 @@ mod sqlite;
 pub mod testing;
 
 pub use clock::SystemClock;
-pub use http_transport::{HyperTransport, TransportConfig};
+pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
 pub use postgres::{PgOpenError, PgStore};
 pub use sqlite::{SqliteOpenError, SqliteStore};

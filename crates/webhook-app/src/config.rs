@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
-use webhook_domain::RetryPolicy;
+use webhook_domain::{AddressPolicy, IpRange, RetryPolicy};
 
 use crate::store::Database;
 
@@ -38,6 +38,7 @@ pub struct Settings {
     #[serde(default = "RetryPolicy::identus")]
     pub default_retry_policy: RetryPolicy,
     pub dispatcher: DispatcherSettings,
+    pub transport: TransportSettings,
     pub retention: RetentionSettings,
     /// The Identus environment variables.
     pub identus: IdentusSettings,
@@ -88,6 +89,44 @@ impl DispatcherSettings {
             failure_threshold: self.breaker_failure_threshold.max(1),
             open_for: Duration::from_millis(self.breaker_open_ms),
         }
+    }
+}
+
+/// How deliveries connect to their targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportSettings {
+    /// Refuse targets at loopback, private, link-local and other special-purpose addresses
+    /// unless `allowed_cidrs` contains them.
+    pub ssrf_guard: bool,
+    /// Ranges the SSRF guard lets through anyway, such as `127.0.0.0/8` for local development;
+    /// in the environment, comma-separated.
+    pub allowed_cidrs: Vec<String>,
+    /// Longest wait for the TCP connection, within the attempt's own timeout.
+    pub connect_timeout_ms: u64,
+}
+
+impl TransportSettings {
+    /// The SSRF guard's policy: public addresses, plus `allowed_cidrs`.
+    ///
+    /// # Errors
+    /// When an entry is not a CIDR range; the message names the setting and the entry.
+    pub fn address_policy(&self) -> anyhow::Result<AddressPolicy> {
+        let allow = self
+            .allowed_cidrs
+            .iter()
+            .map(|entry| entry.trim())
+            // An empty environment variable is one empty entry.
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                IpRange::parse(entry).map_err(|e| anyhow::anyhow!("transport.allowed_cidrs: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(AddressPolicy::new(allow))
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 }
 
@@ -149,6 +188,11 @@ record_batch = 64
 record_delay_ms = 20
 shutdown_grace_ms = 10000
 
+[transport]
+ssrf_guard = true
+allowed_cidrs = []
+connect_timeout_ms = 2000
+
 [retention]
 max_age_hours = 720
 interval_secs = 600
@@ -205,6 +249,8 @@ impl Settings {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("transport.allowed_cidrs")
                 .source(Some(ours)),
         );
         for (variable, key) in IDENTUS_VARIABLES {
@@ -250,6 +296,10 @@ impl Settings {
                 "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (and both above 0)"
             );
         }
+        if self.transport.connect_timeout_ms == 0 {
+            anyhow::bail!("transport.connect_timeout_ms: must be at least 1");
+        }
+        self.transport.address_policy()?;
         if self.database_pool_size == 0 {
             anyhow::bail!("database_pool_size: must be at least 1");
         }
@@ -361,6 +411,97 @@ mod tests {
                 None
             )
             .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_ssrf_guard_is_on_with_nothing_allowed_by_default() {
+        let s = Settings::defaults().unwrap();
+        assert!(s.transport.ssrf_guard);
+        assert!(s.transport.allowed_cidrs.is_empty());
+        assert_eq!(
+            s.transport.address_policy().unwrap(),
+            AddressPolicy::default()
+        );
+        assert_eq!(s.transport.connect_timeout(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn transport_settings_come_from_the_environment() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_TRANSPORT__SSRF_GUARD", "false"),
+                (
+                    "WEBHOOKD_TRANSPORT__ALLOWED_CIDRS",
+                    "127.0.0.0/8, ::1,10.1.0.0/16",
+                ),
+                ("WEBHOOKD_TRANSPORT__CONNECT_TIMEOUT_MS", "750"),
+            ]),
+        )
+        .unwrap();
+        assert!(!s.transport.ssrf_guard);
+        assert_eq!(s.transport.connect_timeout(), Duration::from_millis(750));
+        let allowed: Vec<String> = s
+            .transport
+            .address_policy()
+            .unwrap()
+            .allowed()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(allowed, ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]);
+
+        // One range, and an empty variable meaning none.
+        for (value, expected) in [("fd00::/8", &["fd00::/8"][..]), ("", &[])] {
+            let s = Settings::build(None, &env(&[("WEBHOOKD_TRANSPORT__ALLOWED_CIDRS", value)]))
+                .unwrap();
+            let policy = s.transport.address_policy().unwrap();
+            let allowed: Vec<String> = policy.allowed().iter().map(ToString::to_string).collect();
+            assert_eq!(allowed, expected, "{value:?}");
+        }
+        // Other settings are still read as plain strings.
+        let s = Settings::build(None, &env(&[("WEBHOOKD_BASE_PATH", "/a,b")])).unwrap();
+        assert_eq!(s.base_path, "/a,b");
+    }
+
+    #[test]
+    fn transport_settings_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhookd.toml");
+        std::fs::write(
+            &path,
+            "[transport]\nallowed_cidrs = [\"192.168.0.0/16\"]\nconnect_timeout_ms = 500\n",
+        )
+        .unwrap();
+        let s = Settings::build(Some(&path), &[]).unwrap();
+        assert!(s.transport.ssrf_guard);
+        assert_eq!(s.transport.allowed_cidrs, ["192.168.0.0/16"]);
+        assert_eq!(s.transport.connect_timeout_ms, 500);
+    }
+
+    #[test]
+    fn an_invalid_cidr_fails_with_one_line_naming_the_setting() {
+        for (value, hint) in [
+            ("127.0.0.0/8,localhost", "not an IP address"),
+            ("10.0.0.1/8", "write 10.0.0.0/8"),
+            ("10.0.0.0/40", "from 0 to 32"),
+        ] {
+            let err = Settings::build(None, &env(&[("WEBHOOKD_TRANSPORT__ALLOWED_CIDRS", value)]))
+                .unwrap_err();
+            let err = format!("{err:#}");
+            assert!(err.starts_with("transport.allowed_cidrs: cidr "), "{err}");
+            assert!(err.contains(hint), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        let err = Settings::build(
+            None,
+            &env(&[("WEBHOOKD_TRANSPORT__CONNECT_TIMEOUT_MS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("transport.connect_timeout_ms"),
+            "{err:#}"
         );
     }
 

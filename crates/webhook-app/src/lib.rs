@@ -86,6 +86,16 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let transport = HyperTransport::new(TransportConfig {
+        connect_timeout: settings.transport.connect_timeout(),
+        ssrf_guard: settings.transport.ssrf_guard,
+        address_policy: settings.transport.address_policy()?,
+        ..TransportConfig::default()
+    })
+    .context("transport")?;
+    if !settings.transport.ssrf_guard {
+        tracing::warn!("the SSRF guard is off: targets may reach this host and its networks");
+    }
     let store = open_store(settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let bootstrapped = bootstrap::bootstrap(
@@ -135,7 +145,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let dispatcher = Arc::new(Dispatcher {
         queue: store.queue(),
         webhooks: store.webhooks(),
-        transport: Arc::new(HyperTransport::new(TransportConfig::default())),
+        transport: Arc::new(transport),
         clock,
         jitter: secrets::jitter,
         owner: LeaseOwner(uuid::Uuid::new_v4().to_string()),

@@ -99,6 +99,17 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             "  curl -X POST '{base}/events/webhooks' -H 'Content-Type: application/json' \\\n    -H 'apikey: {}' -d '{{\"url\": \"http://localhost:9095\"}}'",
             key.expose()
         );
+        let loopback: std::net::IpAddr = std::net::Ipv4Addr::LOCALHOST.into();
+        if settings.transport.ssrf_guard
+            && settings
+                .transport
+                .address_policy()
+                .is_ok_and(|policy| policy.check(loopback).is_err())
+        {
+            println!(
+                "(A receiver on this machine is refused by the SSRF guard: start webhookd with\n WEBHOOKD_TRANSPORT__ALLOWED_CIDRS=127.0.0.0/8,::1 to allow it.)"
+            );
+        }
     }
     shutdown_signal().await?;
     println!("shutting down: finishing attempts in flight and giving back the rest");

@@ -1,9 +1,10 @@
 //! The pure core of webhookd: event envelopes, webhook targets, retry policies, the delivery and
-//! circuit-breaker state machines, and Standard Webhooks signatures.
+//! circuit-breaker state machines, Standard Webhooks signatures, and the SSRF address policy.
 //!
 //! This crate does no I/O, never reads the clock and never draws random numbers: time and
 //! randomness are arguments. It must not depend on tokio, hyper or diesel (a `tidy` test checks).
 
+mod address;
 mod circuit;
 mod delivery;
 mod event;
@@ -15,6 +16,7 @@ mod tenancy;
 mod timestamp;
 mod webhook;
 
+pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAddress};
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use delivery::{
     AttemptOutcome, CancelReason, Decision, Delivery, DeliveryState, DeliveryStateKind,

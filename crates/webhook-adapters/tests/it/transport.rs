@@ -1,5 +1,7 @@
-//! `HyperTransport` against real HTTP servers on 127.0.0.1: a hyper receiver that records what
-//! it gets and answers as scripted, and raw TCP listeners for targets that misbehave.
+//! `HyperTransport` against real HTTP servers on 127.0.0.1: a hyper receiver (plain, or TLS with
+//! a certificate authority made in the test) that records what it gets and answers as scripted,
+//! and raw TCP listeners for targets that misbehave. The SSRF guard refuses loopback by default,
+//! so every test that means to connect allows 127.0.0.0/8 and ::1.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,16 +11,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{HeaderMap, Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{HeaderMap, Method, Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use webhook_adapters::{HyperTransport, TransportConfig};
-use webhook_domain::{AttemptOutcome, OutboundMessage, WebhookUrl};
+use webhook_domain::{AddressPolicy, AttemptOutcome, IpRange, OutboundMessage, WebhookUrl};
 use webhook_ports::{AttemptReport, Transport};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +30,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 struct Recorded {
+    version: Version,
     method: Method,
     path_and_query: String,
     headers: HeaderMap,
@@ -62,17 +67,29 @@ impl Reply {
     }
 }
 
-/// A hyper HTTP/1.1 server on 127.0.0.1 that records every request and answers `reply`.
-/// Its tasks end with the test's runtime.
+/// A hyper server on 127.0.0.1 (HTTP/1.1, or HTTP/2 when TLS negotiates it) that records every
+/// request and answers `reply`. Its tasks end with the test's runtime.
 #[derive(Debug)]
 struct Receiver {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// TCP connections accepted, whether or not a request followed.
     connections: Arc<AtomicUsize>,
+    tls: bool,
 }
 
 impl Receiver {
     async fn start(reply: Reply) -> Self {
+        Self::serve(reply, None).await
+    }
+
+    /// An https receiver whose certificate `authority` signed.
+    async fn start_tls(reply: Reply, authority: &Authority) -> Self {
+        Self::serve(reply, Some(authority.acceptor())).await
+    }
+
+    async fn serve(reply: Reply, tls: Option<TlsAcceptor>) -> Self {
+        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -84,13 +101,14 @@ impl Receiver {
                     return;
                 };
                 let connection = count.fetch_add(1, Ordering::SeqCst) + 1;
-                let (log, reply) = (log.clone(), reply.clone());
+                let (log, reply, tls) = (log.clone(), reply.clone(), tls.clone());
                 let service = service_fn(move |request: Request<Incoming>| {
                     let (log, reply) = (log.clone(), reply.clone());
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body.collect().await?.to_bytes();
                         log.lock().unwrap().push(Recorded {
+                            version: parts.version,
                             method: parts.method,
                             path_and_query: parts
                                 .uri
@@ -113,9 +131,16 @@ impl Receiver {
                     }
                 });
                 tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let server = auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        None => server.serve_connection(TokioIo::new(stream), service).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                server.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -123,11 +148,18 @@ impl Receiver {
             addr,
             requests,
             connections,
+            tls: is_tls,
         }
     }
 
     fn url(&self, path: &str) -> WebhookUrl {
-        WebhookUrl::parse(&format!("http://{}{path}", self.addr)).unwrap()
+        let scheme = if self.tls { "https" } else { "http" };
+        WebhookUrl::parse(&format!("{scheme}://{}{path}", self.addr)).unwrap()
+    }
+
+    /// The receiver's port under another host name or address form.
+    fn url_via(&self, host: &str) -> WebhookUrl {
+        WebhookUrl::parse(&format!("http://{host}:{}/hook", self.addr.port())).unwrap()
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -181,8 +213,19 @@ fn message() -> OutboundMessage {
     }
 }
 
+/// The default settings, with loopback allowed: every receiver here is on 127.0.0.1.
+fn local_config() -> TransportConfig {
+    TransportConfig {
+        address_policy: AddressPolicy::new(vec![
+            IpRange::parse("127.0.0.0/8").unwrap(),
+            IpRange::parse("::1/128").unwrap(),
+        ]),
+        ..TransportConfig::default()
+    }
+}
+
 fn transport() -> HyperTransport {
-    HyperTransport::new(TransportConfig::default())
+    HyperTransport::new(local_config()).unwrap()
 }
 
 async fn send(url: &WebhookUrl) -> AttemptReport {
@@ -207,6 +250,7 @@ async fn posts_the_exact_body_and_headers() {
     assert_eq!(requests.len(), 1);
     let got = &requests[0];
     assert_eq!(got.method, Method::POST);
+    assert_eq!(got.version, Version::HTTP_11, "plain http stays HTTP/1.1");
     assert_eq!(got.path_and_query, "/hooks/in?tenant=acme");
     assert_eq!(got.body.as_ref(), message().body.as_slice());
     assert_eq!(got.headers["content-type"], "application/json");
@@ -377,11 +421,13 @@ async fn stops_reading_a_body_that_never_ends() {
         }
     })
     .await;
-    let config = TransportConfig::default();
+    let config = local_config();
     let cap = config.max_response_excerpt;
     let report = tokio::time::timeout(
         Duration::from_secs(5),
-        HyperTransport::new(config).send(&url, &message(), Duration::from_secs(30)),
+        HyperTransport::new(config)
+            .unwrap()
+            .send(&url, &message(), Duration::from_secs(30)),
     )
     .await
     .expect("the attempt must stop reading, not wait for the end of the body");
@@ -466,4 +512,262 @@ async fn reuses_one_connection_for_sequential_sends() {
         requests[1].connection, 1,
         "the second send opened a new connection"
     );
+}
+
+/// A certificate authority made for one test, and a server certificate it signed.
+struct Authority {
+    ca_pem: String,
+    server_cert: rustls::pki_types::CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+impl Authority {
+    /// A server certificate for `localhost` and 127.0.0.1.
+    fn new() -> Self {
+        Self::for_names(&["localhost", "127.0.0.1"])
+    }
+
+    fn for_names(names: &[&str]) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "webhookd test authority");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let server =
+            CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+        Self {
+            ca_pem: ca.pem(),
+            server_cert: server.der().clone(),
+            server_key: key.serialize_der(),
+        }
+    }
+
+    /// A TLS server offering HTTP/2 and HTTP/1.1 by ALPN.
+    fn acceptor(&self) -> TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.server_cert.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone())),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+#[tokio::test]
+async fn reaches_an_https_target_over_http2_with_an_extra_root() {
+    let authority = Authority::new();
+    let receiver = Receiver::start_tls(Reply::status(200).body("ok"), &authority).await;
+    let transport = HyperTransport::new(TransportConfig {
+        extra_root_certs: vec![authority.ca_pem.clone().into_bytes()],
+        ..local_config()
+    })
+    .unwrap();
+    let url = receiver.url("/hooks/in?tenant=acme");
+    for _ in 0..2 {
+        let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
+        assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+        assert_eq!(report.response_excerpt.as_deref(), Some("ok"));
+    }
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    let got = &requests[0];
+    assert_eq!(got.version, Version::HTTP_2, "ALPN must choose HTTP/2");
+    assert_eq!(got.path_and_query, "/hooks/in?tenant=acme");
+    assert_eq!(got.body.as_ref(), message().body.as_slice());
+    assert_eq!(got.headers["authorization"], "Bearer s3cret-token");
+    // One HTTP/2 connection carries both requests.
+    assert_eq!(requests[1].connection, 1);
+
+    // The certificate names localhost too, and the name resolves to an allowed address.
+    let by_name =
+        WebhookUrl::parse(&format!("https://localhost:{}/", receiver.addr.port())).unwrap();
+    let report = transport.send(&by_name, &message(), ATTEMPT_TIMEOUT).await;
+    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_handshake_without_a_request() {
+    let authority = Authority::new();
+    let receiver = Receiver::start_tls(Reply::status(200), &authority).await;
+    let url = receiver.url("/hook?token=q-s3cret");
+    let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
+
+    assert_eq!(report.outcome, AttemptOutcome::TlsFailed);
+    assert_eq!(
+        report.error.as_deref(),
+        Some("tls handshake failed: the certificate is not signed by a trusted root")
+    );
+    assert_eq!(report.response_excerpt, None);
+    assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_fails_the_handshake() {
+    let authority = Authority::for_names(&["hooks.example.test"]);
+    let receiver = Receiver::start_tls(Reply::status(200), &authority).await;
+    let transport = HyperTransport::new(TransportConfig {
+        extra_root_certs: vec![authority.ca_pem.clone().into_bytes()],
+        ..local_config()
+    })
+    .unwrap();
+    let report = transport
+        .send(&receiver.url("/"), &message(), ATTEMPT_TIMEOUT)
+        .await;
+
+    assert_eq!(report.outcome, AttemptOutcome::TlsFailed);
+    assert_eq!(
+        report.error.as_deref(),
+        Some("tls handshake failed: the certificate is not valid for the target's host")
+    );
+    assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn plain_http_on_an_https_port_is_a_tls_failure() {
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let url = WebhookUrl::parse(&format!("https://127.0.0.1:{}/", receiver.addr.port())).unwrap();
+    let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
+    assert_eq!(
+        report.outcome,
+        AttemptOutcome::TlsFailed,
+        "{:?}",
+        report.error
+    );
+    let error = report.error.unwrap();
+    assert!(error.starts_with("tls handshake failed: "), "{error}");
+}
+
+#[test]
+fn an_extra_root_that_is_not_a_certificate_is_refused_at_build() {
+    for junk in [
+        &b"not pem at all"[..],
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        let err = HyperTransport::new(TransportConfig {
+            extra_root_certs: vec![junk.to_vec()],
+            ..TransportConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("extra root certificate #1: "), "{err}");
+        assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+    }
+}
+
+/// Sends to each of `hosts` on a receiver's port with `config` and expects a refusal naming
+/// `class`, made before any connection (the receiver accepts none).
+async fn check_refused(config: TransportConfig, hosts: &[&str], class: &str) {
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let transport = HyperTransport::new(config).unwrap();
+    for host in hosts {
+        let url = WebhookUrl::parse(&format!("{}?token=q-s3cret", receiver.url_via(host))).unwrap();
+        let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
+        assert_eq!(report.outcome, AttemptOutcome::AddressRefused, "{host}");
+        let error = report.error.unwrap();
+        assert!(error.starts_with("address refused: "), "{host}: {error}");
+        assert!(error.ends_with(&format!(" is {class}")), "{host}: {error}");
+        assert!(
+            !error.contains("s3cret") && !error.contains("/hook"),
+            "{error}"
+        );
+        assert_eq!(report.response_excerpt, None);
+    }
+    // Give a connection that should not exist time to be accepted.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(receiver.connections.load(Ordering::SeqCst), 0, "{hosts:?}");
+    assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn loopback_is_refused_by_default_before_connecting() {
+    check_refused(
+        TransportConfig::default(),
+        &["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]"],
+        "loopback",
+    )
+    .await;
+    // Spellings that only the system resolver reads as 127.0.0.1.
+    check_refused(
+        TransportConfig::default(),
+        &["2130706433", "0x7f.1", "127.1"],
+        "loopback",
+    )
+    .await;
+    let error = HyperTransport::new(TransportConfig::default())
+        .unwrap()
+        .send(
+            &WebhookUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+            &message(),
+            ATTEMPT_TIMEOUT,
+        )
+        .await
+        .error;
+    assert_eq!(
+        error.as_deref(),
+        Some("address refused: 127.0.0.1 is loopback")
+    );
+}
+
+#[tokio::test]
+async fn an_allow_list_opens_only_its_ranges() {
+    // 127.0.0.2/32 allowed: 127.0.0.1 stays refused.
+    let config = TransportConfig {
+        address_policy: AddressPolicy::new(vec![IpRange::parse("127.0.0.2").unwrap()]),
+        ..TransportConfig::default()
+    };
+    check_refused(config, &["127.0.0.1", "[::1]", "localhost"], "loopback").await;
+}
+
+#[tokio::test]
+async fn refused_addresses_of_a_name_are_dropped_and_the_rest_connected() {
+    // `localhost` may resolve to ::1 as well; only 127.0.0.0/8 is allowed, so the transport
+    // connects to 127.0.0.1 alone.
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let transport = HyperTransport::new(TransportConfig {
+        address_policy: AddressPolicy::new(vec![IpRange::parse("127.0.0.0/8").unwrap()]),
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    let report = transport
+        .send(&receiver.url_via("localhost"), &message(), ATTEMPT_TIMEOUT)
+        .await;
+    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+    assert_eq!(receiver.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_guard_can_be_turned_off() {
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let transport = HyperTransport::new(TransportConfig {
+        ssrf_guard: false,
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    for host in ["127.0.0.1", "localhost"] {
+        let report = transport
+            .send(&receiver.url_via(host), &message(), ATTEMPT_TIMEOUT)
+            .await;
+        assert_eq!(
+            report.outcome,
+            response(200, None),
+            "{host}: {:?}",
+            report.error
+        );
+    }
 }

@@ -41,6 +41,8 @@ impl Instance {
             .env("WEBHOOKD_DATABASE_URL", database_url)
             .env("WEBHOOKD_LISTEN", "127.0.0.1:0")
             .env("DEFAULT_WALLET_AUTH_API_KEY", KEY)
+            // The receivers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
+            .env("WEBHOOKD_TRANSPORT__ALLOWED_CIDRS", "127.0.0.0/8")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,5 +1,6 @@
 //! The walking skeleton's promise: a published event reaches a registered receiver exactly as
-//! Identus would send it, and failures are retried as the policy says.
+//! Identus would send it, failures are retried as the policy says, and the SSRF guard keeps
+//! deliveries away from addresses it refuses.
 
 use std::time::Duration;
 
@@ -277,4 +278,76 @@ async fn a_rate_limited_target_gets_attempts_spaced_out() {
 #[tokio::test]
 async fn on_postgres_a_rate_limited_target_gets_attempts_spaced_out() {
     rate_limited_delivery(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_loopback_target_is_refused_when_nothing_is_allowed() {
+    let service = Service::start_with(Backend::Sqlite, |settings| {
+        settings.transport.allowed_cidrs.clear();
+    })
+    .await
+    .unwrap();
+    refused_target(service).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_loopback_target_is_refused_when_nothing_is_allowed() {
+    let service = Service::start_with(Backend::Postgres, |settings| {
+        settings.transport.allowed_cidrs.clear();
+    })
+    .await;
+    if let Some(service) = service {
+        refused_target(service).await;
+    }
+}
+
+async fn refused_target(mut service: Service) {
+    let receiver = Receiver::start(&[]).await;
+    register(&service, &receiver.url()).await;
+    let event_id = publish(&service).await;
+
+    // The delivery gives up after its first attempt: a refused address is never retried.
+    let outbox = service.store().await.outbox();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        let deliveries = outbox
+            .list_deliveries(
+                WalletId::DEFAULT,
+                DeliveryFilter::default(),
+                Page::first(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(deliveries.len(), 1);
+        if deliveries[0].state().is_final() {
+            break deliveries[0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            deliveries[0].state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Time for a wrongly scheduled retry (the interval is 100 ms) to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.stop().await;
+
+    assert_eq!(delivery.event_id().to_string(), event_id);
+    assert_eq!(delivery.state().kind(), DeliveryStateKind::Exhausted);
+    assert_eq!(delivery.attempts(), 1);
+    let attempts = outbox
+        .list_attempts(WalletId::DEFAULT, delivery.id())
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::AddressRefused);
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("address refused: 127.0.0.1 is loopback")
+    );
+    assert!(
+        receiver.received().is_empty(),
+        "nothing may reach the receiver"
+    );
 }

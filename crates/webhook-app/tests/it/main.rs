@@ -8,4 +8,5 @@ mod crash;
 mod delivery;
 mod rest;
 mod retries;
+mod throughput;
 mod utils;

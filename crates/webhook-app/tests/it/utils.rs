@@ -55,7 +55,7 @@ impl Service {
         Self::start_with(backend, |_| {}).await
     }
 
-    /// As [`Self::start_on`], with `adjust` applied to the settings last.
+    /// As [`Self::start_on`], with `adjust` applied to the test settings last.
     pub async fn start_with(
         backend: Backend,
         adjust: impl FnOnce(&mut Settings),
@@ -82,6 +82,8 @@ impl Service {
         )
         .unwrap();
         settings.dispatcher.poll_interval_ms = 100;
+        // Receivers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
+        settings.transport.allowed_cidrs = vec!["127.0.0.0/8".to_owned()];
         adjust(&mut settings);
         let running = webhook_app::start(&settings).await.unwrap();
         Some(Service {

@@ -4,6 +4,7 @@
 //! outside proptest's seeded generators.
 #![allow(clippy::unwrap_used)]
 
+mod addresses;
 mod circuit;
 mod envelope;
 mod event_data;
