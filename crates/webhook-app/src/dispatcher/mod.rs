@@ -71,6 +71,9 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// The least time between a claim that came back short and the next one.
+const CLAIM_GAP: Duration = Duration::from_millis(5);
+
 /// What an attempt task hands back.
 struct Finished {
     target: WebhookId,
@@ -123,9 +126,18 @@ impl Dispatcher {
             gone: Vec::new(),
             admitted_later: Admitted::default(),
         };
-        // Claim at once; afterwards whenever woken, polled, or a full claim suggests more.
+        // Claim at once; afterwards when woken, polled, after a full claim, or once enough
+        // attempts finished to refill their slots from one claim.
         let mut claim_now = true;
         let mut next_poll = Instant::now();
+        // After a claim that found less than it asked for, wake-ups (one per publish) and
+        // completions wait this long before the next claim, so that they share one round trip.
+        let mut next_claim_at = Instant::now();
+        let mut finished_since_claim = 0_usize;
+        let refill = (self.config.batch_size as usize)
+            .min(self.config.max_in_flight_per_target)
+            .div_ceil(2)
+            .max(1);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -134,12 +146,22 @@ impl Dispatcher {
                 .config
                 .max_in_flight
                 .saturating_sub(p.slots.in_flight() + p.slots.waiting());
-            if (claim_now || Instant::now() >= next_poll) && room > 0 {
+            let now = Instant::now();
+            if (claim_now || now >= next_poll) && now >= next_claim_at && room > 0 {
                 claim_now = false;
+                finished_since_claim = 0;
                 match self.claim(&mut p, room).await {
                     // A full claim: there may be more at once.
                     Ok(full) if full => claim_now = true,
-                    Ok(_) => next_poll = Instant::now() + self.idle_pause().await,
+                    Ok(_) => {
+                        next_claim_at = Instant::now() + CLAIM_GAP;
+                        // While attempts run, their completions bring the next claim.
+                        next_poll = if p.slots.in_flight() > 0 {
+                            Instant::now() + self.config.poll_interval
+                        } else {
+                            Instant::now() + self.idle_pause().await
+                        };
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
                         next_poll = Instant::now() + Duration::from_secs(1);
@@ -158,11 +180,8 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
                 Some(joined) = p.attempts.join_next_with_id(), if !p.attempts.is_empty() => {
                     self.on_joined(&mut p, joined);
-                    // Freed slots: claim again once a good part of the room is free.
-                    let free = self.config.max_in_flight
-                        .saturating_sub(p.slots.in_flight() + p.slots.waiting());
-                    claim_now |= free >= (self.config.batch_size as usize / 2).max(1)
-                        || p.slots.in_flight() == 0;
+                    finished_since_claim += 1;
+                    claim_now |= finished_since_claim >= refill || p.slots.in_flight() == 0;
                 }
                 () = wake.notified() => claim_now = true,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
@@ -170,7 +189,7 @@ impl Dispatcher {
                     let admitted = p.slots.pump_all(self.clock.now());
                     p.pending_admitted(admitted);
                 }
-                () = tokio::time::sleep_until(next_poll), if !claim_now => {}
+                () = tokio::time::sleep_until(if claim_now { next_claim_at } else { next_poll }) => {}
             }
             if p.records.len() >= self.config.record_batch
                 || flush_at.is_some_and(|at| Instant::now() >= at)

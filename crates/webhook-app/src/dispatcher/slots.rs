@@ -4,8 +4,8 @@
 //!
 //! A target holds at most `per_target` attempts in flight, and a target with a rate limit of
 //! *r* per second starts at most one attempt every 1/*r* seconds. Deliveries claimed beyond
-//! that wait here (at most one claim's worth, because a busy target is skipped by the next
-//! claims); the rest of its backlog stays in storage.
+//! that wait here (a busy target is skipped by claims once it holds twice its slots, so at most
+//! that plus one claim's worth); the rest of its backlog stays in storage.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -82,15 +82,18 @@ impl Slots {
         })
     }
 
-    /// Targets the next claim must skip: those with every slot taken or deliveries waiting,
+    /// Targets the next claim must skip: those with every slot taken and as many deliveries
+    /// waiting,
     /// and those whose circuit refuses attempts at `now`.
     pub(crate) fn skip(&self, now: OffsetDateTime) -> Vec<WebhookId> {
         self.targets
             .iter()
             .filter(|(_, t)| {
-                t.in_flight >= self.per_target
-                    || !t.waiting.is_empty()
+                // Up to one slot-full waits in memory, so finished attempts are replaced
+                // without a round trip to storage.
+                t.in_flight + t.waiting.len() >= 2 * self.per_target
                     || !t.breaker.try_acquire(now).1
+                    || (t.rate_limited_at(now) && !t.waiting.is_empty())
             })
             .map(|(id, _)| *id)
             .collect()

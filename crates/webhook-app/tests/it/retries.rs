@@ -389,3 +389,38 @@ async fn the_global_webhook_gets_its_bearer_key_and_a_wallet_webhook_its_headers
 async fn on_postgres_the_global_webhook_gets_its_bearer_key_and_a_wallet_webhook_its_headers() {
     headers(Backend::Postgres).await;
 }
+
+/// The default wallet's webhook from `DEFAULT_WALLET_WEBHOOK_URL` and `_API_KEY`, created at the
+/// wallet's creation, sends `Authorization: Bearer <key>`, as Identus does.
+async fn default_wallet_env_webhook(backend: Backend) {
+    const KEY: &str = "default-wallet-webhook-key";
+    let receiver = Receiver::start(&[]).await;
+    let url = receiver.url();
+    let Some(mut service) = Service::start_with(backend, |s| {
+        s.identus.default_wallet_webhook_url = Some(url);
+        s.identus.default_wallet_webhook_api_key = Some(KEY.to_owned());
+    })
+    .await
+    else {
+        return;
+    };
+    let (event_id, deliveries) = publish_counted(&service).await;
+    assert_eq!(deliveries, 1, "the env webhook of the default wallet");
+    let request = &receiver.wait_for(1).await[0];
+    assert_eq!(request.headers["webhook-id"], event_id.as_str());
+    assert_eq!(
+        request.headers["authorization"],
+        format!("Bearer {KEY}").as_str()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_wallet_env_webhook_gets_its_bearer_key() {
+    default_wallet_env_webhook(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn on_postgres_the_default_wallet_env_webhook_gets_its_bearer_key() {
+    default_wallet_env_webhook(Backend::Postgres).await;
+}

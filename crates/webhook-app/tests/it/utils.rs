@@ -494,6 +494,11 @@ impl Receiver {
         format!("http://{}/hook", self.addr)
     }
 
+    /// How many requests have arrived, without copying them.
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
