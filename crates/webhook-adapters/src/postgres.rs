@@ -26,8 +26,8 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use webhook_domain::{
-    ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
-    Event, EventId, Wallet, WalletId, Webhook, WebhookId,
+    ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, Event,
+    EventId, Wallet, WalletId, Webhook, WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
@@ -37,11 +37,11 @@ use webhook_ports::{
 
 use crate::queries::{deliveries_listing, next_due, prune_candidates};
 use crate::rows::{
-    AdapterError, DeliveryColumns, DeliveryRow, DeliveryStateChange, EventRow, WebhookColumns,
-    WebhookRow, delivery_select, duration_micros, event_select, from_micros, is_unique_violation,
-    micros, offset, outcome_columns, parse_id, row_to_delivery, row_to_event, row_to_webhook,
-    state_columns, to_delivery, to_json, to_outcome, to_wallet, to_webhook, webhook_columns,
-    webhook_select,
+    AdapterError, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow, DeliveryStateChange,
+    EventRow, EventSummary, NewAttempt, NewDelivery, WebhookColumns, WebhookRow, attempt_select,
+    delivery_select, event_select, event_summary, from_micros, is_unique_violation, micros, offset,
+    replay, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook,
+    state_columns, to_delivery, to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
 };
 use crate::schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
 
@@ -290,7 +290,7 @@ impl WalletRepository for PgStore {
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
         let mut c = self.conn().await?;
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> = api_keys::table
+        let rows: Vec<ApiKeyRow> = api_keys::table
             .filter(api_keys::tag.eq(tag.0.as_slice()))
             .select((
                 api_keys::wallet_id,
@@ -302,21 +302,7 @@ impl WalletRepository for PgStore {
             .await
             .map_err(AdapterError::from)?;
         rows.into_iter()
-            .map(|(wallet, salt, digest, created)| {
-                Ok(StoredApiKey {
-                    wallet_id: parse_id(&wallet)?,
-                    hash: ApiKeyHash {
-                        tag,
-                        salt: salt
-                            .try_into()
-                            .map_err(|_| AdapterError::corrupt("salt length"))?,
-                        digest: digest
-                            .try_into()
-                            .map_err(|_| AdapterError::corrupt("digest length"))?,
-                    },
-                    created_at: from_micros(created)?,
-                })
-            })
+            .map(|row| row_to_api_key(tag, row))
             .collect::<Result<_, AdapterError>>()
             .map_err(Into::into)
     }
@@ -554,55 +540,29 @@ async fn earlier_publish(
     event: &Event,
     idempotency: Option<&Idempotency>,
 ) -> Result<Option<Published>, AdapterError> {
-    let id = event.id().to_string();
-    let wallet = event.wallet_id().to_string();
-    let summary = (
-        events::id,
-        events::wallet_id,
-        events::fingerprint,
-        events::deliveries,
-    );
-    let by_key: Option<(String, String, Option<String>, i32)> = match idempotency {
+    let by_key: Option<EventSummary> = match idempotency {
         Some(idem) => events::table
-            .filter(events::wallet_id.eq(&wallet))
+            .filter(events::wallet_id.eq(event.wallet_id().to_string()))
             .filter(events::idempotency_key.eq(&idem.key))
-            .select(summary)
+            .select(event_summary!())
             .first(c)
             .await
             .optional()?,
         None => None,
     };
-    // The fingerprint only matters when the key matched: a known event id published again
-    // under a new key is a plain replay.
     let found_by_key = by_key.is_some();
     let earlier = match by_key {
         Some(found) => Some(found),
         None => events::table
-            .find(&id)
-            .select(summary)
+            .find(event.id().to_string())
+            .select(event_summary!())
             .first(c)
             .await
             .optional()?,
     };
-    let Some((first_id, first_wallet, fingerprint, count)) = earlier else {
-        return Ok(None);
-    };
-    if first_wallet != wallet {
-        return Err(AdapterError::Conflict(format!("event id {id} is taken")));
-    }
-    if found_by_key
-        && let Some(idem) = idempotency
-        && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
-    {
-        return Err(AdapterError::Conflict(
-            "the idempotency key was used before with a different request".to_owned(),
-        ));
-    }
-    Ok(Some(Published {
-        event_id: parse_id(&first_id)?,
-        deliveries: u32::try_from(count).unwrap_or_default(),
-        replayed: true,
-    }))
+    earlier
+        .map(|earlier| replay(event, idempotency, found_by_key, earlier))
+        .transpose()
 }
 
 /// Writes new delivery states (lease given up) for the deliveries still leased to `owner`, in
@@ -731,21 +691,9 @@ impl EventOutbox for PgStore {
             if faults.take_publish_after_event() {
                 return Err(AdapterError::Injected);
             }
-            let rows: Vec<_> = targets
+            let rows: Vec<NewDelivery> = targets
                 .iter()
-                .map(|webhook| {
-                    (
-                        deliveries::id.eq(uuid::Uuid::new_v4().to_string()),
-                        deliveries::event_id.eq(id.clone()),
-                        deliveries::webhook_id.eq(webhook.to_string()),
-                        deliveries::wallet_id.eq(wallet.clone()),
-                        deliveries::state.eq(DeliveryStateKind::Pending.as_str()),
-                        deliveries::due_at.eq(Some(micros(now))),
-                        deliveries::attempts.eq(0),
-                        deliveries::first_due.eq(micros(now)),
-                        deliveries::created_at.eq(micros(now)),
-                    )
-                })
+                .map(|webhook| NewDelivery::pending(event, *webhook, now))
                 .collect();
             for chunk in rows.chunks(INSERT_CHUNK) {
                 diesel::insert_into(deliveries::table)
@@ -814,45 +762,15 @@ impl EventOutbox for PgStore {
         if owned == 0 {
             return Err(OutboxError::NotFound);
         }
-        type AttemptRow = (
-            i32,
-            i64,
-            i64,
-            String,
-            Option<i32>,
-            Option<String>,
-            Option<String>,
-        );
         let rows: Vec<AttemptRow> = attempts::table
             .filter(attempts::delivery_id.eq(&id))
             .order(attempts::id)
-            .select((
-                attempts::number,
-                attempts::started_at,
-                attempts::duration_us,
-                attempts::outcome,
-                attempts::status_code,
-                attempts::response_excerpt,
-                attempts::error,
-            ))
+            .select(attempt_select!())
             .load(&mut c)
             .await
             .map_err(AdapterError::from)?;
         rows.into_iter()
-            .map(
-                |(number, started, duration, outcome, status, excerpt, error)| {
-                    Ok(AttemptLog {
-                        number: u32::try_from(number).map_err(AdapterError::corrupt)?,
-                        started_at: from_micros(started)?,
-                        duration: Duration::from_micros(
-                            u64::try_from(duration).unwrap_or_default(),
-                        ),
-                        outcome: to_outcome(&outcome, status)?,
-                        response_excerpt: excerpt,
-                        error,
-                    })
-                },
-            )
+            .map(row_to_attempt)
             .collect::<Result<_, AdapterError>>()
             .map_err(Into::into)
     }
@@ -1076,18 +994,7 @@ impl DeliveryQueue for PgStore {
                     lost.push(id);
                     continue;
                 }
-                let a = &record.attempt;
-                let (outcome, status) = outcome_columns(&a.outcome);
-                rows.push((
-                    attempts::delivery_id.eq(id_text),
-                    attempts::number.eq(i32::try_from(a.number).unwrap_or(i32::MAX)),
-                    attempts::started_at.eq(micros(a.started_at)),
-                    attempts::duration_us.eq(duration_micros(a.duration)),
-                    attempts::outcome.eq(outcome),
-                    attempts::status_code.eq(status),
-                    attempts::response_excerpt.eq(a.response_excerpt.clone()),
-                    attempts::error.eq(a.error.clone()),
-                ));
+                rows.push(NewAttempt::of(record));
             }
             for chunk in rows.chunks(INSERT_CHUNK) {
                 diesel::insert_into(attempts::table)
@@ -1221,23 +1128,7 @@ impl PgStore {
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 
-        let filters = [
-            ("list by wallet", DeliveryFilter::default()),
-            (
-                "list by event",
-                DeliveryFilter {
-                    event_id: Some(event),
-                    ..DeliveryFilter::default()
-                },
-            ),
-            (
-                "list by webhook",
-                DeliveryFilter {
-                    webhook_id: Some(webhook),
-                    ..DeliveryFilter::default()
-                },
-            ),
-        ];
+        let filters = crate::queries::listing_filters(event, webhook);
         for (name, filter) in filters {
             let query = deliveries_listing!(wallet, &filter, Page::first(100));
             let plan = Explain::<_, Text>::new("EXPLAIN ", query);

@@ -98,7 +98,7 @@ macro_rules! prune_candidates {
 pub(crate) use prune_candidates;
 
 #[cfg(feature = "testing")]
-pub(crate) use explain::Explain;
+pub(crate) use explain::{Explain, listing_filters};
 
 #[cfg(feature = "testing")]
 mod explain {
@@ -144,4 +144,29 @@ mod explain {
     }
 
     impl<Q, ST, C> diesel::RunQueryDsl<C> for Explain<Q, ST> {}
+
+    /// The delivery listings whose plans are checked: by wallet, event and webhook.
+    pub(crate) fn listing_filters(
+        event: webhook_domain::EventId,
+        webhook: webhook_domain::WebhookId,
+    ) -> [(&'static str, webhook_ports::DeliveryFilter); 3] {
+        use webhook_ports::DeliveryFilter;
+        [
+            ("list by wallet", DeliveryFilter::default()),
+            (
+                "list by event",
+                DeliveryFilter {
+                    event_id: Some(event),
+                    ..DeliveryFilter::default()
+                },
+            ),
+            (
+                "list by webhook",
+                DeliveryFilter {
+                    webhook_id: Some(webhook),
+                    ..DeliveryFilter::default()
+                },
+            ),
+        ]
+    }
 }

@@ -13,7 +13,7 @@ use webhook_domain::{
 };
 use webhook_ports::{BoxError, OutboxError, Page, WalletStoreError, WebhookStoreError};
 
-use crate::schema::deliveries;
+use crate::schema::{attempts, deliveries};
 
 /// What went wrong inside an adapter, before it is translated into a port's error.
 #[derive(Debug, Error)]
@@ -495,4 +495,181 @@ impl DeliveryStateChange {
             first_due: micros(delivery.first_due()),
         }
     }
+}
+
+/// The summary of a stored event that a repeated publish answers with: id, wallet,
+/// idempotency fingerprint, deliveries created.
+pub(crate) type EventSummary = (String, String, Option<String>, i32);
+
+macro_rules! event_summary {
+    () => {
+        (
+            events::id,
+            events::wallet_id,
+            events::fingerprint,
+            events::deliveries,
+        )
+    };
+}
+pub(crate) use event_summary;
+
+/// What a publish of `event` answers when `earlier` was stored before, found by the
+/// idempotency key (`by_key`) or by the event id: a replay of the first result, or `Conflict`
+/// when the id belongs to another wallet or the key came with another request.
+pub(crate) fn replay(
+    event: &Event,
+    idempotency: Option<&webhook_ports::Idempotency>,
+    by_key: bool,
+    earlier: EventSummary,
+) -> Result<webhook_ports::Published, AdapterError> {
+    let (first_id, first_wallet, fingerprint, count) = earlier;
+    if first_wallet != event.wallet_id().to_string() {
+        return Err(AdapterError::Conflict(format!(
+            "event id {} is taken",
+            event.id()
+        )));
+    }
+    // The fingerprint only matters when the key matched: a known event id published again
+    // under a new key is a plain replay.
+    if by_key
+        && let Some(idem) = idempotency
+        && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
+    {
+        return Err(AdapterError::Conflict(
+            "the idempotency key was used before with a different request".to_owned(),
+        ));
+    }
+    Ok(webhook_ports::Published {
+        event_id: parse_id(&first_id)?,
+        deliveries: u32::try_from(count).unwrap_or_default(),
+        replayed: true,
+    })
+}
+
+/// A pending delivery as inserted by a publish.
+#[derive(Insertable)]
+#[diesel(table_name = deliveries)]
+pub(crate) struct NewDelivery {
+    id: String,
+    event_id: String,
+    webhook_id: String,
+    wallet_id: String,
+    state: &'static str,
+    due_at: Option<i64>,
+    attempts: i32,
+    first_due: i64,
+    created_at: i64,
+}
+
+impl NewDelivery {
+    /// The delivery of `event` to `webhook`, due at `now`.
+    pub(crate) fn pending(
+        event: &Event,
+        webhook: webhook_domain::WebhookId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            event_id: event.id().to_string(),
+            webhook_id: webhook.to_string(),
+            wallet_id: event.wallet_id().to_string(),
+            state: DeliveryStateKind::Pending.as_str(),
+            due_at: Some(micros(now)),
+            attempts: 0,
+            first_due: micros(now),
+            created_at: micros(now),
+        }
+    }
+}
+
+/// One attempt as inserted with its outcome.
+#[derive(Insertable)]
+#[diesel(table_name = attempts)]
+pub(crate) struct NewAttempt {
+    delivery_id: String,
+    number: i32,
+    started_at: i64,
+    duration_us: i64,
+    outcome: &'static str,
+    status_code: Option<i32>,
+    response_excerpt: Option<String>,
+    error: Option<String>,
+}
+
+impl NewAttempt {
+    pub(crate) fn of(record: &webhook_ports::AttemptRecord) -> Self {
+        let a = &record.attempt;
+        let (outcome, status_code) = outcome_columns(&a.outcome);
+        Self {
+            delivery_id: record.delivery.id().to_string(),
+            number: i32::try_from(a.number).unwrap_or(i32::MAX),
+            started_at: micros(a.started_at),
+            duration_us: duration_micros(a.duration),
+            outcome,
+            status_code,
+            response_excerpt: a.response_excerpt.clone(),
+            error: a.error.clone(),
+        }
+    }
+}
+
+/// An attempt's columns, as listed.
+pub(crate) type AttemptRow = (
+    i32,
+    i64,
+    i64,
+    String,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+);
+
+macro_rules! attempt_select {
+    () => {
+        (
+            attempts::number,
+            attempts::started_at,
+            attempts::duration_us,
+            attempts::outcome,
+            attempts::status_code,
+            attempts::response_excerpt,
+            attempts::error,
+        )
+    };
+}
+pub(crate) use attempt_select;
+
+pub(crate) fn row_to_attempt(
+    (number, started, duration, outcome, status, excerpt, error): AttemptRow,
+) -> Result<webhook_ports::AttemptLog, AdapterError> {
+    Ok(webhook_ports::AttemptLog {
+        number: u32::try_from(number).map_err(AdapterError::corrupt)?,
+        started_at: from_micros(started)?,
+        duration: Duration::from_micros(u64::try_from(duration).unwrap_or_default()),
+        outcome: to_outcome(&outcome, status)?,
+        response_excerpt: excerpt,
+        error,
+    })
+}
+
+/// An API key's columns, as found by tag: wallet, salt, digest, creation time.
+pub(crate) type ApiKeyRow = (String, Vec<u8>, Vec<u8>, i64);
+
+pub(crate) fn row_to_api_key(
+    tag: webhook_domain::ApiKeyTag,
+    (wallet, salt, digest, created): ApiKeyRow,
+) -> Result<webhook_ports::StoredApiKey, AdapterError> {
+    Ok(webhook_ports::StoredApiKey {
+        wallet_id: parse_id(&wallet)?,
+        hash: webhook_domain::ApiKeyHash {
+            tag,
+            salt: salt
+                .try_into()
+                .map_err(|_| AdapterError::corrupt("salt length"))?,
+            digest: digest
+                .try_into()
+                .map_err(|_| AdapterError::corrupt("digest length"))?,
+        },
+        created_at: from_micros(created)?,
+    })
 }

@@ -38,6 +38,18 @@ impl Target {
     fn rate_limited_at(&self, now: OffsetDateTime) -> bool {
         self.next_start.is_some_and(|at| now < at)
     }
+
+    /// Nothing in flight or waiting, a breaker with no failures counted, and no rate limit
+    /// holding the next start back: a fresh entry would behave the same.
+    fn is_idle(&self, now: OffsetDateTime) -> bool {
+        self.in_flight == 0
+            && self.waiting.is_empty()
+            && !self.rate_limited_at(now)
+            && self.breaker.state()
+                == webhook_domain::CircuitState::Closed {
+                    consecutive_failures: 0,
+                }
+    }
 }
 
 /// The dispatcher's view of every target it has seen.
@@ -161,6 +173,11 @@ impl Slots {
         entry.breaker = entry.breaker.on_result(healthy(outcome), now);
         let mut admitted = Admitted::default();
         self.pump(target, now, &mut admitted);
+        // A target with nothing to remember is forgotten, so the map holds only the targets
+        // in use, not every target ever seen.
+        if self.targets.get(&target).is_some_and(|t| t.is_idle(now)) {
+            self.targets.remove(&target);
+        }
         admitted
     }
 
@@ -208,17 +225,19 @@ impl Slots {
     /// in time, so they go back to storage instead.
     pub(crate) fn take_expiring(&mut self, deadline: OffsetDateTime) -> Vec<ClaimedDelivery> {
         let mut expiring = Vec::new();
+        let expires = |c: &ClaimedDelivery| match c.delivery.state() {
+            webhook_domain::DeliveryState::InFlight { leased_until, .. } => {
+                leased_until <= deadline
+            }
+            _ => true,
+        };
         for target in self.targets.values_mut() {
-            let (keep, expire): (VecDeque<_>, VecDeque<_>) =
-                target
-                    .waiting
-                    .drain(..)
-                    .partition(|c| match c.delivery.state() {
-                        webhook_domain::DeliveryState::InFlight { leased_until, .. } => {
-                            leased_until > deadline
-                        }
-                        _ => false,
-                    });
+            // Called on every turn of the dispatcher: rebuild a queue only when it must change.
+            if !target.waiting.iter().any(expires) {
+                continue;
+            }
+            let (expire, keep): (VecDeque<_>, VecDeque<_>) =
+                target.waiting.drain(..).partition(|c| expires(c));
             target.waiting = keep;
             expiring.extend(expire);
         }
@@ -386,6 +405,19 @@ mod tests {
         );
         // An unlimited target beside it is not held back.
         assert_eq!(slots.admit(vec![claimed(2, 9)], NOW).start.len(), 1);
+    }
+
+    #[test]
+    fn an_idle_target_is_forgotten_but_one_with_failures_is_kept() {
+        let mut slots = Slots::new(2, breaker(5));
+        slots.admit(vec![claimed(1, 0), claimed(2, 1)], NOW);
+        slots.finished(id(1), &OK, NOW);
+        slots.finished(id(2), &AttemptOutcome::Timeout, NOW);
+        assert!(!slots.targets.contains_key(&id(1)));
+        assert!(
+            slots.targets.contains_key(&id(2)),
+            "its failure still counts"
+        );
     }
 
     #[test]
