@@ -26,13 +26,15 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use webhook_domain::{
-    ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, Event,
-    EventId, Wallet, WalletId, Webhook, WebhookId,
+    ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
+    Entity, EntityId, Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook,
+    WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Page, Pruned, Published, Retention, StoredApiKey,
-    WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
+    Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published, RedeliveryJobs,
+    Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    WebhookStoreError,
 };
 
 use crate::queries::{deliveries_listing, next_due, prune_candidates};
@@ -306,6 +308,26 @@ impl WalletRepository for PgStore {
             .collect::<Result<_, AdapterError>>()
             .map_err(Into::into)
     }
+
+    async fn create_entity(&self, _entity: &Entity) -> Result<(), WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_entity(&self, _id: EntityId) -> Result<Entity, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn init_admin_token(
+        &self,
+        _hash: &ApiKeyHash,
+        _now: OffsetDateTime,
+    ) -> Result<bool, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
 }
 
 async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterError> {
@@ -530,6 +552,14 @@ impl WebhookRepository for PgStore {
         })
         .await
         .map_err(Into::into)
+    }
+
+    async fn update_webhook(
+        &self,
+        _webhook: &Webhook,
+        _now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        todo!("issue 5: adapter")
     }
 }
 
@@ -809,6 +839,22 @@ impl EventOutbox for PgStore {
         .await
         .map_err(Into::into)
     }
+
+    async fn publish_batch(
+        &self,
+        _items: &[PublishItem],
+        _now: OffsetDateTime,
+    ) -> Result<Vec<Published>, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_delivery(
+        &self,
+        _wallet: WalletId,
+        _delivery: DeliveryId,
+    ) -> Result<Delivery, OutboxError> {
+        todo!("issue 5: adapter")
+    }
 }
 
 /// One claimed delivery joined with its event and target, as the claim statement returns it.
@@ -950,6 +996,37 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         event,
         webhook,
     })
+}
+
+#[async_trait]
+impl RedeliveryJobs for PgStore {
+    async fn create_redelivery_job(
+        &self,
+        _job: &RedeliveryJob,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_redelivery_job(
+        &self,
+        _wallet: WalletId,
+        _id: RedeliveryJobId,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn step_redelivery_job(
+        &self,
+        _id: RedeliveryJobId,
+        _limit: u32,
+        _now: OffsetDateTime,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
+    }
 }
 
 #[async_trait]

@@ -8,7 +8,9 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webhook_adapters::{PgStore, SqliteStore};
-use webhook_ports::{DeliveryQueue, EventOutbox, Retention, WalletRepository, WebhookRepository};
+use webhook_ports::{
+    DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, WalletRepository, WebhookRepository,
+};
 
 /// Where the data lives, parsed from the database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,13 @@ impl Store {
     }
 
     pub fn queue(&self) -> Arc<dyn DeliveryQueue> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn jobs(&self) -> Arc<dyn RedeliveryJobs> {
         match self {
             Store::Sqlite(s) => s.clone(),
             Store::Postgres(s) => s.clone(),

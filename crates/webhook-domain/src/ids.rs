@@ -71,6 +71,15 @@ uuid_id!(
     /// One (event, target) pair on its way to being delivered.
     DeliveryId
 );
+uuid_id!(
+    /// An IAM entity (Identus's name for a principal): API keys are bound to it, and through
+    /// it to its wallet.
+    EntityId
+);
+uuid_id!(
+    /// A bulk redelivery: a background job that requeues a target's exhausted deliveries.
+    RedeliveryJobId
+);
 
 impl WalletId {
     /// The default wallet, `00000000-0000-0000-0000-000000000000`, as Identus names it.

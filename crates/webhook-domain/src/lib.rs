@@ -9,6 +9,7 @@ mod circuit;
 mod delivery;
 mod event;
 mod ids;
+mod jobs;
 mod message;
 mod retry;
 mod signature;
@@ -23,12 +24,13 @@ pub use delivery::{
     TransitionError, parse_retry_after,
 };
 pub use event::{Event, EventDataError, EventError, EventType, EventTypeError};
-pub use ids::{DeliveryId, EventId, WalletId, WebhookId};
+pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};
+pub use jobs::{JobState, RedeliveryJob, RedeliveryWindowError};
 pub use message::OutboundMessage;
 pub use retry::{Backoff, Jitter, RetryPolicy, RetryPolicyError};
 pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, sign, verify};
 pub use tenancy::{
-    ApiKey, ApiKeyError, ApiKeyHash, ApiKeyTag, Wallet, WalletName, WalletNameError,
+    ApiKey, ApiKeyError, ApiKeyHash, ApiKeyTag, Entity, Wallet, WalletName, WalletNameError,
 };
 pub use timestamp::Timestamp;
 /// Bounds on what the domain accepts, for documentation and error messages elsewhere.

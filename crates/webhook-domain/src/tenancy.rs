@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::WalletId;
+use crate::{EntityId, WalletId};
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,18 @@ pub struct Wallet {
     pub updated_at: OffsetDateTime,
 }
 
-/// A wallet's display name: 1 to 128 characters, no control characters.
+/// An IAM entity, as Identus has them: a named principal of one wallet. API keys bound to the
+/// entity open its wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    pub id: EntityId,
+    pub name: WalletName,
+    pub wallet_id: WalletId,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A wallet's (or an entity's) display name: 1 to 128 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletName(String);
 

@@ -16,7 +16,8 @@ mod webhooks;
 pub use clock::Clock;
 pub use outbox::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Pruned, Published, Retention,
+    Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem, Published, RedeliveryJobs,
+    Retention,
 };
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use transport::{AttemptReport, Transport};
@@ -25,7 +26,7 @@ pub use webhooks::{WebhookRepository, WebhookStoreError};
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
-pub use outbox::{MockDeliveryQueue, MockEventOutbox, MockRetention};
+pub use outbox::{MockDeliveryQueue, MockEventOutbox, MockRedeliveryJobs, MockRetention};
 #[cfg(any(test, feature = "mock"))]
 pub use tenancy::MockWalletRepository;
 #[cfg(any(test, feature = "mock"))]

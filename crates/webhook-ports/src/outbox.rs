@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, WalletId, Webhook,
-    WebhookId,
+    AttemptOutcome, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, RedeliveryJob,
+    RedeliveryJobId, WalletId, Webhook, WebhookId,
 };
 
 use crate::{BoxError, Page};
@@ -43,6 +43,13 @@ pub struct Published {
     pub deliveries: u32,
     /// True when this publish repeated an earlier one and stored nothing.
     pub replayed: bool,
+}
+
+/// One event of a batch publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishItem {
+    pub event: Event,
+    pub idempotency: Option<Idempotency>,
 }
 
 /// Which dispatcher holds a lease: an id unique per running instance.
@@ -107,6 +114,19 @@ pub trait EventOutbox: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError>;
 
+    /// Publishes several events in one transaction, each as [`Self::publish`] would, and
+    /// returns their results in order. An item that repeats an earlier publish, or an earlier
+    /// item of the same batch, is `replayed`.
+    ///
+    /// # Errors
+    /// MUST store everything or nothing: when any item is a `Conflict`, the call returns it and
+    /// no item is stored.
+    async fn publish_batch(
+        &self,
+        items: &[PublishItem],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Published>, OutboxError>;
+
     /// # Errors
     /// MUST return `NotFound` when the id is unknown or the event belongs to another wallet.
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError>;
@@ -122,6 +142,14 @@ pub trait EventOutbox: Send + Sync {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError>;
+
+    /// # Errors
+    /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet.
+    async fn get_delivery(
+        &self,
+        wallet: WalletId,
+        delivery: DeliveryId,
+    ) -> Result<Delivery, OutboxError>;
 
     /// The attempts of one delivery, in order.
     ///
@@ -144,6 +172,54 @@ pub trait EventOutbox: Send + Sync {
         delivery: DeliveryId,
         now: OffsetDateTime,
     ) -> Result<Delivery, OutboxError>;
+}
+
+/// Bulk redelivery jobs: their progress is stored with the work, so any instance can report or
+/// resume them.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RedeliveryJobs: Send + Sync {
+    /// Stores a new running job and returns it with `total` set to the number of deliveries it
+    /// matches now: the job's wallet's exhausted deliveries to `job.webhook_id` created in
+    /// `[job.since, job.until)`.
+    ///
+    /// # Errors
+    /// MUST return `NotFound`, storing nothing, when the webhook is unknown or belongs to
+    /// another wallet.
+    async fn create_redelivery_job(
+        &self,
+        job: &RedeliveryJob,
+    ) -> Result<RedeliveryJob, OutboxError>;
+
+    /// # Errors
+    /// MUST return `NotFound` when the id is unknown or the job belongs to another wallet.
+    async fn get_redelivery_job(
+        &self,
+        wallet: WalletId,
+        id: RedeliveryJobId,
+    ) -> Result<RedeliveryJob, OutboxError>;
+
+    /// Jobs still running, oldest first: for resuming them after a restart.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError>;
+
+    /// One step of a job, in one transaction: requeues ([`Delivery::requeue`] at `now`) up to
+    /// `limit` of the deliveries it matches that are still exhausted and became final before
+    /// the job was created, adds their number to its `requeued`, and marks it `Completed` when
+    /// none was left. Returns the job after the step. Running a step of a completed job MUST
+    /// change nothing; two instances stepping the same job MUST NOT requeue a delivery twice.
+    ///
+    /// # Errors
+    /// `NotFound` when the job is unknown; otherwise `Unavailable` or `Backend`, and on error
+    /// nothing of the step is stored.
+    async fn step_redelivery_job(
+        &self,
+        id: RedeliveryJobId,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<RedeliveryJob, OutboxError>;
 }
 
 /// Leased work for dispatchers.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
-use webhook_domain::{ApiKeyHash, ApiKeyTag, Wallet, WalletId};
+use webhook_domain::{ApiKeyHash, ApiKeyTag, Entity, EntityId, Wallet, WalletId};
 
 use crate::{BoxError, Page};
 
@@ -60,4 +60,33 @@ pub trait WalletRepository: Send + Sync {
     /// # Errors
     /// `Unavailable` or `Backend` only; no match is an empty list.
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError>;
+
+    /// Stores a new IAM entity of an existing wallet.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` when its wallet does not exist and `Conflict` when an entity with
+    /// the same id exists, storing nothing in either case.
+    async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError>;
+
+    /// # Errors
+    /// MUST return `NotFound` when no entity has this id.
+    async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError>;
+
+    /// The stored admin token, if one was ever stored (only its hash is kept).
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError>;
+
+    /// Stores `hash` as the admin token unless one is stored already. Returns whether it was
+    /// stored. MUST be atomic: of several instances racing at first start, exactly one stores
+    /// its token and the others get `false`.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn init_admin_token(
+        &self,
+        hash: &ApiKeyHash,
+        now: OffsetDateTime,
+    ) -> Result<bool, WalletStoreError>;
 }

@@ -55,6 +55,20 @@ pub trait WebhookRepository: Send + Sync {
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError>;
 
+    /// Replaces the settings of a live wallet webhook (URL, custom headers, event types,
+    /// signing keys, retry policy, enabled, ordered, rate limit) with those of `webhook`; its
+    /// id, scope and creation time stay. Turning `enabled` off cancels the webhook's unfinished
+    /// deliveries (reason `TargetDisabled`) in the same transaction.
+    ///
+    /// # Errors
+    /// MUST return `NotFound`, changing nothing, when the id is unknown, deleted, global, or
+    /// belongs to another wallet than `webhook.scope` names.
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError>;
+
     /// Deletes a webhook and cancels its unfinished deliveries (reason `TargetDeleted`).
     ///
     /// # Errors

@@ -19,13 +19,14 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use time::OffsetDateTime;
 use webhook_domain::{
-    ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, Wallet,
-    WalletId, Webhook, WebhookId,
+    ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Entity, EntityId,
+    Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook, WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Page, Pruned, Published, Retention, StoredApiKey,
-    WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
+    Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published, RedeliveryJobs,
+    Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    WebhookStoreError,
 };
 
 use crate::queries::{deliveries_listing, due_deliveries, next_due, prune_candidates};
@@ -307,6 +308,26 @@ impl WalletRepository for SqliteStore {
         .await
         .map_err(Into::into)
     }
+
+    async fn create_entity(&self, _entity: &Entity) -> Result<(), WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_entity(&self, _id: EntityId) -> Result<Entity, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn init_admin_token(
+        &self,
+        _hash: &ApiKeyHash,
+        _now: OffsetDateTime,
+    ) -> Result<bool, WalletStoreError> {
+        todo!("issue 5: adapter")
+    }
 }
 
 fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), AdapterError> {
@@ -507,6 +528,14 @@ impl WebhookRepository for SqliteStore {
         .await
         .map_err(Into::into)
     }
+
+    async fn update_webhook(
+        &self,
+        _webhook: &Webhook,
+        _now: OffsetDateTime,
+    ) -> Result<(), WebhookStoreError> {
+        todo!("issue 5: adapter")
+    }
 }
 
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
@@ -697,6 +726,53 @@ impl EventOutbox for SqliteStore {
         })
         .await
         .map_err(Into::into)
+    }
+
+    async fn publish_batch(
+        &self,
+        _items: &[PublishItem],
+        _now: OffsetDateTime,
+    ) -> Result<Vec<Published>, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_delivery(
+        &self,
+        _wallet: WalletId,
+        _delivery: DeliveryId,
+    ) -> Result<Delivery, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+}
+
+#[async_trait]
+impl RedeliveryJobs for SqliteStore {
+    async fn create_redelivery_job(
+        &self,
+        _job: &RedeliveryJob,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn get_redelivery_job(
+        &self,
+        _wallet: WalletId,
+        _id: RedeliveryJobId,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
+        todo!("issue 5: adapter")
+    }
+
+    async fn step_redelivery_job(
+        &self,
+        _id: RedeliveryJobId,
+        _limit: u32,
+        _now: OffsetDateTime,
+    ) -> Result<RedeliveryJob, OutboxError> {
+        todo!("issue 5: adapter")
     }
 }
 

@@ -1,0 +1,136 @@
+//! Bulk redelivery: a background job that makes a target's exhausted deliveries in a time
+//! window due again, in batches, with its progress stored beside it.
+
+use std::fmt;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::{RedeliveryJobId, WalletId, WebhookId};
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Batches remain; some instance works on it.
+    Running,
+    /// A batch found nothing left to requeue.
+    Completed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "running" => Some(JobState::Running),
+            "completed" => Some(JobState::Completed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A window that is empty or reversed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("since: must be before until")]
+pub struct RedeliveryWindowError;
+
+/// Requeue the exhausted deliveries of one target that were created in `[since, until)` and
+/// became final before the job was created. The last condition makes the job finite and safe to
+/// run twice: a delivery it requeued that is exhausted again is not requeued again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeliveryJob {
+    pub id: RedeliveryJobId,
+    pub wallet_id: WalletId,
+    pub webhook_id: WebhookId,
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    pub state: JobState,
+    /// How many deliveries matched when the job was created.
+    pub total: u64,
+    /// How many have been requeued so far.
+    pub requeued: u64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl RedeliveryJob {
+    /// A new running job with no progress; storage fills in `total`.
+    ///
+    /// # Errors
+    /// [`RedeliveryWindowError`] unless `since < until`.
+    pub fn new(
+        id: RedeliveryJobId,
+        wallet_id: WalletId,
+        webhook_id: WebhookId,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Self, RedeliveryWindowError> {
+        if since >= until {
+            return Err(RedeliveryWindowError);
+        }
+        Ok(Self {
+            id,
+            wallet_id,
+            webhook_id,
+            since,
+            until,
+            state: JobState::Running,
+            total: 0,
+            requeued: 0,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_window_must_not_be_empty_or_reversed() {
+        let at = datetime!(2026-11-28 12:00 UTC);
+        let make = |since, until| {
+            RedeliveryJob::new(
+                RedeliveryJobId::from_uuid(Uuid::nil()),
+                WalletId::DEFAULT,
+                WebhookId::from_uuid(Uuid::nil()),
+                since,
+                until,
+                at,
+            )
+        };
+        assert_eq!(make(at, at), Err(RedeliveryWindowError));
+        assert_eq!(
+            make(at, at - time::Duration::SECOND),
+            Err(RedeliveryWindowError)
+        );
+        let job = make(at - time::Duration::HOUR, at).unwrap();
+        assert_eq!(
+            (job.state, job.total, job.requeued),
+            (JobState::Running, 0, 0)
+        );
+    }
+
+    #[test]
+    fn states_round_trip_through_text() {
+        for state in [JobState::Running, JobState::Completed] {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(JobState::parse("done"), None);
+    }
+}
