@@ -3,6 +3,9 @@
 //! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, and every test.
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the benchmarks (criterion); extra arguments go to them, e.g. a name filter.
+//! - `openapi`: writes `docs/openapi.json` from the code; `openapi --check` fails when the
+//!   committed document differs, and validates it against the OpenAPI 3.1 schema (with the
+//!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
 
 mod tidy;
 
@@ -16,11 +19,13 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(),
         "tidy" => tidy::check_domain_is_pure().map_err(anyhow::Error::msg),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "openapi" => openapi(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy|bench>");
+            eprintln!("usage: cargo xtask <ci|tidy|bench|openapi [--check]>");
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!("  bench  run the benchmarks (PostgreSQL on 127.0.0.1:5432 if it answers)");
+            eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
             bail!("unknown task {task:?}")
         }
     }
@@ -37,7 +42,94 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace", "--locked"])
+    cargo(&["test", "--workspace", "--locked"])?;
+    openapi(true)
+}
+
+const OPENAPI_PATH: &str = "docs/openapi.json";
+
+/// The document as the code generates it, through `webhookd openapi`.
+fn generated_openapi() -> anyhow::Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "webhook-app",
+            "--",
+            "openapi",
+        ])
+        .output()
+        .context("cannot run webhookd openapi")?;
+    if !output.status.success() {
+        bail!(
+            "webhookd openapi failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).context("the document is not UTF-8")
+}
+
+fn openapi(check: bool) -> anyhow::Result<()> {
+    let generated = generated_openapi()?;
+    if !check {
+        std::fs::write(OPENAPI_PATH, generated)
+            .with_context(|| format!("cannot write {OPENAPI_PATH}"))?;
+        eprintln!("wrote {OPENAPI_PATH}");
+        return Ok(());
+    }
+    let committed = std::fs::read_to_string(OPENAPI_PATH)
+        .with_context(|| format!("cannot read {OPENAPI_PATH}"))?;
+    if committed != generated {
+        bail!("{OPENAPI_PATH} differs from the code: run `cargo xtask openapi` and commit it");
+    }
+    validate_openapi()?;
+    eprintln!("{OPENAPI_PATH} matches the code and is valid OpenAPI 3.1");
+    Ok(())
+}
+
+/// Validates the committed document with openapi-spec-validator, in a virtual environment
+/// under `target/` so nothing is installed system-wide.
+fn validate_openapi() -> anyhow::Result<()> {
+    let venv = std::path::Path::new("target/xtask-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+        run(
+            &python.to_string_lossy(),
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "openapi-spec-validator==0.7.2",
+            ],
+        )?;
+    }
+    run(
+        &python.to_string_lossy(),
+        &[
+            "-m",
+            "openapi_spec_validator",
+            "--schema",
+            "3.1",
+            OPENAPI_PATH,
+        ],
+    )
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// The storage adapters' claim-and-complete rate (more benchmarks join as they are written).

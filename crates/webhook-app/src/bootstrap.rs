@@ -1,5 +1,5 @@
-//! Start-up state from configuration: the default wallet (with its key and, once, its webhook)
-//! and the global webhook.
+//! Start-up state from configuration: the admin token, the default wallet (with its key and,
+//! once, its webhook) and the global webhook.
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -9,30 +9,36 @@ use webhook_domain::{
 };
 use webhook_ports::{StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository};
 
+use crate::api::AdminCredential;
 use crate::config::IdentusSettings;
 use crate::secrets;
 
-/// What start-up created that the operator must see once.
-#[derive(Debug, Default)]
+/// What start-up settled, and what it created that the operator must see once.
+#[derive(Debug)]
 pub(crate) struct Bootstrapped {
     /// A default-wallet key that was generated because none was configured. Shown once.
     pub generated_default_key: Option<ApiKey>,
-    pub default_wallet_created: bool,
+    /// An admin token that was generated because none was configured or stored. Shown once.
+    pub generated_admin_token: Option<ApiKey>,
+    /// What `x-admin-api-key` is checked against.
+    pub admin: AdminCredential,
 }
 
-/// Creates the default wallet on first start (with its key and its webhook from the
-/// environment), binds a configured default-wallet key if it is new, and sets the global
-/// webhook from the environment.
+/// Settles the admin token; creates the default wallet on first start (with its key and,
+/// once, its webhook from the environment), binds a configured default-wallet key if it is
+/// new, and sets the global webhook from the environment.
 pub(crate) async fn bootstrap(
     wallets: &dyn WalletRepository,
     webhooks: &dyn WebhookRepository,
     identus: &IdentusSettings,
     now: OffsetDateTime,
 ) -> anyhow::Result<Bootstrapped> {
-    let mut outcome = Bootstrapped::default();
-    if identus.default_wallet_enabled {
-        outcome = default_wallet(wallets, webhooks, identus, now).await?;
-    }
+    let (admin, generated_admin_token) = admin_credential(wallets, identus, now).await?;
+    let generated_default_key = if identus.default_wallet_enabled {
+        default_wallet(wallets, webhooks, identus, now).await?
+    } else {
+        None
+    };
     let global = match &identus.global_webhook_url {
         Some(url) if !url.is_empty() => Some(env_webhook(
             "GLOBAL_WEBHOOK_URL",
@@ -47,7 +53,41 @@ pub(crate) async fn bootstrap(
         .set_global_webhook(global, now)
         .await
         .context("cannot store the global webhook")?;
-    Ok(outcome)
+    Ok(Bootstrapped {
+        generated_default_key,
+        generated_admin_token,
+        admin,
+    })
+}
+
+/// `ADMIN_TOKEN` when set (hashed in memory, never stored); otherwise the stored token; on the
+/// very first start, a generated one, stored hashed and returned to be shown once. When several
+/// instances start together, exactly one generates the token.
+async fn admin_credential(
+    wallets: &dyn WalletRepository,
+    identus: &IdentusSettings,
+    now: OffsetDateTime,
+) -> anyhow::Result<(AdminCredential, Option<ApiKey>)> {
+    if let Some(text) = identus.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        let key = ApiKey::parse(text).map_err(|e| anyhow::anyhow!("ADMIN_TOKEN: {e}"))?;
+        return Ok((
+            AdminCredential::new(ApiKeyHash::new(&key, secrets::salt()?)),
+            None,
+        ));
+    }
+    if let Some(hash) = wallets.admin_token().await? {
+        return Ok((AdminCredential::new(hash), None));
+    }
+    let key = secrets::api_key()?;
+    let hash = ApiKeyHash::new(&key, secrets::salt()?);
+    if wallets.init_admin_token(&hash, now).await? {
+        return Ok((AdminCredential::new(hash), Some(key)));
+    }
+    let stored = wallets
+        .admin_token()
+        .await?
+        .context("the admin token was stored by another instance but cannot be read")?;
+    Ok((AdminCredential::new(stored), None))
 }
 
 async fn default_wallet(
@@ -55,19 +95,19 @@ async fn default_wallet(
     webhooks: &dyn WebhookRepository,
     identus: &IdentusSettings,
     now: OffsetDateTime,
-) -> anyhow::Result<Bootstrapped> {
-    let mut outcome = Bootstrapped::default();
+) -> anyhow::Result<Option<ApiKey>> {
+    let mut generated = None;
     let wallet = Wallet {
         id: WalletId::DEFAULT,
         name: WalletName::new("default").context("a valid name")?,
         created_at: now,
         updated_at: now,
     };
-    match wallets.create_wallet(&wallet).await {
-        Ok(()) => outcome.default_wallet_created = true,
-        Err(WalletStoreError::Conflict(_)) => {}
+    let created = match wallets.create_wallet(&wallet).await {
+        Ok(()) => true,
+        Err(WalletStoreError::Conflict(_)) => false,
         Err(e) => return Err(e).context("cannot create the default wallet"),
-    }
+    };
     let configured = identus
         .default_wallet_auth_api_key
         .as_deref()
@@ -82,15 +122,15 @@ async fn default_wallet(
                 bind_key(wallets, &key, now).await?;
             }
         }
-        None if outcome.default_wallet_created => {
+        None if created => {
             let key = secrets::api_key()?;
             bind_key(wallets, &key, now).await?;
-            outcome.generated_default_key = Some(key);
+            generated = Some(key);
         }
         None => {}
     }
     // Identus reads the default wallet's webhook variables only when it creates the wallet.
-    if outcome.default_wallet_created
+    if created
         && let Some(url) = identus
             .default_wallet_webhook_url
             .as_deref()
@@ -108,7 +148,7 @@ async fn default_wallet(
             .await
             .context("cannot store the default wallet's webhook")?;
     }
-    Ok(outcome)
+    Ok(generated)
 }
 
 async fn bind_key(

@@ -37,11 +37,32 @@ pub struct Settings {
     /// otherwise be merged into.
     #[serde(default = "RetryPolicy::identus")]
     pub default_retry_policy: RetryPolicy,
+    pub api: ApiSettings,
     pub dispatcher: DispatcherSettings,
     pub transport: TransportSettings,
     pub retention: RetentionSettings,
     /// The Identus environment variables.
     pub identus: IdentusSettings,
+}
+
+/// Limits and defaults of the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted (objects and arrays), in request bodies and event data.
+    pub max_json_depth: usize,
+    /// Most events in one batch publish.
+    pub max_batch_events: usize,
+    /// How long a rotated-out signing secret keeps signing, unless the rotation says otherwise.
+    pub secret_rotation_grace_secs: u64,
+}
+
+impl ApiSettings {
+    pub fn secret_rotation_grace(&self) -> Duration {
+        Duration::from_secs(self.secret_rotation_grace_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +185,9 @@ pub struct IdentusSettings {
     pub default_wallet_webhook_url: Option<String>,
     pub default_wallet_webhook_api_key: Option<String>,
     pub default_wallet_auth_api_key: Option<String>,
+    /// The `x-admin-api-key` value; when unset, one is generated at first start, stored
+    /// hashed and printed once.
+    pub admin_token: Option<String>,
 }
 
 const DEFAULTS: &str = r#"
@@ -174,6 +198,12 @@ database_url = ""
 database_pool_size = 10
 migrate_on_start = true
 max_webhooks_per_wallet = 10
+
+[api]
+max_body_bytes = 262144
+max_json_depth = 32
+max_batch_events = 1000
+secret_rotation_grace_secs = 86400
 
 [dispatcher]
 batch_size = 64
@@ -219,6 +249,7 @@ const IDENTUS_VARIABLES: &[(&str, &str)] = &[
         "DEFAULT_WALLET_AUTH_API_KEY",
         "identus.default_wallet_auth_api_key",
     ),
+    ("ADMIN_TOKEN", "identus.admin_token"),
 ];
 
 impl Settings {
@@ -305,6 +336,18 @@ impl Settings {
         }
         if self.retention.batch_size == 0 || self.retention.interval_secs == 0 {
             anyhow::bail!("retention.batch_size and retention.interval_secs: must be at least 1");
+        }
+        if self.api.max_body_bytes < 1024 {
+            anyhow::bail!("api.max_body_bytes: must be at least 1024");
+        }
+        if !(2..=128).contains(&self.api.max_json_depth) {
+            anyhow::bail!("api.max_json_depth: must be between 2 and 128");
+        }
+        if self.api.max_batch_events == 0 {
+            anyhow::bail!("api.max_batch_events: must be at least 1");
+        }
+        if self.max_webhooks_per_wallet == 0 {
+            anyhow::bail!("max_webhooks_per_wallet: must be at least 1");
         }
         self.database()?;
         Ok(())

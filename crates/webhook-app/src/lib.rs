@@ -5,6 +5,7 @@ pub mod api;
 mod bootstrap;
 pub mod config;
 pub mod dispatcher;
+mod redelivery;
 pub mod retention;
 mod secrets;
 pub mod store;
@@ -33,6 +34,8 @@ pub struct Running {
     pub database: String,
     /// A default-wallet key generated at this start, to show once.
     pub generated_default_key: Option<ApiKey>,
+    /// An admin token generated at this start, to show once.
+    pub generated_admin_token: Option<ApiKey>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Tasks that run until aborted (the PostgreSQL publish listener).
@@ -110,14 +113,27 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let background: Vec<JoinHandle<()>> = store.forward_wakeups(wake.clone()).into_iter().collect();
 
+    let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
     let api_state = api::ApiState {
         wallets: store.wallets(),
         webhooks: store.webhooks(),
         outbox: store.outbox(),
+        jobs: store.jobs(),
+        transport: transport.clone(),
         clock: clock.clone(),
         wake: wake.clone(),
+        admin: Arc::new(bootstrapped.admin),
+        limits: settings.api.clone(),
         max_webhooks_per_wallet: settings.max_webhooks_per_wallet,
+        attempt_timeout: settings.dispatcher.attempt_timeout(),
+        base_path: settings.base_path.clone(),
     };
+    let resumed = redelivery::resume(store.jobs(), clock.clone(), wake.clone())
+        .await
+        .context("cannot read the bulk redelivery jobs")?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "bulk redeliveries resumed");
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
@@ -145,7 +161,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let dispatcher = Arc::new(Dispatcher {
         queue: store.queue(),
         webhooks: store.webhooks(),
-        transport: Arc::new(transport),
+        transport,
         clock,
         jitter: secrets::jitter,
         owner: LeaseOwner(uuid::Uuid::new_v4().to_string()),
@@ -169,6 +185,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         addr,
         database: settings.database()?.describe(),
         generated_default_key: bootstrapped.generated_default_key,
+        generated_admin_token: bootstrapped.generated_admin_token,
         shutdown,
         tasks: vec![api_task, dispatcher_task, retention_task],
         background,

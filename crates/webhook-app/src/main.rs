@@ -27,6 +27,8 @@ enum Command {
     },
     /// Create or upgrade the database, then exit.
     Migrate,
+    /// Print the OpenAPI 3.1 document of the REST API (as committed in docs/openapi.json).
+    Openapi,
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +56,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        print!("{}", webhook_app::api::openapi::committed_text());
+        return Ok(());
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Migrate => {
@@ -75,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("the {} is up to date", database.describe());
             Ok(())
         }
+        Command::Openapi => Ok(()),
         Command::Serve { no_migrate } => {
             if no_migrate {
                 settings.migrate_on_start = false;
@@ -89,6 +96,12 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let base = format!("http://{}{}", running.addr, settings.base_path);
     println!("webhookd is listening on {base}");
     println!("data: {}", running.database);
+    println!("API description: http://{}/openapi.json", running.addr);
+    if let Some(token) = &running.generated_admin_token {
+        println!();
+        println!("The admin key, for x-admin-api-key (shown only now; it is stored hashed):");
+        println!("  {}", token.expose());
+    }
     if let Some(key) = &running.generated_default_key {
         println!();
         println!("The default wallet's API key (shown only now; it is stored hashed):");

@@ -1,86 +1,277 @@
-//! `POST /events`: a producer publishes one event for its wallet. The answer (202) comes only
-//! after the event and its deliveries are committed.
+//! `POST /events` and `POST /events/batch`: producers publish events. The answer (202) comes
+//! only after the events and their deliveries are committed. A wallet key publishes into its
+//! own wallet; the admin key into any wallet named by `walletId`.
+
+use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use webhook_domain::{Event, EventId, EventType, Timestamp};
-use webhook_ports::Idempotency;
+use utoipa::ToSchema;
+use webhook_domain::{Event, EventId, EventType, Timestamp, WalletId};
+use webhook_ports::{Idempotency, PublishItem, Published};
 
-use super::{ApiState, JsonBody, Problem, WalletAuth};
+use super::auth::{Caller, WalletAuth};
+use super::json::JsonBody;
+use super::{ApiState, Problem, path_id};
 
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// One event to publish.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PublishEvent {
+    /// One of the four Identus types (whose `data` is validated), or a custom name matching
+    /// `^[A-Za-z][A-Za-z0-9._-]{0,127}$`.
     #[serde(rename = "type")]
     event_type: String,
+    #[schema(value_type = Object)]
     data: serde_json::Value,
     /// A producer-chosen id makes a repeated publish a no-op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<uuid::Uuid>)]
     id: Option<EventId>,
+    /// Admin key only: the wallet to publish into. With a wallet key it may only name that
+    /// wallet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    wallet_id: Option<WalletId>,
+    /// Batch publish only: the item's idempotency key (single publishes use the header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct PublishAccepted {
+    #[schema(value_type = uuid::Uuid)]
     id: EventId,
+    /// Deliveries created for it (by the first publish, when replayed).
     deliveries: u32,
+    /// This publish repeated an earlier one (same id or idempotency key) and stored nothing.
     replayed: bool,
 }
 
-pub(crate) async fn publish(
-    State(state): State<ApiState>,
-    WalletAuth(wallet): WalletAuth,
-    headers: HeaderMap,
-    JsonBody(request): JsonBody<PublishEvent>,
-) -> Result<(StatusCode, Json<PublishAccepted>), Problem> {
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
-                    ))
-                })?;
-            let canonical = serde_json::to_vec(&request).unwrap_or_default();
-            Some(Idempotency {
-                key: key.to_owned(),
-                fingerprint: format!("{:x}", Sha256::digest(&canonical)),
-            })
+impl From<Published> for PublishAccepted {
+    fn from(published: Published) -> Self {
+        Self {
+            id: published.event_id,
+            deliveries: published.deliveries,
+            replayed: published.replayed,
+        }
+    }
+}
+
+/// `POST /events/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishBatch {
+    events: Vec<PublishEvent>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchAccepted {
+    /// One result per event, in order.
+    events: Vec<PublishAccepted>,
+}
+
+fn idempotency_key(text: &str, field: &str) -> Result<String, Problem> {
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(Problem::bad_request(format!(
+            "{field}: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Validates one request into an event for its wallet; `field` prefixes error paths in a batch.
+fn to_item(
+    state: &ApiState,
+    caller: Caller,
+    request: PublishEvent,
+    header_key: Option<String>,
+    field: &str,
+) -> Result<PublishItem, Problem> {
+    let wallet = match (caller, request.wallet_id) {
+        (Caller::Wallet(own), None) => own,
+        (Caller::Wallet(own), Some(named)) if named == own => own,
+        (Caller::Wallet(_), Some(_)) => {
+            return Err(Problem::forbidden(format!(
+                "{field}walletId: a wallet key publishes only into its own wallet"
+            )));
+        }
+        (Caller::Admin, Some(named)) => named,
+        (Caller::Admin, None) => {
+            return Err(Problem::unprocessable(format!(
+                "{field}walletId: required when publishing with the admin key"
+            )));
         }
     };
-    let event_type =
-        EventType::parse(&request.event_type).map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let key = match (header_key, &request.idempotency_key) {
+        (Some(key), None) => Some(key),
+        (None, Some(key)) => Some(idempotency_key(key, &format!("{field}idempotencyKey"))?),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Problem::bad_request(
+                "idempotencyKey: give it in the Idempotency-Key header or the body, not both",
+            ));
+        }
+    };
+    let idempotency = key.map(|key| Idempotency {
+        key,
+        fingerprint: format!(
+            "{:x}",
+            Sha256::digest(serde_json::to_vec(&request).unwrap_or_default())
+        ),
+    });
+    let event_type = EventType::parse(&request.event_type)
+        .map_err(|e| Problem::unprocessable(format!("{field}{e}")))?;
     let now = state.clock.now();
-    let id = request
-        .id
-        .unwrap_or_else(|| EventId::from_uuid(uuid::Uuid::new_v4()));
     let event = Event::new(
-        id,
+        request
+            .id
+            .unwrap_or_else(|| EventId::from_uuid(uuid::Uuid::new_v4())),
         Timestamp::from_datetime(now),
         event_type,
         request.data,
         wallet,
     )
-    .map_err(|e| Problem::unprocessable(e.to_string()))?;
-    let published = state.outbox.publish(&event, idempotency, now).await?;
+    .map_err(|e| Problem::unprocessable(format!("{field}{e}")))?;
+    Ok(PublishItem { event, idempotency })
+}
+
+/// The admin key may name any wallet; it must exist.
+async fn check_wallets(state: &ApiState, items: &[PublishItem]) -> Result<(), Problem> {
+    let mut seen: HashMap<WalletId, ()> = HashMap::new();
+    for item in items {
+        let wallet = item.event.wallet_id();
+        if seen.insert(wallet, ()).is_none() {
+            state.wallets.get_wallet(wallet).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Publishes one event.
+#[utoipa::path(post, operation_id = "publishEvent", path = "/events", tag = "events",
+    request_body = PublishEvent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated publish a no-op")),
+    security(("apikey" = []), ("admin" = [])),
+    responses(
+        (status = 202, description = "Stored durably", body = PublishAccepted),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No such wallet (admin key)", body = Problem),
+        (status = 409, description = "Idempotency key reused with another body, or id taken", body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem),
+    ))]
+pub(crate) async fn publish(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<PublishEvent>,
+) -> Result<(StatusCode, Json<PublishAccepted>), Problem> {
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| Problem::bad_request("Idempotency-Key: must be visible ASCII"))
+                .and_then(|k| idempotency_key(k, "Idempotency-Key"))
+        })
+        .transpose()?;
+    let item = to_item(&state, caller, request, header_key, "")?;
+    if matches!(caller, Caller::Admin) {
+        check_wallets(&state, std::slice::from_ref(&item)).await?;
+    }
+    let published = state
+        .outbox
+        .publish(&item.event, item.idempotency, state.clock.now())
+        .await?;
     if published.deliveries > 0 && !published.replayed {
+        state.wake.notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(published.into())))
+}
+
+/// Publishes many events in one transaction: all are stored, or none.
+#[utoipa::path(post, operation_id = "publishEvents", path = "/events/batch", tag = "events",
+    request_body = PublishBatch,
+    security(("apikey" = []), ("admin" = [])),
+    responses(
+        (status = 202, description = "All stored durably", body = BatchAccepted),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem),
+    ))]
+pub(crate) async fn publish_batch(
+    State(state): State<ApiState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<PublishBatch>,
+) -> Result<(StatusCode, Json<BatchAccepted>), Problem> {
+    let max = state.limits.max_batch_events;
+    if request.events.is_empty() || request.events.len() > max {
+        return Err(Problem::unprocessable(format!(
+            "events: must hold 1 to {max} events, got {}",
+            request.events.len()
+        )));
+    }
+    let items = request
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| to_item(&state, caller, event, None, &format!("events[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if matches!(caller, Caller::Admin) {
+        check_wallets(&state, &items).await?;
+    }
+    let published = state
+        .outbox
+        .publish_batch(&items, state.clock.now())
+        .await?;
+    if published.iter().any(|p| p.deliveries > 0 && !p.replayed) {
         state.wake.notify_one();
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(PublishAccepted {
-            id: published.event_id,
-            deliveries: published.deliveries,
-            replayed: published.replayed,
+        Json(BatchAccepted {
+            events: published.into_iter().map(Into::into).collect(),
         }),
     ))
+}
+
+/// One event of the wallet, as its webhooks receive it.
+#[utoipa::path(get, operation_id = "getEvent", path = "/events/{event_id}", tag = "events",
+    params(("event_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses(
+        (status = 200, description = "The envelope `{id, ts, type, data, walletId}`", body = Object),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+    ))]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(event_id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: EventId = path_id(&event_id, "event_id")?;
+    let event = state
+        .outbox
+        .get_event(wallet, id)
+        .await
+        .map_err(|e| match e {
+            webhook_ports::OutboxError::NotFound => Problem::not_found("event"),
+            other => other.into(),
+        })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        event.to_json_bytes(),
+    )
+        .into_response())
 }

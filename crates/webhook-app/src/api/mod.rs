@@ -1,28 +1,35 @@
-//! The REST API (axum): Identus-compatible webhook registration and event publishing under a
-//! configurable base path, authenticated by the `apikey` header. Every error is a problem
-//! details body; bad input is refused before anything is stored.
+//! The REST API (axum): Identus-compatible wallets, IAM, webhooks and event publishing under a
+//! configurable base path, plus our delivery logs, redelivery and the OpenAPI document.
+//!
+//! Wallet-scoped calls authenticate with the `apikey` header and see only that wallet's data;
+//! another wallet's resource is answered as if it did not exist. Admin calls authenticate with
+//! `x-admin-api-key`. Every error is a problem details body; bad input is refused before
+//! anything is stored.
 
+mod admin;
+mod auth;
+mod deliveries;
 mod events;
+mod json;
+pub mod openapi;
 mod problem;
 mod webhooks;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
-use webhook_domain::{ApiKey, ApiKeyTag, WalletId};
-use webhook_ports::{Clock, EventOutbox, WalletRepository, WebhookRepository};
+use webhook_ports::{
+    Clock, EventOutbox, RedeliveryJobs, Transport, WalletRepository, WebhookRepository,
+};
 
+pub use auth::AdminCredential;
 pub use problem::Problem;
 
-/// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+use crate::config::ApiSettings;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -30,10 +37,18 @@ pub struct ApiState {
     pub wallets: Arc<dyn WalletRepository>,
     pub webhooks: Arc<dyn WebhookRepository>,
     pub outbox: Arc<dyn EventOutbox>,
+    pub jobs: Arc<dyn RedeliveryJobs>,
+    /// Sends test events (`POST /events/webhooks/{id}/test`).
+    pub transport: Arc<dyn Transport>,
     pub clock: Arc<dyn Clock>,
-    /// Notified after each publish, so an idle dispatcher starts at once.
+    /// Notified after each publish or requeue, so an idle dispatcher starts at once.
     pub wake: Arc<Notify>,
+    pub admin: Arc<AdminCredential>,
+    pub limits: ApiSettings,
     pub max_webhooks_per_wallet: u32,
+    pub attempt_timeout: std::time::Duration,
+    /// For the `servers` entry of the served OpenAPI document.
+    pub base_path: String,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -42,20 +57,65 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The whole API, with wallet routes under `base_path`.
+/// The whole API, with every resource route under `base_path`.
 pub fn router(state: ApiState, base_path: &str) -> Router {
-    let wallet_routes = Router::new()
+    let max_body = state.limits.max_body_bytes;
+    let routes = Router::new()
+        .route(
+            "/wallets",
+            post(admin::create_wallet).get(admin::list_wallets),
+        )
+        .route("/wallets/{wallet_id}", get(admin::get_wallet))
+        .route("/wallets/{wallet_id}/apikeys", post(admin::create_api_key))
+        .route("/iam/entities", post(admin::create_entity))
+        .route("/iam/entities/{entity_id}", get(admin::get_entity))
+        .route("/iam/apikey-authentication", post(admin::bind_api_key))
         .route(
             "/events/webhooks",
             post(webhooks::create).get(webhooks::list),
         )
-        .route("/events", post(events::publish));
+        .route(
+            "/events/webhooks/{webhook_id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/events/webhooks/{webhook_id}/secret/rotate",
+            post(webhooks::rotate_secret),
+        )
+        .route("/events/webhooks/{webhook_id}/test", post(webhooks::test))
+        .route(
+            "/events/webhooks/{webhook_id}/deliveries",
+            get(deliveries::list_for_webhook),
+        )
+        .route(
+            "/events/webhooks/{webhook_id}/redeliver",
+            post(deliveries::start_redelivery),
+        )
+        .route(
+            "/events/webhooks/{webhook_id}/redeliveries/{job_id}",
+            get(deliveries::get_redelivery),
+        )
+        .route("/events", post(events::publish))
+        .route("/events/batch", post(events::publish_batch))
+        .route("/events/{event_id}", get(events::get))
+        .route(
+            "/events/{event_id}/deliveries",
+            get(deliveries::list_for_event),
+        )
+        .route("/events/deliveries/{delivery_id}", get(deliveries::get))
+        .route(
+            "/events/deliveries/{delivery_id}/redeliver",
+            post(deliveries::redeliver),
+        );
     let api = if base_path.is_empty() {
-        wallet_routes
+        routes
     } else {
-        Router::new().nest(base_path, wallet_routes)
+        Router::new().nest(base_path, routes)
     };
     api.route("/health", get(health))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "No such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -64,7 +124,8 @@ pub fn router(state: ApiState, base_path: &str) -> Router {
                 "This route does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(problem::with_instance))
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -72,46 +133,94 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The wallet that the `apikey` header authenticates.
-#[derive(Debug, Clone, Copy)]
-pub struct WalletAuth(pub WalletId);
+/// Parses an id from a path segment: a malformed one is a 400 that names the parameter.
+fn path_id<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, Problem> {
+    text.parse()
+        .map_err(|_| Problem::bad_request(format!("{name}: must be a UUID, got {text:?}")))
+}
 
-impl FromRequestParts<ApiState> for WalletAuth {
-    type Rejection = Problem;
+/// Offset and limit of a listing, from the query string.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Rows to skip (default 0).
+    #[serde(default)]
+    offset: Option<u64>,
+    /// Rows to return, 1 to 1000 (default 100).
+    #[serde(default)]
+    limit: Option<u32>,
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
-        let presented = parts
-            .headers
-            .get("apikey")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| ApiKey::parse(v).ok())
-            .ok_or_else(Problem::unauthorized)?;
-        let candidates = state
-            .wallets
-            .find_api_keys(ApiKeyTag::of(&presented))
-            .await?;
-        candidates
-            .iter()
-            .find(|stored| stored.hash.matches(&presented))
-            .map(|stored| WalletAuth(stored.wallet_id))
-            .ok_or_else(Problem::unauthorized)
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+impl PageQuery {
+    fn page(self) -> Result<webhook_ports::Page, Problem> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(Problem::bad_request(format!(
+                "limit: must be between 1 and {MAX_PAGE_SIZE}, got {limit}"
+            )));
+        }
+        Ok(webhook_ports::Page {
+            offset: self.offset.unwrap_or(0),
+            limit,
+        })
     }
 }
 
-/// `Json<T>` whose rejections are problem details.
-#[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+/// A query string of type `T`; a malformed one is a 400 problem.
+fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Problem> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| Problem::bad_request(e.body_text()))
+}
 
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-{
-    type Rejection = Problem;
+/// Identus's page shape: `{self, kind, pageOf, next?, previous?, contents}`. One more row than
+/// asked tells whether a next page exists.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Paged<T> {
+    #[serde(rename = "self")]
+    self_: String,
+    kind: &'static str,
+    page_of: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
+    contents: Vec<T>,
+}
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(JsonBody(value))
+impl<T> Paged<T> {
+    /// `found` was fetched with `limit + 1`; `extra` is appended to the links' query strings.
+    fn new(
+        kind: &'static str,
+        path: &str,
+        extra: &str,
+        page: webhook_ports::Page,
+        mut found: Vec<T>,
+    ) -> Self {
+        let limit = page.limit;
+        let has_next = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        let link = |offset: u64| format!("{path}?offset={offset}&limit={limit}{extra}");
+        Self {
+            self_: link(page.offset),
+            kind,
+            page_of: path.to_owned(),
+            next: has_next.then(|| link(page.offset + u64::from(limit))),
+            previous: (page.offset > 0).then(|| link(page.offset.saturating_sub(u64::from(limit)))),
+            contents: found,
+        }
+    }
+}
+
+/// The page with one more row than asked, to learn whether a next one exists.
+fn probe(page: webhook_ports::Page) -> webhook_ports::Page {
+    webhook_ports::Page {
+        offset: page.offset,
+        limit: page.limit + 1,
     }
 }

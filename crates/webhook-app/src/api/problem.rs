@@ -2,13 +2,14 @@
 //! `Content-Type: application/problem+json`. Bodies never carry secrets or internals.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// An error answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub status: u16,
     #[serde(rename = "type")]
@@ -54,13 +55,22 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn unauthorized() -> Self {
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication failed",
         )
-        .detail("send a valid API key in the apikey header")
+        .detail(detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed with these credentials",
+        )
+        .detail(detail)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -99,35 +109,35 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(self),
+            Json(&self),
         )
-            .into_response()
+            .into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 
-impl From<JsonRejection> for Problem {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::JsonDataError(e) => Problem::unprocessable(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "The body must be JSON",
-            )
-            .detail("send Content-Type: application/json"),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    "The body is too large",
-                )
-                .detail(e.body_text())
+/// Middleware: sets `instance` (the request's path) on every problem answer, which handlers and
+/// extractors build without knowing the path.
+pub(crate) async fn with_instance(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    match response.extensions().get::<Problem>() {
+        Some(problem) if problem.instance.is_none() => {
+            let mut problem = problem.clone();
+            problem.instance = Some(path);
+            let mut answer = problem.into_response();
+            for (name, value) in response.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    answer.headers_mut().insert(name.clone(), value.clone());
+                }
             }
-            other => Problem::bad_request(other.body_text()),
+            answer
         }
+        _ => response,
     }
 }
 

@@ -1,57 +1,110 @@
-//! `/events/webhooks`: register and list a wallet's webhooks, in the Identus shapes.
+//! `/events/webhooks`: a wallet's webhooks. Registration and listing keep Identus's shapes
+//! (`{id, url, customHeaders, createdAt}`, status 200, `WebhookNotificationPage`); the rest is
+//! ours: get, update, delete (404 for another wallet's id), secret rotation and test sends.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, State};
 use axum::http::Uri;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 use webhook_domain::{
-    CustomHeaders, EventType, EventTypeFilter, RateLimit, RetryPolicy, SigningKeys, SigningSecret,
-    Timestamp, Webhook, WebhookId, WebhookScope, WebhookUrl,
+    CustomHeaders, Event, EventId, EventType, EventTypeFilter, OutboundMessage, RateLimit,
+    RetryPolicy, SigningKeys, SigningSecret, Timestamp, WalletId, Webhook, WebhookId, WebhookScope,
+    WebhookUrl,
 };
-use webhook_ports::Page;
 
-use super::{ApiState, JsonBody, Problem, WalletAuth};
+use super::auth::WalletAuth;
+use super::json::{JsonBody, OptionalJsonBody};
+use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
 use crate::secrets;
 
 /// `POST /events/webhooks`. `url` and `customHeaders` are Identus's; the rest are ours.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateWebhook {
+    /// http or https, at most 2,048 characters, no user info.
     url: String,
+    /// Sent with every delivery. Names are HTTP tokens; webhookd's own headers are reserved.
     #[serde(default)]
     custom_headers: Option<BTreeMap<String, String>>,
+    /// Only these event types are delivered; absent means all.
     #[serde(default)]
     event_types: Option<Vec<String>>,
+    /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64 bytes); generated when absent.
     #[serde(default)]
     secret: Option<String>,
+    /// The service's default policy when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     retry_policy: Option<serde_json::Value>,
-    /// One attempt at a time, in publish order.
+    /// Whether new events are delivered (default true).
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// One attempt at a time, in publish order (default false).
     #[serde(default)]
     ordered: Option<bool>,
-    /// Attempts per second at most.
+    /// Attempts per second at most, 1 to 10,000.
     #[serde(default)]
+    #[schema(value_type = Option<u32>)]
     rate_limit: Option<serde_json::Value>,
+}
+
+/// `PATCH /events/webhooks/{id}`: absent fields stay as they are; `null` resets a setting to
+/// its default. The secret changes only through rotation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct UpdateWebhook {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    custom_headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    retry_policy: Option<Option<serde_json::Value>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    ordered: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    rate_limit: Option<Option<serde_json::Value>>,
+}
+
+/// Tells a field set to `null` (`Some(None)`) from an absent one (`None`, by `default`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The webhook resource: Identus's `{id, url, customHeaders, createdAt}` plus our settings.
 /// `secret` appears only in the answer to the creation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct WebhookResource {
+    #[schema(value_type = uuid::Uuid)]
     id: WebhookId,
     url: String,
     custom_headers: BTreeMap<String, String>,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     event_types: Option<EventTypeFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     retry_policy: Option<RetryPolicy>,
     enabled: bool,
     ordered: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>)]
     rate_limit: Option<RateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -74,44 +127,74 @@ impl WebhookResource {
     }
 }
 
+fn invalid(e: &dyn std::fmt::Display) -> Problem {
+    Problem::unprocessable(e.to_string())
+}
+
+fn parse_url(text: &str) -> Result<WebhookUrl, Problem> {
+    WebhookUrl::parse(text).map_err(|e| invalid(&e))
+}
+
+fn parse_headers(headers: BTreeMap<String, String>) -> Result<CustomHeaders, Problem> {
+    CustomHeaders::new(headers).map_err(|e| invalid(&e))
+}
+
+fn parse_event_types(names: &[String]) -> Result<EventTypeFilter, Problem> {
+    names
+        .iter()
+        .map(|name| EventType::parse(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map(EventTypeFilter::new)
+        .map_err(|e| invalid(&format_args!("eventTypes: {e}")))
+}
+
+fn parse_retry_policy(value: serde_json::Value) -> Result<RetryPolicy, Problem> {
+    serde_json::from_value(value).map_err(|e| invalid(&format_args!("retryPolicy: {e}")))
+}
+
+fn parse_rate_limit(value: serde_json::Value) -> Result<RateLimit, Problem> {
+    let per_second = serde_json::from_value::<u32>(value).map_err(|_| {
+        Problem::unprocessable("rateLimit: must be a whole number of attempts per second")
+    })?;
+    RateLimit::per_second(per_second).map_err(|e| invalid(&e))
+}
+
+fn parse_secret(text: &str) -> Result<SigningSecret, Problem> {
+    SigningSecret::parse(text).map_err(|e| invalid(&format_args!("secret: {e}")))
+}
+
+fn new_secret() -> Result<SigningSecret, Problem> {
+    secrets::signing_secret().map_err(|e| Problem::internal(&e))
+}
+
+/// Registers a webhook (status 200, as Identus answers).
+#[utoipa::path(post, operation_id = "createWebhookNotification", path = "/events/webhooks", tag = "webhooks",
+    request_body = CreateWebhook,
+    security(("apikey" = [])),
+    responses(
+        (status = 200, description = "Registered; `secret` is shown only now", body = WebhookResource),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, description = "Invalid field, or the wallet's webhook limit is reached", body = Problem),
+    ))]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<Json<WebhookResource>, Problem> {
-    let invalid = |e: &dyn std::fmt::Display| Problem::unprocessable(e.to_string());
-    let url = WebhookUrl::parse(&request.url).map_err(|e| invalid(&e))?;
-    let custom_headers =
-        CustomHeaders::new(request.custom_headers.unwrap_or_default()).map_err(|e| invalid(&e))?;
+    let url = parse_url(&request.url)?;
+    let custom_headers = parse_headers(request.custom_headers.unwrap_or_default())?;
     let event_types = request
         .event_types
-        .map(|names| {
-            names
-                .iter()
-                .map(|name| EventType::parse(name))
-                .collect::<Result<Vec<_>, _>>()
-                .map(EventTypeFilter::new)
-        })
-        .transpose()
-        .map_err(|e| invalid(&format_args!("eventTypes: {e}")))?;
+        .as_deref()
+        .map(parse_event_types)
+        .transpose()?;
     let secret = match request.secret {
-        Some(text) => SigningSecret::parse(&text).map_err(|e| invalid(&e))?,
-        None => secrets::signing_secret().map_err(|e| Problem::internal(&e))?,
+        Some(text) => parse_secret(&text)?,
+        None => new_secret()?,
     };
-    let retry_policy = request
-        .retry_policy
-        .map(serde_json::from_value::<RetryPolicy>)
-        .transpose()
-        .map_err(|e| invalid(&format_args!("retryPolicy: {e}")))?;
-    let rate_limit = request
-        .rate_limit
-        .map(|value| {
-            serde_json::from_value::<u32>(value)
-                .map_err(|_| "rateLimit: must be a whole number of attempts per second".to_owned())
-                .and_then(|n| RateLimit::per_second(n).map_err(|e| e.to_string()))
-        })
-        .transpose()
-        .map_err(|e| invalid(&e))?;
+    let retry_policy = request.retry_policy.map(parse_retry_policy).transpose()?;
+    let rate_limit = request.rate_limit.map(parse_rate_limit).transpose()?;
 
     let now = state.clock.now();
     let mut webhook = Webhook::new(
@@ -123,6 +206,7 @@ pub(crate) async fn create(
     );
     webhook.event_types = event_types;
     webhook.retry_policy = retry_policy;
+    webhook.enabled = request.enabled.unwrap_or(true);
     webhook.ordered = request.ordered.unwrap_or(false);
     webhook.rate_limit = rate_limit;
     webhook.signing_keys = Some(SigningKeys::new(secret.clone()));
@@ -136,68 +220,249 @@ pub(crate) async fn create(
     Ok(Json(resource))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PageQuery {
-    #[serde(default)]
-    offset: Option<u64>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-/// Identus's `WebhookNotificationPage`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct WebhookPage {
-    #[serde(rename = "self")]
-    self_: String,
-    kind: &'static str,
-    page_of: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    previous: Option<String>,
-    contents: Vec<WebhookResource>,
-}
-
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
-
+/// Lists the wallet's webhooks, oldest first (Identus's `WebhookNotificationPage`).
+#[utoipa::path(get, operation_id = "getWebhookNotifications", path = "/events/webhooks", tag = "webhooks",
+    params(PageQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = Paged<WebhookResource>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
     uri: Uri,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<WebhookPage>, Problem> {
-    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let offset = query.offset.unwrap_or(0);
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(Problem::bad_request(format!(
-            "limit: must be between 1 and {MAX_PAGE_SIZE}"
-        )));
+) -> Result<Json<Paged<WebhookResource>>, Problem> {
+    let page = query::<PageQuery>(&uri)?.page()?;
+    let found = state.webhooks.list_webhooks(wallet, probe(page)).await?;
+    let contents = found.iter().map(WebhookResource::of).collect();
+    Ok(Json(Paged::new(
+        "WebhookNotificationPage",
+        uri.path(),
+        "",
+        page,
+        contents,
+    )))
+}
+
+async fn load(state: &ApiState, wallet: WalletId, id: &str) -> Result<Webhook, Problem> {
+    let id: WebhookId = path_id(id, "webhook_id")?;
+    Ok(state.webhooks.get_webhook(wallet, id).await?)
+}
+
+/// One webhook of the wallet.
+#[utoipa::path(get, operation_id = "getWebhookNotification", path = "/events/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses((status = 200, body = WebhookResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+) -> Result<Json<WebhookResource>, Problem> {
+    let webhook = load(&state, wallet, &webhook_id).await?;
+    Ok(Json(WebhookResource::of(&webhook)))
+}
+
+/// Changes a webhook's settings. Disabling it cancels its unfinished deliveries.
+#[utoipa::path(patch, operation_id = "updateWebhookNotification", path = "/events/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    request_body = UpdateWebhook,
+    security(("apikey" = [])),
+    responses((status = 200, body = WebhookResource), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+    JsonBody(request): JsonBody<UpdateWebhook>,
+) -> Result<Json<WebhookResource>, Problem> {
+    let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    // Validate everything before reading, so a bad request is refused the same for any id.
+    let url = request.url.as_deref().map(parse_url).transpose()?;
+    let headers = request.custom_headers.map(parse_headers).transpose()?;
+    let event_types = request
+        .event_types
+        .map(|v| v.as_deref().map(parse_event_types).transpose())
+        .transpose()?;
+    let retry_policy = request
+        .retry_policy
+        .map(|v| v.map(parse_retry_policy).transpose())
+        .transpose()?;
+    let rate_limit = request
+        .rate_limit
+        .map(|v| v.map(parse_rate_limit).transpose())
+        .transpose()?;
+
+    let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
+    if let Some(url) = url {
+        webhook.url = url;
     }
-    // One more than asked tells whether a next page exists.
-    let mut found = state
+    if let Some(headers) = headers {
+        webhook.custom_headers = headers;
+    }
+    if let Some(event_types) = event_types {
+        webhook.event_types = event_types;
+    }
+    if let Some(retry_policy) = retry_policy {
+        webhook.retry_policy = retry_policy;
+    }
+    if let Some(rate_limit) = rate_limit {
+        webhook.rate_limit = rate_limit;
+    }
+    if let Some(enabled) = request.enabled {
+        webhook.enabled = enabled;
+    }
+    if let Some(ordered) = request.ordered {
+        webhook.ordered = ordered;
+    }
+    state
         .webhooks
-        .list_webhooks(
-            wallet,
-            Page {
-                offset,
-                limit: limit + 1,
-            },
-        )
+        .update_webhook(&webhook, state.clock.now())
         .await?;
-    let has_next = found.len() > limit as usize;
-    found.truncate(limit as usize);
-    let path = uri.path().to_owned();
-    let link = |offset: u64| format!("{path}?offset={offset}&limit={limit}");
-    Ok(Json(WebhookPage {
-        self_: link(offset),
-        kind: "WebhookNotificationPage",
-        page_of: path.clone(),
-        next: has_next.then(|| link(offset + u64::from(limit))),
-        previous: (offset > 0).then(|| link(offset.saturating_sub(u64::from(limit)))),
-        contents: found.iter().map(WebhookResource::of).collect(),
+    tracing::info!(webhook = %webhook.id, %wallet, "webhook updated");
+    Ok(Json(WebhookResource::of(&webhook)))
+}
+
+/// Deletes a webhook and cancels its unfinished deliveries; their history stays readable.
+#[utoipa::path(delete, operation_id = "deleteWebhookNotification", path = "/events/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses((status = 200, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+) -> Result<(), Problem> {
+    let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    state
+        .webhooks
+        .delete_webhook(wallet, id, state.clock.now())
+        .await?;
+    tracing::info!(webhook = %id, %wallet, "webhook deleted");
+    Ok(())
+}
+
+/// The longest grace period a rotation may ask for.
+const MAX_ROTATION_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `POST /events/webhooks/{id}/secret/rotate`; the body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RotateSecret {
+    /// The new secret; generated when absent.
+    #[serde(default)]
+    secret: Option<String>,
+    /// How long the old secret keeps signing beside the new one, at most 30 days; the
+    /// service's default when absent.
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RotatedSecret {
+    /// The new secret, shown only now.
+    secret: String,
+    /// Until then, deliveries carry a signature with the old secret too.
+    #[schema(value_type = String, format = DateTime)]
+    previous_secret_expires_at: Timestamp,
+}
+
+/// Replaces the signing secret; the old one keeps signing for a grace period.
+#[utoipa::path(post, operation_id = "rotateWebhookSecret", path = "/events/webhooks/{webhook_id}/secret/rotate", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    request_body(content = Option<RotateSecret>, description = "Optional"),
+    security(("apikey" = [])),
+    responses((status = 200, body = RotatedSecret), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn rotate_secret(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+    OptionalJsonBody(request): OptionalJsonBody<RotateSecret>,
+) -> Result<Json<RotatedSecret>, Problem> {
+    let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    let request = request.unwrap_or_default();
+    let next = match request.secret {
+        Some(text) => parse_secret(&text)?,
+        None => new_secret()?,
+    };
+    let grace = match request.grace_seconds {
+        Some(secs) if Duration::from_secs(secs) > MAX_ROTATION_GRACE => {
+            return Err(Problem::unprocessable(format!(
+                "graceSeconds: must be at most {}",
+                MAX_ROTATION_GRACE.as_secs()
+            )));
+        }
+        Some(secs) => Duration::from_secs(secs),
+        None => state.limits.secret_rotation_grace(),
+    };
+    let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
+    let now = state.clock.now();
+    webhook.signing_keys = Some(match &webhook.signing_keys {
+        Some(keys) => keys.rotate(next.clone(), now, grace),
+        None => SigningKeys::new(next.clone()),
+    });
+    state.webhooks.update_webhook(&webhook, now).await?;
+    tracing::info!(webhook = %id, %wallet, "signing secret rotated");
+    Ok(Json(RotatedSecret {
+        secret: next.expose(),
+        previous_secret_expires_at: Timestamp::from_datetime(webhook_domain::add_saturating(
+            now, grace,
+        )),
+    }))
+}
+
+/// What a test send came to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TestResult {
+    /// The target answered 2xx.
+    delivered: bool,
+    #[schema(value_type = uuid::Uuid)]
+    event_id: EventId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The event type of test sends.
+pub(crate) const TEST_EVENT_TYPE: &str = "WebhookTest";
+
+/// Sends a `WebhookTest` event to this webhook now, signed and with its headers like any
+/// delivery, and reports the answer. Nothing is stored or retried.
+#[utoipa::path(post, operation_id = "testWebhookNotification", path = "/events/webhooks/{webhook_id}/test", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses((status = 200, body = TestResult), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn test(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+) -> Result<Json<TestResult>, Problem> {
+    let webhook = load(&state, wallet, &webhook_id).await?;
+    let now = state.clock.now();
+    let event = Event::new(
+        EventId::from_uuid(uuid::Uuid::new_v4()),
+        Timestamp::from_datetime(now),
+        EventType::parse(TEST_EVENT_TYPE).map_err(|e| Problem::internal(&e))?,
+        serde_json::json!({ "webhookId": webhook.id, "message": "a test event from webhookd" }),
+        wallet,
+    )
+    .map_err(|e| Problem::internal(&e))?;
+    let message = OutboundMessage::build(&event, &webhook, now);
+    let report = state
+        .transport
+        .send(&webhook.url, &message, state.attempt_timeout)
+        .await;
+    Ok(Json(TestResult {
+        delivered: report.outcome.is_success(),
+        event_id: event.id(),
+        status_code: report.outcome.status(),
+        duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        response_body: report.response_excerpt,
+        error: report.error,
     }))
 }

@@ -1,0 +1,422 @@
+//! Delivery logs and redelivery: a wallet reads the deliveries of its events and webhooks with
+//! every attempt, makes one exhausted delivery due again, or starts a background job that
+//! requeues a webhook's exhausted deliveries in a time window.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use webhook_domain::{
+    AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobState,
+    RedeliveryJob, RedeliveryJobId, Timestamp, WalletId, WebhookId,
+};
+use webhook_ports::{AttemptLog, DeliveryFilter, OutboxError};
+
+use super::auth::WalletAuth;
+use super::json::JsonBody;
+use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
+use crate::redelivery;
+
+/// One attempt, as the log shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AttemptResource {
+    number: u32,
+    #[schema(value_type = String, format = DateTime)]
+    started_at: Timestamp,
+    duration_ms: u64,
+    /// `response`, `timeout`, `connection_failed`, `tls_failed`, `response_too_large` or
+    /// `address_refused`.
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    /// The start of the response body, truncated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn outcome_name(outcome: &AttemptOutcome) -> &'static str {
+    match outcome {
+        AttemptOutcome::Response { .. } => "response",
+        AttemptOutcome::Timeout => "timeout",
+        AttemptOutcome::ConnectionFailed => "connection_failed",
+        AttemptOutcome::TlsFailed => "tls_failed",
+        AttemptOutcome::ResponseTooLarge => "response_too_large",
+        AttemptOutcome::AddressRefused => "address_refused",
+    }
+}
+
+impl AttemptResource {
+    fn of(attempt: AttemptLog) -> Self {
+        Self {
+            number: attempt.number,
+            started_at: Timestamp::from_datetime(attempt.started_at),
+            duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
+            outcome: outcome_name(&attempt.outcome),
+            status_code: attempt.outcome.status(),
+            response_body: attempt.response_excerpt,
+            error: attempt.error,
+        }
+    }
+}
+
+/// A delivery of one event to one webhook, with its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliveryResource {
+    #[schema(value_type = uuid::Uuid)]
+    id: DeliveryId,
+    #[schema(value_type = uuid::Uuid)]
+    event_id: EventId,
+    #[schema(value_type = uuid::Uuid)]
+    webhook_id: WebhookId,
+    /// `pending`, `in_flight`, `retry_scheduled`, `delivered`, `exhausted` or `cancelled`.
+    state: &'static str,
+    /// When the next attempt is due (pending and retry-scheduled deliveries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    next_attempt_at: Option<Timestamp>,
+    /// When it became final (delivered, exhausted, cancelled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_reason: Option<&'static str>,
+    attempt_count: u32,
+    attempts: Vec<AttemptResource>,
+}
+
+impl DeliveryResource {
+    fn of(delivery: &Delivery, attempts: Vec<AttemptLog>) -> Self {
+        let ts = Timestamp::from_datetime;
+        let (next, finished, reason) = match delivery.state() {
+            DeliveryState::Pending { due } => (Some(ts(due)), None, None),
+            DeliveryState::RetryScheduled { at } => (Some(ts(at)), None, None),
+            DeliveryState::InFlight { .. } => (None, None, None),
+            DeliveryState::Delivered { at } | DeliveryState::Exhausted { at } => {
+                (None, Some(ts(at)), None)
+            }
+            DeliveryState::Cancelled { at, reason } => (None, Some(ts(at)), Some(reason.as_str())),
+        };
+        Self {
+            id: delivery.id(),
+            event_id: delivery.event_id(),
+            webhook_id: delivery.webhook_id(),
+            state: delivery.state().kind().as_str(),
+            next_attempt_at: next,
+            finished_at: finished,
+            cancel_reason: reason,
+            attempt_count: delivery.attempts(),
+            attempts: attempts.into_iter().map(AttemptResource::of).collect(),
+        }
+    }
+}
+
+/// Filters of a delivery listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeliveryQuery {
+    /// Only deliveries in this state: pending, in_flight, retry_scheduled, delivered,
+    /// exhausted or cancelled.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn not_found(what: &'static str) -> impl Fn(OutboxError) -> Problem {
+    move |e| match e {
+        OutboxError::NotFound => Problem::not_found(what),
+        other => other.into(),
+    }
+}
+
+async fn with_attempts(
+    state: &ApiState,
+    wallet: WalletId,
+    delivery: &Delivery,
+) -> Result<DeliveryResource, Problem> {
+    let attempts = state
+        .outbox
+        .list_attempts(wallet, delivery.id())
+        .await
+        .map_err(not_found("delivery"))?;
+    Ok(DeliveryResource::of(delivery, attempts))
+}
+
+async fn listing(
+    state: &ApiState,
+    wallet: WalletId,
+    uri: &Uri,
+    mut filter: DeliveryFilter,
+) -> Result<Json<Paged<DeliveryResource>>, Problem> {
+    let q: DeliveryQuery = query(uri)?;
+    let page = PageQuery {
+        offset: q.offset,
+        limit: q.limit,
+    }
+    .page()?;
+    let mut extra = String::new();
+    if let Some(name) = &q.state {
+        let kind = DeliveryStateKind::parse(name).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "state: must be one of pending, in_flight, retry_scheduled, delivered, exhausted, cancelled; got {name:?}"
+            ))
+        })?;
+        filter.state = Some(kind);
+        extra = format!("&state={}", kind.as_str());
+    }
+    let found = state
+        .outbox
+        .list_deliveries(wallet, filter, probe(page))
+        .await?;
+    let mut contents = Vec::with_capacity(found.len());
+    for delivery in &found {
+        contents.push(with_attempts(state, wallet, delivery).await?);
+    }
+    Ok(Json(Paged::new(
+        "DeliveryPage",
+        uri.path(),
+        &extra,
+        page,
+        contents,
+    )))
+}
+
+/// The deliveries of one event, oldest first, with their attempts.
+#[utoipa::path(get, operation_id = "listEventDeliveries", path = "/events/{event_id}/deliveries", tag = "deliveries",
+    params(("event_id" = uuid::Uuid, Path), DeliveryQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = Paged<DeliveryResource>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn list_for_event(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(event_id): Path<String>,
+    uri: Uri,
+) -> Result<Json<Paged<DeliveryResource>>, Problem> {
+    let id: EventId = path_id(&event_id, "event_id")?;
+    state
+        .outbox
+        .get_event(wallet, id)
+        .await
+        .map_err(not_found("event"))?;
+    let filter = DeliveryFilter {
+        event_id: Some(id),
+        ..DeliveryFilter::default()
+    };
+    listing(&state, wallet, &uri, filter).await
+}
+
+/// The deliveries to one webhook, oldest first, with their attempts.
+#[utoipa::path(get, operation_id = "listWebhookDeliveries", path = "/events/webhooks/{webhook_id}/deliveries", tag = "deliveries",
+    params(("webhook_id" = uuid::Uuid, Path), DeliveryQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = Paged<DeliveryResource>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn list_for_webhook(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+    uri: Uri,
+) -> Result<Json<Paged<DeliveryResource>>, Problem> {
+    let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    state.webhooks.get_webhook(wallet, id).await?;
+    let filter = DeliveryFilter {
+        webhook_id: Some(id),
+        ..DeliveryFilter::default()
+    };
+    listing(&state, wallet, &uri, filter).await
+}
+
+/// One delivery with its attempts.
+#[utoipa::path(get, operation_id = "getDelivery", path = "/events/deliveries/{delivery_id}", tag = "deliveries",
+    params(("delivery_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses((status = 200, body = DeliveryResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(delivery_id): Path<String>,
+) -> Result<Json<DeliveryResource>, Problem> {
+    let id: DeliveryId = path_id(&delivery_id, "delivery_id")?;
+    let delivery = state
+        .outbox
+        .get_delivery(wallet, id)
+        .await
+        .map_err(not_found("delivery"))?;
+    Ok(Json(with_attempts(&state, wallet, &delivery).await?))
+}
+
+/// Makes an exhausted or cancelled delivery due now, with a fresh attempt budget.
+#[utoipa::path(post, operation_id = "redeliverDelivery", path = "/events/deliveries/{delivery_id}/redeliver", tag = "deliveries",
+    params(("delivery_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses(
+        (status = 202, description = "Due again", body = DeliveryResource),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "Not exhausted or cancelled", body = Problem),
+    ))]
+pub(crate) async fn redeliver(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(delivery_id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryResource>), Problem> {
+    let id: DeliveryId = path_id(&delivery_id, "delivery_id")?;
+    let delivery = state
+        .outbox
+        .requeue(wallet, id, state.clock.now())
+        .await
+        .map_err(not_found("delivery"))?;
+    state.wake.notify_one();
+    tracing::info!(delivery = %id, %wallet, "delivery requeued");
+    let resource = with_attempts(&state, wallet, &delivery).await?;
+    Ok((StatusCode::ACCEPTED, Json(resource)))
+}
+
+/// `POST /events/webhooks/{id}/redeliver`: a time window of delivery creation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedeliveryWindow {
+    /// Deliveries created at or after this time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    since: OffsetDateTime,
+    /// Deliveries created before this time (RFC 3339); now when absent.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    until: Option<OffsetDateTime>,
+}
+
+/// A bulk redelivery and its progress.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RedeliveryResource {
+    #[schema(value_type = uuid::Uuid)]
+    id: RedeliveryJobId,
+    #[schema(value_type = uuid::Uuid)]
+    webhook_id: WebhookId,
+    #[schema(value_type = String, format = DateTime)]
+    since: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    until: Timestamp,
+    /// `running` or `completed`.
+    state: &'static str,
+    /// Exhausted deliveries in the window when the job started.
+    total: u64,
+    /// Requeued so far.
+    requeued: u64,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
+}
+
+impl RedeliveryResource {
+    fn of(job: &RedeliveryJob) -> Self {
+        let ts = Timestamp::from_datetime;
+        Self {
+            id: job.id,
+            webhook_id: job.webhook_id,
+            since: ts(job.since),
+            until: ts(job.until),
+            state: match job.state {
+                JobState::Running => "running",
+                JobState::Completed => "completed",
+            },
+            total: job.total,
+            requeued: job.requeued,
+            created_at: ts(job.created_at),
+            updated_at: ts(job.updated_at),
+        }
+    }
+}
+
+/// Starts a background job that requeues the webhook's exhausted deliveries created in the
+/// window. Poll the `Location` for its progress.
+#[utoipa::path(post, operation_id = "startBulkRedelivery", path = "/events/webhooks/{webhook_id}/redeliver", tag = "deliveries",
+    params(("webhook_id" = uuid::Uuid, Path)),
+    request_body = RedeliveryWindow,
+    security(("apikey" = [])),
+    responses(
+        (status = 202, description = "Started", body = RedeliveryResource),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem),
+    ))]
+pub(crate) async fn start_redelivery(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+    uri: Uri,
+    JsonBody(window): JsonBody<RedeliveryWindow>,
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        Json<RedeliveryResource>,
+    ),
+    Problem,
+> {
+    let webhook: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    let now = state.clock.now();
+    let job = RedeliveryJob::new(
+        RedeliveryJobId::from_uuid(uuid::Uuid::new_v4()),
+        wallet,
+        webhook,
+        window.since,
+        window.until.unwrap_or(now),
+        now,
+    )
+    .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let job = state
+        .jobs
+        .create_redelivery_job(&job)
+        .await
+        .map_err(not_found("webhook"))?;
+    tracing::info!(job = %job.id, webhook = %webhook, %wallet, total = job.total, "bulk redelivery started");
+    redelivery::spawn(
+        state.jobs.clone(),
+        state.clock.clone(),
+        state.wake.clone(),
+        job.id,
+    );
+    let location = format!(
+        "{}",
+        uri.path().trim_end_matches("/redeliver").to_owned()
+            + "/redeliveries/"
+            + &job.id.to_string()
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(RedeliveryResource::of(&job)),
+    ))
+}
+
+/// A bulk redelivery's progress.
+#[utoipa::path(get, operation_id = "getBulkRedelivery", path = "/events/webhooks/{webhook_id}/redeliveries/{job_id}", tag = "deliveries",
+    params(("webhook_id" = uuid::Uuid, Path), ("job_id" = uuid::Uuid, Path)),
+    security(("apikey" = [])),
+    responses((status = 200, body = RedeliveryResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get_redelivery(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path((webhook_id, job_id)): Path<(String, String)>,
+) -> Result<Json<RedeliveryResource>, Problem> {
+    let webhook: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    let id: RedeliveryJobId = path_id(&job_id, "job_id")?;
+    let job = state
+        .jobs
+        .get_redelivery_job(wallet, id)
+        .await
+        .map_err(not_found("redelivery"))?;
+    if job.webhook_id != webhook {
+        return Err(Problem::not_found("redelivery"));
+    }
+    Ok(Json(RedeliveryResource::of(&job)))
+}
