@@ -12,6 +12,8 @@ mod rows;
 pub mod schema;
 #[cfg(not(feature = "testing"))]
 mod schema;
+#[cfg(feature = "testing")]
+pub mod snapshot;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

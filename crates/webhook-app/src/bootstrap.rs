@@ -118,8 +118,12 @@ async fn default_wallet(
     match configured {
         Some(key) => {
             let bound = wallets.find_api_keys(ApiKeyTag::of(&key)).await?;
-            if !bound.iter().any(|k| k.hash.matches(&key)) {
-                bind_key(wallets, &key, now).await?;
+            match bound.iter().find(|k| k.hash.matches(&key)) {
+                None => bind_key(wallets, &key, now).await?,
+                Some(k) if k.wallet_id == WalletId::DEFAULT => {}
+                Some(_) => anyhow::bail!(
+                    "DEFAULT_WALLET_AUTH_API_KEY: this key already opens another wallet; choose another"
+                ),
             }
         }
         None if created => {

@@ -3,8 +3,9 @@
 //! (`POST /wallets/{id}/apikeys`, which generates the key).
 
 use axum::Json;
+use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webhook_domain::{
@@ -69,8 +70,7 @@ fn invalid(e: &dyn std::fmt::Display) -> Problem {
         (status = 201, body = WalletResource),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 409, description = "A wallet with this id exists", body = Problem),
-        (status = 422, body = Problem),
-    ))]
+        (status = 422, body = Problem), (status = 400, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_wallet(
     State(state): State<ApiState>,
     _: AdminAuth,
@@ -102,11 +102,11 @@ pub(crate) async fn create_wallet(
 #[utoipa::path(get, operation_id = "listWallets", path = "/wallets", tag = "admin",
     params(PageQuery),
     security(("admin" = [])),
-    responses((status = 200, body = Paged<WalletResource>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = Paged<WalletResource>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub(crate) async fn list_wallets(
     State(state): State<ApiState>,
     _: AdminAuth,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Paged<WalletResource>>, Problem> {
     let page = query::<PageQuery>(&uri)?.page()?;
     let found = state.wallets.list_wallets(probe(page)).await?;
@@ -124,7 +124,7 @@ pub(crate) async fn list_wallets(
 #[utoipa::path(get, operation_id = "getWallet", path = "/wallets/{wallet_id}", tag = "admin",
     params(("wallet_id" = uuid::Uuid, Path)),
     security(("admin" = [])),
-    responses((status = 200, body = WalletResource), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = WalletResource), (status = 401, body = Problem), (status = 404, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub(crate) async fn get_wallet(
     State(state): State<ApiState>,
     _: AdminAuth,
@@ -149,7 +149,7 @@ pub(crate) struct NewApiKey {
 #[utoipa::path(post, operation_id = "createWalletApiKey", path = "/wallets/{wallet_id}/apikeys", tag = "admin",
     params(("wallet_id" = uuid::Uuid, Path)),
     security(("admin" = [])),
-    responses((status = 201, body = NewApiKey), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 201, body = NewApiKey), (status = 401, body = Problem), (status = 404, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub(crate) async fn create_api_key(
     State(state): State<ApiState>,
     _: AdminAuth,
@@ -243,12 +243,11 @@ impl EntityResource {
         (status = 401, body = Problem),
         (status = 404, description = "No such wallet", body = Problem),
         (status = 409, body = Problem),
-        (status = 422, body = Problem),
-    ))]
+        (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_entity(
     State(state): State<ApiState>,
     _: AdminAuth,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     JsonBody(request): JsonBody<CreateEntity>,
 ) -> Result<(StatusCode, Json<EntityResource>), Problem> {
     let name = WalletName::new(&request.name).map_err(|e| invalid(&e))?;
@@ -274,11 +273,11 @@ pub(crate) async fn create_entity(
 #[utoipa::path(get, operation_id = "getEntity", path = "/iam/entities/{entity_id}", tag = "admin",
     params(("entity_id" = uuid::Uuid, Path)),
     security(("admin" = [])),
-    responses((status = 200, body = EntityResource), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = EntityResource), (status = 401, body = Problem), (status = 404, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub(crate) async fn get_entity(
     State(state): State<ApiState>,
     _: AdminAuth,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Path(entity_id): Path<String>,
 ) -> Result<Json<EntityResource>, Problem> {
     let id: EntityId = path_id(&entity_id, "entity_id")?;
@@ -308,8 +307,7 @@ pub(crate) struct BindApiKey {
         (status = 401, body = Problem),
         (status = 404, description = "No such entity", body = Problem),
         (status = 409, description = "The key is already bound", body = Problem),
-        (status = 422, body = Problem),
-    ))]
+        (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn bind_api_key(
     State(state): State<ApiState>,
     _: AdminAuth,

@@ -3,6 +3,7 @@
 //! requeues a webhook's exhausted deliveries in a time window.
 
 use axum::Json;
+use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
@@ -199,7 +200,7 @@ pub(crate) async fn list_for_event(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
     Path(event_id): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Paged<DeliveryResource>>, Problem> {
     let id: EventId = path_id(&event_id, "event_id")?;
     state
@@ -223,7 +224,7 @@ pub(crate) async fn list_for_webhook(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
     Path(webhook_id): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Paged<DeliveryResource>>, Problem> {
     let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
     state.webhooks.get_webhook(wallet, id).await?;
@@ -260,7 +261,7 @@ pub(crate) async fn get(
     responses(
         (status = 202, description = "Due again", body = DeliveryResource),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "Not exhausted or cancelled", body = Problem),
+        (status = 409, description = "Not exhausted or cancelled, or its webhook is deleted or disabled", body = Problem),
     ))]
 pub(crate) async fn redeliver(
     State(state): State<ApiState>,
@@ -268,6 +269,29 @@ pub(crate) async fn redeliver(
     Path(delivery_id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryResource>), Problem> {
     let id: DeliveryId = path_id(&delivery_id, "delivery_id")?;
+    let current = state
+        .outbox
+        .get_delivery(wallet, id)
+        .await
+        .map_err(not_found("delivery"))?;
+    // A delivery cancelled with its webhook stays with it: redelivering it would send to a
+    // target that was deleted or switched off.
+    match state
+        .webhooks
+        .get_webhook(wallet, current.webhook_id())
+        .await
+    {
+        Ok(webhook) if webhook.enabled => {}
+        Ok(_) => {
+            return Err(Problem::conflict(
+                "the delivery's webhook is disabled; enable it first (PATCH enabled: true)",
+            ));
+        }
+        Err(webhook_ports::WebhookStoreError::NotFound) => {
+            return Err(Problem::conflict("the delivery's webhook was deleted"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let delivery = state
         .outbox
         .requeue(wallet, id, state.clock.now())
@@ -346,13 +370,12 @@ impl RedeliveryResource {
     responses(
         (status = 202, description = "Started", body = RedeliveryResource),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem),
-    ))]
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem),))]
 pub(crate) async fn start_redelivery(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
     Path(webhook_id): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     JsonBody(window): JsonBody<RedeliveryWindow>,
 ) -> Result<
     (
@@ -363,6 +386,11 @@ pub(crate) async fn start_redelivery(
     Problem,
 > {
     let webhook: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    if !state.webhooks.get_webhook(wallet, webhook).await?.enabled {
+        return Err(Problem::conflict(
+            "the webhook is disabled; enable it first (PATCH enabled: true)",
+        ));
+    }
     let now = state.clock.now();
     let job = RedeliveryJob::new(
         RedeliveryJobId::from_uuid(uuid::Uuid::new_v4()),

@@ -40,7 +40,8 @@ pub(crate) struct PublishEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<uuid::Uuid>)]
     wallet_id: Option<WalletId>,
-    /// Batch publish only: the item's idempotency key (single publishes use the header).
+    /// The event's idempotency key, as an alternative to the `Idempotency-Key` header (which
+    /// a batch cannot carry per event); not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<String>,
 }
@@ -79,16 +80,17 @@ pub(crate) struct BatchAccepted {
     events: Vec<PublishAccepted>,
 }
 
-fn idempotency_key(text: &str, field: &str) -> Result<String, Problem> {
-    if text.is_empty()
-        || text.len() > MAX_IDEMPOTENCY_KEY_LEN
-        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-    {
-        return Err(Problem::bad_request(format!(
-            "{field}: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
-        )));
-    }
-    Ok(text.to_owned())
+/// Whether `text` is a valid idempotency key: 1 to 255 visible ASCII characters.
+fn valid_idempotency_key(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn invalid_key(field: &str) -> String {
+    format!(
+        "{field}: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters without spaces"
+    )
 }
 
 /// Validates one request into an event for its wallet; `field` prefixes error paths in a batch.
@@ -116,10 +118,15 @@ fn to_item(
     };
     let key = match (header_key, &request.idempotency_key) {
         (Some(key), None) => Some(key),
-        (None, Some(key)) => Some(idempotency_key(key, &format!("{field}idempotencyKey"))?),
+        (None, Some(key)) if valid_idempotency_key(key) => Some(key.clone()),
+        (None, Some(_)) => {
+            return Err(Problem::unprocessable(invalid_key(&format!(
+                "{field}idempotencyKey"
+            ))));
+        }
         (None, None) => None,
         (Some(_), Some(_)) => {
-            return Err(Problem::bad_request(
+            return Err(Problem::unprocessable(
                 "idempotencyKey: give it in the Idempotency-Key header or the body, not both",
             ));
         }
@@ -183,8 +190,10 @@ pub(crate) async fn publish(
         .map(|value| {
             value
                 .to_str()
-                .map_err(|_| Problem::bad_request("Idempotency-Key: must be visible ASCII"))
-                .and_then(|k| idempotency_key(k, "Idempotency-Key"))
+                .ok()
+                .filter(|k| valid_idempotency_key(k))
+                .map(str::to_owned)
+                .ok_or_else(|| Problem::bad_request(invalid_key("Idempotency-Key")))
         })
         .transpose()?;
     let item = to_item(&state, caller, request, header_key, "")?;

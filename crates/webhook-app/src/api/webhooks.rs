@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
-use axum::http::Uri;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use webhook_domain::{
@@ -52,27 +52,37 @@ pub(crate) struct CreateWebhook {
     rate_limit: Option<serde_json::Value>,
 }
 
-/// `PATCH /events/webhooks/{id}`: absent fields stay as they are; `null` resets a setting to
-/// its default. The secret changes only through rotation.
+/// `PATCH /events/webhooks/{id}`: absent fields stay as they are; `null` resets `eventTypes`,
+/// `retryPolicy` and `rateLimit` to their defaults and is refused for the others. The secret
+/// changes only through rotation.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UpdateWebhook {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     custom_headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
     event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     retry_policy: Option<Option<serde_json::Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     enabled: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     ordered: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u32>)]
     rate_limit: Option<Option<serde_json::Value>>,
+}
+
+/// A present field must have a value: `null` is refused (absent fields are `None` by `default`).
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Tells a field set to `null` (`Some(None)`) from an absent one (`None`, by `default`).
@@ -140,6 +150,11 @@ fn parse_headers(headers: BTreeMap<String, String>) -> Result<CustomHeaders, Pro
 }
 
 fn parse_event_types(names: &[String]) -> Result<EventTypeFilter, Problem> {
+    if names.is_empty() {
+        return Err(Problem::unprocessable(
+            "eventTypes: must name at least one type; leave it out (or null) for every type",
+        ));
+    }
     names
         .iter()
         .map(|name| EventType::parse(name))
@@ -228,7 +243,7 @@ pub(crate) async fn create(
 pub(crate) async fn list(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Paged<WebhookResource>>, Problem> {
     let page = query::<PageQuery>(&uri)?.page()?;
     let found = state.webhooks.list_webhooks(wallet, probe(page)).await?;
@@ -267,7 +282,7 @@ pub(crate) async fn get(
     request_body = UpdateWebhook,
     security(("apikey" = [])),
     responses((status = 200, body = WebhookResource), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem)))]
 pub(crate) async fn update(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
@@ -361,9 +376,11 @@ pub(crate) struct RotateSecret {
 pub(crate) struct RotatedSecret {
     /// The new secret, shown only now.
     secret: String,
-    /// Until then, deliveries carry a signature with the old secret too.
-    #[schema(value_type = String, format = DateTime)]
-    previous_secret_expires_at: Timestamp,
+    /// Until then, deliveries carry a signature with the old secret too; absent when the
+    /// webhook was not signed before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    previous_secret_expires_at: Option<Timestamp>,
 }
 
 /// Replaces the signing secret; the old one keeps signing for a grace period.
@@ -372,7 +389,7 @@ pub(crate) struct RotatedSecret {
     request_body(content = Option<RotateSecret>, description = "Optional"),
     security(("apikey" = [])),
     responses((status = 200, body = RotatedSecret), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem)))]
 pub(crate) async fn rotate_secret(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
@@ -397,6 +414,10 @@ pub(crate) async fn rotate_secret(
     };
     let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
     let now = state.clock.now();
+    let previous_expires = webhook
+        .signing_keys
+        .as_ref()
+        .map(|_| Timestamp::from_datetime(webhook_domain::add_saturating(now, grace)));
     webhook.signing_keys = Some(match &webhook.signing_keys {
         Some(keys) => keys.rotate(next.clone(), now, grace),
         None => SigningKeys::new(next.clone()),
@@ -405,9 +426,7 @@ pub(crate) async fn rotate_secret(
     tracing::info!(webhook = %id, %wallet, "signing secret rotated");
     Ok(Json(RotatedSecret {
         secret: next.expose(),
-        previous_secret_expires_at: Timestamp::from_datetime(webhook_domain::add_saturating(
-            now, grace,
-        )),
+        previous_secret_expires_at: previous_expires,
     }))
 }
 

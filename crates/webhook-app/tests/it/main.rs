@@ -3,6 +3,8 @@
 //! on 127.0.0.1:0.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod api;
+mod bad_input;
 mod cli;
 mod crash;
 mod delivery;

@@ -26,6 +26,7 @@ use webhook_domain::{
 use webhook_ports::{AttemptLog, DeliveryFilter, Page};
 
 pub const API_KEY: &str = "test-wallet-key";
+pub const ADMIN_KEY: &str = "test-admin-key";
 
 /// Which storage backend a service under test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,7 @@ impl Service {
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.data_dir = dir.path().to_owned();
         settings.identus.default_wallet_auth_api_key = Some(API_KEY.to_owned());
+        settings.identus.admin_token = Some(ADMIN_KEY.to_owned());
         settings.default_retry_policy = RetryPolicy::new(
             webhook_domain::Backoff::Fixed {
                 interval: Duration::from_millis(100),
@@ -104,6 +106,30 @@ impl Service {
         Store::open(&self.settings.database().unwrap(), 1)
             .await
             .unwrap()
+    }
+
+    /// The whole database as text, table by table: equal snapshots mean nothing changed.
+    pub async fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        match self.settings.database().unwrap() {
+            webhook_app::store::Database::Sqlite(path) => {
+                tokio::task::spawn_blocking(move || webhook_adapters::snapshot::sqlite(&path))
+                    .await
+                    .unwrap()
+            }
+            webhook_app::store::Database::Postgres(url) => {
+                webhook_adapters::snapshot::postgres(&url).await
+            }
+        }
+    }
+
+    /// Stops the service and starts it again on the same database, with `adjust` applied to
+    /// its settings first (as an operator changing the environment between runs).
+    pub async fn restart(&mut self, adjust: impl FnOnce(&mut Settings)) {
+        self.stop().await;
+        adjust(&mut self.settings);
+        let running = webhook_app::start(&self.settings).await.unwrap();
+        self.addr = running.addr;
+        self.running = Some(running);
     }
 
     pub async fn stop(&mut self) {
@@ -263,6 +289,16 @@ pub struct Answer {
 
 /// Sends a request with the given headers and body and reads the whole answer.
 pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    call_bytes(method, url, headers, body.as_bytes().to_vec()).await
+}
+
+/// As [`call`], with a body of any bytes.
+pub async fn call_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::builder().method(method).uri(url);
@@ -270,11 +306,7 @@ pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
         request = request.header(*name, *value);
     }
     let response = client
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .unwrap();
     let status = response.status();
