@@ -4,6 +4,7 @@
 mod clock;
 mod http_transport;
 mod postgres;
+mod publishing;
 mod queries;
 mod rows;
 // The diesel schema is public only to the tests (the drift check reads it); diesel types stay

@@ -16,6 +16,7 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
+    SelectableHelper,
 };
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -27,8 +28,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
-    Entity, EntityId, Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook,
-    WebhookId,
+    Entity, EntityId, Event, EventId, JobState, RedeliveryJob, RedeliveryJobId, Wallet, WalletId,
+    Webhook, WebhookId, WebhookScope,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
@@ -37,15 +38,25 @@ use webhook_ports::{
     WebhookStoreError,
 };
 
-use crate::queries::{deliveries_listing, next_due, prune_candidates};
-use crate::rows::{
-    AdapterError, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow, DeliveryStateChange,
-    EventRow, EventSummary, NewAttempt, NewDelivery, WebhookColumns, WebhookRow, attempt_select,
-    delivery_select, event_select, event_summary, from_micros, is_unique_violation, micros, offset,
-    replay, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook,
-    state_columns, to_delivery, to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
+use crate::publishing::{PublishScope, first_publish};
+use crate::queries::{
+    deliveries_listing, next_due, prune_candidates, publish_targets, redelivery_batch,
+    redelivery_candidates,
 };
-use crate::schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
+use crate::rows::{
+    AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
+    DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
+    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookColumns,
+    WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, delivery_select,
+    event_select, event_summary, from_micros, is_foreign_key_violation, is_unique_violation,
+    micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt,
+    row_to_delivery, row_to_event, row_to_webhook, state_columns, to_delivery, to_json, to_wallet,
+    to_webhook, webhook_columns, webhook_select,
+};
+use crate::schema::{
+    admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
+    webhooks,
+};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -209,6 +220,14 @@ impl PgStore {
         &self.faults
     }
 
+    /// A scope for the events of one publish transaction, reaching the armed faults in tests.
+    fn publish_scope(&self) -> PublishScope {
+        #[cfg(feature = "testing")]
+        return PublishScope::with_faults(self.faults.clone());
+        #[cfg(not(feature = "testing"))]
+        PublishScope::default()
+    }
+
     async fn conn(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, AdapterError> {
         self.pool
             .get()
@@ -309,24 +328,63 @@ impl WalletRepository for PgStore {
             .map_err(Into::into)
     }
 
-    async fn create_entity(&self, _entity: &Entity) -> Result<(), WalletStoreError> {
-        todo!("issue 5: adapter")
+    async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
+        let mut c = self.conn().await?;
+        // The foreign key refuses an unknown wallet and the primary key a taken id, both
+        // before anything is stored; no separate read needed.
+        let inserted = diesel::insert_into(entities::table)
+            .values(EntityRow::of(entity))
+            .execute(&mut c)
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_foreign_key_violation(&e) => Err(WalletStoreError::NotFound),
+            Err(e) if is_unique_violation(&e) => {
+                Err(AdapterError::Conflict(format!("entity {}", entity.id)).into())
+            }
+            Err(e) => Err(AdapterError::from(e).into()),
+        }
     }
 
-    async fn get_entity(&self, _id: EntityId) -> Result<Entity, WalletStoreError> {
-        todo!("issue 5: adapter")
+    async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
+        let mut c = self.conn().await?;
+        let row: EntityRow = entities::table
+            .find(id.to_string())
+            .select(EntityRow::as_select())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(row.into_entity()?)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        let row: Option<AdminTokenRow> = admin_token::table
+            .select(admin_token_select!())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?;
+        Ok(row.map(row_to_admin_token).transpose()?)
     }
 
     async fn init_admin_token(
         &self,
-        _hash: &ApiKeyHash,
-        _now: OffsetDateTime,
+        hash: &ApiKeyHash,
+        now: OffsetDateTime,
     ) -> Result<bool, WalletStoreError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        // Of racing inserts of the one row, the first to commit stores it; the others wait
+        // for it and then insert nothing.
+        let inserted = diesel::insert_into(admin_token::table)
+            .values(NewAdminToken::of(hash, now))
+            .on_conflict_do_nothing()
+            .execute(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(inserted == 1)
     }
 }
 
@@ -556,10 +614,37 @@ impl WebhookRepository for PgStore {
 
     async fn update_webhook(
         &self,
-        _webhook: &Webhook,
-        _now: OffsetDateTime,
+        webhook: &Webhook,
+        now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        todo!("issue 5: adapter")
+        let WebhookScope::Wallet(wallet) = webhook.scope else {
+            return Err(WebhookStoreError::NotFound);
+        };
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let id = webhook.id.to_string();
+            // Locked, so that a concurrent update sees this one's `enabled`.
+            let was_enabled: bool = webhooks::table
+                .filter(webhooks::id.eq(&id))
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhooks::enabled)
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            diesel::update(webhooks::table.find(&id))
+                .set(WebhookSettingsChange::of(webhook))
+                .execute(c)
+                .await?;
+            if was_enabled && !webhook.enabled {
+                cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -595,27 +680,100 @@ async fn earlier_publish(
         .transpose()
 }
 
-/// Writes new delivery states (lease given up) for the deliveries still leased to `owner`, in
-/// one statement; returns the ids written.
-async fn write_leased_states(
+/// Publishes one event inside the caller's transaction, as [`EventOutbox::publish`] does: the
+/// answer of an earlier publish (also one earlier in the same transaction), or the event
+/// stored, with its deliveries queued in `scope` for [`insert_deliveries`].
+async fn publish_in(
     c: &mut Conn,
-    owner: &str,
+    scope: &mut PublishScope,
+    event: &Event,
+    idempotency: Option<&Idempotency>,
+    now: OffsetDateTime,
+) -> Result<Published, AdapterError> {
+    if let Some(first) = earlier_publish(c, event, idempotency).await? {
+        return Ok(first);
+    }
+    #[cfg(feature = "testing")]
+    if let Some(barrier) = scope
+        .faults()
+        .and_then(crate::testing::Faults::publish_barrier)
+    {
+        barrier.wait().await;
+    }
+    let wallet = event.wallet_id();
+    if scope.needs_targets(wallet) {
+        let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string()).load(c).await?;
+        scope.add_targets(wallet, rows)?;
+    }
+    let targets = scope.targets_of(event);
+    let inserted = diesel::insert_into(events::table)
+        .values(NewEvent::of(event, idempotency, targets.len(), now))
+        .on_conflict_do_nothing()
+        .execute(c)
+        .await?;
+    if inserted == 0 {
+        // A concurrent publish of the same id or key committed first: answer as it did.
+        return earlier_publish(c, event, idempotency)
+            .await?
+            .ok_or_else(|| AdapterError::Conflict(format!("event id {} is taken", event.id())));
+    }
+    scope.fault_after_event()?;
+    scope.queue_deliveries(event, &targets, now);
+    Ok(first_publish(event, targets.len()))
+}
+
+/// Inserts the deliveries queued in `scope` with multi-row statements and, when there are
+/// any, wakes the dispatchers of every instance once the transaction commits.
+async fn insert_deliveries(c: &mut Conn, scope: &PublishScope) -> Result<(), AdapterError> {
+    let rows = scope.deliveries();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        diesel::insert_into(deliveries::table)
+            .values(chunk)
+            .execute(c)
+            .await?;
+    }
+    if !rows.is_empty() {
+        // Delivered to listeners when the transaction commits, not before.
+        diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
+            .execute(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Which rows a bulk state write may change, besides those with the given ids.
+#[derive(Debug, Clone, Copy)]
+enum StateGuard<'a> {
+    /// Only deliveries still in flight under this owner's lease: outcomes and releases.
+    LeasedTo(&'a str),
+    /// Any: the caller locked the rows in its transaction (requeues).
+    Locked,
+}
+
+/// Writes new delivery states (lease given up) in one statement, where `guard` allows;
+/// returns the ids written.
+async fn write_states(
+    c: &mut Conn,
     changed: &[&Delivery],
+    guard: StateGuard<'_>,
 ) -> Result<Vec<String>, AdapterError> {
     #[derive(QueryableByName)]
     struct Written {
         #[diesel(sql_type = Text)]
         id: String,
     }
-    let written: Vec<Written> = leased_states_statement(owner, changed).load(c).await?;
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let written: Vec<Written> = states_statement(changed, guard).load(c).await?;
     Ok(written.into_iter().map(|w| w.id).collect())
 }
 
-/// The statement of [`write_leased_states`]: the new states travel as parallel arrays, joined
-/// to their rows through the primary key (`tests/it/query_plans.rs` checks the plan).
-fn leased_states_statement<'a>(
-    owner: &'a str,
+/// The statement of [`write_states`]: the new states travel as parallel arrays, joined to their
+/// rows through the primary key (`tests/it/query_plans.rs` checks the plan).
+fn states_statement<'a>(
     changed: &[&Delivery],
+    guard: StateGuard<'a>,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let mut ids = Vec::with_capacity(changed.len());
     let mut states = Vec::with_capacity(changed.len());
@@ -634,16 +792,20 @@ fn leased_states_statement<'a>(
         reasons.push(s.cancel_reason);
         first_due.push(s.first_due);
     }
-    diesel::sql_query(
+    let guarded = match guard {
+        StateGuard::LeasedTo(_) => " AND d.state = $8 AND d.lease_owner = $9",
+        StateGuard::Locked => "",
+    };
+    let statement = diesel::sql_query(format!(
         "UPDATE deliveries AS d \
          SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
              final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due \
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
                      $7::int8[]) \
               AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due) \
-         WHERE d.id = v.id AND d.state = $8 AND d.lease_owner = $9 \
+         WHERE d.id = v.id{guarded} \
          RETURNING d.id",
-    )
+    ))
     .into_boxed()
     .bind::<Array<Text>, _>(ids)
     .bind::<Array<Text>, _>(states)
@@ -651,9 +813,13 @@ fn leased_states_statement<'a>(
     .bind::<Array<Integer>, _>(attempts)
     .bind::<Array<Nullable<BigInt>>, _>(finals)
     .bind::<Array<Nullable<Text>>, _>(reasons)
-    .bind::<Array<BigInt>, _>(first_due)
-    .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
-    .bind::<Text, _>(owner)
+    .bind::<Array<BigInt>, _>(first_due);
+    match guard {
+        StateGuard::LeasedTo(owner) => statement
+            .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
+            .bind::<Text, _>(owner),
+        StateGuard::Locked => statement,
+    }
 }
 
 #[async_trait]
@@ -665,83 +831,11 @@ impl EventOutbox for PgStore {
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError> {
         let mut c = self.conn().await?;
-        #[cfg(feature = "testing")]
-        let faults = self.faults.clone();
         c.transaction::<_, AdapterError, _>(async |c| {
-            if let Some(first) = earlier_publish(c, event, idempotency.as_ref()).await? {
-                return Ok(first);
-            }
-            #[cfg(feature = "testing")]
-            if let Some(barrier) = faults.publish_barrier() {
-                barrier.wait().await;
-            }
-            let id = event.id().to_string();
-            let wallet = event.wallet_id().to_string();
-            let candidates: Vec<WebhookRow> = webhooks::table
-                .filter(webhooks::deleted_at.is_null())
-                .filter(webhooks::enabled.eq(true))
-                .filter(
-                    webhooks::wallet_id
-                        .eq(&wallet)
-                        .or(webhooks::wallet_id.is_null()),
-                )
-                .select(webhook_select!())
-                .load(c)
-                .await?;
-            let mut targets = Vec::new();
-            for row in candidates {
-                let webhook = row_to_webhook(row)?;
-                if webhook.wants(event) {
-                    targets.push(webhook.id);
-                }
-            }
-            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
-            let inserted = diesel::insert_into(events::table)
-                .values((
-                    events::id.eq(&id),
-                    events::wallet_id.eq(&wallet),
-                    events::event_type.eq(event.event_type().as_str()),
-                    events::ts.eq(micros(event.ts().as_datetime())),
-                    events::data.eq(to_json(event.data())),
-                    events::idempotency_key.eq(idempotency.as_ref().map(|i| i.key.as_str())),
-                    events::fingerprint.eq(idempotency.as_ref().map(|i| i.fingerprint.as_str())),
-                    events::deliveries.eq(count),
-                    events::created_at.eq(micros(now)),
-                ))
-                .on_conflict_do_nothing()
-                .execute(c)
-                .await?;
-            if inserted == 0 {
-                // A concurrent publish of the same id or key committed first: answer as it did.
-                return earlier_publish(c, event, idempotency.as_ref())
-                    .await?
-                    .ok_or_else(|| AdapterError::Conflict(format!("event id {id} is taken")));
-            }
-            #[cfg(feature = "testing")]
-            if faults.take_publish_after_event() {
-                return Err(AdapterError::Injected);
-            }
-            let rows: Vec<NewDelivery> = targets
-                .iter()
-                .map(|webhook| NewDelivery::pending(event, *webhook, now))
-                .collect();
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                diesel::insert_into(deliveries::table)
-                    .values(chunk)
-                    .execute(c)
-                    .await?;
-            }
-            if !rows.is_empty() {
-                // Delivered to listeners when the transaction commits, not before.
-                diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
-                    .execute(c)
-                    .await?;
-            }
-            Ok(Published {
-                event_id: event.id(),
-                deliveries: u32::try_from(count).unwrap_or_default(),
-                replayed: false,
-            })
+            let mut scope = self.publish_scope();
+            let published = publish_in(c, &mut scope, event, idempotency.as_ref(), now).await?;
+            insert_deliveries(c, &scope).await?;
+            Ok(published)
         })
         .await
         .map_err(Into::into)
@@ -825,10 +919,7 @@ impl EventOutbox for PgStore {
             let requeued = row_to_delivery(&row)?
                 .requeue(now)
                 .map_err(|e| AdapterError::Conflict(e.to_string()))?;
-            diesel::update(deliveries::table.find(&row.0))
-                .set(DeliveryStateChange::of(&requeued, None))
-                .execute(c)
-                .await?;
+            write_states(c, &[&requeued], StateGuard::Locked).await?;
             if requeued.state().kind() == DeliveryStateKind::Pending {
                 diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
                     .execute(c)
@@ -842,18 +933,43 @@ impl EventOutbox for PgStore {
 
     async fn publish_batch(
         &self,
-        _items: &[PublishItem],
-        _now: OffsetDateTime,
+        items: &[PublishItem],
+        now: OffsetDateTime,
     ) -> Result<Vec<Published>, OutboxError> {
-        todo!("issue 5: adapter")
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let mut scope = self.publish_scope();
+            let mut published = Vec::with_capacity(items.len());
+            for item in items {
+                let idempotency = item.idempotency.as_ref();
+                published.push(publish_in(c, &mut scope, &item.event, idempotency, now).await?);
+            }
+            insert_deliveries(c, &scope).await?;
+            Ok(published)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn get_delivery(
         &self,
-        _wallet: WalletId,
-        _delivery: DeliveryId,
+        wallet: WalletId,
+        delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        let row: DeliveryRow = deliveries::table
+            .filter(deliveries::id.eq(delivery.to_string()))
+            .filter(deliveries::wallet_id.eq(wallet.to_string()))
+            .select(delivery_select!())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(row_to_delivery(&row)?)
     }
 }
 
@@ -1002,30 +1118,124 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
 impl RedeliveryJobs for PgStore {
     async fn create_redelivery_job(
         &self,
-        _job: &RedeliveryJob,
+        job: &RedeliveryJob,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let owned: i64 = webhooks::table
+                .filter(webhooks::id.eq(job.webhook_id.to_string()))
+                .filter(webhooks::wallet_id.eq(job.wallet_id.to_string()))
+                .count()
+                .get_result(c)
+                .await?;
+            if owned == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            let total: i64 = redelivery_candidates!(&JobWindow::of(job))
+                .count()
+                .get_result(c)
+                .await?;
+            let stored = RedeliveryJob {
+                total: u64::try_from(total).map_err(AdapterError::corrupt)?,
+                ..job.clone()
+            };
+            diesel::insert_into(redelivery_jobs::table)
+                .values(NewRedeliveryJob::of(&stored))
+                .execute(c)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AdapterError::Conflict(format!("redelivery job {}", job.id))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(stored)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn get_redelivery_job(
         &self,
-        _wallet: WalletId,
-        _id: RedeliveryJobId,
+        wallet: WalletId,
+        id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        let row: RedeliveryJobRow = redelivery_jobs::table
+            .filter(redelivery_jobs::id.eq(id.to_string()))
+            .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
+            .select(RedeliveryJobRow::as_select())
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(AdapterError::from)?
+            .ok_or(AdapterError::NotFound)?;
+        Ok(row.into_job()?)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
+            .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
+            .order((redelivery_jobs::created_at, redelivery_jobs::id))
+            .select(RedeliveryJobRow::as_select())
+            .load(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(RedeliveryJobRow::into_job)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn step_redelivery_job(
         &self,
-        _id: RedeliveryJobId,
-        _limit: u32,
-        _now: OffsetDateTime,
+        id: RedeliveryJobId,
+        limit: u32,
+        now: OffsetDateTime,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            // Locking the job makes steppers of one job take turns: the second sees the
+            // first's progress, and a completed job is left alone.
+            let job = redelivery_jobs::table
+                .find(id.to_string())
+                .select(RedeliveryJobRow::as_select())
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+                .ok_or(AdapterError::NotFound)?
+                .into_job()?;
+            // A step of nothing must not complete the job.
+            if job.state == JobState::Completed || limit == 0 {
+                return Ok(job);
+            }
+            // Rows another transaction holds (a single requeue, a pruning batch) are skipped:
+            // it is changing them anyway.
+            let rows: Vec<DeliveryRow> = redelivery_batch!(&JobWindow::of(&job), limit)
+                .for_update()
+                .skip_locked()
+                .load(c)
+                .await?;
+            let requeued = requeue_all(&rows, now)?;
+            let changed: Vec<&Delivery> = requeued.iter().collect();
+            write_states(c, &changed, StateGuard::Locked).await?;
+            let stepped = job.after_step(requeued.len() as u64, now);
+            diesel::update(redelivery_jobs::table.find(id.to_string()))
+                .set(JobProgressChange::of(&stepped))
+                .execute(c)
+                .await?;
+            if !requeued.is_empty() {
+                diesel::sql_query(format!("NOTIFY {WAKE_CHANNEL}"))
+                    .execute(c)
+                    .await?;
+            }
+            Ok(stepped)
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -1059,7 +1269,7 @@ impl DeliveryQueue for PgStore {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let changed: Vec<&Delivery> = records.iter().map(|r| &r.delivery).collect();
-            let written = write_leased_states(c, &owner.0, &changed).await?;
+            let written = write_states(c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
             let written: std::collections::HashSet<&str> =
                 written.iter().map(String::as_str).collect();
             let mut lost = Vec::new();
@@ -1091,7 +1301,7 @@ impl DeliveryQueue for PgStore {
         }
         let mut c = self.conn().await?;
         let changed: Vec<&Delivery> = released.iter().collect();
-        write_leased_states(&mut c, &owner.0, &changed).await?;
+        write_states(&mut c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
         Ok(())
     }
 
@@ -1154,8 +1364,8 @@ impl Retention for PgStore {
 #[cfg(feature = "testing")]
 impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
-    /// delivery listings, the next due time, a pruning batch), as (name, plan) pairs, for tests
-    /// that check they read indexes rather than whole tables.
+    /// delivery listings, a redelivery step, the next due time, a pruning batch), as (name,
+    /// plan) pairs, for tests that check they read indexes rather than whole tables.
     ///
     /// # Errors
     /// When a statement cannot be explained.
@@ -1199,7 +1409,10 @@ impl PgStore {
             })
             .collect();
         let refs: Vec<&Delivery> = sample.iter().collect();
-        let plan = Explain::<_, Text>::new("EXPLAIN ", leased_states_statement("explain", &refs));
+        let plan = Explain::<_, Text>::new(
+            "EXPLAIN ",
+            states_statement(&refs, StateGuard::LeasedTo("explain")),
+        );
         add(
             "record outcomes",
             plan.load(&mut c).await.map_err(AdapterError::from)?,
@@ -1211,6 +1424,20 @@ impl PgStore {
             let plan = Explain::<_, Text>::new("EXPLAIN ", query);
             add(name, plan.load(&mut c).await.map_err(AdapterError::from)?);
         }
+
+        let window = JobWindow {
+            wallet_id: wallet.to_string(),
+            webhook_id: webhook.to_string(),
+            since: 0,
+            until: micros(now),
+            created_at: micros(now),
+        };
+        let step = redelivery_batch!(&window, BATCH).for_update().skip_locked();
+        let plan = Explain::<_, Text>::new("EXPLAIN ", step);
+        add(
+            "redelivery step",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
 
         let plan = Explain::<_, Text>::new("EXPLAIN ", next_due!());
         add(

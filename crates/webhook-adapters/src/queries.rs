@@ -1,7 +1,8 @@
 //! The hot queries that both SQL adapters build the same way, as macros so that each backend
-//! infers its own query type: the delivery listing, the next due time, and the candidates of a
-//! pruning batch. Under the `testing` feature, [`Explain`] runs any query under `EXPLAIN`, so
-//! tests can check that these (and the claim) use indexes.
+//! infers its own query type: the delivery listing, the next due time, the candidates of a
+//! pruning batch, a publish's targets and a redelivery job's deliveries. Under the `testing`
+//! feature, [`Explain`] runs any query under `EXPLAIN`, so tests can check that these (and the
+//! claim) use indexes.
 
 /// The wallet's deliveries matching a `DeliveryFilter`, oldest first, one page.
 macro_rules! deliveries_listing {
@@ -96,6 +97,64 @@ macro_rules! prune_candidates {
     };
 }
 pub(crate) use prune_candidates;
+
+/// The webhooks a publish in `$wallet` (id text) may deliver to: the wallet's live, enabled
+/// webhooks and the global one. Each publish transaction reads them once per wallet.
+macro_rules! publish_targets {
+    ($wallet:expr) => {
+        webhooks::table
+            .filter(webhooks::deleted_at.is_null())
+            .filter(webhooks::enabled.eq(true))
+            .filter(
+                webhooks::wallet_id
+                    .eq($wallet)
+                    .or(webhooks::wallet_id.is_null()),
+            )
+            .select(webhook_select!())
+    };
+}
+pub(crate) use publish_targets;
+
+/// The deliveries a redelivery job (a [`crate::rows::JobWindow`]) matches: its wallet's
+/// deliveries to its webhook created in `[since, until)` that are exhausted and became so
+/// before the job was created, oldest first. The last condition keeps the job finite: a
+/// delivery it requeued that is exhausted again is not taken again.
+///
+/// The state is an SQL literal, not a bound parameter, so that both planners can prove the
+/// predicate of the partial index `deliveries_exhausted_by_webhook` and read only exhausted
+/// rows instead of every delivery in the window.
+macro_rules! redelivery_candidates {
+    ($window:expr) => {{
+        let window: &$crate::rows::JobWindow = $window;
+        deliveries::table
+            .filter(deliveries::webhook_id.eq(window.webhook_id.clone()))
+            .filter(deliveries::state.eq($crate::queries::exhausted_literal()))
+            .filter(deliveries::created_at.ge(window.since))
+            .filter(deliveries::created_at.lt(window.until))
+            .filter(deliveries::wallet_id.eq(window.wallet_id.clone()))
+            .filter(deliveries::final_at.lt(window.created_at))
+    }};
+}
+pub(crate) use redelivery_candidates;
+
+/// Up to `$limit` of the deliveries a redelivery job matches, oldest first: one step's batch.
+macro_rules! redelivery_batch {
+    ($window:expr, $limit:expr) => {
+        redelivery_candidates!($window)
+            .order(deliveries::created_at)
+            .limit(i64::from($limit))
+            .select(delivery_select!())
+    };
+}
+pub(crate) use redelivery_batch;
+
+/// `'exhausted'` as an SQL literal (see [`redelivery_candidates`]). The state name is a plain
+/// lower-case word, so quoting it needs no escaping.
+pub(crate) fn exhausted_literal() -> diesel::expression::SqlLiteral<diesel::sql_types::Text> {
+    let name = webhook_domain::DeliveryStateKind::Exhausted.as_str();
+    debug_assert!(name.bytes().all(|b| b.is_ascii_lowercase()));
+    diesel::dsl::sql::<diesel::sql_types::Text>(&format!("'{name}'"))
+}
 
 #[cfg(feature = "testing")]
 pub(crate) use explain::{Explain, listing_filters};

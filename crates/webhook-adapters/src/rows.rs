@@ -7,13 +7,18 @@ use diesel::prelude::*;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind, Event,
-    EventType, EventTypeFilter, RateLimit, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
-    WalletName, Webhook, WebhookScope, WebhookUrl,
+    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState,
+    DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState, RateLimit,
+    RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName, Webhook,
+    WebhookScope, WebhookUrl,
 };
-use webhook_ports::{BoxError, OutboxError, Page, WalletStoreError, WebhookStoreError};
+use webhook_ports::{
+    BoxError, Idempotency, OutboxError, Page, Published, WalletStoreError, WebhookStoreError,
+};
 
-use crate::schema::{attempts, deliveries};
+use crate::schema::{
+    admin_token, attempts, deliveries, entities, events, redelivery_jobs, webhooks,
+};
 
 /// What went wrong inside an adapter, before it is translated into a port's error.
 #[derive(Debug, Error)]
@@ -318,6 +323,16 @@ pub(crate) fn is_unique_violation(e: &diesel::result::Error) -> bool {
     )
 }
 
+pub(crate) fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _
+        )
+    )
+}
+
 pub(crate) fn to_wallet(
     (id, name, created, updated): (String, String, i64, i64),
 ) -> Result<Wallet, AdapterError> {
@@ -518,10 +533,10 @@ pub(crate) use event_summary;
 /// when the id belongs to another wallet or the key came with another request.
 pub(crate) fn replay(
     event: &Event,
-    idempotency: Option<&webhook_ports::Idempotency>,
+    idempotency: Option<&Idempotency>,
     by_key: bool,
     earlier: EventSummary,
-) -> Result<webhook_ports::Published, AdapterError> {
+) -> Result<Published, AdapterError> {
     let (first_id, first_wallet, fingerprint, count) = earlier;
     if first_wallet != event.wallet_id().to_string() {
         return Err(AdapterError::Conflict(format!(
@@ -539,11 +554,62 @@ pub(crate) fn replay(
             "the idempotency key was used before with a different request".to_owned(),
         ));
     }
-    Ok(webhook_ports::Published {
+    Ok(Published {
         event_id: parse_id(&first_id)?,
         deliveries: u32::try_from(count).unwrap_or_default(),
         replayed: true,
     })
+}
+
+/// An event as inserted by a publish, with its idempotency key and the number of deliveries
+/// created, which a replay answers with.
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+pub(crate) struct NewEvent {
+    id: String,
+    wallet_id: String,
+    event_type: String,
+    ts: i64,
+    data: String,
+    idempotency_key: Option<String>,
+    fingerprint: Option<String>,
+    deliveries: i32,
+    created_at: i64,
+}
+
+impl NewEvent {
+    pub(crate) fn of(
+        event: &Event,
+        idempotency: Option<&Idempotency>,
+        deliveries: usize,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: event.id().to_string(),
+            wallet_id: event.wallet_id().to_string(),
+            event_type: event.event_type().as_str().to_owned(),
+            ts: micros(event.ts().as_datetime()),
+            data: to_json(event.data()),
+            idempotency_key: idempotency.map(|i| i.key.clone()),
+            fingerprint: idempotency.map(|i| i.fingerprint.clone()),
+            deliveries: i32::try_from(deliveries).unwrap_or(i32::MAX),
+            created_at: micros(now),
+        }
+    }
+}
+
+/// The exhausted deliveries a redelivery job took, requeued at `now` ([`Delivery::requeue`]).
+pub(crate) fn requeue_all(
+    rows: &[DeliveryRow],
+    now: OffsetDateTime,
+) -> Result<Vec<Delivery>, AdapterError> {
+    rows.iter()
+        .map(|row| {
+            row_to_delivery(row)?
+                .requeue(now)
+                .map_err(AdapterError::corrupt)
+        })
+        .collect()
 }
 
 /// A pending delivery as inserted by a publish.
@@ -656,20 +722,250 @@ pub(crate) fn row_to_attempt(
 pub(crate) type ApiKeyRow = (String, Vec<u8>, Vec<u8>, i64);
 
 pub(crate) fn row_to_api_key(
-    tag: webhook_domain::ApiKeyTag,
+    tag: ApiKeyTag,
     (wallet, salt, digest, created): ApiKeyRow,
 ) -> Result<webhook_ports::StoredApiKey, AdapterError> {
     Ok(webhook_ports::StoredApiKey {
         wallet_id: parse_id(&wallet)?,
-        hash: webhook_domain::ApiKeyHash {
-            tag,
-            salt: salt
-                .try_into()
-                .map_err(|_| AdapterError::corrupt("salt length"))?,
-            digest: digest
-                .try_into()
-                .map_err(|_| AdapterError::corrupt("digest length"))?,
-        },
+        hash: to_api_key_hash(tag, salt, digest)?,
         created_at: from_micros(created)?,
     })
+}
+
+fn to_api_key_hash(
+    tag: ApiKeyTag,
+    salt: Vec<u8>,
+    digest: Vec<u8>,
+) -> Result<ApiKeyHash, AdapterError> {
+    Ok(ApiKeyHash {
+        tag,
+        salt: salt
+            .try_into()
+            .map_err(|_| AdapterError::corrupt("salt length"))?,
+        digest: digest
+            .try_into()
+            .map_err(|_| AdapterError::corrupt("digest length"))?,
+    })
+}
+
+/// The admin token's row. Its id is always 1: the primary key lets a second insert do
+/// nothing, which makes storing the first token atomic.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = admin_token)]
+pub(crate) struct NewAdminToken {
+    id: i64,
+    tag: Vec<u8>,
+    salt: Vec<u8>,
+    digest: Vec<u8>,
+    created_at: i64,
+}
+
+impl NewAdminToken {
+    pub(crate) fn of(hash: &ApiKeyHash, now: OffsetDateTime) -> Self {
+        Self {
+            id: 1,
+            tag: hash.tag.0.to_vec(),
+            salt: hash.salt.to_vec(),
+            digest: hash.digest.to_vec(),
+            created_at: micros(now),
+        }
+    }
+}
+
+/// The admin token's columns, as read: tag, salt, digest.
+pub(crate) type AdminTokenRow = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+macro_rules! admin_token_select {
+    () => {
+        (admin_token::tag, admin_token::salt, admin_token::digest)
+    };
+}
+pub(crate) use admin_token_select;
+
+pub(crate) fn row_to_admin_token(
+    (tag, salt, digest): AdminTokenRow,
+) -> Result<ApiKeyHash, AdapterError> {
+    let tag = tag
+        .try_into()
+        .map_err(|_| AdapterError::corrupt("admin token: tag length"))?;
+    to_api_key_hash(ApiKeyTag(tag), salt, digest)
+}
+
+/// An IAM entity's row, as stored and read.
+#[derive(Debug, Insertable, Queryable, Selectable)]
+#[diesel(table_name = entities)]
+pub(crate) struct EntityRow {
+    id: String,
+    name: String,
+    pub(crate) wallet_id: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl EntityRow {
+    pub(crate) fn of(entity: &Entity) -> Self {
+        Self {
+            id: entity.id.to_string(),
+            name: entity.name.as_str().to_owned(),
+            wallet_id: entity.wallet_id.to_string(),
+            created_at: micros(entity.created_at),
+            updated_at: micros(entity.updated_at),
+        }
+    }
+
+    pub(crate) fn into_entity(self) -> Result<Entity, AdapterError> {
+        Ok(Entity {
+            id: parse_id(&self.id)?,
+            name: WalletName::new(&self.name).map_err(AdapterError::corrupt)?,
+            wallet_id: parse_id(&self.wallet_id)?,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+        })
+    }
+}
+
+/// The settings of a webhook that an update replaces: everything but its id, scope and
+/// creation time. `None` clears a column.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = webhooks, treat_none_as_null = true)]
+pub(crate) struct WebhookSettingsChange {
+    url: String,
+    custom_headers: String,
+    event_types: Option<String>,
+    signing_keys: Option<String>,
+    retry_policy: Option<String>,
+    enabled: bool,
+    ordered: bool,
+    rate_limit: Option<i32>,
+}
+
+impl WebhookSettingsChange {
+    pub(crate) fn of(webhook: &Webhook) -> Self {
+        let w = webhook_columns(webhook);
+        Self {
+            url: w.url,
+            custom_headers: w.custom_headers,
+            event_types: w.event_types,
+            signing_keys: w.signing_keys,
+            retry_policy: w.retry_policy,
+            enabled: w.enabled,
+            ordered: w.ordered,
+            rate_limit: w.rate_limit,
+        }
+    }
+}
+
+/// A redelivery job's row, as inserted.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = redelivery_jobs)]
+pub(crate) struct NewRedeliveryJob {
+    id: String,
+    wallet_id: String,
+    webhook_id: String,
+    since: i64,
+    until: i64,
+    state: &'static str,
+    total: i64,
+    requeued: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A redelivery job's row, as read.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = redelivery_jobs)]
+pub(crate) struct RedeliveryJobRow {
+    id: String,
+    wallet_id: String,
+    webhook_id: String,
+    since: i64,
+    until: i64,
+    state: String,
+    total: i64,
+    requeued: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn count_column(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl NewRedeliveryJob {
+    pub(crate) fn of(job: &RedeliveryJob) -> Self {
+        Self {
+            id: job.id.to_string(),
+            wallet_id: job.wallet_id.to_string(),
+            webhook_id: job.webhook_id.to_string(),
+            since: micros(job.since),
+            until: micros(job.until),
+            state: job.state.as_str(),
+            total: count_column(job.total),
+            requeued: count_column(job.requeued),
+            created_at: micros(job.created_at),
+            updated_at: micros(job.updated_at),
+        }
+    }
+}
+
+impl RedeliveryJobRow {
+    pub(crate) fn into_job(self) -> Result<RedeliveryJob, AdapterError> {
+        let count = |n: i64| u64::try_from(n).map_err(AdapterError::corrupt);
+        Ok(RedeliveryJob {
+            id: parse_id(&self.id)?,
+            wallet_id: parse_id(&self.wallet_id)?,
+            webhook_id: parse_id(&self.webhook_id)?,
+            since: from_micros(self.since)?,
+            until: from_micros(self.until)?,
+            state: JobState::parse(&self.state).ok_or_else(|| {
+                AdapterError::corrupt(format_args!("unknown job state {:?}", self.state))
+            })?,
+            total: count(self.total)?,
+            requeued: count(self.requeued)?,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+        })
+    }
+}
+
+/// What a step changes of a job: its progress.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = redelivery_jobs)]
+pub(crate) struct JobProgressChange {
+    state: &'static str,
+    requeued: i64,
+    updated_at: i64,
+}
+
+impl JobProgressChange {
+    pub(crate) fn of(job: &RedeliveryJob) -> Self {
+        Self {
+            state: job.state.as_str(),
+            requeued: count_column(job.requeued),
+            updated_at: micros(job.updated_at),
+        }
+    }
+}
+
+/// The columns of a job that select its deliveries, as the `redelivery_candidates` query takes
+/// them.
+#[derive(Debug, Clone)]
+pub(crate) struct JobWindow {
+    pub(crate) wallet_id: String,
+    pub(crate) webhook_id: String,
+    pub(crate) since: i64,
+    pub(crate) until: i64,
+    pub(crate) created_at: i64,
+}
+
+impl JobWindow {
+    pub(crate) fn of(job: &RedeliveryJob) -> Self {
+        Self {
+            wallet_id: job.wallet_id.to_string(),
+            webhook_id: job.webhook_id.to_string(),
+            since: micros(job.since),
+            until: micros(job.until),
+            created_at: micros(job.created_at),
+        }
+    }
 }

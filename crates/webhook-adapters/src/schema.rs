@@ -85,11 +85,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    entities (id) {
+        id -> Text,
+        name -> Text,
+        wallet_id -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    admin_token (id) {
+        id -> BigInt,
+        tag -> Binary,
+        salt -> Binary,
+        digest -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    redelivery_jobs (id) {
+        id -> Text,
+        wallet_id -> Text,
+        webhook_id -> Text,
+        since -> BigInt,
+        until -> BigInt,
+        state -> Text,
+        total -> BigInt,
+        requeued -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> wallets (wallet_id));
+diesel::joinable!(entities -> wallets (wallet_id));
+diesel::joinable!(redelivery_jobs -> webhooks (webhook_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhooks (webhook_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    wallets, api_keys, webhooks, events, deliveries, attempts
+    wallets,
+    api_keys,
+    webhooks,
+    events,
+    deliveries,
+    attempts,
+    entities,
+    admin_token,
+    redelivery_jobs
 );

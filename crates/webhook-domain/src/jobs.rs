@@ -93,6 +93,26 @@ impl RedeliveryJob {
             updated_at: now,
         })
     }
+
+    /// The job after a step at `now` that requeued `requeued` deliveries: their number is
+    /// added, and a step that found none left completes the job. A completed job stays as it
+    /// is.
+    #[must_use]
+    pub fn after_step(&self, requeued: u64, now: OffsetDateTime) -> Self {
+        if self.state == JobState::Completed {
+            return self.clone();
+        }
+        Self {
+            state: if requeued == 0 {
+                JobState::Completed
+            } else {
+                JobState::Running
+            },
+            requeued: self.requeued.saturating_add(requeued),
+            updated_at: now,
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +144,29 @@ mod tests {
             (job.state, job.total, job.requeued),
             (JobState::Running, 0, 0)
         );
+    }
+
+    #[test]
+    fn a_step_adds_its_count_and_an_empty_step_completes() {
+        let at = datetime!(2026-11-28 12:00 UTC);
+        let later = at + time::Duration::MINUTE;
+        let job = RedeliveryJob::new(
+            RedeliveryJobId::from_uuid(Uuid::nil()),
+            WalletId::DEFAULT,
+            WebhookId::from_uuid(Uuid::nil()),
+            at - time::Duration::HOUR,
+            at,
+            at,
+        )
+        .unwrap();
+        let once = job.after_step(3, later);
+        assert_eq!(
+            (once.state, once.requeued, once.updated_at),
+            (JobState::Running, 3, later)
+        );
+        let done = once.after_step(0, later + time::Duration::SECOND);
+        assert_eq!((done.state, done.requeued), (JobState::Completed, 3));
+        assert_eq!(done.after_step(5, later + time::Duration::HOUR), done);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Entity, EntityId,
-    Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook, WebhookId,
+    Event, EventId, JobState, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook, WebhookId,
+    WebhookScope,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
@@ -29,17 +30,30 @@ use webhook_ports::{
     WebhookStoreError,
 };
 
-use crate::queries::{deliveries_listing, due_deliveries, next_due, prune_candidates};
+use crate::publishing::{PublishScope, first_publish};
+use crate::queries::{
+    deliveries_listing, due_deliveries, next_due, prune_candidates, publish_targets,
+    redelivery_batch, redelivery_candidates,
+};
 use crate::rows::{
-    AdapterError, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange, EventRow, EventSummary,
-    NewAttempt, NewDelivery, WebhookRow, attempt_select, delivery_select, event_select,
-    event_summary, from_micros, is_unique_violation, micros, offset, replay, row_to_api_key,
+    AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
+    EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
+    NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
+    admin_token_select, attempt_select, delivery_select, event_select, event_summary, from_micros,
+    is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
     row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_json, to_wallet,
     webhook_columns, webhook_select,
 };
-use crate::schema::{api_keys, attempts, deliveries, events, wallets, webhooks};
+use crate::schema::{
+    admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
+    webhooks,
+};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The most rows written by one multi-row insert: SQLite allows 32,766 bind parameters, and a
+/// delivery takes 9.
+const INSERT_CHUNK: usize = 2_000;
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -193,6 +207,14 @@ impl SqliteStore {
         &self.faults
     }
 
+    /// A scope for the events of one publish transaction, reaching the armed faults in tests.
+    fn publish_scope(&self) -> PublishScope {
+        #[cfg(feature = "testing")]
+        return PublishScope::with_faults(self.faults.clone());
+        #[cfg(not(feature = "testing"))]
+        PublishScope::default()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -309,24 +331,72 @@ impl WalletRepository for SqliteStore {
         .map_err(Into::into)
     }
 
-    async fn create_entity(&self, _entity: &Entity) -> Result<(), WalletStoreError> {
-        todo!("issue 5: adapter")
+    async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
+        let row = EntityRow::of(entity);
+        let id = entity.id;
+        self.transaction(move |c| {
+            let exists: i64 = wallets::table.find(&row.wallet_id).count().get_result(c)?;
+            if exists == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            diesel::insert_into(entities::table)
+                .values(row)
+                .execute(c)
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AdapterError::Conflict(format!("entity {id}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
     }
 
-    async fn get_entity(&self, _id: EntityId) -> Result<Entity, WalletStoreError> {
-        todo!("issue 5: adapter")
+    async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
+        self.transaction(move |c| {
+            entities::table
+                .find(id.to_string())
+                .select(EntityRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?
+                .into_entity()
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        todo!("issue 5: adapter")
+        self.transaction(|c| {
+            let row: Option<AdminTokenRow> = admin_token::table
+                .select(admin_token_select!())
+                .first(c)
+                .optional()?;
+            row.map(row_to_admin_token).transpose()
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn init_admin_token(
         &self,
-        _hash: &ApiKeyHash,
-        _now: OffsetDateTime,
+        hash: &ApiKeyHash,
+        now: OffsetDateTime,
     ) -> Result<bool, WalletStoreError> {
-        todo!("issue 5: adapter")
+        let row = NewAdminToken::of(hash, now);
+        self.transaction(move |c| {
+            // The one row's primary key makes every insert after the first do nothing.
+            let inserted = diesel::insert_into(admin_token::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(inserted == 1)
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -531,11 +601,111 @@ impl WebhookRepository for SqliteStore {
 
     async fn update_webhook(
         &self,
-        _webhook: &Webhook,
-        _now: OffsetDateTime,
+        webhook: &Webhook,
+        now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        todo!("issue 5: adapter")
+        let WebhookScope::Wallet(wallet) = webhook.scope else {
+            return Err(WebhookStoreError::NotFound);
+        };
+        let id = webhook.id.to_string();
+        let settings = WebhookSettingsChange::of(webhook);
+        let disables = !webhook.enabled;
+        self.transaction(move |c| {
+            let was_enabled: bool = webhooks::table
+                .filter(webhooks::id.eq(&id))
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhooks::enabled)
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            diesel::update(webhooks::table.find(&id))
+                .set(settings)
+                .execute(c)?;
+            if was_enabled && disables {
+                cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
     }
+}
+
+/// Writes a delivery's new state (lease given up) whatever its current one: for requeues,
+/// which read the row in the same transaction.
+fn write_state(c: &mut SqliteConnection, delivery: &Delivery) -> Result<(), AdapterError> {
+    diesel::update(deliveries::table.find(delivery.id().to_string()))
+        .set(DeliveryStateChange::of(delivery, None))
+        .execute(c)?;
+    Ok(())
+}
+
+/// The first publish of this event id or idempotency key, if any, as a replay; `Conflict` when
+/// the key was used with another request or the id belongs to another wallet.
+fn earlier_publish(
+    c: &mut SqliteConnection,
+    event: &Event,
+    idempotency: Option<&Idempotency>,
+) -> Result<Option<Published>, AdapterError> {
+    let by_key: Option<EventSummary> = match idempotency {
+        Some(idem) => events::table
+            .filter(events::wallet_id.eq(event.wallet_id().to_string()))
+            .filter(events::idempotency_key.eq(&idem.key))
+            .select(event_summary!())
+            .first(c)
+            .optional()?,
+        None => None,
+    };
+    let found_by_key = by_key.is_some();
+    let earlier = match by_key {
+        Some(found) => Some(found),
+        None => events::table
+            .find(event.id().to_string())
+            .select(event_summary!())
+            .first(c)
+            .optional()?,
+    };
+    earlier
+        .map(|earlier| replay(event, idempotency, found_by_key, earlier))
+        .transpose()
+}
+
+/// Publishes one event inside the caller's transaction, as [`EventOutbox::publish`] does: the
+/// answer of an earlier publish (also one earlier in the same transaction), or the event
+/// stored, with its deliveries queued in `scope` for [`insert_deliveries`].
+fn publish_in(
+    c: &mut SqliteConnection,
+    scope: &mut PublishScope,
+    event: &Event,
+    idempotency: Option<&Idempotency>,
+    now: OffsetDateTime,
+) -> Result<Published, AdapterError> {
+    if let Some(first) = earlier_publish(c, event, idempotency)? {
+        return Ok(first);
+    }
+    let wallet = event.wallet_id();
+    if scope.needs_targets(wallet) {
+        let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string()).load(c)?;
+        scope.add_targets(wallet, rows)?;
+    }
+    let targets = scope.targets_of(event);
+    diesel::insert_into(events::table)
+        .values(NewEvent::of(event, idempotency, targets.len(), now))
+        .execute(c)?;
+    scope.fault_after_event()?;
+    scope.queue_deliveries(event, &targets, now);
+    Ok(first_publish(event, targets.len()))
+}
+
+/// Inserts the deliveries queued in `scope` with multi-row statements.
+fn insert_deliveries(c: &mut SqliteConnection, scope: &PublishScope) -> Result<(), AdapterError> {
+    for chunk in scope.deliveries().chunks(INSERT_CHUNK) {
+        diesel::insert_into(deliveries::table)
+            .values(chunk)
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
@@ -565,83 +735,11 @@ impl EventOutbox for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError> {
         let event = event.clone();
-        #[cfg(feature = "testing")]
-        let faults = self.faults.clone();
+        let mut scope = self.publish_scope();
         self.transaction(move |c| {
-            let id = event.id().to_string();
-            let wallet = event.wallet_id().to_string();
-            // A repeated publish returns the first result.
-            let by_key: Option<EventSummary> = match &idempotency {
-                Some(idem) => events::table
-                    .filter(events::wallet_id.eq(&wallet))
-                    .filter(events::idempotency_key.eq(&idem.key))
-                    .select(event_summary!())
-                    .first(c)
-                    .optional()?,
-                None => None,
-            };
-            let found_by_key = by_key.is_some();
-            let earlier = match by_key {
-                Some(found) => Some(found),
-                None => events::table
-                    .find(&id)
-                    .select(event_summary!())
-                    .first(c)
-                    .optional()?,
-            };
-            if let Some(earlier) = earlier {
-                return replay(&event, idempotency.as_ref(), found_by_key, earlier);
-            }
-
-            let candidates: Vec<WebhookRow> = webhooks::table
-                .filter(webhooks::deleted_at.is_null())
-                .filter(webhooks::enabled.eq(true))
-                .filter(
-                    webhooks::wallet_id
-                        .eq(&wallet)
-                        .or(webhooks::wallet_id.is_null()),
-                )
-                .select(webhook_select!())
-                .load(c)?;
-            let mut targets = Vec::new();
-            for row in candidates {
-                let webhook = row_to_webhook(row)?;
-                if webhook.wants(&event) {
-                    targets.push(webhook.id);
-                }
-            }
-            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
-            diesel::insert_into(events::table)
-                .values((
-                    events::id.eq(&id),
-                    events::wallet_id.eq(&wallet),
-                    events::event_type.eq(event.event_type().as_str()),
-                    events::ts.eq(micros(event.ts().as_datetime())),
-                    events::data.eq(to_json(event.data())),
-                    events::idempotency_key.eq(idempotency.as_ref().map(|i| i.key.clone())),
-                    events::fingerprint.eq(idempotency.as_ref().map(|i| i.fingerprint.clone())),
-                    events::deliveries.eq(count),
-                    events::created_at.eq(micros(now)),
-                ))
-                .execute(c)?;
-            #[cfg(feature = "testing")]
-            if faults.take_publish_after_event() {
-                return Err(AdapterError::Injected);
-            }
-            let rows: Vec<NewDelivery> = targets
-                .iter()
-                .map(|webhook| NewDelivery::pending(&event, *webhook, now))
-                .collect();
-            if !rows.is_empty() {
-                diesel::insert_into(deliveries::table)
-                    .values(rows)
-                    .execute(c)?;
-            }
-            Ok(Published {
-                event_id: event.id(),
-                deliveries: u32::try_from(count).unwrap_or_default(),
-                replayed: false,
-            })
+            let published = publish_in(c, &mut scope, &event, idempotency.as_ref(), now)?;
+            insert_deliveries(c, &scope)?;
+            Ok(published)
         })
         .await
         .map_err(Into::into)
@@ -719,9 +817,7 @@ impl EventOutbox for SqliteStore {
             let requeued = row_to_delivery(&row)?
                 .requeue(now)
                 .map_err(|e| AdapterError::Conflict(e.to_string()))?;
-            diesel::update(deliveries::table.find(&row.0))
-                .set(DeliveryStateChange::of(&requeued, None))
-                .execute(c)?;
+            write_state(c, &requeued)?;
             Ok(requeued)
         })
         .await
@@ -730,18 +826,46 @@ impl EventOutbox for SqliteStore {
 
     async fn publish_batch(
         &self,
-        _items: &[PublishItem],
-        _now: OffsetDateTime,
+        items: &[PublishItem],
+        now: OffsetDateTime,
     ) -> Result<Vec<Published>, OutboxError> {
-        todo!("issue 5: adapter")
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = items.to_vec();
+        let mut scope = self.publish_scope();
+        self.transaction(move |c| {
+            let published = items
+                .iter()
+                .map(|item| {
+                    let idempotency = item.idempotency.as_ref();
+                    publish_in(c, &mut scope, &item.event, idempotency, now)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            insert_deliveries(c, &scope)?;
+            Ok(published)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn get_delivery(
         &self,
-        _wallet: WalletId,
-        _delivery: DeliveryId,
+        wallet: WalletId,
+        delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        todo!("issue 5: adapter")
+        self.transaction(move |c| {
+            let row: DeliveryRow = deliveries::table
+                .filter(deliveries::id.eq(delivery.to_string()))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .select(delivery_select!())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?;
+            row_to_delivery(&row)
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -749,30 +873,105 @@ impl EventOutbox for SqliteStore {
 impl RedeliveryJobs for SqliteStore {
     async fn create_redelivery_job(
         &self,
-        _job: &RedeliveryJob,
+        job: &RedeliveryJob,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        let job = job.clone();
+        self.transaction(move |c| {
+            let owned: i64 = webhooks::table
+                .filter(webhooks::id.eq(job.webhook_id.to_string()))
+                .filter(webhooks::wallet_id.eq(job.wallet_id.to_string()))
+                .count()
+                .get_result(c)?;
+            if owned == 0 {
+                return Err(AdapterError::NotFound);
+            }
+            let total: i64 = redelivery_candidates!(&JobWindow::of(&job))
+                .count()
+                .get_result(c)?;
+            let stored = RedeliveryJob {
+                total: u64::try_from(total).map_err(AdapterError::corrupt)?,
+                ..job
+            };
+            diesel::insert_into(redelivery_jobs::table)
+                .values(NewRedeliveryJob::of(&stored))
+                .execute(c)
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AdapterError::Conflict(format!("redelivery job {}", stored.id))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(stored)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn get_redelivery_job(
         &self,
-        _wallet: WalletId,
-        _id: RedeliveryJobId,
+        wallet: WalletId,
+        id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        self.transaction(move |c| {
+            redelivery_jobs::table
+                .filter(redelivery_jobs::id.eq(id.to_string()))
+                .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
+                .select(RedeliveryJobRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?
+                .into_job()
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        todo!("issue 5: adapter")
+        self.transaction(|c| {
+            let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
+                .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
+                .order((redelivery_jobs::created_at, redelivery_jobs::id))
+                .select(RedeliveryJobRow::as_select())
+                .load(c)?;
+            rows.into_iter().map(RedeliveryJobRow::into_job).collect()
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn step_redelivery_job(
         &self,
-        _id: RedeliveryJobId,
-        _limit: u32,
-        _now: OffsetDateTime,
+        id: RedeliveryJobId,
+        limit: u32,
+        now: OffsetDateTime,
     ) -> Result<RedeliveryJob, OutboxError> {
-        todo!("issue 5: adapter")
+        // One immediate transaction: steppers of a job (and every other writer) take turns.
+        self.transaction(move |c| {
+            let job = redelivery_jobs::table
+                .find(id.to_string())
+                .select(RedeliveryJobRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or(AdapterError::NotFound)?
+                .into_job()?;
+            // A step of nothing must not complete the job.
+            if job.state == JobState::Completed || limit == 0 {
+                return Ok(job);
+            }
+            let rows: Vec<DeliveryRow> = redelivery_batch!(&JobWindow::of(&job), limit).load(c)?;
+            let requeued = requeue_all(&rows, now)?;
+            for delivery in &requeued {
+                write_state(c, delivery)?;
+            }
+            let stepped = job.after_step(requeued.len() as u64, now);
+            diesel::update(redelivery_jobs::table.find(id.to_string()))
+                .set(JobProgressChange::of(&stepped))
+                .execute(c)?;
+            Ok(stepped)
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -926,9 +1125,9 @@ impl Retention for SqliteStore {
 
 #[cfg(feature = "testing")]
 impl SqliteStore {
-    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings,
-    /// the next due time, a pruning batch), as (name, plan) pairs, for tests that check they
-    /// search indexes rather than scan tables.
+    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, a
+    /// redelivery step, the next due time, a pruning batch), as (name, plan) pairs, for tests
+    /// that check they search indexes rather than scan tables.
     ///
     /// # Errors
     /// When a query cannot be explained.
@@ -971,6 +1170,17 @@ impl SqliteStore {
                     plan(c, deliveries_listing!(wallet, &filter, Page::first(100)))?,
                 ));
             }
+            let window = JobWindow {
+                wallet_id: wallet.to_string(),
+                webhook_id: webhook.to_string(),
+                since: 0,
+                until: now,
+                created_at: now,
+            };
+            plans.push((
+                "redelivery step".to_owned(),
+                plan(c, redelivery_batch!(&window, 50_u32))?,
+            ));
             Ok(plans)
         })
         .await

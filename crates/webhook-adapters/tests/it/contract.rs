@@ -10,14 +10,14 @@ use time::macros::datetime;
 use uuid::Uuid;
 use webhook_domain::{
     ApiKey, ApiKeyHash, ApiKeyTag, AttemptOutcome, Backoff, CancelReason, CustomHeaders, Delivery,
-    DeliveryId, DeliveryState, Event, EventId, EventType, EventTypeFilter, Jitter, RetryPolicy,
-    SigningKeys, SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId,
-    WebhookScope, WebhookUrl,
+    DeliveryId, DeliveryState, Entity, EntityId, Event, EventId, EventType, EventTypeFilter,
+    Jitter, JobState, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys, SigningSecret,
+    Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner,
-    OutboxError, Page, Retention, WalletRepository, WalletStoreError, WebhookRepository,
-    WebhookStoreError,
+    OutboxError, Page, PublishItem, Published, RedeliveryJobs, Retention, WalletRepository,
+    WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
 /// A time with microsecond precision, the precision every adapter must keep.
@@ -184,6 +184,100 @@ pub(crate) async fn api_keys<S: WalletRepository>(store: &S) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// create_entity then get_entity round-trips, times to the microsecond; an unknown id is
+/// `NotFound`; an unknown wallet is `NotFound` and a taken id `Conflict`, storing nothing.
+pub(crate) async fn entity_create_get<S: WalletRepository>(store: &S) {
+    let wallet = new_wallet(store).await;
+    let entity = Entity {
+        id: EntityId::from_uuid(Uuid::new_v4()),
+        name: WalletName::new("Alice's issuer").unwrap(),
+        wallet_id: wallet,
+        created_at: T0,
+        updated_at: datetime!(2026-01-02 03:04:05.654321 UTC),
+    };
+    store.create_entity(&entity).await.unwrap();
+    assert_eq!(store.get_entity(entity.id).await.unwrap(), entity);
+
+    let err = store
+        .get_entity(EntityId::from_uuid(Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WalletStoreError::NotFound), "{err:?}");
+
+    let orphan = Entity {
+        id: EntityId::from_uuid(Uuid::new_v4()),
+        wallet_id: WalletId::from_uuid(Uuid::new_v4()),
+        ..entity.clone()
+    };
+    let err = store.create_entity(&orphan).await.unwrap_err();
+    assert!(matches!(err, WalletStoreError::NotFound), "{err:?}");
+    let err = store.get_entity(orphan.id).await.unwrap_err();
+    assert!(matches!(err, WalletStoreError::NotFound), "{err:?}");
+
+    let other_wallet = new_wallet(store).await;
+    let taken = Entity {
+        name: WalletName::new("Mallory").unwrap(),
+        wallet_id: other_wallet,
+        ..entity.clone()
+    };
+    let err = store.create_entity(&taken).await.unwrap_err();
+    assert!(matches!(err, WalletStoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_entity(entity.id).await.unwrap(), entity);
+}
+
+fn token_hash(key: &str, salt: u8) -> ApiKeyHash {
+    ApiKeyHash::new(&ApiKey::parse(key).unwrap(), [salt; 16])
+}
+
+/// No admin token at first; init_admin_token stores the first one and returns true, and every
+/// later call returns false and leaves it.
+pub(crate) async fn admin_token_init_once<S: WalletRepository>(store: &S) {
+    assert_eq!(store.admin_token().await.unwrap(), None);
+    let first = token_hash("admin-one", 1);
+    assert!(store.init_admin_token(&first, T0).await.unwrap());
+    assert_eq!(store.admin_token().await.unwrap(), Some(first.clone()));
+
+    let second = token_hash("admin-two", 2);
+    assert!(!store.init_admin_token(&second, at(1)).await.unwrap());
+    assert!(!store.init_admin_token(&first, at(2)).await.unwrap());
+    let stored = store.admin_token().await.unwrap().unwrap();
+    assert_eq!(stored, first);
+    assert!(stored.matches(&ApiKey::parse("admin-one").unwrap()));
+}
+
+/// Instances racing at first start (tasks on a multi-threaded runtime, each through the shared
+/// pool): exactly one stores its token, and it is the one kept.
+pub(crate) async fn admin_token_init_race<S>(store: &S)
+where
+    S: WalletRepository + Clone + 'static,
+{
+    const RACERS: u8 = 8;
+    let racers: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let hash = token_hash(&format!("admin-{n}"), n);
+                let stored = store.init_admin_token(&hash, T0).await.unwrap();
+                (hash, stored)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        let (hash, stored) = racer.await.unwrap();
+        if stored {
+            winners.push(hash);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{} instances stored a token",
+        winners.len()
+    );
+    assert_eq!(store.admin_token().await.unwrap(), Some(winners.remove(0)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +538,160 @@ where
     );
 }
 
+/// update_webhook replaces every setting and keeps the id, scope and creation time; optional
+/// settings can be cleared; an update that keeps the webhook enabled leaves its deliveries.
+pub(crate) async fn webhook_update<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (wallet, hook, _, delivery) = one_delivery(store).await;
+    let policy = RetryPolicy::new(
+        Backoff::Exponential {
+            initial: Duration::from_millis(500),
+            cap: Duration::from_secs(60),
+        },
+        3,
+        None,
+    )
+    .unwrap();
+    let changed = Webhook {
+        url: WebhookUrl::parse("https://b.example/moved?x=1").unwrap(),
+        custom_headers: CustomHeaders::new([("X-Tenant".to_owned(), "bob".to_owned())]).unwrap(),
+        event_types: Some(EventTypeFilter::new([custom_type()])),
+        signing_keys: Some(SigningKeys::new(
+            SigningSecret::from_bytes(&[9; 32]).unwrap(),
+        )),
+        retry_policy: Some(policy),
+        enabled: true,
+        ordered: true,
+        rate_limit: Some(webhook_domain::RateLimit::per_second(5).unwrap()),
+        // Not stored: the creation time stays.
+        created_at: at(99),
+        ..hook.clone()
+    };
+    store.update_webhook(&changed, at(1)).await.unwrap();
+    let expected = Webhook {
+        created_at: hook.created_at,
+        ..changed.clone()
+    };
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), expected);
+    assert_eq!(
+        store.list_webhooks(wallet, all()).await.unwrap(),
+        vec![expected.clone()]
+    );
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivery]);
+
+    let cleared = Webhook {
+        event_types: None,
+        signing_keys: None,
+        retry_policy: None,
+        rate_limit: None,
+        ordered: false,
+        ..expected
+    };
+    store.update_webhook(&cleared, at(2)).await.unwrap();
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), cleared);
+}
+
+/// update_webhook is `NotFound`, changing nothing, for an unknown id, another wallet's
+/// webhook, a deleted one and the global one.
+pub(crate) async fn webhook_update_not_found<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    let hook = new_webhook(store, a, "https://a.example/hook").await;
+    let moved = |webhook: &Webhook| Webhook {
+        url: WebhookUrl::parse("https://evil.example/").unwrap(),
+        enabled: false,
+        ..webhook.clone()
+    };
+    let not_found = |result: Result<(), WebhookStoreError>| {
+        assert!(
+            matches!(result, Err(WebhookStoreError::NotFound)),
+            "{result:?}"
+        );
+    };
+
+    let unknown = webhook_value(WebhookScope::Wallet(a), "https://a.example/unknown");
+    not_found(store.update_webhook(&unknown, at(1)).await);
+    let err = store.get_webhook(a, unknown.id).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+
+    let in_b = Webhook {
+        scope: WebhookScope::Wallet(b),
+        ..moved(&hook)
+    };
+    not_found(store.update_webhook(&in_b, at(1)).await);
+    assert_eq!(store.get_webhook(a, hook.id).await.unwrap(), hook);
+
+    let global = webhook_value(WebhookScope::Global, "https://global.example/");
+    store
+        .set_global_webhook(Some(global.clone()), T0)
+        .await
+        .unwrap();
+    not_found(store.update_webhook(&moved(&global), at(1)).await);
+    let global_as_a = Webhook {
+        scope: WebhookScope::Wallet(a),
+        ..moved(&global)
+    };
+    not_found(store.update_webhook(&global_as_a, at(1)).await);
+    // The global webhook still gets every event.
+    let published = store.publish(&event(a), None, at(2)).await.unwrap();
+    assert_eq!(published.deliveries, 2);
+
+    store.delete_webhook(a, hook.id, at(3)).await.unwrap();
+    not_found(store.update_webhook(&moved(&hook), at(4)).await);
+    let err = store.get_webhook(a, hook.id).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+}
+
+/// An update that disables a webhook cancels its unfinished deliveries (`TargetDisabled`) and
+/// only them; publishes skip it until an update enables it again.
+pub(crate) async fn webhook_update_disable<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    let hook = new_webhook(store, wallet, "https://a.example/paused").await;
+    let kept = new_webhook(store, wallet, "https://a.example/kept").await;
+    store.publish(&event(wallet), None, T0).await.unwrap();
+
+    let disabled = Webhook {
+        enabled: false,
+        ..hook.clone()
+    };
+    store.update_webhook(&disabled, at(5)).await.unwrap();
+    assert!(!store.get_webhook(wallet, hook.id).await.unwrap().enabled);
+    for delivery in deliveries_of(store, wallet).await {
+        if delivery.webhook_id() == hook.id {
+            assert_eq!(
+                delivery.state(),
+                DeliveryState::Cancelled {
+                    at: at(5),
+                    reason: CancelReason::TargetDisabled
+                }
+            );
+        } else {
+            assert_eq!(delivery.webhook_id(), kept.id);
+            assert_eq!(delivery.state(), DeliveryState::Pending { due: T0 });
+        }
+    }
+    let published = store.publish(&event(wallet), None, at(6)).await.unwrap();
+    assert_eq!(published.deliveries, 1, "a disabled webhook gets nothing");
+
+    store.update_webhook(&hook, at(7)).await.unwrap();
+    let published = store.publish(&event(wallet), None, at(8)).await.unwrap();
+    assert_eq!(published.deliveries, 2);
+    let cancelled = deliveries_of(store, wallet)
+        .await
+        .into_iter()
+        .filter(|d| matches!(d.state(), DeliveryState::Cancelled { .. }))
+        .count();
+    assert_eq!(cancelled, 1, "enabling again restores nothing");
+}
+
 // ---------------------------------------------------------------------------------------------
 // EventOutbox::publish
 
@@ -686,6 +934,223 @@ where
         .await
         .unwrap();
     assert!(!fresh.replayed);
+}
+
+fn item(event: &Event, key: Option<(&str, &str)>) -> PublishItem {
+    PublishItem {
+        event: event.clone(),
+        idempotency: key.map(|(key, fingerprint)| Idempotency {
+            key: key.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        }),
+    }
+}
+
+fn first(event: &Event, deliveries: u32) -> Published {
+    Published {
+        event_id: event.id(),
+        deliveries,
+        replayed: false,
+    }
+}
+
+fn replayed(event: &Event, deliveries: u32) -> Published {
+    Published {
+        event_id: event.id(),
+        deliveries,
+        replayed: true,
+    }
+}
+
+/// publish_batch stores each event with one pending delivery per target that wants it, as
+/// publish does, across wallets, and answers in order; an empty batch stores nothing.
+pub(crate) async fn publish_batch_fan_out<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    let c = new_wallet(store).await;
+    let all_a = new_webhook(store, a, "https://a.example/all").await;
+    let mut filtered = webhook_value(WebhookScope::Wallet(a), "https://a.example/filtered");
+    filtered.event_types = Some(EventTypeFilter::new([EventType::ConnectionUpdated]));
+    store.create_webhook(&filtered, None).await.unwrap();
+    let mut disabled = webhook_value(WebhookScope::Wallet(a), "https://a.example/disabled");
+    disabled.enabled = false;
+    store.create_webhook(&disabled, None).await.unwrap();
+    let all_b = new_webhook(store, b, "https://b.example/all").await;
+    let global = webhook_value(WebhookScope::Global, "https://global.example/");
+    store
+        .set_global_webhook(Some(global.clone()), T0)
+        .await
+        .unwrap();
+
+    assert!(store.publish_batch(&[], T0).await.unwrap().is_empty());
+    let (a1, b1, a2, c1) = (event(a), event(b), event(a), event(c));
+    let items = [
+        item(&a1, None),
+        item(&b1, Some(("k", "f"))),
+        item(&a2, None),
+        item(&c1, None),
+    ];
+    let published = store.publish_batch(&items, at(1)).await.unwrap();
+    assert_eq!(
+        published,
+        vec![first(&a1, 2), first(&b1, 2), first(&a2, 2), first(&c1, 1)]
+    );
+    for (wallet, e) in [(a, &a1), (b, &b1), (a, &a2), (c, &c1)] {
+        assert_eq!(store.get_event(wallet, e.id()).await.unwrap(), *e);
+    }
+    let targets = |deliveries: &[Delivery], e: &Event| -> HashSet<WebhookId> {
+        deliveries
+            .iter()
+            .filter(|d| d.event_id() == e.id())
+            .map(Delivery::webhook_id)
+            .collect()
+    };
+    let in_a = deliveries_of(store, a).await;
+    assert_eq!(in_a.len(), 4);
+    assert_eq!(targets(&in_a, &a1), HashSet::from([all_a.id, global.id]));
+    assert_eq!(targets(&in_a, &a2), HashSet::from([all_a.id, global.id]));
+    let in_b = deliveries_of(store, b).await;
+    assert_eq!(targets(&in_b, &b1), HashSet::from([all_b.id, global.id]));
+    assert_eq!(deliveries_of(store, c).await.len(), 1);
+    for d in in_a.iter().chain(&in_b) {
+        assert_eq!(d.state(), DeliveryState::Pending { due: at(1) });
+        assert_eq!(d.attempts(), 0);
+    }
+}
+
+/// An item repeating an earlier publish, or an earlier item of the same batch (by event id or
+/// idempotency key), is replayed with the first result and stores nothing more.
+pub(crate) async fn publish_batch_replay<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let wallet = new_wallet(store).await;
+    new_webhook(store, wallet, "https://a.example/1").await;
+    new_webhook(store, wallet, "https://a.example/2").await;
+    let earlier = event(wallet);
+    store.publish(&earlier, None, T0).await.unwrap();
+    let (e1, e2, e3) = (event(wallet), event(wallet), event(wallet));
+    let published = store
+        .publish_batch(
+            &[
+                item(&e1, None),
+                item(&e1, None),
+                item(&e2, Some(("order-1", "fp"))),
+                item(&e3, Some(("order-1", "fp"))),
+                item(&earlier, None),
+            ],
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        published,
+        vec![
+            first(&e1, 2),
+            replayed(&e1, 2),
+            first(&e2, 2),
+            replayed(&e2, 2),
+            replayed(&earlier, 2),
+        ]
+    );
+    let err = store.get_event(wallet, e3.id()).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    assert_eq!(deliveries_of(store, wallet).await.len(), 6);
+
+    // A third webhook would get deliveries from a first publish, not from a replay.
+    new_webhook(store, wallet, "https://a.example/3").await;
+    let e4 = event(wallet);
+    let again = store
+        .publish_batch(
+            &[
+                item(&e1, None),
+                item(&e4, Some(("order-1", "fp"))),
+                item(&e2, Some(("order-2", "other"))),
+            ],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![replayed(&e1, 2), replayed(&e2, 2), replayed(&e2, 2)]
+    );
+    assert_eq!(deliveries_of(store, wallet).await.len(), 6);
+    let single = store
+        .publish(&e3, Some(idempotency("order-1", "fp")), at(3))
+        .await
+        .unwrap();
+    assert_eq!(single, replayed(&e2, 2));
+}
+
+fn idempotency(key: &str, fingerprint: &str) -> Idempotency {
+    Idempotency {
+        key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+    }
+}
+
+/// A batch with any `Conflict` (a key reused with another request, before or within the
+/// batch, or an event id of another wallet) returns it and stores no item at all.
+pub(crate) async fn publish_batch_conflict<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    new_webhook(store, a, "https://a.example/hook").await;
+    new_webhook(store, b, "https://b.example/hook").await;
+    let keyed = event(a);
+    store
+        .publish(&keyed, Some(idempotency("order-1", "fp-1")), T0)
+        .await
+        .unwrap();
+    let taken = event(b);
+    store.publish(&taken, None, T0).await.unwrap();
+    let before_a = deliveries_of(store, a).await;
+    let before_b = deliveries_of(store, b).await;
+
+    let fresh = event(a);
+    let batches = [
+        vec![
+            item(&fresh, Some(("order-2", "fp"))),
+            item(&event(a), Some(("order-1", "fp-2"))),
+        ],
+        vec![
+            item(&fresh, Some(("order-2", "fp"))),
+            item(&event_with_id(a, taken.id()), None),
+        ],
+        vec![
+            item(&fresh, Some(("order-2", "fp"))),
+            item(&event(a), Some(("order-3", "fp-1"))),
+            item(&event(a), Some(("order-3", "fp-2"))),
+        ],
+    ];
+    for batch in &batches {
+        let err = store.publish_batch(batch, at(1)).await.unwrap_err();
+        assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+        for stored in batch {
+            let err = store.get_event(a, stored.event.id()).await.unwrap_err();
+            assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+        }
+        assert_eq!(deliveries_of(store, a).await, before_a);
+        assert_eq!(deliveries_of(store, b).await, before_b);
+    }
+    // None of the failed batches kept its keys: reusing them with other requests is fine.
+    let published = store
+        .publish_batch(
+            &[
+                item(&fresh, Some(("order-2", "new"))),
+                item(&event(a), Some(("order-3", "new"))),
+            ],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert!(published.iter().all(|p| !p.replayed && p.deliveries == 1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1205,6 +1670,32 @@ where
     assert!(matches!(err, OutboxError::NotFound), "{err:?}");
 }
 
+/// get_delivery returns the wallet's delivery as listed; another wallet's, or an unknown id,
+/// is `NotFound`.
+pub(crate) async fn get_delivery_isolation<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (a, _, _, delivery_a) = one_delivery(store).await;
+    let (b, _, _, delivery_b) = one_delivery(store).await;
+    assert_eq!(
+        store.get_delivery(a, delivery_a.id()).await.unwrap(),
+        delivery_a
+    );
+    assert_eq!(
+        store.get_delivery(b, delivery_b.id()).await.unwrap(),
+        delivery_b
+    );
+    for (wallet, id) in [
+        (b, delivery_a.id()),
+        (a, delivery_b.id()),
+        (a, DeliveryId::from_uuid(Uuid::new_v4())),
+    ] {
+        let err = store.get_delivery(wallet, id).await.unwrap_err();
+        assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    }
+}
+
 /// Eight claimers racing (tasks on a multi-threaded runtime, each through the shared pool)
 /// claim every due delivery exactly once.
 pub(crate) async fn concurrent_claims<S>(store: &S)
@@ -1442,6 +1933,368 @@ where
     assert!(deliveries_of(store, wallet).await.is_empty());
 }
 
+// ---------------------------------------------------------------------------------------------
+// RedeliveryJobs
+
+/// Claims every delivery due at `now` and records a refused address for each, which exhausts
+/// it at `now`. Returns how many.
+async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
+    let me = owner("exhauster");
+    let claimed = store.claim_due(&me, now, LEASE, 1000, &[]).await.unwrap();
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .map(|c| {
+            let (next, _) = c
+                .delivery
+                .on_attempt(
+                    &AttemptOutcome::AddressRefused,
+                    &RetryPolicy::identus(),
+                    now,
+                    Jitter::MAX,
+                )
+                .unwrap();
+            assert_eq!(next.state(), DeliveryState::Exhausted { at: now });
+            AttemptRecord {
+                delivery: next,
+                attempt: log(1, now, AttemptOutcome::AddressRefused),
+            }
+        })
+        .collect();
+    assert!(
+        store
+            .record_attempts(&me, &records)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    claimed.len()
+}
+
+/// A job of `webhook`'s deliveries in `wallet` created in `[since, until)`, created at `now`.
+fn redelivery_job(
+    wallet: WalletId,
+    webhook: WebhookId,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+    now: OffsetDateTime,
+) -> RedeliveryJob {
+    RedeliveryJob::new(
+        RedeliveryJobId::from_uuid(Uuid::new_v4()),
+        wallet,
+        webhook,
+        since,
+        until,
+        now,
+    )
+    .unwrap()
+}
+
+/// A wallet with two webhooks and `events` events published at `at(0)`, `at(1)`, ..., every
+/// delivery exhausted at `at(100)`.
+async fn exhausted_deliveries<S>(store: &S, events: i64) -> (WalletId, Webhook, Webhook)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let target = new_webhook(store, wallet, "https://a.example/target").await;
+    let other = new_webhook(store, wallet, "https://a.example/other").await;
+    for n in 0..events {
+        store.publish(&event(wallet), None, at(n)).await.unwrap();
+    }
+    exhaust_due(store, at(100)).await;
+    (wallet, target, other)
+}
+
+/// The deliveries of `webhook` in `wallet`, in creation order.
+async fn deliveries_to<S: EventOutbox>(
+    store: &S,
+    wallet: WalletId,
+    webhook: WebhookId,
+) -> Vec<Delivery> {
+    let filter = DeliveryFilter {
+        webhook_id: Some(webhook),
+        ..DeliveryFilter::default()
+    };
+    store.list_deliveries(wallet, filter, all()).await.unwrap()
+}
+
+/// create_redelivery_job stores a running job whose `total` counts the job's wallet's
+/// exhausted deliveries to its webhook created in `[since, until)`, and no other; get and the
+/// running list return it. A webhook of another wallet, or an unknown one, is `NotFound`,
+/// storing nothing.
+pub(crate) async fn redelivery_job_create<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, target, _) = exhausted_deliveries(store, 6).await;
+    // Created in the window but still pending: not matched.
+    store.publish(&event(wallet), None, at(2)).await.unwrap();
+
+    let job = redelivery_job(wallet, target.id, at(1), at(4), at(200));
+    let stored = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(stored, RedeliveryJob { total: 3, ..job });
+    assert_eq!(
+        store.get_redelivery_job(wallet, job.id).await.unwrap(),
+        stored
+    );
+    assert_eq!(
+        store.running_redelivery_jobs().await.unwrap(),
+        vec![stored.clone()]
+    );
+
+    let empty = redelivery_job(wallet, target.id, at(50), at(60), at(201));
+    assert_eq!(store.create_redelivery_job(&empty).await.unwrap().total, 0);
+
+    let b = new_wallet(store).await;
+    let foreign = redelivery_job(b, target.id, at(0), at(10), at(200));
+    let unknown = redelivery_job(
+        wallet,
+        WebhookId::from_uuid(Uuid::new_v4()),
+        at(0),
+        at(10),
+        at(200),
+    );
+    for refused in [&foreign, &unknown] {
+        let err = store.create_redelivery_job(refused).await.unwrap_err();
+        assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+        let err = store
+            .get_redelivery_job(refused.wallet_id, refused.id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    }
+    let running: Vec<RedeliveryJobId> = store
+        .running_redelivery_jobs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(running, vec![job.id, empty.id], "oldest first");
+}
+
+/// Steps requeue up to `limit` of the job's deliveries each (pending at the step's time, no
+/// attempts), add them to `requeued`, and the first step that finds none completes the job;
+/// deliveries outside the window or to another webhook stay exhausted.
+pub(crate) async fn redelivery_job_steps<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, target, other) = exhausted_deliveries(store, 8).await;
+    let job = redelivery_job(wallet, target.id, at(1), at(6), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(job.total, 5);
+
+    let mut progress = Vec::new();
+    for n in 0..4 {
+        let stepped = store
+            .step_redelivery_job(job.id, 2, at(300 + n))
+            .await
+            .unwrap();
+        assert_eq!(stepped.updated_at, at(300 + n));
+        progress.push((stepped.requeued, stepped.state));
+    }
+    assert_eq!(
+        progress,
+        vec![
+            (2, JobState::Running),
+            (4, JobState::Running),
+            (5, JobState::Running),
+            (5, JobState::Completed),
+        ]
+    );
+    let done = store.get_redelivery_job(wallet, job.id).await.unwrap();
+    assert_eq!(
+        done,
+        RedeliveryJob {
+            state: JobState::Completed,
+            requeued: 5,
+            updated_at: at(303),
+            ..job
+        }
+    );
+    assert!(store.running_redelivery_jobs().await.unwrap().is_empty());
+
+    // Oldest first, two a step: the step at `at(300 + k)` took the window's `2k`th and
+    // `2k + 1`th.
+    let to_target = deliveries_to(store, wallet, target.id).await;
+    assert_eq!(to_target.len(), 8);
+    for (n, delivery) in (0_i64..).zip(&to_target) {
+        if (1..6).contains(&n) {
+            let due = at(300 + (n - 1) / 2);
+            assert_eq!(delivery.state(), DeliveryState::Pending { due }, "{n}");
+            assert_eq!((delivery.attempts(), delivery.first_due()), (0, due));
+        } else {
+            assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
+        }
+    }
+    for delivery in deliveries_to(store, wallet, other.id).await {
+        assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
+    }
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(300)));
+}
+
+/// A step of a completed job changes nothing, even when deliveries it would match exist; an
+/// unknown job is `NotFound`.
+pub(crate) async fn redelivery_completed_job_unchanged<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let wallet = new_wallet(store).await;
+    let target = new_webhook(store, wallet, "https://a.example/target").await;
+    for n in 0..3 {
+        store.publish(&event(wallet), None, at(n)).await.unwrap();
+    }
+    // Created while nothing is exhausted, and dated after the exhaustion below.
+    let job = redelivery_job(wallet, target.id, at(0), at(10), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(job.total, 0);
+    let done = store.step_redelivery_job(job.id, 10, at(20)).await.unwrap();
+    assert_eq!(
+        (done.state, done.requeued, done.updated_at),
+        (JobState::Completed, 0, at(20))
+    );
+
+    assert_eq!(exhaust_due(store, at(100)).await, 3);
+    let before = deliveries_of(store, wallet).await;
+    let again = store
+        .step_redelivery_job(job.id, 10, at(300))
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+    assert_eq!(
+        store.get_redelivery_job(wallet, job.id).await.unwrap(),
+        done
+    );
+    assert_eq!(deliveries_of(store, wallet).await, before);
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+
+    let err = store
+        .step_redelivery_job(RedeliveryJobId::from_uuid(Uuid::new_v4()), 10, at(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+}
+
+/// A job takes only deliveries that became final before it was created: one exhausted after
+/// it is left alone, and so is one it requeued that is exhausted again.
+pub(crate) async fn redelivery_job_takes_only_earlier_finals<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let wallet = new_wallet(store).await;
+    let target = new_webhook(store, wallet, "https://a.example/target").await;
+    for n in 0..2 {
+        store.publish(&event(wallet), None, at(n)).await.unwrap();
+    }
+    assert_eq!(exhaust_due(store, at(10)).await, 2);
+    let job = redelivery_job(wallet, target.id, at(0), at(5), at(20));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(job.total, 2);
+
+    // In the window, but exhausted after the job was created.
+    let late = event(wallet);
+    store.publish(&late, None, at(3)).await.unwrap();
+    assert_eq!(exhaust_due(store, at(25)).await, 1);
+
+    let stepped = store.step_redelivery_job(job.id, 10, at(30)).await.unwrap();
+    assert_eq!((stepped.requeued, stepped.state), (2, JobState::Running));
+    // What it requeued fails again.
+    assert_eq!(exhaust_due(store, at(40)).await, 2);
+    let stepped = store.step_redelivery_job(job.id, 10, at(50)).await.unwrap();
+    assert_eq!((stepped.requeued, stepped.state), (2, JobState::Completed));
+
+    for delivery in deliveries_to(store, wallet, target.id).await {
+        let expected = if delivery.event_id() == late.id() {
+            at(25)
+        } else {
+            at(40)
+        };
+        assert_eq!(delivery.state(), DeliveryState::Exhausted { at: expected });
+    }
+}
+
+/// Jobs are wallet-scoped: another wallet cannot get a job, and a job's steps never touch
+/// another wallet's deliveries.
+pub(crate) async fn redelivery_job_isolation<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (a, target_a, _) = exhausted_deliveries(store, 3).await;
+    let (b, target_b, _) = exhausted_deliveries(store, 3).await;
+    let job = redelivery_job(a, target_a.id, at(0), at(10), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(job.total, 3);
+
+    let err = store.get_redelivery_job(b, job.id).await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    let err = store
+        .get_redelivery_job(a, RedeliveryJobId::from_uuid(Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+
+    let stepped = store
+        .step_redelivery_job(job.id, 10, at(300))
+        .await
+        .unwrap();
+    assert_eq!(stepped.requeued, 3);
+    for delivery in deliveries_to(store, b, target_b.id).await {
+        assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
+    }
+}
+
+/// Steppers racing on one job (tasks on a multi-threaded runtime, each through the shared
+/// pool) requeue every matched delivery exactly once: the job's count ends at its total.
+pub(crate) async fn redelivery_concurrent_steps<S>(store: &S)
+where
+    S: WalletRepository
+        + WebhookRepository
+        + EventOutbox
+        + DeliveryQueue
+        + RedeliveryJobs
+        + Clone
+        + 'static,
+{
+    const EVENTS: i64 = 40;
+    const STEPPERS: usize = 4;
+    let (wallet, target, _) = exhausted_deliveries(store, EVENTS).await;
+    let job = redelivery_job(wallet, target.id, at(0), at(EVENTS), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    assert_eq!(job.total, EVENTS as u64);
+
+    let steppers: Vec<_> = (0..STEPPERS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    let stepped = store.step_redelivery_job(job.id, 3, at(300)).await.unwrap();
+                    assert!(stepped.requeued <= stepped.total, "{stepped:?}");
+                    if stepped.state == JobState::Completed {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for stepper in steppers {
+        stepper.await.unwrap();
+    }
+    let done = store.get_redelivery_job(wallet, job.id).await.unwrap();
+    assert_eq!(
+        (done.state, done.requeued),
+        (JobState::Completed, EVENTS as u64)
+    );
+    let to_target = deliveries_to(store, wallet, target.id).await;
+    assert_eq!(to_target.len(), EVENTS as usize);
+    assert!(
+        to_target
+            .iter()
+            .all(|d| d.state() == DeliveryState::Pending { due: at(300) })
+    );
+}
+
 /// Listings page without gaps or repeats: walking wallets, webhooks and deliveries a page at a
 /// time gives the full listing in its order.
 pub(crate) async fn pagination<S>(store: &S)
@@ -1513,11 +2366,15 @@ where
 macro_rules! contract_suite {
     ($fresh:path) => {
         contract_suite!(@tests $fresh;
-            wallet_create_get api_keys webhook_round_trip webhook_tenant_isolation webhook_limit
-            webhook_delete webhook_disable global_webhook publish_fan_out publish_replay
-            publish_replay_with_new_key publish_idempotency publish_atomicity claim_due
-            claim_skip ordered_claims record_attempts release next_due_at requeue list_deliveries_isolation pagination
-            prune
+            wallet_create_get api_keys entity_create_get admin_token_init_once
+            webhook_round_trip webhook_tenant_isolation webhook_limit webhook_delete
+            webhook_disable global_webhook webhook_update webhook_update_not_found
+            webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
+            publish_idempotency publish_atomicity publish_batch_fan_out publish_batch_replay
+            publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
+            next_due_at requeue list_deliveries_isolation get_delivery_isolation
+            redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
+            redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
         );
 
         #[tokio::test]
@@ -1539,6 +2396,18 @@ macro_rules! contract_suite {
         async fn concurrent_claims() {
             let Some((_guard, store)) = $fresh().await else { return };
             $crate::contract::concurrent_claims(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn admin_token_init_race() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::admin_token_init_race(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn redelivery_concurrent_steps() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::redelivery_concurrent_steps(&store).await;
         }
     };
     (@tests $fresh:path; $($name:ident)+) => {

@@ -1,7 +1,7 @@
 //! The hot queries read indexes, not whole tables: with realistic volumes loaded (50,000
 //! deliveries, most of them finished) and statistics gathered, neither planner chooses a full
-//! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings,
-//! the next due time or a pruning batch.
+//! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings, a
+//! redelivery step, the next due time or a pruning batch.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use uuid::Uuid;
@@ -58,7 +58,7 @@ fn arguments() -> (WalletId, EventId, WebhookId, time::OffsetDateTime) {
 }
 
 fn assert_no_full_scans(backend: &str, plans: &[(String, String)], full_scan: &[&str]) {
-    assert!(plans.len() >= 6, "{plans:?}");
+    assert!(plans.len() >= 7, "{plans:?}");
     for (name, plan) in plans {
         for pattern in full_scan {
             assert!(
@@ -91,6 +91,20 @@ async fn sqlite_hot_queries_search_indexes() {
         &plans,
         &["SCAN deliveries", "SCAN events", "SCAN attempts"],
     );
+    assert_reads_exhausted_rows_only("SQLite", &plans);
+}
+
+/// A redelivery step reads the partial index of exhausted deliveries, not every delivery of
+/// the window.
+fn assert_reads_exhausted_rows_only(backend: &str, plans: &[(String, String)]) {
+    let (_, plan) = plans
+        .iter()
+        .find(|(name, _)| name == "redelivery step")
+        .expect("no plan for the redelivery step");
+    assert!(
+        plan.contains("deliveries_exhausted_by_webhook"),
+        "{backend}: the redelivery step does not read the exhausted deliveries' index:\n{plan}"
+    );
 }
 
 #[tokio::test]
@@ -122,5 +136,6 @@ async fn postgres_hot_queries_use_indexes() {
         }
     }
     assert_no_full_scans("PostgreSQL", &plans, &scans);
+    assert_reads_exhausted_rows_only("PostgreSQL", &plans);
     drop(store);
 }

@@ -43,6 +43,7 @@ macro_rules! describe_tuple {
     };
 }
 describe_tuple!(A, B, C, D);
+describe_tuple!(A, B, C, D, E);
 describe_tuple!(A, B, C, D, E, F);
 describe_tuple!(A, B, C, D, E, F, G, H, I);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J);
@@ -55,16 +56,25 @@ where
     T::AllColumns::describe()
 }
 
-/// Every table of the schema module, by name.
+/// Every table of the schema module, by name, in name order.
 fn expected() -> Vec<(String, Described)> {
     vec![
+        (
+            "admin_token".to_owned(),
+            columns_of(schema::admin_token::table),
+        ),
         ("api_keys".to_owned(), columns_of(schema::api_keys::table)),
         ("attempts".to_owned(), columns_of(schema::attempts::table)),
         (
             "deliveries".to_owned(),
             columns_of(schema::deliveries::table),
         ),
+        ("entities".to_owned(), columns_of(schema::entities::table)),
         ("events".to_owned(), columns_of(schema::events::table)),
+        (
+            "redelivery_jobs".to_owned(),
+            columns_of(schema::redelivery_jobs::table),
+        ),
         ("wallets".to_owned(), columns_of(schema::wallets::table)),
         ("webhooks".to_owned(), columns_of(schema::webhooks::table)),
     ]

@@ -414,10 +414,9 @@ pub(crate) async fn start_redelivery(
         job.id,
     );
     let location = format!(
-        "{}",
-        uri.path().trim_end_matches("/redeliver").to_owned()
-            + "/redeliveries/"
-            + &job.id.to_string()
+        "{}/redeliveries/{}",
+        uri.path().trim_end_matches("/redeliver"),
+        job.id
     );
     Ok((
         StatusCode::ACCEPTED,

@@ -85,8 +85,8 @@ async fn read_body(req: Request, state: &ApiState) -> Result<Bytes, Problem> {
     })
 }
 
-/// Parses `bytes` as a `T`: 400 when it is not JSON (or nests deeper than `max_depth`), 422
-/// when it is JSON of the wrong shape, naming the field.
+/// Parses `bytes` as a `T` (an object): 400 when it is not JSON (or nests deeper than
+/// `max_depth`), 422 when it is JSON of the wrong shape, naming the field.
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, Problem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::bad_request(
@@ -100,6 +100,14 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Resu
         return Err(Problem::bad_request(format!(
             "the body nests objects and arrays deeper than {max_depth} levels"
         )));
+    }
+    // Every body of this API is an object; serde would read an array positionally.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(
+        first,
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    ) {
+        return Err(Problem::unprocessable("the body must be a JSON object"));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -184,6 +192,9 @@ mod tests {
         assert!(wrong_type.detail.unwrap().starts_with("name: "));
         let deep = parse::<serde_json::Value>(&[b'['; 9], 8).unwrap_err();
         assert_eq!(deep.status, 400);
+        let array = parse::<Shape>(br#"["a"]"#, 8).unwrap_err();
+        assert_eq!(array.status, 422);
+        assert!(array.detail.unwrap().contains("object"));
         assert!(parse::<Shape>(br#"{"name": "a"}"#, 8).is_ok());
         assert_eq!(parse::<Shape>(b"  ", 8).unwrap_err().status, 400);
         assert_eq!(parse::<Shape>(b"\xff\xfe", 8).unwrap_err().status, 400);

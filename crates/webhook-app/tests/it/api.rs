@@ -232,6 +232,11 @@ async fn the_tutorial_flow_works_as_written(backend: Backend) {
     .await;
     assert_eq!(listed.json["kind"], "WebhookNotificationPage");
     assert_eq!(listed.json["contents"][0]["id"], created.json["id"]);
+    assert_eq!(listed.json["pageOf"], "/cloud-agent/events/webhooks");
+    assert_eq!(
+        listed.json["self"],
+        "/cloud-agent/events/webhooks?offset=0&limit=100"
+    );
     service.stop().await;
 }
 
@@ -912,7 +917,10 @@ async fn delivery_logs_show_every_attempt_and_redeliver(backend: Backend) {
 }
 
 async fn a_bulk_redelivery_requeues_a_window_with_progress(backend: Backend) {
-    let Some(mut service) = Service::start_on(backend).await else {
+    // Fifteen failures in a row would open the circuit breaker and delay the test.
+    let Some(mut service) =
+        Service::start_with(backend, |s| s.dispatcher.breaker_failure_threshold = 100).await
+    else {
         return;
     };
     let receiver = Receiver::start(&[500; 15]).await;

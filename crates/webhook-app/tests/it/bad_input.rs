@@ -93,7 +93,7 @@ fn cases(webhook: &str) -> Vec<Case> {
         wallet("/events", deep_data).named("deep event data").expect(S::BAD_REQUEST, "deeper"),
         wallet(hooks, deep).named("deep array").expect(S::BAD_REQUEST, "deeper"),
         // Shapes and fields of a webhook.
-        wallet(hooks, r#"[1, 2]"#).named("array body").expect(S::UNPROCESSABLE_ENTITY, "struct"),
+        wallet(hooks, r#"[1, 2]"#).named("array body").expect(S::UNPROCESSABLE_ENTITY, "object"),
         wallet(hooks, r#"{"url": 42}"#).named("wrong type").expect(S::UNPROCESSABLE_ENTITY, "url"),
         wallet(hooks, r#"{"url": "http://x", "colour": "red"}"#).named("unknown field").expect(S::UNPROCESSABLE_ENTITY, "colour"),
         wallet(hooks, r#"{}"#).named("missing url").expect(S::UNPROCESSABLE_ENTITY, "url"),

@@ -1,0 +1,119 @@
+//! What both SQL adapters share to publish events, one or a batch per transaction: the
+//! candidate targets of each wallet, read once, and the deliveries to insert together at the
+//! end. No I/O here: each adapter reads and writes with its own connection type.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+use webhook_domain::{Event, WalletId, Webhook, WebhookId};
+use webhook_ports::Published;
+
+use crate::rows::{AdapterError, NewDelivery, WebhookRow, row_to_webhook};
+
+/// What the events of one publish transaction (one event, or a batch) share: each wallet's
+/// candidate targets, read once per wallet, and the deliveries to insert together at the end.
+#[derive(Default)]
+pub(crate) struct PublishScope {
+    /// The enabled, live webhooks of each wallet seen so far, with the global one.
+    targets: HashMap<WalletId, Vec<Webhook>>,
+    deliveries: Vec<NewDelivery>,
+    #[cfg(feature = "testing")]
+    faults: Option<std::sync::Arc<crate::testing::Faults>>,
+}
+
+impl std::fmt::Debug for PublishScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishScope")
+            .field("wallets", &self.targets.len())
+            .field("deliveries", &self.deliveries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishScope {
+    /// A scope whose publishes reach the store's armed faults.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_faults(faults: std::sync::Arc<crate::testing::Faults>) -> Self {
+        Self {
+            faults: Some(faults),
+            ..Self::default()
+        }
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn faults(&self) -> Option<&crate::testing::Faults> {
+        self.faults.as_deref()
+    }
+
+    /// Whether the candidate targets of `wallet` still have to be read.
+    pub(crate) fn needs_targets(&self, wallet: WalletId) -> bool {
+        !self.targets.contains_key(&wallet)
+    }
+
+    /// Keeps the candidate targets of `wallet`, as the `publish_targets` query reads them.
+    pub(crate) fn add_targets(
+        &mut self,
+        wallet: WalletId,
+        rows: Vec<WebhookRow>,
+    ) -> Result<(), AdapterError> {
+        let webhooks = rows
+            .into_iter()
+            .map(row_to_webhook)
+            .collect::<Result<_, _>>()?;
+        self.targets.insert(wallet, webhooks);
+        Ok(())
+    }
+
+    /// The targets that want `event`, among those read for its wallet.
+    pub(crate) fn targets_of(&self, event: &Event) -> Vec<WebhookId> {
+        self.targets
+            .get(&event.wallet_id())
+            .into_iter()
+            .flatten()
+            .filter(|webhook| webhook.wants(event))
+            .map(|webhook| webhook.id)
+            .collect()
+    }
+
+    /// Queues one pending delivery of `event` to each of `targets`, due at `now`. Call after
+    /// the event is stored: the deliveries refer to it.
+    pub(crate) fn queue_deliveries(
+        &mut self,
+        event: &Event,
+        targets: &[WebhookId],
+        now: OffsetDateTime,
+    ) {
+        self.deliveries.extend(
+            targets
+                .iter()
+                .map(|webhook| NewDelivery::pending(event, *webhook, now)),
+        );
+    }
+
+    /// Fails as an armed fault says, after the event was written and before its deliveries.
+    pub(crate) fn fault_after_event(&self) -> Result<(), AdapterError> {
+        #[cfg(feature = "testing")]
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.take_publish_after_event())
+        {
+            return Err(AdapterError::Injected);
+        }
+        Ok(())
+    }
+
+    /// The deliveries queued so far, to insert.
+    pub(crate) fn deliveries(&self) -> &[NewDelivery] {
+        &self.deliveries
+    }
+}
+
+/// The result of a first publish that created `count` deliveries.
+pub(crate) fn first_publish(event: &Event, count: usize) -> Published {
+    Published {
+        event_id: event.id(),
+        deliveries: u32::try_from(count).unwrap_or(u32::MAX),
+        replayed: false,
+    }
+}
