@@ -221,6 +221,18 @@ async fn the_tutorial_flow_works_as_written(backend: Backend) {
     assert_eq!(envelope["id"], published.json["id"]);
     assert_eq!(envelope["type"], "ConnectionUpdated");
     assert_eq!(envelope["walletId"], WalletId::DEFAULT.to_string());
+    let stored = request(
+        &service,
+        "GET",
+        &format!("/events/{}", envelope["id"].as_str().unwrap()),
+        Auth::Wallet(API_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        stored.json, envelope,
+        "the event reads back as it was delivered"
+    );
 
     let listed = request(
         &service,
