@@ -47,11 +47,11 @@ use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
     DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
     NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookColumns,
-    WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, delivery_select,
-    event_select, event_summary, from_micros, is_foreign_key_violation, is_unique_violation,
-    micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt,
-    row_to_delivery, row_to_event, row_to_webhook, state_columns, to_delivery, to_json, to_wallet,
-    to_webhook, webhook_columns, webhook_select,
+    WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken,
+    delivery_select, event_select, event_summary, from_micros, is_foreign_key_violation,
+    is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
+    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_delivery,
+    to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -251,13 +251,7 @@ impl WalletRepository for PgStore {
             ))
             .execute(&mut c)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    AdapterError::Conflict(format!("wallet {}", wallet.id))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(conflict_if_taken(format!("wallet {}", wallet.id)))?;
         Ok(())
     }
 
@@ -406,13 +400,7 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
         ))
         .execute(c)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                AdapterError::Conflict(format!("webhook {}", w.id))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(conflict_if_taken(format!("webhook {}", w.id)))?;
     Ok(())
 }
 
@@ -1143,13 +1131,7 @@ impl RedeliveryJobs for PgStore {
                 .values(NewRedeliveryJob::of(&stored))
                 .execute(c)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        AdapterError::Conflict(format!("redelivery job {}", job.id))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(conflict_if_taken(format!("redelivery job {}", job.id)))?;
             Ok(stored)
         })
         .await

@@ -323,6 +323,19 @@ pub(crate) fn is_unique_violation(e: &diesel::result::Error) -> bool {
     )
 }
 
+/// Maps a unique violation to `Conflict(what)`, for inserts of rows whose id may be taken.
+pub(crate) fn conflict_if_taken(
+    what: String,
+) -> impl FnOnce(diesel::result::Error) -> AdapterError {
+    move |e| {
+        if is_unique_violation(&e) {
+            AdapterError::Conflict(what)
+        } else {
+            e.into()
+        }
+    }
+}
+
 pub(crate) fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
     matches!(
         e,

@@ -39,10 +39,10 @@ use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
     NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
-    admin_token_select, attempt_select, delivery_select, event_select, event_summary, from_micros,
-    is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_json, to_wallet,
-    webhook_columns, webhook_select,
+    admin_token_select, attempt_select, conflict_if_taken, delivery_select, event_select,
+    event_summary, from_micros, micros, offset, replay, requeue_all, row_to_admin_token,
+    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_json,
+    to_wallet, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -250,13 +250,7 @@ impl WalletRepository for SqliteStore {
             diesel::insert_into(wallets::table)
                 .values(row)
                 .execute(c)
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        AdapterError::Conflict(format!("wallet {id}"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(conflict_if_taken(format!("wallet {id}")))?;
             Ok(())
         })
         .await
@@ -342,13 +336,7 @@ impl WalletRepository for SqliteStore {
             diesel::insert_into(entities::table)
                 .values(row)
                 .execute(c)
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        AdapterError::Conflict(format!("entity {id}"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(conflict_if_taken(format!("entity {id}")))?;
             Ok(())
         })
         .await
@@ -418,13 +406,7 @@ fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), Ada
             webhooks::created_at.eq(w.created_at),
         ))
         .execute(c)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                AdapterError::Conflict(format!("webhook {id}"))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(conflict_if_taken(format!("webhook {id}")))?;
     Ok(())
 }
 
@@ -895,13 +877,7 @@ impl RedeliveryJobs for SqliteStore {
             diesel::insert_into(redelivery_jobs::table)
                 .values(NewRedeliveryJob::of(&stored))
                 .execute(c)
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        AdapterError::Conflict(format!("redelivery job {}", stored.id))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(conflict_if_taken(format!("redelivery job {}", stored.id)))?;
             Ok(stored)
         })
         .await
