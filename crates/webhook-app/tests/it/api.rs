@@ -245,6 +245,17 @@ async fn the_tutorial_flow_works_as_written(backend: Backend) {
     assert_eq!(listed.json["kind"], "WebhookNotificationPage");
     assert_eq!(listed.json["contents"][0]["id"], created.json["id"]);
     assert_eq!(listed.json["pageOf"], "/cloud-agent/events/webhooks");
+    let described = call(
+        "GET",
+        &format!("http://{}/openapi.json", service.addr),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(described.status, StatusCode::OK);
+    assert_eq!(described.json["openapi"], "3.1.0");
+    assert_eq!(described.json["servers"][0]["url"], "/cloud-agent");
+    assert!(described.json["paths"]["/events/webhooks"]["post"].is_object());
     assert_eq!(
         listed.json["self"],
         "/cloud-agent/events/webhooks?offset=0&limit=100"
