@@ -1,12 +1,18 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
-//! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, and every test.
+//! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, every test, then the
+//!   OpenAPI and deploy-file checks.
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the benchmarks (criterion); extra arguments go to them, e.g. a name filter.
 //! - `openapi`: writes `docs/openapi.json` from the code; `openapi --check` fails when the
 //!   committed document differs, and validates it against the OpenAPI 3.1 schema (with the
 //!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
+//! - `deploy --check`: checks the deployment files under `deploy/` (see `deploy.rs`).
+//! - `db`: starts the local PostgreSQL that the tests use if it does not answer.
 
+mod db;
+mod deploy;
+mod python;
 mod tidy;
 
 use std::process::Command;
@@ -14,18 +20,29 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
+    // The tasks name files relative to the repository root, wherever cargo was run from.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask/ has no parent directory")?;
+    std::env::set_current_dir(root).with_context(|| format!("cannot enter {}", root.display()))?;
     let task = std::env::args().nth(1).unwrap_or_default();
+    let flag = std::env::args().nth(2);
     match task.as_str() {
         "ci" => ci(),
         "tidy" => tidy::check_domain_is_pure().map_err(anyhow::Error::msg),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
-        "openapi" => openapi(std::env::args().nth(2).as_deref() == Some("--check")),
+        "openapi" => openapi(flag.as_deref() == Some("--check")),
+        "deploy" if flag.as_deref() == Some("--check") => deploy::check(),
+        "deploy" => bail!("deploy: only `cargo xtask deploy --check` exists"),
+        "db" => db::ensure_running(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy|bench|openapi [--check]>");
+            eprintln!("usage: cargo xtask <ci|tidy|bench|openapi [--check]|deploy --check|db>");
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!("  bench  run the benchmarks (PostgreSQL on 127.0.0.1:5432 if it answers)");
             eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
+            eprintln!("  deploy --check  parse and cross-check the files under deploy/");
+            eprintln!("  db     start the local PostgreSQL (127.0.0.1:5432) if it does not answer");
             bail!("unknown task {task:?}")
         }
     }
@@ -43,7 +60,8 @@ fn ci() -> anyhow::Result<()> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace", "--locked"])?;
-    openapi(true)
+    openapi(true)?;
+    deploy::check()
 }
 
 const OPENAPI_PATH: &str = "docs/openapi.json";
@@ -90,24 +108,9 @@ fn openapi(check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Validates the committed document with openapi-spec-validator, in a virtual environment
-/// under `target/` so nothing is installed system-wide.
+/// Validates the committed document with openapi-spec-validator, in the xtask venv.
 fn validate_openapi() -> anyhow::Result<()> {
-    let venv = std::path::Path::new("target/xtask-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
-        run(
-            &python.to_string_lossy(),
-            &[
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "openapi-spec-validator==0.7.2",
-            ],
-        )?;
-    }
+    let python = python::interpreter()?;
     run(
         &python.to_string_lossy(),
         &[
