@@ -21,7 +21,7 @@ pub async fn prune_all(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Pruned, OutboxError> {
     let mut total = Pruned::default();
-    loop {
+    for batches in 1u64.. {
         let batch = retention.prune(before, batch_size).await?;
         total.events += batch.events;
         total.deliveries += batch.deliveries;
@@ -29,11 +29,24 @@ pub async fn prune_all(
         if batch.events == 0 || *shutdown.borrow() {
             return Ok(total);
         }
-        tracing::debug!(removed = total.events, "pruning finished history");
+        // A long prune (a first run over a large history) reports its progress.
+        if batches % PROGRESS_EVERY == 0 {
+            tracing::info!(
+                events = total.events,
+                batches,
+                "pruning finished history: still going"
+            );
+        } else {
+            tracing::debug!(removed = total.events, "pruning finished history");
+        }
         // Let claims and publishes in between batches.
         tokio::task::yield_now().await;
     }
+    Ok(total)
 }
+
+/// Batches between two progress lines of a long prune.
+const PROGRESS_EVERY: u64 = 10;
 
 /// Prunes at start and then every `settings.interval()` until `shutdown` turns true.
 pub async fn run(
