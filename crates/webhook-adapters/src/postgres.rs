@@ -32,15 +32,16 @@ use webhook_domain::{
     Webhook, WebhookId, WebhookScope,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published, RedeliveryJobs,
-    Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
+    EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
+    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
     WebhookStoreError,
 };
 
+use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    deliveries_listing, next_due, prune_candidates, publish_targets, redelivery_batch,
+    backlog, deliveries_listing, next_due, prune_candidates, publish_targets, redelivery_batch,
     redelivery_candidates,
 };
 use crate::rows::{
@@ -50,8 +51,8 @@ use crate::rows::{
     WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken,
     delivery_select, event_select, event_summary, from_micros, is_foreign_key_violation,
     is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_delivery,
-    to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
+    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
+    to_delivery, to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -73,6 +74,7 @@ const INSERT_CHUNK: usize = 4_000;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    pool_size: u32,
     url: Arc<str>,
     #[cfg(feature = "testing")]
     faults: Arc<crate::testing::Faults>,
@@ -105,8 +107,9 @@ impl PgStore {
     /// [`PgOpenError::Connect`] when the server cannot be reached or refuses the login.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, PgOpenError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool_size = pool_size.max(1);
         let pool = Pool::builder()
-            .max_size(pool_size.max(1))
+            .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await
@@ -117,6 +120,7 @@ impl PgStore {
             .map_err(|e| PgOpenError::Connect(e.to_string()))?;
         Ok(Self {
             pool,
+            pool_size,
             url: Arc::from(url),
             #[cfg(feature = "testing")]
             faults: Arc::default(),
@@ -212,6 +216,17 @@ impl PgStore {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
+    }
+
+    /// The connection pool's numbers now (no I/O), for monitoring. The migration harness and
+    /// the publish listener use connections of their own, outside the pool.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool_size,
+        }
     }
 
     /// Arms failures inside operations, for tests.
@@ -1295,6 +1310,15 @@ impl DeliveryQueue for PgStore {
             .map_err(AdapterError::from)?;
         Ok(next.map(from_micros).transpose()?)
     }
+
+    async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
+        let mut c = self.conn().await?;
+        let row: (i64, Option<i64>) = backlog!(micros(now))
+            .get_result(&mut c)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(to_backlog(row)?)
+    }
 }
 
 #[async_trait]
@@ -1346,8 +1370,8 @@ impl Retention for PgStore {
 #[cfg(feature = "testing")]
 impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
-    /// delivery listings, a redelivery step, the next due time, a pruning batch), as (name,
-    /// plan) pairs, for tests that check they read indexes rather than whole tables.
+    /// delivery listings, a redelivery step, the next due time, the backlog, a pruning batch),
+    /// as (name, plan) pairs, for tests that check they read indexes rather than whole tables.
     ///
     /// # Errors
     /// When a statement cannot be explained.
@@ -1424,6 +1448,12 @@ impl PgStore {
         let plan = Explain::<_, Text>::new("EXPLAIN ", next_due!());
         add(
             "next due",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        let plan = Explain::<_, Text>::new("EXPLAIN ", backlog!(micros(now)));
+        add(
+            "backlog",
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 

@@ -1,8 +1,8 @@
 //! The hot queries that both SQL adapters build the same way, as macros so that each backend
-//! infers its own query type: the delivery listing, the next due time, the candidates of a
-//! pruning batch, a publish's targets and a redelivery job's deliveries. Under the `testing`
-//! feature, [`Explain`] runs any query under `EXPLAIN`, so tests can check that these (and the
-//! claim) use indexes.
+//! infers its own query type: the delivery listing, the next due time, the backlog, the
+//! candidates of a pruning batch, a publish's targets and a redelivery job's deliveries. Under
+//! the `testing` feature, [`Explain`] runs any query under `EXPLAIN`, so tests can check that
+//! these (and the claim) use indexes.
 
 /// The wallet's deliveries matching a `DeliveryFilter`, oldest first, one page.
 macro_rules! deliveries_listing {
@@ -79,6 +79,22 @@ macro_rules! next_due {
     };
 }
 pub(crate) use next_due;
+
+/// The number of deliveries claimable at `$now` (microseconds) and their earliest due time, in
+/// one read of the partial claim index (the `IS NOT NULL`, as in [`next_due`], lets both
+/// planners choose it).
+macro_rules! backlog {
+    ($now:expr) => {
+        deliveries::table
+            .filter(deliveries::due_at.is_not_null())
+            .filter(deliveries::due_at.le($now))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(deliveries::due_at),
+            ))
+    };
+}
+pub(crate) use backlog;
 
 /// Up to `$limit` ids of events stored before `$before` (microseconds) whose deliveries are all
 /// final, oldest first.

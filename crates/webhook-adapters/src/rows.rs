@@ -13,7 +13,8 @@ use webhook_domain::{
     WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
-    BoxError, Idempotency, OutboxError, Page, Published, WalletStoreError, WebhookStoreError,
+    Backlog, BoxError, Idempotency, OutboxError, Page, Published, WalletStoreError,
+    WebhookStoreError,
 };
 
 use crate::schema::{
@@ -354,6 +355,14 @@ pub(crate) fn to_wallet(
         name: WalletName::new(&name).map_err(AdapterError::corrupt)?,
         created_at: from_micros(created)?,
         updated_at: from_micros(updated)?,
+    })
+}
+
+/// The row of the backlog query: the number of due deliveries and the earliest due time.
+pub(crate) fn to_backlog((due, oldest): (i64, Option<i64>)) -> Result<Backlog, AdapterError> {
+    Ok(Backlog {
+        due: u64::try_from(due).map_err(AdapterError::corrupt)?,
+        oldest_due_at: oldest.map(from_micros).transpose()?,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 mod bootstrap;
 pub mod config;
 pub mod dispatcher;
+pub mod metrics;
 mod redelivery;
 pub mod retention;
 mod secrets;
@@ -23,6 +24,7 @@ use webhook_ports::{Clock, LeaseOwner};
 
 use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
+use metrics::Metrics;
 use store::Store;
 
 /// A running service.
@@ -114,11 +116,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let background: Vec<JoinHandle<()>> = store.forward_wakeups(wake.clone()).into_iter().collect();
 
     let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
+    let metrics = Arc::new(Metrics::new());
     let api_state = api::ApiState {
         wallets: store.wallets(),
         webhooks: store.webhooks(),
         outbox: store.outbox(),
         jobs: store.jobs(),
+        queue: store.queue(),
+        database: Arc::new(store.clone()),
+        metrics: metrics.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
         wake: wake.clone(),
@@ -178,6 +184,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             record_delay: Duration::from_millis(settings.dispatcher.record_delay_ms),
             shutdown_grace: Duration::from_millis(settings.dispatcher.shutdown_grace_ms),
         },
+        metrics,
     });
     let dispatcher_task = tokio::spawn(dispatcher.run(wake, shutdown_rx));
 

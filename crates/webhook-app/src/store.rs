@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webhook_adapters::{PgStore, SqliteStore};
 use webhook_ports::{
     DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, WalletRepository, WebhookRepository,
 };
+
+use crate::api::DatabaseStatus;
+use crate::metrics::PoolUsage;
 
 /// Where the data lives, parsed from the database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,19 @@ impl Store {
         })
     }
 
+    /// The connection pool's numbers now, without I/O.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let state = match self {
+            Store::Sqlite(s) => s.pool_state(),
+            Store::Postgres(s) => s.pool_state(),
+        };
+        PoolUsage {
+            connections: state.connections,
+            idle: state.idle,
+            max: state.max,
+        }
+    }
+
     /// Wakes `wake` whenever any instance on the same database publishes (PostgreSQL
     /// `LISTEN`); `None` for SQLite, which only this process writes.
     pub fn forward_wakeups(&self, wake: Arc<Notify>) -> Option<JoinHandle<()>> {
@@ -135,6 +152,17 @@ impl Store {
             Store::Sqlite(s) => s.clone(),
             Store::Postgres(s) => s.clone(),
         }
+    }
+}
+
+#[async_trait]
+impl DatabaseStatus for Store {
+    async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        Store::pending_migrations(self).await
+    }
+
+    fn pool(&self) -> PoolUsage {
+        self.pool_usage()
     }
 }
 

@@ -84,6 +84,16 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
+/// The deliveries waiting to be claimed at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Unfinished deliveries claimable at that moment.
+    pub due: u64,
+    /// The earliest due time among them (a due time or an expired lease's end); `None` when
+    /// `due` is 0.
+    pub oldest_due_at: Option<OffsetDateTime>,
+}
+
 /// Filters for listing deliveries; `None` fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {
@@ -272,6 +282,19 @@ pub trait DeliveryQueue: Send + Sync {
     /// # Errors
     /// `Unavailable` or `Backend`.
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError>;
+
+    /// The backlog at `now`, for monitoring: how many unfinished deliveries are due (pending or
+    /// retry-scheduled with a due time at or before `now`, or in flight with an expired lease:
+    /// what [`Self::claim_due`] could take, ignoring `skip` and the order of ordered targets)
+    /// and the earliest due time among them.
+    ///
+    /// MUST NOT count final deliveries, nor deliveries due after `now` or leased past it; MUST
+    /// report `oldest_due_at` as `None` exactly when nothing is due; MUST NOT lease or change
+    /// anything.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`.
+    async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError>;
 }
 
 /// What one pruning batch removed.

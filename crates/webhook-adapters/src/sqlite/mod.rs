@@ -24,15 +24,16 @@ use webhook_domain::{
     WebhookScope,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryQueue, EventOutbox,
-    Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published, RedeliveryJobs,
-    Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
+    EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
+    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
     WebhookStoreError,
 };
 
+use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    deliveries_listing, due_deliveries, next_due, prune_candidates, publish_targets,
+    backlog, deliveries_listing, due_deliveries, next_due, prune_candidates, publish_targets,
     redelivery_batch, redelivery_candidates,
 };
 use crate::rows::{
@@ -41,8 +42,8 @@ use crate::rows::{
     NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
     admin_token_select, attempt_select, conflict_if_taken, delivery_select, event_select,
     event_summary, from_micros, micros, offset, replay, requeue_all, row_to_admin_token,
-    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_json,
-    to_wallet, webhook_columns, webhook_select,
+    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_backlog,
+    to_json, to_wallet, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -65,6 +66,7 @@ const CONNECTION_PRAGMAS: &str =
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Pool<Conn>,
+    pool_size: u32,
     path: PathBuf,
     #[cfg(feature = "testing")]
     faults: std::sync::Arc<crate::testing::Faults>,
@@ -135,14 +137,16 @@ impl SqliteStore {
             })
         });
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+        let pool_size = pool_size.max(1);
         let pool = Pool::builder()
-            .max_size(pool_size.max(1))
+            .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
             pool,
+            pool_size,
             path: path.to_owned(),
             #[cfg(feature = "testing")]
             faults: std::sync::Arc::default(),
@@ -218,6 +222,17 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection pool's numbers now (no I/O), for monitoring. Migrations use connections
+    /// of their own, outside the pool.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool_size,
+        }
     }
 
     /// Runs `work` in one immediate (write-locking) transaction on a blocking thread.
@@ -1065,6 +1080,12 @@ impl DeliveryQueue for SqliteStore {
         .await
         .map_err(Into::into)
     }
+
+    async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
+        self.transaction(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
+            .await
+            .map_err(Into::into)
+    }
 }
 
 #[async_trait]
@@ -1102,8 +1123,8 @@ impl Retention for SqliteStore {
 #[cfg(feature = "testing")]
 impl SqliteStore {
     /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, a
-    /// redelivery step, the next due time, a pruning batch), as (name, plan) pairs, for tests
-    /// that check they search indexes rather than scan tables.
+    /// redelivery step, the next due time, the backlog, a pruning batch), as (name, plan)
+    /// pairs, for tests that check they search indexes rather than scan tables.
     ///
     /// # Errors
     /// When a query cannot be explained.
@@ -1134,6 +1155,7 @@ impl SqliteStore {
                     plan(c, due_deliveries!(now, 50_u32, &[] as &[String]))?,
                 ),
                 ("next due".to_owned(), plan(c, next_due!())?),
+                ("backlog".to_owned(), plan(c, backlog!(now))?),
                 (
                     "prune candidates".to_owned(),
                     plan(c, prune_candidates!(micros(prune_before), 1000_u32))?,

@@ -15,9 +15,9 @@ use webhook_domain::{
     Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner,
-    OutboxError, Page, PublishItem, Published, RedeliveryJobs, Retention, WalletRepository,
-    WalletStoreError, WebhookRepository, WebhookStoreError,
+    AttemptLog, AttemptRecord, Backlog, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency,
+    LeaseOwner, OutboxError, Page, PublishItem, Published, RedeliveryJobs, Retention,
+    WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
 /// A time with microsecond precision, the precision every adapter must keep.
@@ -1535,6 +1535,108 @@ where
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
+fn backlog_of(due: u64, oldest_due_at: Option<OffsetDateTime>) -> Backlog {
+    Backlog { due, oldest_due_at }
+}
+
+/// backlog counts what is claimable at `now` (pending and retry-scheduled deliveries due at or
+/// before it, and expired leases) with the earliest due time among them, and nothing due
+/// later, leased past `now`, or final.
+pub(crate) async fn backlog_counts_due_deliveries<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, _, _, _) = one_delivery(store).await;
+    store.publish(&event(wallet), None, at(5)).await.unwrap();
+    store.publish(&event(wallet), None, at(100)).await.unwrap();
+    assert_eq!(store.backlog(T0).await.unwrap(), backlog_of(1, Some(T0)));
+    assert_eq!(store.backlog(at(5)).await.unwrap(), backlog_of(2, Some(T0)));
+
+    // A live lease is not due; an expired one is, from the lease's end.
+    let a = owner("a");
+    let first = store.claim_due(&a, at(10), LEASE, 1, &[]).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        store.backlog(at(10)).await.unwrap(),
+        backlog_of(1, Some(at(5)))
+    );
+    assert_eq!(
+        store.backlog(at(40)).await.unwrap(),
+        backlog_of(2, Some(at(5)))
+    );
+
+    // A scheduled retry is due from its time on.
+    let (retry, _) = first[0]
+        .delivery
+        .on_attempt(&status(500), &RetryPolicy::identus(), at(11), Jitter::MAX)
+        .unwrap();
+    assert_eq!(retry.state(), DeliveryState::RetryScheduled { at: at(16) });
+    let record = AttemptRecord {
+        delivery: retry,
+        attempt: log(1, at(10), status(500)),
+    };
+    assert!(
+        store
+            .record_attempts(&a, &[record])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.backlog(at(15)).await.unwrap(),
+        backlog_of(1, Some(at(5)))
+    );
+    assert_eq!(
+        store.backlog(at(16)).await.unwrap(),
+        backlog_of(2, Some(at(5)))
+    );
+
+    // Final deliveries (exhausted, delivered) are not counted.
+    assert_eq!(exhaust_due(store, at(20)).await, 2);
+    assert_eq!(
+        store.backlog(at(200)).await.unwrap(),
+        backlog_of(1, Some(at(100)))
+    );
+    deliver_all(store, at(200)).await;
+    assert_eq!(store.backlog(at(300)).await.unwrap(), backlog_of(0, None));
+}
+
+/// backlog reports no oldest due time exactly when nothing is due: on an empty store, before
+/// the first due time, and once everything is final.
+pub(crate) async fn backlog_empty<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    assert_eq!(store.backlog(T0).await.unwrap(), backlog_of(0, None));
+    let (wallet, _, _, _) = one_delivery(store).await;
+    store.publish(&event(wallet), None, at(1)).await.unwrap();
+    let before = T0 - time::Duration::microseconds(1);
+    assert_eq!(store.backlog(before).await.unwrap(), backlog_of(0, None));
+    assert_eq!(store.backlog(T0).await.unwrap(), backlog_of(1, Some(T0)));
+    deliver_all(store, at(1)).await;
+    assert_eq!(store.backlog(at(1)).await.unwrap(), backlog_of(0, None));
+    assert_eq!(store.backlog(at(1000)).await.unwrap(), backlog_of(0, None));
+}
+
+/// backlog leases and changes nothing: the deliveries it counts stay as they were, and a claim
+/// right after it still gets them all.
+pub(crate) async fn backlog_changes_nothing<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, _, _, _) = one_delivery(store).await;
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    let before = deliveries_of(store, wallet).await;
+    assert_eq!(store.backlog(at(1)).await.unwrap(), backlog_of(2, Some(T0)));
+    assert_eq!(store.backlog(at(1)).await.unwrap(), backlog_of(2, Some(T0)));
+    assert_eq!(deliveries_of(store, wallet).await, before);
+    let claimed = store
+        .claim_due(&owner("a"), at(1), LEASE, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+}
+
 /// requeue makes an exhausted delivery pending with 0 attempts; a delivered one is `Conflict`;
 /// another wallet's (or an unknown one) is `NotFound`.
 pub(crate) async fn requeue<S>(store: &S)
@@ -2372,7 +2474,8 @@ macro_rules! contract_suite {
             webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
             publish_idempotency publish_atomicity publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
-            next_due_at requeue list_deliveries_isolation get_delivery_isolation
+            next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
+            requeue list_deliveries_isolation get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
             redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
         );

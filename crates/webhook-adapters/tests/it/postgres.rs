@@ -47,6 +47,18 @@ async fn migrate_reports_what_it_applied() {
 }
 
 #[tokio::test]
+async fn pool_state_counts_connections_up_to_the_pool_size() {
+    let Some((_schema, store)) = fresh().await else {
+        return;
+    };
+    assert_eq!(store.pool_state().max, 4);
+    store.next_due_at().await.unwrap();
+    let state = store.pool_state();
+    assert!((1..=4).contains(&state.connections), "{state:?}");
+    assert!(state.idle <= state.connections, "{state:?}");
+}
+
+#[tokio::test]
 async fn connect_error_is_clear_and_hides_the_password() {
     // Port 1 on loopback: nothing listens there.
     let err = PgStore::connect("postgres://me:hunter2@127.0.0.1:1/db", 1)

@@ -1,7 +1,7 @@
 //! The hot queries read indexes, not whole tables: with realistic volumes loaded (50,000
 //! deliveries, most of them finished) and statistics gathered, neither planner chooses a full
 //! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings, a
-//! redelivery step, the next due time or a pruning batch.
+//! redelivery step, the next due time, the backlog or a pruning batch.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use uuid::Uuid;

@@ -204,8 +204,11 @@ pub(crate) async fn publish(
         .outbox
         .publish(&item.event, item.idempotency, state.clock.now())
         .await?;
-    if published.deliveries > 0 && !published.replayed {
-        state.wake.notify_one();
+    if !published.replayed {
+        state.metrics.events_published(1);
+        if published.deliveries > 0 {
+            state.wake.notify_one();
+        }
     }
     Ok((StatusCode::ACCEPTED, Json(published.into())))
 }
@@ -245,6 +248,9 @@ pub(crate) async fn publish_batch(
         .outbox
         .publish_batch(&items, state.clock.now())
         .await?;
+    state
+        .metrics
+        .events_published(published.iter().filter(|p| !p.replayed).count());
     if published.iter().any(|p| p.deliveries > 0 && !p.replayed) {
         state.wake.notify_one();
     }

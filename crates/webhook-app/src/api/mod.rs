@@ -4,13 +4,14 @@
 //! Wallet-scoped calls authenticate with the `apikey` header and see only that wallet's data;
 //! another wallet's resource is answered as if it did not exist. Admin calls authenticate with
 //! `x-admin-api-key`. Every error is a problem details body; bad input is refused before
-//! anything is stored.
+//! anything is stored. `/health`, `/ready` and `/metrics` are outside the base path.
 
 mod admin;
 mod auth;
 mod deliveries;
 mod events;
 mod json;
+mod observability;
 pub mod openapi;
 mod problem;
 mod webhooks;
@@ -23,13 +24,16 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 use webhook_ports::{
-    Clock, EventOutbox, RedeliveryJobs, Transport, WalletRepository, WebhookRepository,
+    Clock, DeliveryQueue, EventOutbox, RedeliveryJobs, Transport, WalletRepository,
+    WebhookRepository,
 };
 
 pub use auth::AdminCredential;
+pub use observability::DatabaseStatus;
 pub use problem::Problem;
 
 use crate::config::ApiSettings;
+use crate::metrics::Metrics;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -38,6 +42,11 @@ pub struct ApiState {
     pub webhooks: Arc<dyn WebhookRepository>,
     pub outbox: Arc<dyn EventOutbox>,
     pub jobs: Arc<dyn RedeliveryJobs>,
+    /// Read for the backlog gauges when `/metrics` is scraped.
+    pub queue: Arc<dyn DeliveryQueue>,
+    /// Asked by `/ready`, and for the pool gauges.
+    pub database: Arc<dyn DatabaseStatus>,
+    pub metrics: Arc<Metrics>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).
     pub transport: Arc<dyn Transport>,
     pub clock: Arc<dyn Clock>,
@@ -114,7 +123,9 @@ pub fn router(state: ApiState, base_path: &str) -> Router {
     } else {
         Router::new().nest(base_path, routes)
     };
-    api.route("/health", get(health))
+    api.route("/health", get(observability::health))
+        .route("/ready", get(observability::ready))
+        .route("/metrics", get(observability::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "No such route") })
         .method_not_allowed_fallback(|| async {
@@ -127,10 +138,6 @@ pub fn router(state: ApiState, base_path: &str) -> Router {
         .layer(axum::middleware::from_fn(problem::with_instance))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Parses an id from a path segment: a malformed one is a 400 that names the parameter.

@@ -28,6 +28,8 @@ use webhook_ports::{
 
 use slots::{Admitted, Slots};
 
+use crate::metrics::Metrics;
+
 /// How the dispatcher works.
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -60,6 +62,8 @@ pub struct Dispatcher {
     pub(crate) jitter: fn() -> Jitter,
     pub(crate) owner: LeaseOwner,
     pub(crate) config: DispatcherConfig,
+    /// Attempts, finished deliveries and circuit states are counted here as they happen.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -197,6 +201,9 @@ impl Dispatcher {
             {
                 self.flush(&mut p).await;
             }
+            if let Some(not_closed) = p.slots.circuit_changes() {
+                self.metrics.circuits_changed(not_closed);
+            }
         }
         self.drain(p).await;
     }
@@ -299,11 +306,15 @@ impl Dispatcher {
         let records = std::mem::take(&mut p.records);
         p.first_record_at = None;
         match self.queue.record_attempts(&self.owner, &records).await {
-            Ok(lost) if !lost.is_empty() => tracing::warn!(
-                count = lost.len(),
-                "leases expired before outcomes were recorded"
-            ),
-            Ok(_) => {}
+            Ok(lost) => {
+                self.metrics.outcomes_recorded(&records, &lost);
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        count = lost.len(),
+                        "leases expired before outcomes were recorded"
+                    );
+                }
+            }
             // Unrecorded deliveries stay leased and become due again when the lease expires.
             Err(e) => tracing::warn!(error = %e, count = records.len(), "cannot record outcomes"),
         }
@@ -388,10 +399,11 @@ impl Dispatcher {
         self.give_back(cut_off.into_iter().chain(late), self.clock.now())
             .await;
         let records = std::mem::take(&mut p.records);
-        if !records.is_empty()
-            && let Err(e) = self.queue.record_attempts(&self.owner, &records).await
-        {
-            tracing::warn!(error = %e, "cannot record the last outcomes at shutdown");
+        if !records.is_empty() {
+            match self.queue.record_attempts(&self.owner, &records).await {
+                Ok(lost) => self.metrics.outcomes_recorded(&records, &lost),
+                Err(e) => tracing::warn!(error = %e, "cannot record the last outcomes at shutdown"),
+            }
         }
     }
 
@@ -408,6 +420,8 @@ impl Dispatcher {
             .transport
             .send(&webhook.url, &message, self.config.attempt_timeout)
             .await;
+        self.metrics
+            .attempt_finished(&report.outcome, report.duration);
         let policy = webhook
             .retry_policy
             .as_ref()
@@ -662,6 +676,7 @@ mod tests {
                 record_delay: Duration::from_millis(5),
                 shutdown_grace: Duration::from_millis(200),
             },
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -728,6 +743,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn attempts_and_recorded_final_states_are_counted() {
+        let (queue, mut recorded, _released) = queue_over(vec![claimed(None, 0)]);
+        let mut transport = MockTransport::new();
+        transport
+            .expect_send()
+            .times(1)
+            .returning(|_, _, _| report(status(200)));
+        let dispatcher = dispatcher(queue, MockWebhookRepository::new(), Arc::new(transport), 16);
+        let metrics = dispatcher.metrics.clone();
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        records(&mut recorded, 1).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let text = metrics
+            .render(NOW, None, crate::metrics::PoolUsage::default())
+            .unwrap();
+        for line in [
+            "webhookd_attempts_total{outcome=\"success\"} 1",
+            "webhookd_attempt_duration_seconds_count 1",
+            "webhookd_deliveries_finished_total{state=\"delivered\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use webhook_domain::{AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, Delivery, WebhookId};
+use webhook_domain::{
+    AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, CircuitState, Delivery, WebhookId,
+};
 use webhook_ports::ClaimedDelivery;
 
 /// What to do with claimed deliveries.
@@ -46,7 +48,7 @@ impl Target {
             && self.waiting.is_empty()
             && !self.rate_limited_at(now)
             && self.breaker.state()
-                == webhook_domain::CircuitState::Closed {
+                == CircuitState::Closed {
                     consecutive_failures: 0,
                 }
     }
@@ -58,6 +60,17 @@ pub(crate) struct Slots {
     per_target: usize,
     breaker: CircuitBreakerConfig,
     targets: HashMap<WebhookId, Target>,
+    /// A breaker changed in a way the metrics show since [`Slots::circuit_changes`].
+    circuits_changed: bool,
+}
+
+/// Whether a breaker's change shows in the metrics: any change except a closed breaker's count
+/// of failures (an open one's end counts, as a late failure moves it).
+fn visible_change(before: CircuitState, after: CircuitState) -> bool {
+    match (before, after) {
+        (CircuitState::Closed { .. }, CircuitState::Closed { .. }) => false,
+        _ => before != after,
+    }
 }
 
 /// Whether an outcome says the target is healthy. A 4xx other than 429 is the target's answer
@@ -80,6 +93,7 @@ impl Slots {
             per_target: per_target.max(1),
             breaker,
             targets: HashMap::new(),
+            circuits_changed: false,
         }
     }
 
@@ -170,7 +184,10 @@ impl Slots {
     ) -> Admitted {
         let entry = self.target(target);
         entry.in_flight = entry.in_flight.saturating_sub(1);
+        let before = entry.breaker.state();
         entry.breaker = entry.breaker.on_result(healthy(outcome), now);
+        let changed = visible_change(before, entry.breaker.state());
+        self.circuits_changed |= changed;
         let mut admitted = Admitted::default();
         self.pump(target, now, &mut admitted);
         // A target with nothing to remember is forgotten, so the map holds only the targets
@@ -186,6 +203,7 @@ impl Slots {
     fn pump(&mut self, id: WebhookId, now: OffsetDateTime, admitted: &mut Admitted) {
         let per_target = self.per_target;
         let target = self.target(id);
+        let before = target.breaker.state();
         while target.in_flight < per_target && !target.waiting.is_empty() {
             if target.rate_limited_at(now) {
                 break;
@@ -193,7 +211,7 @@ impl Slots {
             let (breaker, allowed) = target.breaker.try_acquire(now);
             if !allowed {
                 let resume = match breaker.state() {
-                    webhook_domain::CircuitState::Open { until } => until,
+                    CircuitState::Open { until } => until,
                     // A probe is under way: look again shortly.
                     _ => now + time::Duration::seconds(1),
                 };
@@ -211,6 +229,23 @@ impl Slots {
                 admitted.start.push(next);
             }
         }
+        let changed = visible_change(before, target.breaker.state());
+        self.circuits_changed |= changed;
+    }
+
+    /// The breakers that are not closed, if one changed visibly since the last call: what the
+    /// metrics show, sent only when it changed.
+    pub(crate) fn circuit_changes(&mut self) -> Option<Vec<(WebhookId, CircuitState)>> {
+        if !std::mem::take(&mut self.circuits_changed) {
+            return None;
+        }
+        Some(
+            self.targets
+                .iter()
+                .map(|(id, t)| (*id, t.breaker.state()))
+                .filter(|(_, state)| !matches!(state, CircuitState::Closed { .. }))
+                .collect(),
+        )
     }
 
     /// Everything still waiting (for a shutdown that gives it back).
@@ -372,6 +407,33 @@ mod tests {
         assert_eq!(admitted.start.len(), 1);
         assert_eq!(admitted.release.len(), 1);
         assert_eq!(admitted.release[0].1, reopened + time::Duration::seconds(1));
+    }
+
+    #[test]
+    fn circuit_changes_are_reported_once_each_and_not_for_failures_below_the_threshold() {
+        let mut slots = Slots::new(1, breaker(2));
+        assert_eq!(slots.circuit_changes(), None);
+        slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
+        // One failure: still closed, nothing to report.
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        assert_eq!(slots.circuit_changes(), None);
+        // The second opens the circuit.
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        let until = NOW + time::Duration::seconds(30);
+        assert_eq!(
+            slots.circuit_changes(),
+            Some(vec![(id(1), CircuitState::Open { until })])
+        );
+        assert_eq!(slots.circuit_changes(), None, "reported once");
+        // A probe turns it half-open; a healthy answer closes it, and it is no longer listed.
+        slots.admit(vec![claimed(1, 7)], until);
+        assert_eq!(
+            slots.circuit_changes(),
+            Some(vec![(id(1), CircuitState::HalfOpen { probing: true })])
+        );
+        slots.finished(id(1), &OK, until);
+        assert_eq!(slots.circuit_changes(), Some(Vec::new()));
+        assert_eq!(slots.circuit_changes(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod delivery;
+mod observability;
 mod rest;
 mod retries;
 mod throughput;

@@ -328,6 +328,29 @@ pub async fn call_bytes(
     }
 }
 
+/// GETs `url` without credentials and reads an answer that need not be JSON: the status, the
+/// content type and the body as text.
+pub async fn get_text(url: &str) -> (StatusCode, String, String) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
 /// POSTs JSON with the test wallet's key, spelt `apiKey` as in the Identus tutorial.
 pub async fn post_json(url: &str, body: serde_json::Value) -> Answer {
     call(
