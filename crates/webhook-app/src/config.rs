@@ -2,22 +2,26 @@
 //! (`WEBHOOKD_*` for our settings, with `__` between nested names, and the Identus names as
 //! they are). This is the only module that reads the environment.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use webhook_domain::{AddressPolicy, IpRange, RetryPolicy};
 
 use crate::store::Database;
 
 /// Everything the service can be told.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the REST API listens on.
+    #[serde(deserialize_with = "socket_address")]
     pub listen: SocketAddr,
+    /// What this instance runs: the API, the dispatcher (with retention), or both.
+    pub role: Role,
     /// Prefix of every API path; `/cloud-agent` as in the Identus tutorial.
     pub base_path: String,
     /// Where the embedded database lives.
@@ -45,8 +49,57 @@ pub struct Settings {
     pub identus: IdentusSettings,
 }
 
+/// What one instance runs, so the API and the dispatcher can be scaled apart on one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Role {
+    /// The REST API, the dispatcher and the retention job.
+    All,
+    /// The REST API only: publishes are stored, and other instances deliver them.
+    Api,
+    /// The dispatcher and the retention job only; nothing is served over HTTP.
+    Dispatcher,
+}
+
+impl Role {
+    /// Whether this role serves the REST API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether this role delivers (and prunes history).
+    pub fn delivers(self) -> bool {
+        matches!(self, Role::All | Role::Dispatcher)
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.trim() {
+            "all" => Ok(Role::All),
+            "api" => Ok(Role::Api),
+            "dispatcher" => Ok(Role::Dispatcher),
+            _ => Err(format!(
+                "{text:?} is not a role; use all, api or dispatcher"
+            )),
+        }
+    }
+}
+
+/// `listen`: an address and port, with an error that says how to write one.
+fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an address; write IP:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::]:8080"
+        ))
+    })
+}
+
 /// Limits and defaults of the REST API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// Largest request body accepted; larger ones get 413.
@@ -65,7 +118,7 @@ impl ApiSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatcherSettings {
     /// Deliveries claimed (and attempted concurrently) at once.
@@ -114,7 +167,7 @@ impl DispatcherSettings {
 }
 
 /// How deliveries connect to their targets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransportSettings {
     /// Refuse targets at loopback, private, link-local and other special-purpose addresses
@@ -152,7 +205,7 @@ impl TransportSettings {
 }
 
 /// How long finished history is kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     /// Events whose deliveries are all finished are removed, with their deliveries and
@@ -176,7 +229,8 @@ impl RetentionSettings {
 }
 
 /// The Identus Cloud Agent's webhook settings, under the names Identus reads.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `Debug` masks the keys and the passwords in the webhook URLs, as [`Settings::redacted`] does.
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentusSettings {
     pub global_webhook_url: Option<String>,
@@ -190,8 +244,100 @@ pub struct IdentusSettings {
     pub admin_token: Option<String>,
 }
 
+impl fmt::Debug for IdentusSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked = self.redacted();
+        f.debug_struct("IdentusSettings")
+            .field("global_webhook_url", &masked.global_webhook_url)
+            .field("global_webhook_api_key", &masked.global_webhook_api_key)
+            .field("default_wallet_enabled", &masked.default_wallet_enabled)
+            .field(
+                "default_wallet_webhook_url",
+                &masked.default_wallet_webhook_url,
+            )
+            .field(
+                "default_wallet_webhook_api_key",
+                &masked.default_wallet_webhook_api_key,
+            )
+            .field(
+                "default_wallet_auth_api_key",
+                &masked.default_wallet_auth_api_key,
+            )
+            .field("admin_token", &masked.admin_token)
+            .finish()
+    }
+}
+
+impl IdentusSettings {
+    fn redacted(&self) -> IdentusSettings {
+        let mask = |value: &Option<String>| value.as_ref().map(|v| mask_secret(v));
+        let url = |value: &Option<String>| value.as_deref().map(redact_url);
+        IdentusSettings {
+            global_webhook_url: url(&self.global_webhook_url),
+            global_webhook_api_key: mask(&self.global_webhook_api_key),
+            default_wallet_enabled: self.default_wallet_enabled,
+            default_wallet_webhook_url: url(&self.default_wallet_webhook_url),
+            default_wallet_webhook_api_key: mask(&self.default_wallet_webhook_api_key),
+            default_wallet_auth_api_key: mask(&self.default_wallet_auth_api_key),
+            admin_token: mask(&self.admin_token),
+        }
+    }
+}
+
+/// What stands for a secret in printed settings.
+const MASK: &str = "****";
+
+/// A set secret becomes [`MASK`]; an empty one (meaning unset) stays empty.
+fn mask_secret(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        MASK.to_owned()
+    }
+}
+
+/// The URL with the password of its user info, and a `password=` query parameter, masked:
+/// `postgres://app:****@db:5432/hooks`.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = scheme;
+    match before_query.rsplit_once('@') {
+        Some((user_info, host)) => {
+            match user_info.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:{MASK}")),
+                None => out.push_str(user_info),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    format!("{name}={MASK}")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
 const DEFAULTS: &str = r#"
 listen = "127.0.0.1:8080"
+role = "all"
 base_path = "/cloud-agent"
 data_dir = "data"
 database_url = ""
@@ -252,6 +398,17 @@ const IDENTUS_VARIABLES: &[(&str, &str)] = &[
     ("ADMIN_TOKEN", "identus.admin_token"),
 ];
 
+/// Variables with the `WEBHOOKD_` prefix that are not settings: the CLI reads them.
+const CLI_VARIABLES: &[&str] = &["WEBHOOKD_CONFIG", "WEBHOOKD_LOG_FORMAT"];
+
+/// Whether `name` is one of the variables Kubernetes (and Docker links) set for a service
+/// called `webhookd` (`WEBHOOKD_SERVICE_HOST`, `WEBHOOKD_PORT_8080_TCP_ADDR`, ...). No setting
+/// starts with `service_` or `port`, so they are ignored rather than refused as unknown.
+fn is_service_link(name: &str) -> bool {
+    let rest = &name["WEBHOOKD_".len()..];
+    rest.starts_with("SERVICE_") || rest == "PORT" || rest.starts_with("PORT_")
+}
+
 impl Settings {
     /// The built-in defaults alone: what a test starts from.
     pub fn defaults() -> anyhow::Result<Self> {
@@ -259,20 +416,31 @@ impl Settings {
     }
 
     /// Defaults, then `file` (TOML) if given, then the process environment.
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    ///
+    /// # Errors
+    /// One line naming the setting, where its value came from and what is allowed.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         Self::build(file, &env)
     }
 
-    fn build(file: Option<&std::path::Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+    fn build(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let sources = Sources { file, env };
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            builder = builder.add_source(config::File::from_str(
+                &read_toml(path)?,
+                config::FileFormat::Toml,
+            ));
         }
         let ours: config::Map<String, String> = env
             .iter()
-            .filter(|(k, _)| k.starts_with("WEBHOOKD_") && k != "WEBHOOKD_CONFIG")
+            .filter(|(k, _)| {
+                k.starts_with("WEBHOOKD_")
+                    && !CLI_VARIABLES.contains(&k.as_str())
+                    && !is_service_link(k)
+            })
             .cloned()
             .collect();
         builder = builder.add_source(
@@ -288,16 +456,33 @@ impl Settings {
             if let Some((_, value)) = env.iter().find(|(k, _)| k == variable) {
                 builder = builder
                     .set_override(*key, value.clone())
-                    .with_context(|| format!("{variable}: cannot be applied"))?;
+                    .map_err(|e| sources.explain(e))?;
             }
         }
         let settings: Settings = builder
             .build()
-            .context("configuration: cannot be read")?
-            .try_deserialize()
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        settings.validate()?;
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| sources.explain(e))?;
+        settings.validate().map_err(|e| sources.locate(&e))?;
         Ok(settings)
+    }
+
+    /// A copy with every secret masked: the Identus API keys and admin token become `****`,
+    /// and so do the passwords in `database_url` and in the webhook URLs.
+    pub fn redacted(&self) -> Settings {
+        let mut masked = self.clone();
+        masked.database_url = redact_url(&self.database_url);
+        masked.identus = self.identus.redacted();
+        masked
+    }
+
+    /// The settings as a TOML file that `--config` accepts, secrets masked
+    /// ([`Self::redacted`]).
+    ///
+    /// # Errors
+    /// When a value has no TOML form (a data directory that is not UTF-8).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(&self.redacted()).context("the settings cannot be written as TOML")
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -310,44 +495,79 @@ impl Settings {
             );
         }
         if self.dispatcher.batch_size == 0 {
-            anyhow::bail!("dispatcher.batch_size: must be at least 1");
+            anyhow::bail!("dispatcher.batch_size: must be at least 1, got 0");
         }
-        if self.dispatcher.max_in_flight == 0 || self.dispatcher.max_in_flight_per_target == 0 {
-            anyhow::bail!(
-                "dispatcher.max_in_flight and dispatcher.max_in_flight_per_target: must be at least 1"
-            );
+        if self.dispatcher.max_in_flight == 0 {
+            anyhow::bail!("dispatcher.max_in_flight: must be at least 1, got 0");
+        }
+        if self.dispatcher.max_in_flight_per_target == 0 {
+            anyhow::bail!("dispatcher.max_in_flight_per_target: must be at least 1, got 0");
         }
         if self.dispatcher.record_batch == 0 {
-            anyhow::bail!("dispatcher.record_batch: must be at least 1");
+            anyhow::bail!("dispatcher.record_batch: must be at least 1, got 0");
         }
-        if self.dispatcher.attempt_timeout_ms == 0
-            || self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms
-        {
+        if self.dispatcher.attempt_timeout_ms == 0 {
+            anyhow::bail!("dispatcher.attempt_timeout_ms: must be at least 1, got 0");
+        }
+        if self.dispatcher.lease_ms <= self.dispatcher.attempt_timeout_ms {
             anyhow::bail!(
-                "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (and both above 0)"
+                "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms ({}), got {}",
+                self.dispatcher.attempt_timeout_ms,
+                self.dispatcher.lease_ms
             );
         }
         if self.transport.connect_timeout_ms == 0 {
-            anyhow::bail!("transport.connect_timeout_ms: must be at least 1");
+            anyhow::bail!("transport.connect_timeout_ms: must be at least 1, got 0");
         }
         self.transport.address_policy()?;
         if self.database_pool_size == 0 {
-            anyhow::bail!("database_pool_size: must be at least 1");
+            anyhow::bail!("database_pool_size: must be at least 1, got 0");
         }
-        if self.retention.batch_size == 0 || self.retention.interval_secs == 0 {
-            anyhow::bail!("retention.batch_size and retention.interval_secs: must be at least 1");
+        if self.retention.batch_size == 0 {
+            anyhow::bail!("retention.batch_size: must be at least 1, got 0");
+        }
+        if self.retention.interval_secs == 0 {
+            anyhow::bail!("retention.interval_secs: must be at least 1, got 0");
         }
         if self.api.max_body_bytes < 1024 {
-            anyhow::bail!("api.max_body_bytes: must be at least 1024");
+            anyhow::bail!(
+                "api.max_body_bytes: must be at least 1024, got {}",
+                self.api.max_body_bytes
+            );
         }
         if !(2..=128).contains(&self.api.max_json_depth) {
-            anyhow::bail!("api.max_json_depth: must be between 2 and 128");
+            anyhow::bail!(
+                "api.max_json_depth: must be between 2 and 128, got {}",
+                self.api.max_json_depth
+            );
         }
         if self.api.max_batch_events == 0 {
-            anyhow::bail!("api.max_batch_events: must be at least 1");
+            anyhow::bail!("api.max_batch_events: must be at least 1, got 0");
         }
         if self.max_webhooks_per_wallet == 0 {
-            anyhow::bail!("max_webhooks_per_wallet: must be at least 1");
+            anyhow::bail!("max_webhooks_per_wallet: must be at least 1, got 0");
+        }
+        // A file written by `webhookd config` holds masks, not secrets: never take one as a key.
+        for (key, value) in [
+            (
+                "identus.global_webhook_api_key",
+                &self.identus.global_webhook_api_key,
+            ),
+            (
+                "identus.default_wallet_webhook_api_key",
+                &self.identus.default_wallet_webhook_api_key,
+            ),
+            (
+                "identus.default_wallet_auth_api_key",
+                &self.identus.default_wallet_auth_api_key,
+            ),
+            ("identus.admin_token", &self.identus.admin_token),
+        ] {
+            if value.as_deref() == Some(MASK) {
+                anyhow::bail!(
+                    "{key}: {MASK:?} is what `webhookd config` prints in place of a secret; set the secret itself"
+                );
+            }
         }
         self.database()?;
         Ok(())
@@ -378,6 +598,156 @@ impl Settings {
         anyhow::bail!(
             "database_url: the scheme {scheme:?} is not supported; use sqlite://<path> or postgres://user:password@host:port/database"
         )
+    }
+}
+
+/// The configuration file's text, checked to be TOML so that a syntax error is one line.
+fn read_toml(path: &Path) -> anyhow::Result<String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("configuration file {shown}: cannot be read: {e}"))?;
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        let at = e.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
+            format!(" at line {line}, column {column}")
+        });
+        anyhow::bail!(
+            "configuration file {shown}: not valid TOML{at}: {}",
+            e.message().trim()
+        );
+    }
+    Ok(text)
+}
+
+/// Where the configuration came from, to tell the operator where a bad value was set.
+struct Sources<'a> {
+    file: Option<&'a Path>,
+    env: &'a [(String, String)],
+}
+
+impl Sources<'_> {
+    /// The variable or file that set `key` (such as `dispatcher.batch_size` or
+    /// `transport.allowed_cidrs[1]`): the one read last wins, as in [`Settings::build`].
+    fn of(&self, key: &str) -> Option<String> {
+        let key = key.split('[').next().unwrap_or(key);
+        let set = |name: &str| self.env.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if let Some((variable, _)) = IDENTUS_VARIABLES.iter().find(|(_, k)| *k == key)
+            && set(variable)
+        {
+            return Some(format!("from {variable}"));
+        }
+        // The environment source takes a setting's variable, and every variable beneath it.
+        let mut path = key;
+        loop {
+            let variable = format!("WEBHOOKD_{}", path.replace('.', "__")).to_ascii_uppercase();
+            if set(&variable) {
+                return Some(format!("from {variable}"));
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => break,
+            }
+        }
+        self.file.map(|file| format!("in {}", file.display()))
+    }
+
+    /// A validation error (`key: problem`) with where the key was set.
+    fn locate(&self, error: &anyhow::Error) -> anyhow::Error {
+        let message = format!("{error:#}");
+        let source = message
+            .split_once(": ")
+            .filter(|(key, _)| !key.contains(' '))
+            .and_then(|(key, _)| self.of(key));
+        match source {
+            Some(source) => anyhow::anyhow!("{message} ({source})"),
+            None => anyhow::anyhow!("{message}"),
+        }
+    }
+
+    /// One line: the setting, what is wrong and what would be right, and where it was set.
+    fn explain(&self, error: config::ConfigError) -> anyhow::Error {
+        let (key, problem) = match error {
+            config::ConfigError::Type {
+                unexpected,
+                expected,
+                key,
+                ..
+            } => (key, mismatch(&unexpected.to_string(), expected)),
+            config::ConfigError::At { error, key, .. } => (key, serde_message(&error.to_string())),
+            config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
+            other => (None, serde_message(&other.to_string())),
+        };
+        // serde names an unknown field only in its message; make it part of the key.
+        let (key, problem) = match problem
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, allowed)) => {
+                let key = match key {
+                    Some(parent) => format!("{parent}.{field}"),
+                    None => field.to_owned(),
+                };
+                let allowed = allowed.trim_start_matches(',').trim().replace('`', "");
+                (Some(key), format!("unknown setting; {allowed}"))
+            }
+            None => (key, problem),
+        };
+        match key {
+            Some(key) => match self.of(&key) {
+                Some(source) => anyhow::anyhow!("{key}: {problem} ({source})"),
+                None => anyhow::anyhow!("{key}: {problem}"),
+            },
+            None => anyhow::anyhow!("configuration: {problem}"),
+        }
+    }
+}
+
+/// serde's `invalid type: integer `3`, expected struct X` in the words of [`mismatch`]; any
+/// other message as it is.
+fn serde_message(message: &str) -> String {
+    let parsed = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "));
+    match parsed {
+        Some((unexpected, expected)) if expected.starts_with("struct ") => {
+            mismatch(unexpected, "a table of settings")
+        }
+        Some((unexpected, expected)) => mismatch(unexpected, expected),
+        None => message.to_owned(),
+    }
+}
+
+/// A value of the wrong type, in words: config describes it as `string "abc"` or
+/// `64-bit unsigned integer `99999999999``, and what it wanted in Rust's terms.
+fn mismatch(unexpected: &str, expected: &str) -> String {
+    let value = match unexpected.split_once('`') {
+        Some((_, quoted)) => quoted.trim_end_matches('`'),
+        None => unexpected.strip_prefix("string ").unwrap_or(unexpected),
+    };
+    let allowed = if expected.contains("unsigned 32 bit") {
+        format!("a whole number from 0 to {}", u32::MAX)
+    } else if expected.contains("unsigned") {
+        "a whole number, 0 or more".to_owned()
+    } else if expected.contains("integer") {
+        "a whole number".to_owned()
+    } else if expected == "a boolean" {
+        "true or false".to_owned()
+    } else {
+        expected.to_owned()
+    };
+    if unexpected.contains("integer") && expected.contains("integer") {
+        format!("{value} is out of range; expected {allowed}")
+    } else {
+        format!("{value} is not allowed; expected {allowed}")
     }
 }
 
@@ -573,6 +943,157 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_in_printed_settings_and_in_debug() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("ADMIN_TOKEN", "admin-1"),
+                ("DEFAULT_WALLET_AUTH_API_KEY", "wallet-2"),
+                ("GLOBAL_WEBHOOK_API_KEY", "global-3"),
+                ("DEFAULT_WALLET_WEBHOOK_API_KEY", "default-4"),
+                (
+                    "GLOBAL_WEBHOOK_URL",
+                    "https://hook:url-5@receiver.example/in",
+                ),
+                ("DEFAULT_WALLET_WEBHOOK_URL", ""),
+                ("WEBHOOKD_DATABASE_URL", "postgres://app:db-6@db:5432/hooks"),
+            ]),
+        )
+        .unwrap();
+        let printed = s.to_toml().unwrap();
+        let debug = format!("{:?}", s.identus);
+        for secret in [
+            "admin-1",
+            "wallet-2",
+            "global-3",
+            "default-4",
+            "url-5",
+            "db-6",
+        ] {
+            assert!(!printed.contains(secret), "{secret}: {printed}");
+            assert!(!debug.contains(secret), "{secret}: {debug}");
+        }
+        assert!(printed.contains("admin_token = \"****\""), "{printed}");
+        assert!(
+            printed.contains("https://hook:****@receiver.example/in"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("postgres://app:****@db:5432/hooks"),
+            "{printed}"
+        );
+        // An empty value means unset, and stays visible as such.
+        assert!(
+            printed.contains("default_wallet_webhook_url = \"\""),
+            "{printed}"
+        );
+        // Masking does not change the settings in use.
+        assert_eq!(s.identus.admin_token.as_deref(), Some("admin-1"));
+    }
+
+    #[test]
+    fn urls_keep_everything_but_the_password() {
+        for (url, masked) in [
+            (
+                "postgres://app:pw@db:5432/hooks",
+                "postgres://app:****@db:5432/hooks",
+            ),
+            ("postgres://app@db/hooks", "postgres://app@db/hooks"),
+            (
+                "postgresql://db/hooks?user=app&password=pw&sslmode=require",
+                "postgresql://db/hooks?user=app&password=****&sslmode=require",
+            ),
+            (
+                "postgres://a:p%40ss@db/h?password=x",
+                "postgres://a:****@db/h?password=****",
+            ),
+            ("sqlite://data/webhookd.db", "sqlite://data/webhookd.db"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), masked, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_role_chooses_what_runs() {
+        assert_eq!(Settings::defaults().unwrap().role, Role::All);
+        for (text, role, api, delivers) in [
+            ("all", Role::All, true, true),
+            ("api", Role::Api, true, false),
+            ("dispatcher", Role::Dispatcher, false, true),
+        ] {
+            let s = Settings::build(None, &env(&[("WEBHOOKD_ROLE", text)])).unwrap();
+            assert_eq!(s.role, role);
+            assert_eq!((role.serves_api(), role.delivers()), (api, delivers));
+        }
+    }
+
+    #[test]
+    fn configuration_errors_are_one_line_naming_the_setting_and_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhookd.toml");
+        let shown = file.display().to_string();
+        let check = |contents: Option<&str>, vars: &[(&str, &str)], expected: &str| {
+            if let Some(contents) = contents {
+                std::fs::write(&file, contents).unwrap();
+            }
+            let err = Settings::build(contents.map(|_| file.as_path()), &env(vars)).unwrap_err();
+            let err = format!("{err:#}");
+            assert_eq!(err, expected.replace("FILE", &shown));
+        };
+        check(
+            Some("listn = \"x\""),
+            &[],
+            "listn: unknown setting; expected one of listen, role, base_path, data_dir, database_url, database_pool_size, migrate_on_start, max_webhooks_per_wallet, default_retry_policy, api, dispatcher, transport, retention, identus (in FILE)",
+        );
+        check(
+            Some("[retention]\nmax_age = 3"),
+            &[],
+            "retention.max_age: unknown setting; expected one of max_age_hours, interval_secs, batch_size (in FILE)",
+        );
+        check(
+            None,
+            &[("WEBHOOKD_RETENTION__MAXAGE", "3")],
+            "retention.maxage: unknown setting; expected one of max_age_hours, interval_secs, batch_size (from WEBHOOKD_RETENTION__MAXAGE)",
+        );
+        check(
+            Some("[dispatcher]\nbatch_size = \"many\""),
+            &[],
+            "dispatcher.batch_size: \"many\" is not allowed; expected a whole number (in FILE)",
+        );
+        check(
+            Some("[dispatcher]\nbatch_size = 5"),
+            &[("WEBHOOKD_DISPATCHER__BATCH_SIZE", "-1")],
+            "dispatcher.batch_size: -1 is out of range; expected a whole number, 0 or more (from WEBHOOKD_DISPATCHER__BATCH_SIZE)",
+        );
+        check(
+            None,
+            &[("WEBHOOKD_TRANSPORT__SSRF_GUARD", "perhaps")],
+            "transport.ssrf_guard: \"perhaps\" is not allowed; expected true or false (from WEBHOOKD_TRANSPORT__SSRF_GUARD)",
+        );
+        check(
+            None,
+            &[("WEBHOOKD_DISPATCHER", "3")],
+            "dispatcher: 3 is not allowed; expected a table of settings (from WEBHOOKD_DISPATCHER)",
+        );
+        check(
+            Some("default_retry_policy = { kind = \"fixed\", maxAttempts = 3 }"),
+            &[],
+            "default_retry_policy.intervalMs: missing (in FILE)",
+        );
+        check(
+            Some("[dispatcher]\nlease_ms = 1000"),
+            &[],
+            "dispatcher.lease_ms: must be longer than dispatcher.attempt_timeout_ms (5000), got 1000 (in FILE)",
+        );
+        check(
+            Some("listen = \"127.0.0.1:8080\"\n[api\n"),
+            &[],
+            "configuration file FILE: not valid TOML at line 2, column 5: unclosed table, expected `]`",
+        );
+    }
+
+    #[test]
     fn invalid_settings_fail_with_the_setting_named() {
         let err = Settings::build(None, &env(&[("WEBHOOKD_LISTEN", "nowhere")])).unwrap_err();
         assert!(format!("{err:#}").contains("listen"), "{err:#}");
@@ -588,5 +1109,48 @@ mod tests {
             err.contains("database_url") && err.contains("mysql") && !err.contains("u:p"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_settings() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_SERVICE_HOST", "10.0.0.7"),
+                ("WEBHOOKD_SERVICE_PORT", "8080"),
+                ("WEBHOOKD_PORT", "tcp://10.0.0.7:8080"),
+                ("WEBHOOKD_PORT_8080_TCP_ADDR", "10.0.0.7"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dispatcher.batch_size, 7);
+        assert!(Settings::build(None, &env(&[("WEBHOOKD_SERVCE_HOST", "x")])).is_err());
+    }
+
+    /// Every setting of the built-in defaults, and every Identus variable, has its row in
+    /// docs/configuration.md.
+    #[test]
+    fn every_setting_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let mut section = String::new();
+        for line in DEFAULTS.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = format!("{name}.");
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let setting = format!("`{section}{key}`");
+                assert!(
+                    doc.contains(&setting),
+                    "docs/configuration.md lacks {setting}"
+                );
+            }
+        }
+        for (variable, key) in IDENTUS_VARIABLES {
+            assert!(
+                doc.contains(&format!("| `{key}` | `{variable}` |")),
+                "{variable}"
+            );
+        }
+        assert!(doc.contains("`default_retry_policy`"));
     }
 }

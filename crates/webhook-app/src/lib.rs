@@ -5,7 +5,9 @@ pub mod api;
 mod bootstrap;
 pub mod config;
 pub mod dispatcher;
+pub mod listen;
 pub mod metrics;
+pub mod operator;
 mod redelivery;
 pub mod retention;
 mod secrets;
@@ -30,8 +32,9 @@ use store::Store;
 /// A running service.
 #[derive(Debug)]
 pub struct Running {
-    /// Where the API listens (the real port when configured with port 0).
-    pub addr: SocketAddr,
+    /// Where the API listens (the real port when configured with port 0); `None` in the
+    /// dispatcher role, which serves nothing over HTTP.
+    pub addr: Option<SocketAddr>,
     /// The database in use, described without credentials.
     pub database: String,
     /// A default-wallet key generated at this start, to show once.
@@ -84,8 +87,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Opens the database (see [`open_store`]), applies the start-up configuration, and starts the
-/// API, the dispatcher and the retention job.
+/// Opens the database (see [`open_store`]), applies the start-up configuration, and starts what
+/// `settings.role` names: the API, the dispatcher and the retention job, or the API alone, or
+/// the dispatcher and the retention job. Every role resumes bulk redelivery jobs (their steps are
+/// safe to run from several instances).
 ///
 /// # Errors
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
@@ -111,9 +116,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     )
     .await?;
 
+    let role = settings.role;
     let wake = Arc::new(Notify::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let background: Vec<JoinHandle<()>> = store.forward_wakeups(wake.clone()).into_iter().collect();
+    let mut tasks = Vec::new();
+    // Only a dispatcher needs to hear of other instances' publishes.
+    let background: Vec<JoinHandle<()>> = if role.delivers() {
+        store.forward_wakeups(wake.clone()).into_iter().collect()
+    } else {
+        Vec::new()
+    };
 
     let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
     let metrics = Arc::new(Metrics::new());
@@ -140,30 +152,66 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if resumed > 0 {
         tracing::info!(jobs = resumed, "bulk redeliveries resumed");
     }
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    let app = api::router(api_state, &settings.base_path);
-    let mut api_shutdown = shutdown_rx.clone();
-    let api_task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the API server stopped");
-        }
-    });
+    let addr = if role.serves_api() {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let app = api::router(api_state, &settings.base_path);
+        let mut api_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = api_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        }));
+        Some(addr)
+    } else {
+        None
+    };
+    if role.delivers() {
+        tasks.extend(start_delivery(
+            settings,
+            &store,
+            transport,
+            clock,
+            wake,
+            shutdown_rx,
+            metrics,
+        ));
+    }
 
-    let retention_task = tokio::spawn(retention::run(
+    Ok(Running {
+        addr,
+        database: settings.database()?.describe(),
+        generated_default_key: bootstrapped.generated_default_key,
+        generated_admin_token: bootstrapped.generated_admin_token,
+        shutdown,
+        tasks,
+        background,
+    })
+}
+
+/// The dispatcher and the retention job.
+fn start_delivery(
+    settings: &Settings,
+    store: &Store,
+    transport: Arc<dyn webhook_ports::Transport>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) -> [JoinHandle<()>; 2] {
+    let retention = tokio::spawn(retention::run(
         store.retention(),
         clock.clone(),
         settings.retention.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
-
     let dispatcher = Arc::new(Dispatcher {
         queue: store.queue(),
         webhooks: store.webhooks(),
@@ -186,15 +234,6 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         },
         metrics,
     });
-    let dispatcher_task = tokio::spawn(dispatcher.run(wake, shutdown_rx));
-
-    Ok(Running {
-        addr,
-        database: settings.database()?.describe(),
-        generated_default_key: bootstrapped.generated_default_key,
-        generated_admin_token: bootstrapped.generated_admin_token,
-        shutdown,
-        tasks: vec![api_task, dispatcher_task, retention_task],
-        background,
-    })
+    let dispatcher = tokio::spawn(dispatcher.run(wake, shutdown));
+    [retention, dispatcher]
 }

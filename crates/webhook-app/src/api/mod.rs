@@ -10,7 +10,7 @@ mod admin;
 mod auth;
 mod deliveries;
 mod events;
-mod json;
+pub(crate) mod json;
 mod observability;
 pub mod openapi;
 mod problem;

@@ -11,5 +11,7 @@ mod delivery;
 mod observability;
 mod rest;
 mod retries;
+mod roles;
+mod running;
 mod throughput;
 mod utils;

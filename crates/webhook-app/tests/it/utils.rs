@@ -89,7 +89,7 @@ impl Service {
         adjust(&mut settings);
         let running = webhook_app::start(&settings).await.unwrap();
         Some(Service {
-            addr: running.addr,
+            addr: running.addr.expect("a Service serves the API"),
             running: Some(running),
             _dir: dir,
             settings,
@@ -128,7 +128,7 @@ impl Service {
         self.stop().await;
         adjust(&mut self.settings);
         let running = webhook_app::start(&self.settings).await.unwrap();
-        self.addr = running.addr;
+        self.addr = running.addr.expect("a Service serves the API");
         self.running = Some(running);
     }
 
