@@ -135,21 +135,21 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The storage adapters' claim-and-complete rate (more benchmarks join as they are written).
+/// The domain's per-attempt work, then the storage adapters' claim-and-complete rate (more
+/// benchmarks join as they are written).
 fn bench(extra: &[String]) -> anyhow::Result<()> {
-    let mut args = vec![
-        "bench",
-        "--locked",
-        "-p",
-        "webhook-adapters",
-        "--bench",
-        "claim_complete",
-    ];
-    if !extra.is_empty() {
-        args.push("--");
-        args.extend(extra.iter().map(String::as_str));
+    for (package, bench) in [
+        ("webhook-domain", "hot_paths"),
+        ("webhook-adapters", "claim_complete"),
+    ] {
+        let mut args = vec!["bench", "--locked", "-p", package, "--bench", bench];
+        if !extra.is_empty() {
+            args.push("--");
+            args.extend(extra.iter().map(String::as_str));
+        }
+        cargo(&args)?;
     }
-    cargo(&args)
+    Ok(())
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
