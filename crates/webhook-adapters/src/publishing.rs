@@ -6,9 +6,14 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 use webhook_domain::{Event, WalletId, Webhook, WebhookId};
-use webhook_ports::Published;
+use webhook_ports::{PublishItem, Published};
 
-use crate::rows::{AdapterError, NewDelivery, WebhookRow, row_to_webhook};
+use crate::rows::{
+    AdapterError, EventSummary, NewDelivery, NewEvent, WebhookRow, replay, row_to_webhook,
+};
+
+/// An event stored before, as a bulk lookup reads it: its summary and its idempotency key.
+pub(crate) type EarlierEvent = (EventSummary, Option<String>);
 
 /// What the events of one publish transaction (one event, or a batch) share: each wallet's
 /// candidate targets, read once per wallet, and the deliveries to insert together at the end.
@@ -101,6 +106,67 @@ impl PublishScope {
             return Err(AdapterError::Injected);
         }
         Ok(())
+    }
+
+    /// Plans a batch in memory, as [`publish_in`](crate::postgres) would publish its items one
+    /// after the other: each item's answer, and the events to store (their deliveries are
+    /// queued). An item repeating an `earlier` event, or an earlier item of the batch, by
+    /// idempotency key first and then by id, gets the replay of the first one. The targets of
+    /// every wallet in `items` must have been added.
+    ///
+    /// # Errors
+    /// `Conflict` as [`replay`] decides.
+    pub(crate) fn plan(
+        &mut self,
+        items: &[PublishItem],
+        earlier: Vec<EarlierEvent>,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Published>, Vec<NewEvent>), AdapterError> {
+        let mut by_id: HashMap<String, EventSummary> = HashMap::new();
+        let mut by_key: HashMap<(String, String), EventSummary> = HashMap::new();
+        for (summary, key) in earlier {
+            if let Some(key) = key {
+                by_key.insert((summary.1.clone(), key), summary.clone());
+            }
+            by_id.insert(summary.0.clone(), summary);
+        }
+        let mut answers = Vec::with_capacity(items.len());
+        let mut rows = Vec::new();
+        for PublishItem { event, idempotency } in items {
+            let (id, wallet) = (event.id().to_string(), event.wallet_id().to_string());
+            let key = idempotency
+                .as_ref()
+                .map(|i| (wallet.clone(), i.key.clone()));
+            let found = match key.as_ref().and_then(|k| by_key.get(k)) {
+                Some(first) => Some((true, first.clone())),
+                None => by_id.get(&id).map(|first| (false, first.clone())),
+            };
+            if let Some((found_by_key, first)) = found {
+                answers.push(replay(event, idempotency.as_ref(), found_by_key, first)?);
+                continue;
+            }
+            let targets = self.targets_of(event);
+            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
+            let summary = (
+                id.clone(),
+                wallet,
+                idempotency.as_ref().map(|i| i.fingerprint.clone()),
+                count,
+            );
+            if let Some(key) = key {
+                by_key.insert(key, summary.clone());
+            }
+            by_id.insert(id, summary);
+            rows.push(NewEvent::of(
+                event,
+                idempotency.as_ref(),
+                targets.len(),
+                now,
+            ));
+            self.queue_deliveries(event, &targets, now);
+            answers.push(first_publish(event, targets.len()));
+        }
+        Ok((answers, rows))
     }
 
     /// The deliveries queued so far, to insert.

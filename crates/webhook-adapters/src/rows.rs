@@ -34,6 +34,10 @@ pub(crate) enum AdapterError {
     Corrupt(String),
     #[error("the connection pool gave no connection: {0}")]
     Unavailable(String),
+    /// A bulk write found rows that a concurrent transaction had just stored; the caller
+    /// redoes the work on its careful path.
+    #[error("a concurrent transaction stored some of the same rows")]
+    Raced,
     #[cfg(feature = "testing")]
     #[error("injected fault")]
     Injected,

@@ -8,6 +8,7 @@ pub mod dispatcher;
 pub mod listen;
 pub mod metrics;
 pub mod operator;
+mod publisher;
 mod redelivery;
 pub mod retention;
 mod secrets;
@@ -129,7 +130,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 
     let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
     let metrics = Arc::new(Metrics::new());
+    let (publisher, publish_workers) = publisher::Publisher::start(store.outbox(), clock.clone());
     let api_state = api::ApiState {
+        publisher,
         wallets: store.wallets(),
         webhooks: store.webhooks(),
         outbox: store.outbox(),
@@ -173,6 +176,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     } else {
         None
     };
+    // They end once the API (which holds the publisher) has stopped, after storing what it
+    // accepted.
+    tasks.extend(publish_workers);
     if role.delivers() {
         tasks.extend(start_delivery(
             settings,

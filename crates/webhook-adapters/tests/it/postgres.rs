@@ -259,3 +259,51 @@ async fn racing_idempotent_publishes_store_the_event_once() {
         .unwrap();
     assert_eq!(all.len(), 2);
 }
+
+/// Batches racing on the same events (the bulk path's lookup misses what a concurrent batch
+/// is storing): each event is stored once with its deliveries, and every call answers, once
+/// as the first publish and otherwise as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_batches_store_each_event_once() {
+    const RACERS: usize = 6;
+    const EVENTS: usize = 200;
+    let Some((schema, _)) = fresh().await else {
+        return;
+    };
+    let store = PgStore::connect(&schema.url(), RACERS as u32)
+        .await
+        .unwrap();
+    let wallet = wallet_with_webhooks(&store, 2).await;
+    let items: Arc<Vec<webhook_ports::PublishItem>> = Arc::new(
+        (0..EVENTS)
+            .map(|_| webhook_ports::PublishItem {
+                event: event(wallet),
+                idempotency: None,
+            })
+            .collect(),
+    );
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, items) = (store.clone(), items.clone());
+            tokio::spawn(async move { store.publish_batch(&items, T0).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = vec![0_usize; EVENTS];
+    for racer in racers {
+        let answers = tokio::time::timeout(Duration::from_secs(60), racer)
+            .await
+            .expect("a racing batch hung")
+            .unwrap();
+        for (n, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.event_id, items[n].event.id());
+            assert_eq!(answer.deliveries, 2);
+            firsts[n] += usize::from(!answer.replayed);
+        }
+    }
+    assert!(firsts.iter().all(|&f| f == 1), "{firsts:?}");
+    let all = store
+        .list_deliveries(wallet, DeliveryFilter::default(), Page::first(10_000))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2 * EVENTS);
+}

@@ -200,10 +200,7 @@ pub(crate) async fn publish(
     if matches!(caller, Caller::Admin) {
         check_wallets(&state, std::slice::from_ref(&item)).await?;
     }
-    let published = state
-        .outbox
-        .publish(&item.event, item.idempotency, state.clock.now())
-        .await?;
+    let published = state.publisher.publish(item).await?;
     if !published.replayed {
         state.metrics.events_published(1);
         if published.deliveries > 0 {

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub wallets: Arc<dyn WalletRepository>,
     pub webhooks: Arc<dyn WebhookRepository>,
     pub outbox: Arc<dyn EventOutbox>,
+    /// Single publishes go through it, to share commits with concurrent ones.
+    pub(crate) publisher: crate::publisher::Publisher,
     pub jobs: Arc<dyn RedeliveryJobs>,
     /// Read for the backlog gauges when `/metrics` is scraped.
     pub queue: Arc<dyn DeliveryQueue>,

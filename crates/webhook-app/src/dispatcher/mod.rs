@@ -77,6 +77,8 @@ impl std::fmt::Debug for Dispatcher {
 
 /// The least time between a claim that came back short and the next one.
 const CLAIM_GAP: Duration = Duration::from_millis(5);
+/// Outcome writes outstanding at once; a further batch waits for one of them.
+const MAX_WRITES_IN_FLIGHT: usize = 2;
 
 /// What an attempt task hands back.
 struct Finished {
@@ -96,6 +98,8 @@ struct Pipeline {
     gone: Vec<WebhookId>,
     /// What finished attempts let through, started (or given back) at the next step.
     admitted_later: Admitted,
+    /// Outcome writes on their way to the database, so the loop never waits for a commit.
+    writes: JoinSet<()>,
 }
 
 impl Pipeline {
@@ -129,6 +133,7 @@ impl Dispatcher {
             first_record_at: None,
             gone: Vec::new(),
             admitted_later: Admitted::default(),
+            writes: JoinSet::new(),
         };
         // Claim at once; afterwards when woken, polled, after a full claim, or once enough
         // attempts finished to refill their slots from one claim.
@@ -187,6 +192,7 @@ impl Dispatcher {
                     finished_since_claim += 1;
                     claim_now |= finished_since_claim >= refill || p.slots.in_flight() == 0;
                 }
+                Some(_) = p.writes.join_next(), if !p.writes.is_empty() => {}
                 () = wake.notified() => claim_now = true,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
                 () = sleep_until_opt(rate_at), if rate_at.is_some() => {
@@ -304,7 +310,19 @@ impl Dispatcher {
             return;
         }
         let records = std::mem::take(&mut p.records);
+        let gone = std::mem::take(&mut p.gone);
         p.first_record_at = None;
+        // Bounded: with this many writes outstanding, the loop waits for one.
+        while p.writes.len() >= MAX_WRITES_IN_FLIGHT {
+            let _ = p.writes.join_next().await;
+        }
+        let writer = Arc::clone(self);
+        p.writes
+            .spawn(async move { writer.write(records, gone).await });
+    }
+
+    /// Stores a batch of outcomes, then disables the targets that answered 410 Gone.
+    async fn write(&self, records: Vec<AttemptRecord>, gone: Vec<WebhookId>) {
         match self.queue.record_attempts(&self.owner, &records).await {
             Ok(lost) => {
                 self.metrics.outcomes_recorded(&records, &lost);
@@ -318,7 +336,7 @@ impl Dispatcher {
             // Unrecorded deliveries stay leased and become due again when the lease expires.
             Err(e) => tracing::warn!(error = %e, count = records.len(), "cannot record outcomes"),
         }
-        for webhook in std::mem::take(&mut p.gone) {
+        for webhook in gone {
             let now = self.clock.now();
             if let Err(e) = self.webhooks.disable_webhook(webhook, now).await {
                 tracing::warn!(%webhook, error = %e, "cannot disable a webhook that answered 410");
@@ -398,12 +416,10 @@ impl Dispatcher {
             .chain(late.release.into_iter().map(|(d, _)| d));
         self.give_back(cut_off.into_iter().chain(late), self.clock.now())
             .await;
-        let records = std::mem::take(&mut p.records);
-        if !records.is_empty() {
-            match self.queue.record_attempts(&self.owner, &records).await {
-                Ok(lost) => self.metrics.outcomes_recorded(&records, &lost),
-                Err(e) => tracing::warn!(error = %e, "cannot record the last outcomes at shutdown"),
-            }
+        while p.writes.join_next().await.is_some() {}
+        if !p.records.is_empty() {
+            self.write(std::mem::take(&mut p.records), std::mem::take(&mut p.gone))
+                .await;
         }
     }
 

@@ -1,0 +1,262 @@
+//! Group commit for single publishes: concurrent `POST /events` requests are stored together,
+//! in one transaction per group, so their commits share one disk flush. A request waits for no
+//! timer: a worker takes whatever has queued up while the previous group was committing, so a
+//! lone request is stored at once and a crowd is stored in a few transactions.
+//!
+//! A group is all-or-nothing in storage; when it fails for one request's sake (an idempotency
+//! conflict, say), its requests are stored one by one instead, so each gets its own answer.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use webhook_ports::{BoxError, Clock, EventOutbox, OutboxError, PublishItem, Published};
+
+/// Requests stored in one transaction, at most.
+const MAX_GROUP: usize = 256;
+/// Workers committing groups concurrently: while one commits, the next group gathers.
+const WORKERS: usize = 2;
+/// Requests waiting for a worker, at most; further publishers wait for room.
+const QUEUE: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Published, OutboxError>>;
+
+/// The front of the group-commit workers.
+#[derive(Debug, Clone)]
+pub(crate) struct Publisher {
+    queue: mpsc::Sender<(PublishItem, Reply)>,
+}
+
+impl Publisher {
+    /// Starts the workers; they stop when every `Publisher` clone is dropped.
+    pub(crate) fn start(
+        outbox: Arc<dyn EventOutbox>,
+        clock: Arc<dyn Clock>,
+    ) -> (Publisher, Vec<JoinHandle<()>>) {
+        let (queue, requests) = mpsc::channel(QUEUE);
+        let requests = Arc::new(Mutex::new(requests));
+        let workers = (0..WORKERS)
+            .map(|_| tokio::spawn(work(outbox.clone(), clock.clone(), requests.clone())))
+            .collect();
+        (Publisher { queue }, workers)
+    }
+
+    /// Stores `item` as [`EventOutbox::publish`] would, in a group with concurrent requests.
+    ///
+    /// # Errors
+    /// As [`EventOutbox::publish`]; `Unavailable` when the workers have stopped.
+    pub(crate) async fn publish(&self, item: PublishItem) -> Result<Published, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> OutboxError {
+    OutboxError::Unavailable("the publisher has stopped".into())
+}
+
+async fn work(
+    outbox: Arc<dyn EventOutbox>,
+    clock: Arc<dyn Clock>,
+    requests: Arc<Mutex<mpsc::Receiver<(PublishItem, Reply)>>>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    loop {
+        // Holding the lock while waiting makes this worker the one that gathers next.
+        let received = requests.lock().await.recv_many(&mut group, MAX_GROUP).await;
+        if received == 0 {
+            return;
+        }
+        let (items, replies): (Vec<PublishItem>, Vec<Reply>) = group.drain(..).unzip();
+        commit(outbox.as_ref(), clock.now(), items, replies).await;
+    }
+}
+
+/// Stores a group and answers each of its requests.
+async fn commit(
+    outbox: &dyn EventOutbox,
+    now: OffsetDateTime,
+    items: Vec<PublishItem>,
+    replies: Vec<Reply>,
+) {
+    if let [item] = items.as_slice() {
+        let result = outbox
+            .publish(&item.event, item.idempotency.clone(), now)
+            .await;
+        answer(replies, vec![result]);
+        return;
+    }
+    match outbox.publish_batch(&items, now).await {
+        Ok(published) => answer(replies, published.into_iter().map(Ok).collect()),
+        Err(OutboxError::Unavailable(cause)) => {
+            let text = cause.to_string();
+            let unavailable = |_| Err(OutboxError::Unavailable(BoxError::from(text.clone())));
+            answer(replies, (0..items.len()).map(unavailable).collect());
+        }
+        // One request's conflict (or a deadlock) failed the group: store them one by one.
+        Err(_) => {
+            let mut results = Vec::with_capacity(items.len());
+            for item in &items {
+                results.push(
+                    outbox
+                        .publish(&item.event, item.idempotency.clone(), now)
+                        .await,
+                );
+            }
+            answer(replies, results);
+        }
+    }
+}
+
+fn answer(replies: Vec<Reply>, results: Vec<Result<Published, OutboxError>>) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        // A request whose client went away still stored its event; nobody is told.
+        let _ = reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+    use webhook_domain::{Event, EventId, EventType, Timestamp, WalletId};
+    use webhook_ports::{MockClock, MockEventOutbox};
+
+    fn item(n: u128) -> PublishItem {
+        PublishItem {
+            event: Event::new(
+                EventId::from_uuid(uuid::Uuid::from_u128(n)),
+                Timestamp::from_datetime(datetime!(2026-11-29 00:00 UTC)),
+                EventType::parse("Custom.Thing").unwrap(),
+                serde_json::json!({ "n": n }),
+                WalletId::DEFAULT,
+            )
+            .unwrap(),
+            idempotency: None,
+        }
+    }
+
+    fn published(item: &PublishItem) -> Published {
+        Published {
+            event_id: item.event.id(),
+            deliveries: 1,
+            replayed: false,
+        }
+    }
+
+    async fn run(
+        outbox: MockEventOutbox,
+        items: Vec<PublishItem>,
+    ) -> Vec<Result<Published, String>> {
+        let (replies, answers): (Vec<_>, Vec<_>) = items.iter().map(|_| oneshot::channel()).unzip();
+        commit(&outbox, datetime!(2026-11-29 00:00 UTC), items, replies).await;
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap().map_err(|e| e.to_string()));
+        }
+        results
+    }
+
+    #[tokio::test]
+    async fn a_group_is_stored_in_one_batch() {
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_publish_batch()
+            .times(1)
+            .returning(|items, _| Ok(items.iter().map(published).collect()));
+        let results = run(outbox, vec![item(1), item(2), item(3)]).await;
+        let ids: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().unwrap().event_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [1, 2, 3].map(|n| EventId::from_uuid(uuid::Uuid::from_u128(n)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_is_stored_one_by_one_with_each_answer_its_own() {
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_publish_batch()
+            .times(1)
+            .returning(|_, _| Err(OutboxError::Conflict("idempotency key reused".into())));
+        let conflicting = EventId::from_uuid(uuid::Uuid::from_u128(2));
+        outbox
+            .expect_publish()
+            .times(3)
+            .returning(move |event, _, _| {
+                if event.id() == conflicting {
+                    Err(OutboxError::Conflict("idempotency key reused".into()))
+                } else {
+                    Ok(Published {
+                        event_id: event.id(),
+                        deliveries: 1,
+                        replayed: false,
+                    })
+                }
+            });
+        let results = run(outbox, vec![item(1), item(2), item(3)]).await;
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(results[1].as_ref().unwrap_err().contains("idempotency"));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_database_fails_the_group_without_retrying_each() {
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_publish_batch()
+            .times(1)
+            .returning(|_, _| Err(OutboxError::Unavailable("down".into())));
+        outbox.expect_publish().never();
+        let results = run(outbox, vec![item(1), item(2)]).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().unwrap_err().contains("unavailable"))
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_groups() {
+        let mut outbox = MockEventOutbox::new();
+        outbox.expect_publish().returning(|event, _, _| {
+            Ok(Published {
+                event_id: event.id(),
+                deliveries: 1,
+                replayed: false,
+            })
+        });
+        outbox
+            .expect_publish_batch()
+            .returning(|items, _| Ok(items.iter().map(published).collect()));
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(|| datetime!(2026-11-29 00:00 UTC));
+        let (publisher, workers) = Publisher::start(Arc::new(outbox), Arc::new(clock));
+        let requests: Vec<_> = (0..100)
+            .map(|n| {
+                let publisher = publisher.clone();
+                tokio::spawn(async move { publisher.publish(item(n)).await })
+            })
+            .collect();
+        for (n, request) in requests.into_iter().enumerate() {
+            let published = request.await.unwrap().unwrap();
+            assert_eq!(
+                published.event_id,
+                EventId::from_uuid(uuid::Uuid::from_u128(n as u128))
+            );
+        }
+        drop(publisher);
+        for worker in workers {
+            worker.await.unwrap();
+        }
+    }
+}
