@@ -3,7 +3,9 @@
 //! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, every test, then the
 //!   OpenAPI and deploy-file checks.
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
-//! - `bench`: the benchmarks (criterion); extra arguments go to them, e.g. a name filter.
+//! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
+//!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one), then
+//!   the criterion benches of webhook-adapters and webhook-domain.
 //! - `openapi`: writes `docs/openapi.json` from the code; `openapi --check` fails when the
 //!   committed document differs, and validates it against the OpenAPI 3.1 schema (with the
 //!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
@@ -39,7 +41,9 @@ fn main() -> anyhow::Result<()> {
             eprintln!("usage: cargo xtask <ci|tidy|bench|openapi [--check]|deploy --check|db>");
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
-            eprintln!("  bench  run the benchmarks (PostgreSQL on 127.0.0.1:5432 if it answers)");
+            eprintln!(
+                "  bench [--quick] [harness flags]  the end-to-end benchmark, then criterion"
+            );
             eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
             eprintln!("  deploy --check  parse and cross-check the files under deploy/");
             eprintln!("  db     start the local PostgreSQL (127.0.0.1:5432) if it does not answer");
@@ -135,21 +139,100 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The domain's per-attempt work, then the storage adapters' claim-and-complete rate (more
-/// benchmarks join as they are written).
+/// The benchmarks. First the end-to-end one (`crates/webhook-bench`): `webhookd` and
+/// `webhookd-bench` built in release mode, each in a cargo invocation of its own (the bench
+/// crate enables webhook-adapters' `testing` feature, which cargo would otherwise unify into
+/// the measured binary), then the harness run on the binary; every extra argument goes to the
+/// harness (`--quick`, sizes, `--scenarios`, `--webhookd-env`; see `webhookd-bench --help`).
+/// A full run then adds the criterion benches: webhook-adapters' `claim_complete`, and
+/// webhook-domain's when that crate has bench targets. `--quick` runs the quick harness only.
 fn bench(extra: &[String]) -> anyhow::Result<()> {
-    for (package, bench) in [
-        ("webhook-domain", "hot_paths"),
-        ("webhook-adapters", "claim_complete"),
-    ] {
-        let mut args = vec!["bench", "--locked", "-p", package, "--bench", bench];
-        if !extra.is_empty() {
-            args.push("--");
-            args.extend(extra.iter().map(String::as_str));
-        }
-        cargo(&args)?;
+    let quick = extra.iter().any(|a| a == "--quick");
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "webhook-app",
+        "--bin",
+        "webhookd",
+    ])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "webhook-bench",
+        "--bin",
+        "webhookd-bench",
+    ])?;
+    let metadata = cargo_metadata()?;
+    let target = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    let release = std::path::Path::new(target).join("release");
+    let webhookd = release.join("webhookd");
+    let out_dir = std::path::Path::new(target).join("bench");
+    let mut args = vec![
+        "--webhookd".to_owned(),
+        webhookd.display().to_string(),
+        "--out-dir".to_owned(),
+        out_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let harness = release.join("webhookd-bench");
+    run(
+        &harness.display().to_string(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    if quick {
+        return Ok(());
+    }
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "webhook-adapters",
+        "--bench",
+        "claim_complete",
+    ])?;
+    if has_bench_targets(&metadata, "webhook-domain") {
+        cargo(&["bench", "--locked", "-p", "webhook-domain"])?;
+    } else {
+        eprintln!("webhook-domain has no bench targets yet: nothing more to run");
     }
     Ok(())
+}
+
+/// `cargo metadata` of the workspace, dependencies left out.
+fn cargo_metadata() -> anyhow::Result<serde_json::Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("cargo metadata printed no JSON")
+}
+
+/// Whether the workspace package `name` has a target of kind `bench`.
+fn has_bench_targets(metadata: &serde_json::Value, name: &str) -> bool {
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == name)
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .any(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bench"))
+        })
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {

@@ -1,0 +1,138 @@
+//! What one benchmark run found: the figures of every scenario, the ceilings, the machine and
+//! how webhookd was run. Written as `results.json` and rendered by `report` and `chart`.
+
+use serde::Serialize;
+
+use crate::procfs::Machine;
+use crate::stats::Latency;
+use crate::webhookd::Backend;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Results {
+    /// `full`, `quick`, or `custom` (a full run with sizes or scenarios changed).
+    pub(crate) mode: String,
+    pub(crate) started_at: String,
+    pub(crate) machine: Machine,
+    /// The webhookd binary and the source revision it was built from.
+    pub(crate) webhookd_binary: String,
+    pub(crate) source_revision: Option<String>,
+    /// Settings given to every webhookd, beyond its defaults (secrets shown: they are the
+    /// harness's throwaway keys).
+    pub(crate) webhookd_env: Vec<(String, String)>,
+    pub(crate) commands: Vec<String>,
+    pub(crate) sizes: Vec<(String, String)>,
+    pub(crate) ceilings: Ceilings,
+    /// Resident memory of a fresh webhookd, idle for a second after it answered `/health`.
+    pub(crate) idle_rss: Vec<(Backend, u64)>,
+    pub(crate) scenarios: Vec<Scenario>,
+    /// S4's comparison of the fast webhooks' p99 with and without the slow one.
+    pub(crate) isolation: Vec<Isolation>,
+    /// Lines saying what was not measured and why.
+    pub(crate) skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Ceilings {
+    pub(crate) sink_in_flight: usize,
+    /// Requests per second of a bare client to the sink.
+    pub(crate) sink_per_s: Option<f64>,
+    /// Claim-and-complete deliveries per second of each storage adapter, no HTTP.
+    pub(crate) store_per_s: Vec<(Backend, f64)>,
+}
+
+impl Ceilings {
+    /// The lower of the sink's and the backend's storage ceiling.
+    pub(crate) fn lower(&self, backend: Backend) -> Option<f64> {
+        let store = self
+            .store_per_s
+            .iter()
+            .find(|(b, _)| *b == backend)
+            .map(|&(_, r)| r);
+        match (self.sink_per_s, store) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Results {
+    /// The scenario ids of the run, in order (`S1`, `S2`, ..., `S4 control`, `S4 slow`, ...).
+    pub(crate) fn scenario_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.scenarios.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// One scenario on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Scenario {
+    /// `S1` ... `S6`; S4 is two runs, `S4 control` and `S4 slow`.
+    pub(crate) id: String,
+    pub(crate) backend: Backend,
+    pub(crate) setup: String,
+    pub(crate) events_published: u64,
+    pub(crate) failed_requests: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) deliveries_expected: u64,
+    pub(crate) deliveries_received: u64,
+    pub(crate) duplicates: u64,
+    /// Every expected delivery arrived before the deadline.
+    pub(crate) complete: bool,
+    /// Seconds from the first publish start to the last receipt (or the deadline).
+    pub(crate) elapsed_s: f64,
+    /// Events accepted per second, from the first publish start to the last `202`.
+    pub(crate) publish_per_s: Option<f64>,
+    /// Deliveries received per second, from the first publish start to the last receipt (S5:
+    /// from the start of the draining webhookd).
+    pub(crate) delivery_per_s: Option<f64>,
+    /// `delivery_per_s` over the lower ceiling of this backend.
+    pub(crate) of_ceiling: Option<f64>,
+    pub(crate) latency: Option<Latency>,
+    /// Per sink path when there are several.
+    pub(crate) latency_by_route: Vec<(String, Latency)>,
+    pub(crate) webhookd_cpu_s: Option<f64>,
+    pub(crate) db_cpu_s: Option<f64>,
+    pub(crate) harness_cpu_s: Option<f64>,
+    /// `VmHWM` of webhookd at the end.
+    pub(crate) peak_rss_bytes: Option<u64>,
+    /// S5: the largest `VmRSS` sampled every 100 ms during the drain.
+    pub(crate) sampled_max_rss_bytes: Option<u64>,
+    /// Open loop: the longest a publish started after its due time.
+    pub(crate) max_pacing_lateness_ms: Option<f64>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Scenario {
+    fn per_1000(&self, seconds: Option<f64>) -> Option<f64> {
+        let received = self.deliveries_received;
+        seconds
+            .filter(|_| received > 0)
+            .map(|s| s * 1000.0 / received as f64)
+    }
+
+    pub(crate) fn webhookd_cpu_per_1000(&self) -> Option<f64> {
+        self.per_1000(self.webhookd_cpu_s)
+    }
+
+    pub(crate) fn db_cpu_per_1000(&self) -> Option<f64> {
+        self.per_1000(self.db_cpu_s)
+    }
+
+    /// Cores kept busy on average over the scenario.
+    pub(crate) fn cores(&self, seconds: Option<f64>) -> Option<f64> {
+        seconds
+            .filter(|_| self.elapsed_s > 0.0)
+            .map(|s| s / self.elapsed_s)
+    }
+}
+
+/// S4 on one backend: the fast webhooks' p99 beside a slow one, over the control's.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Isolation {
+    pub(crate) backend: Backend,
+    pub(crate) control_p99_ms: f64,
+    pub(crate) with_slow_p99_ms: f64,
+    pub(crate) ratio: f64,
+}
