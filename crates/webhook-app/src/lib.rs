@@ -144,6 +144,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         clock: clock.clone(),
         wake: wake.clone(),
         admin: Arc::new(bootstrapped.admin),
+        known_keys: Arc::new(api::KnownKeys::new(secrets::salt()?)),
         limits: settings.api.clone(),
         max_webhooks_per_wallet: settings.max_webhooks_per_wallet,
         attempt_timeout: settings.dispatcher.attempt_timeout(),

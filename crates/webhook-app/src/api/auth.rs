@@ -1,8 +1,11 @@
 //! Who is calling: a wallet (the `apikey` header) or the administrator (`x-admin-api-key`).
 //! Keys are compared with their salted hashes, in constant time.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
 use webhook_domain::{ApiKey, ApiKeyHash, ApiKeyTag, WalletId};
 
 use super::{ApiState, Problem};
@@ -49,11 +52,68 @@ fn presented(parts: &Parts, header: &str) -> Option<Result<ApiKey, ()>> {
 }
 
 async fn wallet_of(state: &ApiState, key: &ApiKey) -> Result<Option<WalletId>, Problem> {
+    if let Some(wallet) = state.known_keys.get(key) {
+        return Ok(Some(wallet));
+    }
     let candidates = state.wallets.find_api_keys(ApiKeyTag::of(key)).await?;
-    Ok(candidates
+    let wallet = candidates
         .iter()
         .find(|stored| stored.hash.matches(key))
-        .map(|stored| stored.wallet_id))
+        .map(|stored| stored.wallet_id);
+    if let Some(wallet) = wallet {
+        state.known_keys.insert(key, wallet);
+    }
+    Ok(wallet)
+}
+
+/// Keys that opened a wallet lately, so that a busy producer's key is checked against the
+/// database once a minute rather than on every request. Entries are salted digests, never the
+/// keys. Keys cannot be revoked yet; when they can, revocation must clear this.
+#[derive(Debug)]
+pub struct KnownKeys {
+    salt: [u8; 16],
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (WalletId, Instant)>>,
+}
+
+/// How long a key is trusted without asking the database again.
+const KNOWN_FOR: Duration = Duration::from_secs(60);
+/// Keys remembered at most; past that the memory starts afresh.
+const MAX_KNOWN: usize = 10_000;
+
+impl KnownKeys {
+    pub fn new(salt: [u8; 16]) -> Self {
+        Self {
+            salt,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    fn digest(&self, key: &ApiKey) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(key.expose().as_bytes())
+            .finalize()
+            .into()
+    }
+
+    fn get(&self, key: &ApiKey) -> Option<WalletId> {
+        let digest = self.digest(key);
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&digest)
+            .filter(|(_, at)| at.elapsed() < KNOWN_FOR)
+            .map(|(wallet, _)| *wallet)
+    }
+
+    fn insert(&self, key: &ApiKey, wallet: WalletId) {
+        let digest = self.digest(key);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_KNOWN {
+                entries.clear();
+            }
+            entries.insert(digest, (wallet, Instant::now()));
+        }
+    }
 }
 
 fn wrong_wallet_key() -> Problem {
@@ -109,5 +169,21 @@ impl FromRequestParts<ApiState> for Caller {
         WalletAuth::from_request_parts(parts, state)
             .await
             .map(|WalletAuth(wallet)| Caller::Wallet(wallet))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_keys_remember_only_what_opened_a_wallet() {
+        let known = KnownKeys::new([7; 16]);
+        let key = ApiKey::parse("producer-key").unwrap();
+        let other = ApiKey::parse("producer-kez").unwrap();
+        assert_eq!(known.get(&key), None);
+        known.insert(&key, WalletId::DEFAULT);
+        assert_eq!(known.get(&key), Some(WalletId::DEFAULT));
+        assert_eq!(known.get(&other), None);
     }
 }

@@ -28,7 +28,7 @@ use webhook_ports::{
     WebhookRepository,
 };
 
-pub use auth::AdminCredential;
+pub use auth::{AdminCredential, KnownKeys};
 pub use observability::DatabaseStatus;
 pub use problem::Problem;
 
@@ -55,6 +55,8 @@ pub struct ApiState {
     /// Notified after each publish or requeue, so an idle dispatcher starts at once.
     pub wake: Arc<Notify>,
     pub admin: Arc<AdminCredential>,
+    /// Wallet keys checked lately.
+    pub known_keys: Arc<KnownKeys>,
     pub limits: ApiSettings,
     pub max_webhooks_per_wallet: u32,
     pub attempt_timeout: std::time::Duration,
