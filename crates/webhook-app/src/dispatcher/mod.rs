@@ -100,6 +100,9 @@ struct Pipeline {
     admitted_later: Admitted,
     /// Outcome writes on their way to the database, so the loop never waits for a commit.
     writes: JoinSet<()>,
+    /// The claim under way, if any (one at a time), with the number it asked for: while it
+    /// runs, finished attempts keep freeing slots for deliveries that wait here.
+    claiming: Option<tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)>>,
 }
 
 impl Pipeline {
@@ -134,6 +137,7 @@ impl Dispatcher {
             gone: Vec::new(),
             admitted_later: Admitted::default(),
             writes: JoinSet::new(),
+            claiming: None,
         };
         // Claim at once; afterwards when woken, polled, after a full claim, or once enough
         // attempts finished to refill their slots from one claim.
@@ -156,26 +160,14 @@ impl Dispatcher {
                 .max_in_flight
                 .saturating_sub(p.slots.in_flight() + p.slots.waiting());
             let now = Instant::now();
-            if (claim_now || now >= next_poll) && now >= next_claim_at && room > 0 {
+            if (claim_now || now >= next_poll)
+                && now >= next_claim_at
+                && room > 0
+                && p.claiming.is_none()
+            {
                 claim_now = false;
                 finished_since_claim = 0;
-                match self.claim(&mut p, room).await {
-                    // A full claim: there may be more at once.
-                    Ok(full) if full => claim_now = true,
-                    Ok(_) => {
-                        next_claim_at = Instant::now() + CLAIM_GAP;
-                        // While attempts run, their completions bring the next claim.
-                        next_poll = if p.slots.in_flight() > 0 {
-                            Instant::now() + self.config.poll_interval
-                        } else {
-                            Instant::now() + self.idle_pause().await
-                        };
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
-                        next_poll = Instant::now() + Duration::from_secs(1);
-                    }
-                }
+                p.claiming = Some(self.start_claim(&p, room));
             }
             self.hand_back_expiring(&mut p).await;
             let flush_at = p.first_record_at.map(|t| t + self.config.record_delay);
@@ -193,6 +185,36 @@ impl Dispatcher {
                     claim_now |= finished_since_claim >= refill || p.slots.in_flight() == 0;
                 }
                 Some(_) = p.writes.join_next(), if !p.writes.is_empty() => {}
+                joined = async { p.claiming.as_mut().expect("guarded").await }, if p.claiming.is_some() => {
+                    p.claiming = None;
+                    match joined {
+                        Ok((Ok(claimed), asked)) => {
+                            let full = claimed.len() == asked;
+                            let admitted = p.slots.admit(claimed, self.clock.now());
+                            self.act(&mut p, admitted).await;
+                            if full {
+                                // A full claim: there may be more at once.
+                                claim_now = true;
+                            } else {
+                                next_claim_at = Instant::now() + CLAIM_GAP;
+                                // While attempts run, their completions bring the next claim.
+                                next_poll = if p.slots.in_flight() > 0 {
+                                    Instant::now() + self.config.poll_interval
+                                } else {
+                                    Instant::now() + self.idle_pause().await
+                                };
+                            }
+                        }
+                        Ok((Err(e), _)) => {
+                            tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
+                            next_poll = Instant::now() + Duration::from_secs(1);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "a claim task failed");
+                            next_poll = Instant::now() + Duration::from_secs(1);
+                        }
+                    }
+                }
                 () = wake.notified() => claim_now = true,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
                 () = sleep_until_opt(rate_at), if rate_at.is_some() => {
@@ -214,22 +236,26 @@ impl Dispatcher {
         self.drain(p).await;
     }
 
-    /// Claims up to `room` deliveries for targets with free slots and starts what may start.
-    /// Returns whether the claim was full.
-    async fn claim(self: &Arc<Self>, p: &mut Pipeline, room: usize) -> Result<bool, OutboxError> {
+    /// Starts claiming up to `room` deliveries (at most a batch) for targets with free slots,
+    /// in a task of its own; the loop admits them when it answers.
+    fn start_claim(
+        self: &Arc<Self>,
+        p: &Pipeline,
+        room: usize,
+    ) -> tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)> {
         let now = self.clock.now();
         let limit = u32::try_from(room)
             .unwrap_or(u32::MAX)
             .min(self.config.batch_size);
         let skip = p.slots.skip(now);
-        let claimed = self
-            .queue
-            .claim_due(&self.owner, now, self.config.lease, limit, &skip)
-            .await?;
-        let full = claimed.len() == limit as usize;
-        let admitted = p.slots.admit(claimed, now);
-        self.act(p, admitted).await;
-        Ok(full)
+        let claimer = Arc::clone(self);
+        tokio::spawn(async move {
+            let claimed = claimer
+                .queue
+                .claim_due(&claimer.owner, now, claimer.config.lease, limit, &skip)
+                .await;
+            (claimed, limit as usize)
+        })
     }
 
     /// Starts the admitted attempts and gives back the deliveries of resting targets.
@@ -382,6 +408,13 @@ impl Dispatcher {
     /// The shutdown: give back what waits, let attempts finish within the grace period, give
     /// back the rest, record everything.
     async fn drain(&self, mut p: Pipeline) {
+        if let Some(claiming) = p.claiming.take()
+            && let Ok((Ok(claimed), _)) = claiming.await
+        {
+            let now = self.clock.now();
+            self.give_back(claimed.into_iter().map(|c| c.delivery), now)
+                .await;
+        }
         let now = self.clock.now();
         let waiting = p.slots.drain_waiting();
         let pending = std::mem::take(&mut p.admitted_later);
