@@ -77,6 +77,9 @@ impl std::fmt::Debug for Dispatcher {
 
 /// The least time between a claim that came back short and the next one.
 const CLAIM_GAP: Duration = Duration::from_millis(5);
+/// A claim under way: what it claimed, and how many it asked for.
+type ClaimTask = tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)>;
+
 /// Outcome writes outstanding at once; a further batch waits for one of them.
 const MAX_WRITES_IN_FLIGHT: usize = 2;
 
@@ -102,7 +105,7 @@ struct Pipeline {
     writes: JoinSet<()>,
     /// The claim under way, if any (one at a time), with the number it asked for: while it
     /// runs, finished attempts keep freeing slots for deliveries that wait here.
-    claiming: Option<tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)>>,
+    claiming: Option<ClaimTask>,
 }
 
 impl Pipeline {
@@ -238,11 +241,7 @@ impl Dispatcher {
 
     /// Starts claiming up to `room` deliveries (at most a batch) for targets with free slots,
     /// in a task of its own; the loop admits them when it answers.
-    fn start_claim(
-        self: &Arc<Self>,
-        p: &Pipeline,
-        room: usize,
-    ) -> tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)> {
+    fn start_claim(self: &Arc<Self>, p: &Pipeline, room: usize) -> ClaimTask {
         let now = self.clock.now();
         let limit = u32::try_from(room)
             .unwrap_or(u32::MAX)
