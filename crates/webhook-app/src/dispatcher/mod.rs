@@ -179,6 +179,12 @@ impl Dispatcher {
                 let wait = Duration::try_from(at - self.clock.now()).unwrap_or(Duration::ZERO);
                 Instant::now() + wait
             });
+            // While a claim is under way its answer wakes the loop; a timer then (already due,
+            // as the claim time or the poll time may be) would spin until it comes.
+            let timer =
+                p.claiming
+                    .is_none()
+                    .then_some(if claim_now { next_claim_at } else { next_poll });
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
@@ -224,7 +230,7 @@ impl Dispatcher {
                     let admitted = p.slots.pump_all(self.clock.now());
                     p.pending_admitted(admitted);
                 }
-                () = tokio::time::sleep_until(if claim_now { next_claim_at } else { next_poll }) => {}
+                () = sleep_until_opt(timer), if timer.is_some() => {}
             }
             if p.records.len() >= self.config.record_batch
                 || flush_at.is_some_and(|at| Instant::now() >= at)
