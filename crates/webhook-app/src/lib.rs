@@ -138,7 +138,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         outbox: store.outbox(),
         jobs: store.jobs(),
         queue: store.queue(),
-        database: Arc::new(store.clone()),
+        database: Arc::new(store::StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
         transport: transport.clone(),
         clock: clock.clone(),

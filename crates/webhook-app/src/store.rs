@@ -155,14 +155,39 @@ impl Store {
     }
 }
 
+/// The store as `/ready` sees it. Migrations only move forward, so once this binary's
+/// migrations are all applied, later probes only check that the database answers, through the
+/// pool, instead of opening a connection and taking the migration lock each time.
+#[derive(Debug)]
+pub struct StoreStatus {
+    store: Store,
+    migrated: std::sync::atomic::AtomicBool,
+}
+
+impl StoreStatus {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            migrated: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
 #[async_trait]
-impl DatabaseStatus for Store {
+impl DatabaseStatus for StoreStatus {
     async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
-        Store::pending_migrations(self).await
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.migrated.load(Relaxed) {
+            self.store.queue().next_due_at().await?;
+            return Ok(Vec::new());
+        }
+        let pending = self.store.pending_migrations().await?;
+        self.migrated.store(pending.is_empty(), Relaxed);
+        Ok(pending)
     }
 
     fn pool(&self) -> PoolUsage {
-        self.pool_usage()
+        self.store.pool_usage()
     }
 }
 
