@@ -13,7 +13,7 @@ use webhook_domain::{
     WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
-    Backlog, BoxError, Idempotency, OutboxError, Page, Published, WalletStoreError,
+    Backlog, BoxError, Idempotency, OutboxError, Page, Published, StorageRefusal, WalletStoreError,
     WebhookStoreError,
 };
 
@@ -65,6 +65,62 @@ impl AdapterError {
                 ))
         )
     }
+
+    /// A port's `Unavailable` error when the database is out of reach or refused to write for
+    /// a reason of its disk or files (then with the [`StorageRefusal`] as its cause, which the
+    /// driver's text is logged beside, never passed on); its `Backend` error otherwise.
+    fn unavailable_or_backend<E>(
+        self,
+        unavailable: fn(BoxError) -> E,
+        backend: fn(BoxError) -> E,
+    ) -> E {
+        if let AdapterError::Db(e) = &self
+            && let Some(refusal) = storage_refusal(e)
+        {
+            tracing::error!(error = %e, "{refusal}");
+            return unavailable(Box::new(refusal));
+        }
+        if self.is_unavailable() {
+            unavailable(self.boxed())
+        } else {
+            backend(self.boxed())
+        }
+    }
+}
+
+/// The refusal behind a driver error, when the database said that its disk is full, that it is
+/// read-only, or that a write failed. diesel gives these no kind of their own (but PostgreSQL's
+/// read-only transactions), so they are told by the texts SQLite (`sqlite3_errstr`) and the
+/// operating system (quoted by PostgreSQL) use for them, which do not change.
+fn storage_refusal(e: &diesel::result::Error) -> Option<StorageRefusal> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const TEXTS: [(&str, StorageRefusal); 5] = [
+        // SQLITE_FULL, which SQLite answers on ENOSPC.
+        ("database or disk is full", StorageRefusal::DiskFull),
+        // ENOSPC as PostgreSQL quotes it ("could not extend file ...").
+        ("No space left on device", StorageRefusal::DiskFull),
+        // SQLITE_READONLY: the file was opened read-only.
+        (
+            "attempt to write a readonly database",
+            StorageRefusal::ReadOnly,
+        ),
+        // EROFS as PostgreSQL quotes it.
+        ("Read-only file system", StorageRefusal::ReadOnly),
+        // SQLITE_IOERR: any other failed write (EFBIG past a file-size limit, EROFS or EPERM on
+        // an open file, EIO).
+        ("disk I/O error", StorageRefusal::WriteFailed),
+    ];
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
+            Some(StorageRefusal::ReadOnly)
+        }
+        Error::DatabaseError(_, info) => TEXTS
+            .iter()
+            .find(|(text, _)| info.message().contains(text))
+            .map(|&(_, refusal)| refusal),
+        Error::RollbackErrorOnCommit { commit_error, .. } => storage_refusal(commit_error),
+        _ => None,
+    }
 }
 
 impl From<AdapterError> for WalletStoreError {
@@ -72,8 +128,7 @@ impl From<AdapterError> for WalletStoreError {
         match e {
             AdapterError::NotFound => WalletStoreError::NotFound,
             AdapterError::Conflict(what) => WalletStoreError::Conflict(what),
-            _ if e.is_unavailable() => WalletStoreError::Unavailable(e.boxed()),
-            _ => WalletStoreError::Backend(e.boxed()),
+            _ => e.unavailable_or_backend(WalletStoreError::Unavailable, WalletStoreError::Backend),
         }
     }
 }
@@ -84,8 +139,9 @@ impl From<AdapterError> for WebhookStoreError {
             AdapterError::NotFound => WebhookStoreError::NotFound,
             AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
             AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
-            _ if e.is_unavailable() => WebhookStoreError::Unavailable(e.boxed()),
-            _ => WebhookStoreError::Backend(e.boxed()),
+            _ => {
+                e.unavailable_or_backend(WebhookStoreError::Unavailable, WebhookStoreError::Backend)
+            }
         }
     }
 }
@@ -95,8 +151,7 @@ impl From<AdapterError> for OutboxError {
         match e {
             AdapterError::NotFound => OutboxError::NotFound,
             AdapterError::Conflict(what) => OutboxError::Conflict(what),
-            _ if e.is_unavailable() => OutboxError::Unavailable(e.boxed()),
-            _ => OutboxError::Backend(e.boxed()),
+            _ => e.unavailable_or_backend(OutboxError::Unavailable, OutboxError::Backend),
         }
     }
 }
@@ -993,5 +1048,114 @@ impl JobWindow {
             until: micros(job.until),
             created_at: micros(job.created_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::*;
+
+    fn driver(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    /// The error SQLite gives for `sql` on a connection to `url` prepared with `setup`.
+    fn sqlite_error(url: &str, setup: &str, sql: &str) -> Error {
+        let mut conn = SqliteConnection::establish(url).unwrap();
+        conn.batch_execute(setup).unwrap();
+        conn.batch_execute(sql).unwrap_err()
+    }
+
+    #[test]
+    fn refusals_are_told_by_the_drivers_texts() {
+        let check = |error: Error, expected: Option<StorageRefusal>| {
+            assert_eq!(storage_refusal(&error), expected, "{error}");
+        };
+        let unknown = DatabaseErrorKind::Unknown;
+        check(
+            driver(unknown, "database or disk is full"),
+            Some(StorageRefusal::DiskFull),
+        );
+        check(
+            driver(
+                unknown,
+                "could not extend file \"base/5/16384\": No space left on device",
+            ),
+            Some(StorageRefusal::DiskFull),
+        );
+        check(
+            driver(unknown, "attempt to write a readonly database"),
+            Some(StorageRefusal::ReadOnly),
+        );
+        check(
+            driver(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+            ),
+            Some(StorageRefusal::ReadOnly),
+        );
+        check(
+            driver(unknown, "disk I/O error"),
+            Some(StorageRefusal::WriteFailed),
+        );
+        check(
+            Error::RollbackErrorOnCommit {
+                commit_error: Box::new(driver(unknown, "disk I/O error")),
+                rollback_error: Box::new(Error::BrokenTransactionManager),
+            },
+            Some(StorageRefusal::WriteFailed),
+        );
+        check(driver(DatabaseErrorKind::UniqueViolation, "UNIQUE"), None);
+        check(driver(unknown, "no such table: events"), None);
+        check(Error::NotFound, None);
+    }
+
+    #[test]
+    fn sqlite_out_of_pages_is_a_full_disk() {
+        // `max_page_count` makes SQLite answer SQLITE_FULL, as it does on ENOSPC.
+        let error = sqlite_error(
+            ":memory:",
+            "PRAGMA max_page_count = 3; CREATE TABLE t (b BLOB);",
+            "INSERT INTO t VALUES (zeroblob(100000));",
+        );
+        assert_eq!(storage_refusal(&error), Some(StorageRefusal::DiskFull));
+    }
+
+    #[test]
+    fn a_sqlite_file_opened_read_only_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ro.db");
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        conn.batch_execute("CREATE TABLE t (n INTEGER);").unwrap();
+        drop(conn);
+        let error = sqlite_error(
+            &format!("file:{}?mode=ro", path.display()),
+            "",
+            "INSERT INTO t VALUES (1);",
+        );
+        assert_eq!(storage_refusal(&error), Some(StorageRefusal::ReadOnly));
+    }
+
+    #[test]
+    fn a_refusal_reaches_the_port_as_unavailable_with_its_kind() {
+        let error: OutboxError = AdapterError::Db(driver(
+            DatabaseErrorKind::Unknown,
+            "database or disk is full",
+        ))
+        .into();
+        let OutboxError::Unavailable(cause) = error else {
+            panic!("expected Unavailable, got {error:?}");
+        };
+        assert_eq!(
+            cause.downcast_ref::<StorageRefusal>(),
+            Some(&StorageRefusal::DiskFull)
+        );
+        // Other driver failures stay opaque.
+        let error: OutboxError =
+            AdapterError::Db(driver(DatabaseErrorKind::Unknown, "no such table: events")).into();
+        assert!(matches!(error, OutboxError::Backend(_)), "{error:?}");
     }
 }

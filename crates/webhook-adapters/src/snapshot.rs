@@ -63,6 +63,19 @@ pub fn sqlite(path: &Path) -> BTreeMap<String, String> {
     contents
 }
 
+/// What `PRAGMA integrity_check` says of the SQLite database at `path`: `["ok"]` when it is
+/// sound, else one line per problem.
+///
+/// # Panics
+/// When the database cannot be opened: this is for tests.
+pub fn sqlite_integrity(path: &Path) -> Vec<String> {
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).expect("open SQLite");
+    sqlite_lines(
+        &mut conn,
+        "SELECT integrity_check AS text FROM pragma_integrity_check",
+    )
+}
+
 /// Every table of the PostgreSQL schema that `url` opens (but diesel's migration log), as text.
 ///
 /// # Panics

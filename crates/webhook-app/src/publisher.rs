@@ -11,7 +11,9 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use webhook_ports::{BoxError, Clock, EventOutbox, OutboxError, PublishItem, Published};
+use webhook_ports::{
+    BoxError, Clock, EventOutbox, OutboxError, PublishItem, Published, StorageRefusal,
+};
 
 /// Requests stored in one transaction, at most.
 const MAX_GROUP: usize = 256;
@@ -94,8 +96,16 @@ async fn commit(
     match outbox.publish_batch(&items, now).await {
         Ok(published) => answer(replies, published.into_iter().map(Ok).collect()),
         Err(OutboxError::Unavailable(cause)) => {
+            // Every request of the group gets the cause; a storage refusal keeps its type, so
+            // that each answer can say what is wrong.
+            let refusal = cause.downcast_ref::<StorageRefusal>().copied();
             let text = cause.to_string();
-            let unavailable = |_| Err(OutboxError::Unavailable(BoxError::from(text.clone())));
+            let unavailable = |_| {
+                Err(OutboxError::Unavailable(match refusal {
+                    Some(refusal) => Box::new(refusal),
+                    None => BoxError::from(text.clone()),
+                }))
+            };
             answer(replies, (0..items.len()).map(unavailable).collect());
         }
         // One request's conflict (or a deadlock) failed the group: store them one by one.
@@ -221,6 +231,28 @@ mod tests {
                 .iter()
                 .all(|r| r.as_ref().unwrap_err().contains("unavailable"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_named_in_every_answer_of_the_group() {
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_publish_batch()
+            .times(1)
+            .returning(|_, _| Err(OutboxError::Unavailable(Box::new(StorageRefusal::DiskFull))));
+        outbox.expect_publish().never();
+        let (replies, answers): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
+        let now = datetime!(2026-11-29 00:00 UTC);
+        commit(&outbox, now, vec![item(1), item(2), item(3)], replies).await;
+        for answer in answers {
+            let Err(OutboxError::Unavailable(cause)) = answer.await.unwrap() else {
+                panic!("expected the database to be unavailable");
+            };
+            assert_eq!(
+                cause.downcast_ref::<StorageRefusal>(),
+                Some(&StorageRefusal::DiskFull)
+            );
+        }
     }
 
     #[tokio::test]

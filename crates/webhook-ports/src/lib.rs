@@ -37,6 +37,25 @@ pub use webhooks::MockWebhookRepository;
 /// Any error from a driver, kept opaque.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Storage refused to write for a reason of its disk or files, not of the request: it clears
+/// once an operator frees space or makes the database writable again, and nothing was stored.
+/// Adapters put it as the cause of a port's `Unavailable` error, so that callers can say what
+/// is wrong without quoting the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StorageRefusal {
+    #[error("the database's disk is full; nothing was stored; writes resume once space is freed")]
+    DiskFull,
+    #[error(
+        "the database is read-only; nothing was stored; writes resume once its files are writable"
+    )]
+    ReadOnly,
+    #[error(
+        "the database's files could not be written (an I/O error: the disk may be full, \
+         read-only or failing); nothing was stored; writes resume once they can be"
+    )]
+    WriteFailed,
+}
+
 /// A window of a listing: skip `offset` rows, return at most `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {

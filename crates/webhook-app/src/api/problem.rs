@@ -95,6 +95,16 @@ impl Problem {
         )
     }
 
+    /// [`Self::unavailable`], saying what is wrong when storage refused to write because of its
+    /// disk or files (full, read-only): the operator has something to fix. Other causes may
+    /// hold driver texts and stay unsaid.
+    fn unavailable_for(cause: &(dyn std::error::Error + 'static)) -> Self {
+        match cause.downcast_ref::<webhook_ports::StorageRefusal>() {
+            Some(refusal) => Self::unavailable().detail(refusal.to_string()),
+            None => Self::unavailable(),
+        }
+    }
+
     /// A failure of ours. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
@@ -150,7 +160,7 @@ impl From<webhook_ports::WebhookStoreError> for Problem {
                 "the wallet already has {limit} webhooks, the most allowed; delete one first"
             )),
             E::Conflict(what) => Problem::conflict(what),
-            E::Unavailable(_) => Problem::unavailable(),
+            E::Unavailable(ref cause) => Problem::unavailable_for(cause.as_ref()),
             E::Backend(ref source) => Problem::internal(source),
         }
     }
@@ -162,7 +172,7 @@ impl From<webhook_ports::OutboxError> for Problem {
         match e {
             E::NotFound => Problem::not_found("resource"),
             E::Conflict(what) => Problem::conflict(what),
-            E::Unavailable(_) => Problem::unavailable(),
+            E::Unavailable(ref cause) => Problem::unavailable_for(cause.as_ref()),
             E::Backend(ref source) => Problem::internal(source),
         }
     }
@@ -174,7 +184,7 @@ impl From<webhook_ports::WalletStoreError> for Problem {
         match e {
             E::NotFound => Problem::not_found("wallet"),
             E::Conflict(what) => Problem::conflict(what),
-            E::Unavailable(_) => Problem::unavailable(),
+            E::Unavailable(ref cause) => Problem::unavailable_for(cause.as_ref()),
             E::Backend(ref source) => Problem::internal(source),
         }
     }

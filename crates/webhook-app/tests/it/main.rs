@@ -5,13 +5,16 @@
 
 mod api;
 mod bad_input;
+mod child;
 mod cli;
 mod crash;
 mod delivery;
+mod misbehaving_receivers;
 mod observability;
 mod rest;
 mod retries;
 mod roles;
 mod running;
+mod sqlite_disk;
 mod throughput;
 mod utils;
