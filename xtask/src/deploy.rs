@@ -1215,7 +1215,7 @@ json.dump(documents, sys.stdout, default=str)
 "#;
 
 fn parse_yaml(files: &[String]) -> anyhow::Result<BTreeMap<String, Vec<Value>>> {
-    let python = crate::python::interpreter()?;
+    let python = crate::python::interpreter(&[])?;
     let output = Command::new(&python)
         .arg("-c")
         .arg(LOAD_YAML)

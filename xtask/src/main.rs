@@ -11,10 +11,13 @@
 //!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
 //! - `deploy --check`: checks the deployment files under `deploy/` (see `deploy.rs`).
 //! - `db`: starts the local PostgreSQL that the tests use if it does not answer.
+//! - `schemathesis [--max-examples N] [--seed N]`: fuzzes the served OpenAPI document's
+//!   operations on a real `webhookd` (see `schemathesis.rs`); minutes long, so not in `ci`.
 
 mod db;
 mod deploy;
 mod python;
+mod schemathesis;
 mod tidy;
 
 use std::process::Command;
@@ -37,8 +40,11 @@ fn main() -> anyhow::Result<()> {
         "deploy" if flag.as_deref() == Some("--check") => deploy::check(),
         "deploy" => bail!("deploy: only `cargo xtask deploy --check` exists"),
         "db" => db::ensure_running(),
+        "schemathesis" => schemathesis::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy|bench|openapi [--check]|deploy --check|db>");
+            eprintln!(
+                "usage: cargo xtask <ci|tidy|bench|openapi [--check]|deploy --check|db|schemathesis>"
+            );
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!(
@@ -47,6 +53,9 @@ fn main() -> anyhow::Result<()> {
             eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
             eprintln!("  deploy --check  parse and cross-check the files under deploy/");
             eprintln!("  db     start the local PostgreSQL (127.0.0.1:5432) if it does not answer");
+            eprintln!(
+                "  schemathesis [--max-examples N] [--seed N]  fuzz the API through its OpenAPI document"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -114,7 +123,7 @@ fn openapi(check: bool) -> anyhow::Result<()> {
 
 /// Validates the committed document with openapi-spec-validator, in the xtask venv.
 fn validate_openapi() -> anyhow::Result<()> {
-    let python = python::interpreter()?;
+    let python = python::interpreter(&[])?;
     run(
         &python.to_string_lossy(),
         &[

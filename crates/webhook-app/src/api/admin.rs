@@ -24,6 +24,11 @@ use crate::secrets;
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateWallet {
     /// 1 to 128 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
     /// Chosen by the caller; generated when absent.
     #[serde(default)]
@@ -31,6 +36,7 @@ pub(crate) struct CreateWallet {
     id: Option<WalletId>,
     /// Hex, as Identus accepts it; not used by webhookd.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[0-9A-Fa-f]*$")]
     seed: Option<String>,
 }
 
@@ -191,6 +197,12 @@ async fn store_key(state: &ApiState, wallet: WalletId, key: &ApiKey) -> Result<(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateEntity {
+    /// 1 to 128 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
     /// Generated when absent.
     #[serde(default)]
@@ -295,6 +307,7 @@ pub(crate) struct BindApiKey {
     #[schema(value_type = uuid::Uuid)]
     entity_id: EntityId,
     /// 1 to 256 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[!-~]*$")]
     api_key: String,
 }
 

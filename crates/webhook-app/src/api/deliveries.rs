@@ -125,10 +125,15 @@ pub(crate) struct DeliveryQuery {
     /// Only deliveries in this state: pending, in_flight, retry_scheduled, delivered,
     /// exhausted or cancelled.
     #[serde(default)]
+    #[param(pattern = "^(pending|in_flight|retry_scheduled|delivered|exhausted|cancelled)$")]
     state: Option<String>,
+    /// Rows to skip (default 0), at most 2^63 - 1.
     #[serde(default)]
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<u64>,
+    /// Rows to return, 1 to 1000 (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -370,6 +375,7 @@ impl RedeliveryResource {
     responses(
         (status = 202, description = "Started", body = RedeliveryResource),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "The webhook is disabled", body = Problem),
         (status = 415, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem),))]
 pub(crate) async fn start_redelivery(
     State(state): State<ApiState>,

@@ -28,6 +28,7 @@ pub(crate) struct PublishEvent {
     /// One of the four Identus types (whose `data` is validated), or a custom name matching
     /// `^[A-Za-z][A-Za-z0-9._-]{0,127}$`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9._-]{0,127}$")]
     event_type: String,
     #[schema(value_type = Object)]
     data: serde_json::Value,
@@ -43,6 +44,7 @@ pub(crate) struct PublishEvent {
     /// The event's idempotency key, as an alternative to the `Idempotency-Key` header (which
     /// a batch cannot carry per event); not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]*$")]
     idempotency_key: Option<String>,
 }
 
@@ -71,6 +73,8 @@ impl From<Published> for PublishAccepted {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PublishBatch {
+    /// At least one event; at most `api.max_batch_events` (1000 unless configured).
+    #[schema(min_items = 1)]
     events: Vec<PublishEvent>,
 }
 
@@ -169,7 +173,8 @@ async fn check_wallets(state: &ApiState, items: &[PublishItem]) -> Result<(), Pr
 /// Publishes one event.
 #[utoipa::path(post, operation_id = "publishEvent", path = "/events", tag = "events",
     request_body = PublishEvent,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated publish a no-op")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]*$",
+        description = "Makes a repeated publish a no-op; the same key with another body is a 409")),
     security(("apikey" = []), ("admin" = [])),
     responses(
         (status = 202, description = "Stored durably", body = PublishAccepted),

@@ -155,16 +155,21 @@ fn path_id<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, Problem> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Rows to skip (default 0).
+    /// Rows to skip (default 0), at most 2^63 - 1.
     #[serde(default)]
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<u64>,
     /// Rows to return, 1 to 1000 (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
+/// The largest offset: both databases count rows with signed 64-bit integers, and the
+/// document promises no more.
+const MAX_OFFSET: u64 = i64::MAX.unsigned_abs();
 
 impl PageQuery {
     fn page(self) -> Result<webhook_ports::Page, Problem> {
@@ -174,10 +179,13 @@ impl PageQuery {
                 "limit: must be between 1 and {MAX_PAGE_SIZE}, got {limit}"
             )));
         }
-        Ok(webhook_ports::Page {
-            offset: self.offset.unwrap_or(0),
-            limit,
-        })
+        let offset = self.offset.unwrap_or(0);
+        if offset > MAX_OFFSET {
+            return Err(Problem::bad_request(format!(
+                "offset: must be between 0 and {MAX_OFFSET}, got {offset}"
+            )));
+        }
+        Ok(webhook_ports::Page { offset, limit })
     }
 }
 

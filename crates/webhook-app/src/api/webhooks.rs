@@ -26,15 +26,18 @@ use crate::secrets;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateWebhook {
     /// http or https, at most 2,048 characters, no user info.
+    #[schema(example = "https://example.com/webhooks")]
     url: String,
     /// Sent with every delivery. Names are HTTP tokens; webhookd's own headers are reserved.
     #[serde(default)]
     custom_headers: Option<BTreeMap<String, String>>,
     /// Only these event types are delivered; absent means all.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<EventTypeName>>, min_items = 1)]
     event_types: Option<Vec<String>>,
     /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64 bytes); generated when absent.
     #[serde(default)]
+    #[schema(example = "whsec_YW4gZXhhbXBsZSBzZWNyZXQsIDMyIGJ5")]
     secret: Option<String>,
     /// The service's default policy when absent.
     #[serde(default)]
@@ -48,9 +51,16 @@ pub(crate) struct CreateWebhook {
     ordered: Option<bool>,
     /// Attempts per second at most, 1 to 10,000.
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10_000)]
     rate_limit: Option<serde_json::Value>,
 }
+
+/// An event type, as a filter names it: one of Identus's or a custom name. Only documents the
+/// rule; `EventType::parse` enforces it.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z][A-Za-z0-9._-]{0,127}$")]
+#[expect(dead_code, reason = "a schema for the document; never built")]
+pub(crate) struct EventTypeName(String);
 
 /// `PATCH /events/webhooks/{id}`: absent fields stay as they are; `null` resets `eventTypes`,
 /// `retryPolicy` and `rateLimit` to their defaults and is refused for the others. The secret
@@ -59,20 +69,25 @@ pub(crate) struct CreateWebhook {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UpdateWebhook {
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, example = "https://example.com/webhooks")]
     url: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     custom_headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<EventTypeName>>, min_items = 1)]
     event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     retry_policy: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     ordered: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10_000)]
     rate_limit: Option<Option<serde_json::Value>>,
 }
 
@@ -364,10 +379,12 @@ const MAX_ROTATION_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub(crate) struct RotateSecret {
     /// The new secret; generated when absent.
     #[serde(default)]
+    #[schema(example = "whsec_YW4gZXhhbXBsZSBzZWNyZXQsIDMyIGJ5")]
     secret: Option<String>,
     /// How long the old secret keeps signing beside the new one, at most 30 days; the
     /// service's default when absent.
     #[serde(default)]
+    #[schema(maximum = 2_592_000)]
     grace_seconds: Option<u64>,
 }
 
