@@ -198,7 +198,9 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
          scenario, drives it through its public REST API from 127.0.0.1, and receives the \
          deliveries on hyper servers in the same harness (one port per webhook, as distinct \
          receivers would be). Latency is publish start to receipt \
-         at the receiver. This file is generated; regenerate it with `cargo xtask bench`.\n"
+         at the receiver. This file is generated; regenerate it with `cargo xtask bench`. \
+         What a profile showed and what limits each missed target: \
+         [performance.md](performance.md).\n"
     );
     let _ = writeln!(
         md,
