@@ -34,7 +34,9 @@ fn main() -> anyhow::Result<()> {
     let flag = std::env::args().nth(2);
     match task.as_str() {
         "ci" => ci(),
-        "tidy" => tidy::check_domain_is_pure().map_err(anyhow::Error::msg),
+        "tidy" => tidy::check_domain_is_pure()
+            .and_then(|()| tidy::check_secrets_compare_in_constant_time())
+            .map_err(anyhow::Error::msg),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "openapi" => openapi(flag.as_deref() == Some("--check")),
         "deploy" if flag.as_deref() == Some("--check") => deploy::check(),

@@ -118,11 +118,35 @@ impl HyperTransport {
     /// # Errors
     /// When an extra root certificate is not PEM or not a certificate rustls accepts.
     pub fn new(config: TransportConfig) -> Result<Self, TransportConfigError> {
+        Self::build(config, Lookup::System)
+    }
+
+    /// A transport whose resolver answers the names in `hosts` with their addresses instead of
+    /// asking DNS, and fails the lookup of any other name. Everything after the lookup (the
+    /// SSRF guard, the connector) is the same as [`Self::new`]'s: this lets tests show what the
+    /// guard does with a name that resolves to a private address, without a DNS server. Only
+    /// with the `testing` feature, which the binary never enables.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    #[cfg(feature = "testing")]
+    pub fn with_fixed_hosts(
+        config: TransportConfig,
+        hosts: &[(&str, &[IpAddr])],
+    ) -> Result<Self, TransportConfigError> {
+        let hosts = hosts
+            .iter()
+            .map(|(name, addresses)| ((*name).to_owned(), addresses.to_vec()))
+            .collect();
+        Self::build(config, Lookup::Fixed(Arc::new(hosts)))
+    }
+
+    fn build(config: TransportConfig, lookup: Lookup) -> Result<Self, TransportConfigError> {
         let guard = config
             .ssrf_guard
             .then(|| Arc::new(config.address_policy.clone()));
         Ok(Self {
-            client: build_client(&config, guard.clone())?,
+            client: build_client(&config, guard.clone(), lookup)?,
             user_agent: HeaderValue::from_str(&config.user_agent).ok(),
             max_response_excerpt: config.max_response_excerpt,
             guard,
@@ -246,8 +270,12 @@ fn ip_literal(uri: &Uri) -> Option<IpAddr> {
 fn build_client(
     config: &TransportConfig,
     guard: Option<Arc<AddressPolicy>>,
+    lookup: Lookup,
 ) -> Result<HttpClient, TransportConfigError> {
-    let mut http = HttpConnector::new_with_resolver(GuardedResolver { policy: guard });
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+        policy: guard,
+        lookup,
+    });
     // The TLS layer above decides which schemes go through; it takes only http and https.
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
@@ -308,6 +336,29 @@ fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, Transport
 struct GuardedResolver {
     /// `None` when the guard is off.
     policy: Option<Arc<AddressPolicy>>,
+    lookup: Lookup,
+}
+
+/// Where names are looked up: the system resolver, or (tests only) a fixed table.
+#[derive(Debug, Clone)]
+enum Lookup {
+    System,
+    #[cfg(feature = "testing")]
+    Fixed(Arc<std::collections::HashMap<String, Vec<IpAddr>>>),
+}
+
+impl Lookup {
+    async fn resolve(&self, name: &str) -> io::Result<Vec<SocketAddr>> {
+        match self {
+            // Port 0: the connector puts in the URL's port.
+            Lookup::System => Ok(tokio::net::lookup_host((name, 0)).await?.collect()),
+            #[cfg(feature = "testing")]
+            Lookup::Fixed(hosts) => hosts
+                .get(name)
+                .map(|addresses| addresses.iter().map(|&ip| SocketAddr::new(ip, 0)).collect())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "name not in the table")),
+        }
+    }
 }
 
 /// Why the resolver gave the connector no address.
@@ -334,11 +385,13 @@ impl tower_service::Service<Name> for GuardedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
         Box::pin(async move {
-            // Port 0: the connector puts in the URL's port.
-            let resolved = tokio::net::lookup_host((name.as_str(), 0))
+            let resolved = lookup
+                .resolve(name.as_str())
                 .await
-                .map_err(ResolveError::Lookup)?;
+                .map_err(ResolveError::Lookup)?
+                .into_iter();
             let Some(policy) = policy else {
                 return Ok(resolved.collect::<Vec<_>>().into_iter());
             };

@@ -110,9 +110,18 @@ pub struct ApiSettings {
     pub max_batch_events: usize,
     /// How long a rotated-out signing secret keeps signing, unless the rotation says otherwise.
     pub secret_rotation_grace_secs: u64,
+    /// Failed authentications one client address may make per window before it gets 429;
+    /// 0 turns the limit off.
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, counted from the first failure.
+    pub auth_failure_window_ms: u64,
 }
 
 impl ApiSettings {
+    pub fn auth_failure_window(&self) -> Duration {
+        Duration::from_millis(self.auth_failure_window_ms)
+    }
+
     pub fn secret_rotation_grace(&self) -> Duration {
         Duration::from_secs(self.secret_rotation_grace_secs)
     }
@@ -350,6 +359,8 @@ max_body_bytes = 262144
 max_json_depth = 32
 max_batch_events = 1000
 secret_rotation_grace_secs = 86400
+auth_failure_limit = 20
+auth_failure_window_ms = 60000
 
 [dispatcher]
 batch_size = 64
@@ -543,6 +554,12 @@ impl Settings {
         }
         if self.api.max_batch_events == 0 {
             anyhow::bail!("api.max_batch_events: must be at least 1, got 0");
+        }
+        if !(1..=86_400_000).contains(&self.api.auth_failure_window_ms) {
+            anyhow::bail!(
+                "api.auth_failure_window_ms: must be between 1 and 86400000 (a day), got {}",
+                self.api.auth_failure_window_ms
+            );
         }
         if self.max_webhooks_per_wallet == 0 {
             anyhow::bail!("max_webhooks_per_wallet: must be at least 1, got 0");

@@ -97,10 +97,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let address_policy = settings.transport.address_policy()?;
     let transport = HyperTransport::new(TransportConfig {
         connect_timeout: settings.transport.connect_timeout(),
         ssrf_guard: settings.transport.ssrf_guard,
-        address_policy: settings.transport.address_policy()?,
+        address_policy: address_policy.clone(),
         ..TransportConfig::default()
     })
     .context("transport")?;
@@ -145,6 +146,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         wake: wake.clone(),
         admin: Arc::new(bootstrapped.admin),
         known_keys: Arc::new(api::KnownKeys::new(secrets::salt()?)),
+        auth_failures: Arc::new(api::AuthFailures::new(
+            settings.api.auth_failure_limit,
+            settings.api.auth_failure_window(),
+        )),
+        address_policy: settings
+            .transport
+            .ssrf_guard
+            .then(|| Arc::new(address_policy)),
         limits: settings.api.clone(),
         max_webhooks_per_wallet: settings.max_webhooks_per_wallet,
         attempt_timeout: settings.dispatcher.attempt_timeout(),
@@ -164,6 +173,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         let app = api::router(api_state, &settings.base_path);
         let mut api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
+            // The peer address is what failed authentications are counted by.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = api_shutdown.wait_for(|stop| *stop).await;

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -19,9 +20,18 @@ pub const MIN_SECRET_BYTES: usize = 24;
 /// Most secret bytes accepted.
 pub const MAX_SECRET_BYTES: usize = 64;
 
-/// A signing key: 24 to 64 random bytes, written `whsec_<base64>`. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
+/// A signing key: 24 to 64 random bytes, written `whsec_<base64>`. `Debug` never shows it, and
+/// `==` compares in constant time (for secrets of equal length).
+#[derive(Clone)]
 pub struct SigningSecret(Vec<u8>);
+
+impl PartialEq for SigningSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for SigningSecret {}
 
 /// Why a secret or a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -269,6 +279,64 @@ mod tests {
                 .split(' ')
                 .count(),
             1
+        );
+    }
+
+    /// A signature that differs from the right one at its first byte, at its last byte, or in
+    /// length is refused by `verify` (HMAC's constant-time `verify_slice`); so is a secret that
+    /// differs likewise, under `==` (constant-time too).
+    #[test]
+    fn secret_comparisons_refuse_every_near_miss() {
+        let secret = SigningSecret::from_bytes(&[5; 32]).unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1000).unwrap();
+        let right = secret.mac("m", 1000, b"x").finalize().into_bytes().to_vec();
+        let check = |tag: &[u8]| {
+            let header = format!("v1,{}", STANDARD.encode(tag));
+            verify(
+                std::slice::from_ref(&secret),
+                "m",
+                1000,
+                b"x",
+                &header,
+                now,
+                300,
+            )
+        };
+        assert_eq!(check(&right), Ok(()));
+        let mut first = right.clone();
+        first[0] ^= 1;
+        let mut last = right.clone();
+        *last.last_mut().unwrap() ^= 1;
+        let shorter = &right[..right.len() - 1];
+        let longer = [&right[..], &[0]].concat();
+        for (name, tag) in [
+            ("first byte", &first[..]),
+            ("last byte", &last[..]),
+            ("shorter", shorter),
+            ("longer", &longer[..]),
+        ] {
+            assert_eq!(check(tag), Err(SignatureError::NoMatch), "{name}");
+        }
+
+        let mut bytes = [5u8; 32];
+        assert_eq!(secret, SigningSecret::from_bytes(&bytes).unwrap());
+        bytes[0] = 6;
+        assert_ne!(
+            secret,
+            SigningSecret::from_bytes(&bytes).unwrap(),
+            "first byte"
+        );
+        let mut bytes = [5u8; 32];
+        bytes[31] = 6;
+        assert_ne!(
+            secret,
+            SigningSecret::from_bytes(&bytes).unwrap(),
+            "last byte"
+        );
+        assert_ne!(
+            secret,
+            SigningSecret::from_bytes(&[5; 33]).unwrap(),
+            "longer"
         );
     }
 

@@ -56,9 +56,18 @@ impl WalletName {
     }
 }
 
-/// An API key in clear, as a client presents it. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
+/// An API key in clear, as a client presents it. `Debug` never shows it, and `==` compares in
+/// constant time (for keys of equal length).
+#[derive(Clone)]
 pub struct ApiKey(String);
+
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for ApiKey {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("apiKey: must be 1 to 256 visible ASCII characters without spaces")]
@@ -108,13 +117,24 @@ impl ApiKeyTag {
     }
 }
 
-/// What is stored of a key: its tag, a random salt and `SHA-256(salt || key)`.
-#[derive(Clone, PartialEq, Eq)]
+/// What is stored of a key: its tag, a random salt and `SHA-256(salt || key)`. `==` compares
+/// the digests in constant time.
+#[derive(Clone)]
 pub struct ApiKeyHash {
     pub tag: ApiKeyTag,
     pub salt: [u8; 16],
     pub digest: [u8; 32],
 }
+
+impl PartialEq for ApiKeyHash {
+    fn eq(&self, other: &Self) -> bool {
+        let same_digest: bool = self.digest.ct_eq(&other.digest).into();
+        // Tag and salt are not secret; `&` rather than `&&` keeps the digest comparison whole.
+        same_digest & (self.tag == other.tag) & (self.salt == other.salt)
+    }
+}
+
+impl Eq for ApiKeyHash {}
 
 impl ApiKeyHash {
     /// Hashes `key` with a random `salt` supplied by the caller.
@@ -165,6 +185,31 @@ mod tests {
             hash.tag, other_salt.tag,
             "the tag does not depend on the salt"
         );
+    }
+
+    /// Keys that differ at the first byte, at the last byte, or in length: `matches` and `==`
+    /// (both constant-time) must refuse each, and accept only the key itself.
+    #[test]
+    fn secret_comparisons_refuse_every_near_miss() {
+        let key = ApiKey::parse("k3y-0123456789-abcdef").unwrap();
+        let near_misses = [
+            "X3y-0123456789-abcdef",  // first byte
+            "k3y-0123456789-abcdeX",  // last byte
+            "k3y-0123456789-abcde",   // shorter
+            "k3y-0123456789-abcdef0", // longer
+        ];
+        let hash = ApiKeyHash::new(&key, [3; 16]);
+        assert!(hash.matches(&key));
+        assert_eq!(key, ApiKey::parse(key.expose()).unwrap());
+        for text in near_misses {
+            let other = ApiKey::parse(text).unwrap();
+            assert!(!hash.matches(&other), "{text}");
+            assert_ne!(key, other, "{text}");
+            assert_ne!(hash, ApiKeyHash::new(&other, [3; 16]), "{text}");
+        }
+        assert_eq!(hash, ApiKeyHash::new(&key, [3; 16]));
+        // Same key, another salt: another stored hash.
+        assert_ne!(hash, ApiKeyHash::new(&key, [4; 16]));
     }
 
     #[test]

@@ -92,6 +92,16 @@ impl WebhookUrl {
         self.parsed.host_str().unwrap_or_default()
     }
 
+    /// The host as an IP address when it is one, in any spelling the URL standard reads as an
+    /// address (`127.1`, `0x7f000001`, `2130706433`, `[::ffff:127.0.0.1]`); `None` for a name.
+    pub fn ip_host(&self) -> Option<std::net::IpAddr> {
+        match self.parsed.host()? {
+            url::Host::Ipv4(v4) => Some(v4.into()),
+            url::Host::Ipv6(v6) => Some(v6.into()),
+            url::Host::Domain(_) => None,
+        }
+    }
+
     /// The port, or the scheme's default port.
     pub fn port(&self) -> u16 {
         self.parsed.port_or_known_default().unwrap_or(80)

@@ -673,8 +673,12 @@ fn an_extra_root_that_is_not_a_certificate_is_refused_at_build() {
 /// Sends to each of `hosts` on a receiver's port with `config` and expects a refusal naming
 /// `class`, made before any connection (the receiver accepts none).
 async fn check_refused(config: TransportConfig, hosts: &[&str], class: &str) {
+    check_refused_by(&HyperTransport::new(config).unwrap(), hosts, class).await;
+}
+
+/// As [`check_refused`], with a transport built by the caller.
+async fn check_refused_by(transport: &HyperTransport, hosts: &[&str], class: &str) {
     let receiver = Receiver::start(Reply::status(200)).await;
-    let transport = HyperTransport::new(config).unwrap();
     for host in hosts {
         let url = WebhookUrl::parse(&format!("{}?token=q-s3cret", receiver.url_via(host))).unwrap();
         let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
@@ -702,11 +706,18 @@ async fn loopback_is_refused_by_default_before_connecting() {
         "loopback",
     )
     .await;
-    // Spellings that only the system resolver reads as 127.0.0.1.
+    // Spellings that only the system resolver reads as 127.0.0.1 (and 0.0.0.0, which
+    // reaches this host too).
     check_refused(
         TransportConfig::default(),
-        &["2130706433", "0x7f.1", "127.1"],
+        &["2130706433", "0x7f.1", "127.1", "0x7f000001", "0177.0.0.1"],
         "loopback",
+    )
+    .await;
+    check_refused(
+        TransportConfig::default(),
+        &["0", "0.0.0.0", "[::]"],
+        "unspecified",
     )
     .await;
     let error = HyperTransport::new(TransportConfig::default())
@@ -770,4 +781,91 @@ async fn the_guard_can_be_turned_off() {
             report.error
         );
     }
+}
+
+/// Names that resolve to refused addresses, through the fixed-table resolver (no DNS needed):
+/// refused before connecting, whichever class and family, also when every one of a name's
+/// several addresses is refused.
+#[tokio::test]
+async fn names_resolving_to_refused_addresses_are_refused() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    let hosts: Vec<(&str, Vec<std::net::IpAddr>)> = vec![
+        ("inside.test", vec![ip("127.0.0.1")]),
+        ("inside6.test", vec![ip("::1")]),
+        ("mapped.test", vec![ip("::ffff:127.0.0.1")]),
+        ("intranet.test", vec![ip("10.1.2.3")]),
+        ("intranet6.test", vec![ip("fd00::7")]),
+        ("metadata.test", vec![ip("169.254.169.254")]),
+        ("nat64.test", vec![ip("64:ff9b::a9fe:a9fe")]),
+        ("both.test", vec![ip("192.168.1.1"), ip("10.0.0.1")]),
+    ];
+    let table: Vec<(&str, &[std::net::IpAddr])> =
+        hosts.iter().map(|(n, a)| (*n, a.as_slice())).collect();
+    let transport = HyperTransport::with_fixed_hosts(TransportConfig::default(), &table).unwrap();
+    check_refused_by(
+        &transport,
+        &["inside.test", "inside6.test", "mapped.test"],
+        "loopback",
+    )
+    .await;
+    check_refused_by(
+        &transport,
+        &["intranet.test", "intranet6.test", "both.test"],
+        "private",
+    )
+    .await;
+    check_refused_by(&transport, &["metadata.test", "nat64.test"], "link-local").await;
+
+    // The same names, with loopback allowed, reach the receiver: the table is what was
+    // consulted, and the guard let through what the allow list opens.
+    let receiver = Receiver::start(Reply::status(200)).await;
+    let allowed = HyperTransport::with_fixed_hosts(local_config(), &table).unwrap();
+    let report = allowed
+        .send(
+            &receiver.url_via("inside.test"),
+            &message(),
+            ATTEMPT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+    assert_eq!(receiver.requests().len(), 1);
+    let unknown = allowed
+        .send(
+            &receiver.url_via("unknown.test"),
+            &message(),
+            ATTEMPT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(unknown.outcome, AttemptOutcome::ConnectionFailed);
+    assert_eq!(unknown.error.as_deref(), Some("dns lookup failed"));
+}
+
+/// A receiver on an allowed address that redirects (302 and 307) to the metadata address or to
+/// another local receiver: the answer is the redirect itself, which is not a success, and the
+/// Location is never contacted.
+#[tokio::test]
+async fn a_redirect_to_a_refused_or_other_address_is_not_followed() {
+    let elsewhere = Receiver::start(Reply::status(200)).await;
+    for status in [302, 307] {
+        for location in [
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            elsewhere.url("/stolen").to_string(),
+        ] {
+            let receiver =
+                Receiver::start(Reply::status(status).header("location", location.clone())).await;
+            let report = send(&receiver.url("/")).await;
+            assert_eq!(
+                report.outcome,
+                response(status, None),
+                "{status} {location}"
+            );
+            assert!(
+                !report.outcome.is_success(),
+                "a redirect is a failed attempt"
+            );
+            assert_eq!(receiver.requests().len(), 1);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod auth_failures;
 mod deliveries;
 mod events;
 pub(crate) mod json;
@@ -29,6 +30,7 @@ use webhook_ports::{
 };
 
 pub use auth::{AdminCredential, KnownKeys};
+pub use auth_failures::AuthFailures;
 pub use observability::DatabaseStatus;
 pub use problem::Problem;
 
@@ -57,6 +59,11 @@ pub struct ApiState {
     pub admin: Arc<AdminCredential>,
     /// Wallet keys checked lately.
     pub known_keys: Arc<KnownKeys>,
+    /// Failed authentications per client address, for the 429 after too many.
+    pub auth_failures: Arc<AuthFailures>,
+    /// The SSRF guard's policy, to refuse a webhook URL whose host is a refused address
+    /// already at registration; `None` when the guard is off.
+    pub address_policy: Option<Arc<webhook_domain::AddressPolicy>>,
     pub limits: ApiSettings,
     pub max_webhooks_per_wallet: u32,
     pub attempt_timeout: std::time::Duration,

@@ -4,9 +4,13 @@
 
 use axum::Json;
 use axum::extract::State;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, RefOr, Server};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder, Server,
+};
 use utoipa::{Modify, OpenApi};
 
 use super::{ApiState, admin, deliveries, events, webhooks};
@@ -51,6 +55,25 @@ impl Modify for Security {
             "admin",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-api-key"))),
         );
+        // Every call that authenticates may answer 429 after too many failures from the
+        // client's address; added here once rather than on each handler.
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    operation
+                        .responses
+                        .responses
+                        .insert("429".to_owned(), too_many_failures().into());
+                }
+            }
+        }
     }
 }
 
@@ -95,6 +118,31 @@ fn problems_as_problem_json(operation: &mut Operation) {
                 .insert(PROBLEM_MEDIA_TYPE.to_owned(), content);
         }
     }
+}
+
+fn too_many_failures() -> Response {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1));
+    ResponseBuilder::new()
+        .description(
+            "Too many failed authentications from the client's address (`api.auth_failure_limit` \
+             per `api.auth_failure_window_ms`); refused before any key is checked",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(seconds)
+                .description(Some("seconds until the address may try again"))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 /// The document for an API served under `base_path`.

@@ -19,6 +19,10 @@ pub struct Problem {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// Seconds for the `Retry-After` header; not part of the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Problem {
@@ -29,7 +33,14 @@ impl Problem {
             title: title.to_owned(),
             detail: None,
             instance: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `secs` seconds to the answer.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -125,6 +136,11 @@ impl IntoResponse for Problem {
             Json(&self),
         )
             .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(self);
         response
     }

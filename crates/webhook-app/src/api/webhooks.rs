@@ -156,8 +156,18 @@ fn invalid(e: &dyn std::fmt::Display) -> Problem {
     Problem::unprocessable(e.to_string())
 }
 
-fn parse_url(text: &str) -> Result<WebhookUrl, Problem> {
-    WebhookUrl::parse(text).map_err(|e| invalid(&e))
+fn parse_url(text: &str, state: &ApiState) -> Result<WebhookUrl, Problem> {
+    let url = WebhookUrl::parse(text).map_err(|e| invalid(&e))?;
+    // An address the SSRF guard would refuse at every attempt is refused now, while the caller
+    // can still fix it. A name is judged at each attempt instead: what it resolves to changes.
+    if let (Some(policy), Some(ip)) = (&state.address_policy, url.ip_host()) {
+        policy.check(ip).map_err(|refused| {
+            Problem::unprocessable(format!(
+                "url: {refused}, an address webhooks may not target; use a public address or a host name (operators can allow ranges with transport.allowed_cidrs)"
+            ))
+        })?;
+    }
+    Ok(url)
 }
 
 fn parse_headers(headers: BTreeMap<String, String>) -> Result<CustomHeaders, Problem> {
@@ -212,7 +222,7 @@ pub(crate) async fn create(
     WalletAuth(wallet): WalletAuth,
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<Json<WebhookResource>, Problem> {
-    let url = parse_url(&request.url)?;
+    let url = parse_url(&request.url, &state)?;
     let custom_headers = parse_headers(request.custom_headers.unwrap_or_default())?;
     let event_types = request
         .event_types
@@ -306,7 +316,11 @@ pub(crate) async fn update(
 ) -> Result<Json<WebhookResource>, Problem> {
     let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
     // Validate everything before reading, so a bad request is refused the same for any id.
-    let url = request.url.as_deref().map(parse_url).transpose()?;
+    let url = request
+        .url
+        .as_deref()
+        .map(|text| parse_url(text, &state))
+        .transpose()?;
     let headers = request.custom_headers.map(parse_headers).transpose()?;
     let event_types = request
         .event_types

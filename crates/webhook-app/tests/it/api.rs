@@ -13,13 +13,14 @@ use crate::utils::{
 };
 
 /// Expands `$name(backend)` into one test per backend.
+#[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::utils::Backend::Sqlite).await;
+                    super::$name($crate::utils::Backend::Sqlite).await;
                 }
             )+
         }
@@ -27,7 +28,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::utils::Backend::Postgres).await;
+                    super::$name($crate::utils::Backend::Postgres).await;
                 }
             )+
         }
@@ -96,12 +97,12 @@ pub fn assert_problem(answer: &Answer, status: StatusCode, detail_has: &str) {
     );
 }
 
-fn id_of(answer: &Answer) -> String {
+pub fn id_of(answer: &Answer) -> String {
     answer.json["id"].as_str().unwrap().to_owned()
 }
 
 /// Creates a wallet with a key of its own; returns its id.
-async fn new_wallet(service: &Service, name: &str, key: &str) -> String {
+pub async fn new_wallet(service: &Service, name: &str, key: &str) -> String {
     let wallet = request(
         service,
         "POST",
@@ -132,7 +133,7 @@ async fn new_wallet(service: &Service, name: &str, key: &str) -> String {
     id_of(&wallet)
 }
 
-async fn register_for(service: &Service, key: &str, body: Value) -> Answer {
+pub async fn register_for(service: &Service, key: &str, body: Value) -> Answer {
     let created = request(
         service,
         "POST",
@@ -145,7 +146,7 @@ async fn register_for(service: &Service, key: &str, body: Value) -> Answer {
     created
 }
 
-async fn publish_for(service: &Service, key: &str) -> Answer {
+pub async fn publish_for(service: &Service, key: &str) -> Answer {
     let published = request(
         service,
         "POST",
@@ -159,7 +160,7 @@ async fn publish_for(service: &Service, key: &str) -> Answer {
 }
 
 /// Polls `path` (as `auth`) until `done` holds for its JSON, up to 15 s.
-async fn poll(
+pub async fn poll(
     service: &Service,
     path: &str,
     auth: Auth<'_>,
@@ -836,7 +837,7 @@ async fn the_admin_publishes_into_any_wallet(backend: Backend) {
     service.stop().await;
 }
 
-fn deliveries_of(json: &Value) -> &Vec<Value> {
+pub fn deliveries_of(json: &Value) -> &Vec<Value> {
     json["contents"].as_array().unwrap()
 }
 

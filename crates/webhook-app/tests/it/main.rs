@@ -15,6 +15,8 @@ mod rest;
 mod retries;
 mod roles;
 mod running;
+mod security;
 mod sqlite_disk;
+mod tenant_isolation;
 mod throughput;
 mod utils;

@@ -2,7 +2,6 @@
 //! logs, `serve` never writing a secret even at debug level, `serve` stopping at once on a
 //! second signal, the `--dispatcher-only` role, and the `listen` receiver.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -188,9 +187,30 @@ const ADMIN_TOKEN: &str = "admin-token-6c1f0e9a";
 const WALLET_KEY: &str = "wallet-key-3b7d52e8";
 const GLOBAL_KEY: &str = "global-key-91a4c7d3";
 const BEARER: &str = "bearer-token-5e08b2f6";
+/// Wrong keys a guesser sends: they are secrets too (a typo of a real one, say).
+const WRONG_WALLET_KEY: &str = "wallet-key-3b7d52e9";
+const WRONG_ADMIN_KEY: &str = "admin-token-6c1f0e9b";
+/// The password in the database URL, in the `webhookd config` run.
+const DB_PASSWORD: &str = "db-pass-0c4e7a12";
 
-/// Starts `webhookd serve` with every kind of secret configured, at debug level, and has it
-/// deliver to a receiver that needs custom headers; no secret may appear in its output.
+/// An answer's status and its whole body as text.
+async fn answer_text(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
+    let answer = call(method, url, headers, body).await;
+    (answer.status, answer.json.to_string())
+}
+
+/// Starts `webhookd serve` with every kind of secret configured, at debug level, and runs it
+/// through everything that handles one: registering with a secret and custom headers,
+/// publishing, delivering, rotating the secret, publishing and delivering again, redelivering,
+/// a generated API key, failed authentications with wrong keys, and bad bodies that carry a
+/// secret. No secret (nor a wrong key) may appear in its output, its `/metrics`, any error
+/// body, or `webhookd config` with the same environment; API keys and the admin token are not
+/// in the database in clear.
 async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(&[]).await;
@@ -202,11 +222,13 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
         .env("DEFAULT_WALLET_AUTH_API_KEY", WALLET_KEY)
         .env("GLOBAL_WEBHOOK_URL", receiver.url())
         .env("GLOBAL_WEBHOOK_API_KEY", GLOBAL_KEY);
-    if let Some(url) = database_url {
+    if let Some(url) = &database_url {
         command.env("WEBHOOKD_DATABASE_URL", url);
     }
     let mut process = Process::spawn(&mut command);
     let base = process.line_after(LISTENING).await;
+    // Every answer that is not a success, to search for secrets at the end.
+    let mut error_bodies = Vec::new();
 
     let wallets = call(
         "GET",
@@ -217,47 +239,185 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
     .await;
     assert_eq!(wallets.status, StatusCode::OK, "{}", wallets.json);
     let json = [("content-type", "application/json"), ("apikey", WALLET_KEY)];
+    // Our own webhook fails its first (and, by its policy, only) attempt, to be redelivered.
+    let own = Receiver::start(&[500]).await;
     let registered = call(
         "POST",
         &format!("{base}/events/webhooks"),
         &json,
         &serde_json::json!({
-            "url": format!("http://{}/own", receiver.addr),
+            "url": own.url(),
             "customHeaders": { "Authorization": format!("Bearer {BEARER}") },
+            "retryPolicy": { "kind": "fixed", "intervalMs": 100, "maxAttempts": 1 },
         })
         .to_string(),
     )
     .await;
     assert_eq!(registered.status, StatusCode::OK, "{}", registered.json);
     let signing_secret = registered.json["secret"].as_str().unwrap().to_owned();
-    let published = call(
+    let webhook = registered.json["id"].as_str().unwrap().to_owned();
+    let publish = || async {
+        let published = call(
+            "POST",
+            &format!("{base}/events"),
+            &json,
+            &serde_json::json!({ "type": "ConnectionUpdated", "data": connection_data() })
+                .to_string(),
+        )
+        .await;
+        assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.json);
+        assert_eq!(
+            published.json["deliveries"], 2,
+            "the global webhook and our own"
+        );
+        published.json["id"].as_str().unwrap().to_owned()
+    };
+    let first_event = publish().await;
+
+    let to_global = receiver.wait_for(1).await;
+    assert_eq!(
+        to_global[0].headers["authorization"],
+        format!("Bearer {GLOBAL_KEY}").as_str()
+    );
+    let to_own = own.wait_for(1).await;
+    assert_eq!(
+        to_own[0].headers["authorization"],
+        format!("Bearer {BEARER}").as_str()
+    );
+    assert_signed(&to_own[0], &signing_secret);
+    // The first delivery to our own webhook is exhausted (one attempt, answered 500).
+    let deliveries_url = format!("{base}/events/{first_event}/deliveries");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        let deliveries = call("GET", &deliveries_url, &[("apikey", WALLET_KEY)], "").await;
+        let exhausted = deliveries.json["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["webhookId"] == webhook.as_str() && d["state"] == "exhausted")
+            .map(|d| d["id"].as_str().unwrap().to_owned());
+        if let Some(id) = exhausted {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "{}", deliveries.json);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Rotation: a new secret, shown once; the next delivery is signed with both.
+    let rotated = call(
         "POST",
-        &format!("{base}/events"),
-        &json,
-        &serde_json::json!({ "type": "ConnectionUpdated", "data": connection_data() }).to_string(),
+        &format!("{base}/events/webhooks/{webhook}/secret/rotate"),
+        &[("apikey", WALLET_KEY)],
+        "",
     )
     .await;
-    assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.json);
-    assert_eq!(
-        published.json["deliveries"], 2,
-        "the global webhook and our own"
-    );
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.json);
+    let rotated_secret = rotated.json["secret"].as_str().unwrap().to_owned();
+    publish().await;
+    let to_own = own.wait_for(2).await;
+    assert_signed(&to_own[1], &rotated_secret);
+    assert_signed(&to_own[1], &signing_secret);
+    receiver.wait_for(2).await;
 
-    let got = receiver.wait_for(2).await;
-    let authorizations: BTreeSet<String> = got
-        .iter()
-        .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
-        .collect();
+    // Redelivery of the exhausted delivery.
+    let redelivered = call(
+        "POST",
+        &format!("{base}/events/deliveries/{delivery}/redeliver"),
+        &[("apikey", WALLET_KEY)],
+        "",
+    )
+    .await;
     assert_eq!(
-        authorizations,
-        BTreeSet::from([format!("Bearer {BEARER}"), format!("Bearer {GLOBAL_KEY}")])
+        redelivered.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        redelivered.json
     );
-    let own = got
-        .iter()
-        .find(|r| r.headers["authorization"] == format!("Bearer {BEARER}").as_str())
-        .unwrap();
-    assert_signed(own, &signing_secret);
-    // Both outcomes are recorded before the stop (debug logs each attempt).
+    own.wait_for(3).await;
+
+    // A generated key, shown once, then used.
+    let generated = call(
+        "POST",
+        &format!("{base}/wallets/00000000-0000-0000-0000-000000000000/apikeys"),
+        &[("x-admin-api-key", ADMIN_TOKEN)],
+        "",
+    )
+    .await;
+    assert_eq!(generated.status, StatusCode::CREATED, "{}", generated.json);
+    let generated_key = generated.json["apiKey"].as_str().unwrap().to_owned();
+    let listed = call(
+        "GET",
+        &format!("{base}/events/webhooks"),
+        &[("apikey", &generated_key)],
+        "",
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+
+    // Failed authentications with wrong keys, and bad bodies that carry a secret.
+    let hooks = format!("{base}/events/webhooks");
+    let bad_secret = format!("{}!", rotated_secret);
+    // Method, URL, headers, body.
+    type Refusal<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, String);
+    let refusals: [Refusal; 6] = [
+        (
+            "GET",
+            hooks.clone(),
+            vec![("apikey", WRONG_WALLET_KEY)],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{base}/wallets"),
+            vec![("x-admin-api-key", WRONG_ADMIN_KEY)],
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("{base}/wallets"),
+            vec![("apikey", WALLET_KEY)],
+            String::new(),
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            json.to_vec(),
+            serde_json::json!({ "url": "http://example.com/", "secret": bad_secret }).to_string(),
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            json.to_vec(),
+            serde_json::json!({
+                "url": "http://example.com/",
+                "customHeaders": { "Authorization": format!("Bearer {BEARER}\r\nX: y") },
+            })
+            .to_string(),
+        ),
+        (
+            "POST",
+            format!("{base}/events/webhooks/{webhook}/secret/rotate"),
+            json.to_vec(),
+            serde_json::json!({ "secret": bad_secret }).to_string(),
+        ),
+    ];
+    for (method, url, headers, body) in &refusals {
+        let (status, text) = answer_text(method, url, headers, body).await;
+        assert!(status.is_client_error(), "{method} {url}: {status} {text}");
+        error_bodies.push(text);
+    }
+    let (status, metrics) = {
+        let (status, _, body) = crate::utils::get_text(&format!(
+            "{}/metrics",
+            base.trim_end_matches("/cloud-agent")
+        ))
+        .await;
+        (status, body)
+    };
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("webhookd_attempts_total"), "{metrics}");
+
+    // Every outcome is recorded before the stop (debug logs each attempt).
     let deadline = Instant::now() + Duration::from_secs(10);
     while process
         .stderr
@@ -266,7 +426,7 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
         .iter()
         .filter(|line| line.contains("attempt finished"))
         .count()
-        < 2
+        < 5
     {
         assert!(Instant::now() < deadline, "the attempts were not logged");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -275,15 +435,48 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
     process.signal("TERM");
     let (status, stdout, stderr) = process.exit(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}");
-    let everything = [stdout.join("\n"), stderr.join("\n")].join("\n");
-    for secret in [
+
+    // `webhookd config` with the same secrets in its environment, and a database password.
+    let mut config = webhookd();
+    config
+        .arg("config")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DEFAULT_WALLET_AUTH_API_KEY", WALLET_KEY)
+        .env("GLOBAL_WEBHOOK_URL", receiver.url())
+        .env("GLOBAL_WEBHOOK_API_KEY", GLOBAL_KEY)
+        .env("DEFAULT_WALLET_WEBHOOK_API_KEY", BEARER)
+        .env(
+            "WEBHOOKD_DATABASE_URL",
+            format!("postgres://webhookd:{DB_PASSWORD}@127.0.0.1:5432/webhookd"),
+        );
+    let printed = finish(&mut config, b"");
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let config_output = [text(&printed.stdout), text(&printed.stderr)].join("\n");
+    assert!(config_output.contains("****"), "{config_output}");
+
+    let everything = [
+        stdout.join("\n"),
+        stderr.join("\n"),
+        metrics,
+        error_bodies.join("\n"),
+        config_output,
+    ]
+    .join("\n");
+    let secrets = [
         ADMIN_TOKEN,
         WALLET_KEY,
         GLOBAL_KEY,
         BEARER,
+        WRONG_WALLET_KEY,
+        WRONG_ADMIN_KEY,
+        DB_PASSWORD,
+        generated_key.as_str(),
         signing_secret.as_str(),
         signing_secret.trim_start_matches("whsec_"),
-    ] {
+        rotated_secret.as_str(),
+        rotated_secret.trim_start_matches("whsec_"),
+    ];
+    for secret in secrets {
         assert!(
             !everything.contains(secret),
             "{secret} was written:\n{everything}"
@@ -301,6 +494,24 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
     }
     // The configured keys are not generated, so the one-time banner never shows.
     assert!(!everything.contains("shown only now"), "{everything}");
+
+    // Keys are stored hashed: neither the configured nor the generated wallet key, nor the
+    // admin token, is in the database in clear. (Signing secrets and custom header values are
+    // stored as given: deliveries need them in clear.)
+    let stored = match database_url {
+        Some(url) => webhook_adapters::snapshot::postgres(&url).await,
+        None => {
+            let path = dir.path().join("webhookd.db");
+            tokio::task::spawn_blocking(move || webhook_adapters::snapshot::sqlite(&path))
+                .await
+                .unwrap()
+        }
+    };
+    let stored = format!("{stored:?}");
+    assert!(stored.contains("webhooks"), "the snapshot holds the tables");
+    for key in [ADMIN_TOKEN, WALLET_KEY, generated_key.as_str()] {
+        assert!(!stored.contains(key), "{key} is stored in clear");
+    }
 }
 
 #[tokio::test]

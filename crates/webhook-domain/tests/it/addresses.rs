@@ -27,62 +27,83 @@ fn check_refused(address: &str, class: AddressClass) {
     );
 }
 
+/// The IPv6 forms that carry an IPv4 address: IPv4-mapped, IPv4-compatible, NAT64
+/// (`64:ff9b::/96`) and 6to4 (`2002::/16`, the address in bits 16 to 48).
+fn embedding_forms(v4: Ipv4Addr) -> [(&'static str, IpAddr); 4] {
+    let [a, b, c, d] = v4.octets();
+    let bits = u128::from(u32::from(v4));
+    [
+        ("mapped", IpAddr::V6(v4.to_ipv6_mapped())),
+        ("compatible", IpAddr::V6(Ipv6Addr::from(bits))),
+        (
+            "NAT64",
+            IpAddr::V6(Ipv6Addr::new(
+                0x64,
+                0xff9b,
+                0,
+                0,
+                0,
+                0,
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d]),
+            )),
+        ),
+        (
+            "6to4",
+            IpAddr::V6(Ipv6Addr::new(
+                0x2002,
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d]),
+                0,
+                0,
+                0,
+                0,
+                1,
+            )),
+        ),
+    ]
+}
+
+/// Every refused class, in one table: each IPv4 row is also checked in each IPv6 form that
+/// embeds it (judged by the embedded address), and the IPv6 rows cover the native ranges.
 #[test]
 fn special_addresses_are_refused_by_default() {
     use AddressClass::{
         Broadcast, Cgnat, Documentation, LinkLocal, Loopback, Multicast, Private, Reserved,
         Unspecified,
     };
-    let rows: &[(&str, AddressClass)] = &[
+    let v4_rows: &[(&str, AddressClass)] = &[
         // Unspecified, "this network".
         ("0.0.0.0", Unspecified),
         ("0.1.2.3", Unspecified),
-        ("::", Unspecified),
-        ("::ffff:0.0.0.0", Unspecified),
+        ("0.255.255.255", Unspecified),
         // Loopback.
         ("127.0.0.1", Loopback),
+        ("127.0.0.2", Loopback),
         ("127.255.255.254", Loopback),
-        ("::1", Loopback),
-        ("::ffff:127.0.0.1", Loopback),
-        ("::127.0.0.1", Loopback),
-        ("64:ff9b::127.0.0.1", Loopback),
-        ("2002:7f00:1::", Loopback),
         // Private.
         ("10.0.0.1", Private),
         ("10.255.255.255", Private),
         ("172.16.0.1", Private),
         ("172.31.255.255", Private),
-        ("192.168.1.1", Private),
-        ("fc00::1", Private),
-        ("fd12:3456::1", Private),
-        ("fec0::1", Private),
-        ("::ffff:10.0.0.1", Private),
-        ("::ffff:192.168.0.1", Private),
-        ("64:ff9b::192.168.0.1", Private),
+        ("192.168.0.1", Private),
+        ("192.168.255.255", Private),
         // Link-local, where cloud metadata services answer.
         ("169.254.169.254", LinkLocal),
         ("169.254.0.1", LinkLocal),
-        ("fe80::1", LinkLocal),
-        ("febf::1", LinkLocal),
-        ("::ffff:169.254.169.254", LinkLocal),
+        ("169.254.255.255", LinkLocal),
         // Carrier-grade NAT.
         ("100.64.0.1", Cgnat),
         ("100.127.255.255", Cgnat),
-        ("::ffff:100.64.0.1", Cgnat),
         // Multicast.
         ("224.0.0.1", Multicast),
         ("239.255.255.255", Multicast),
-        ("ff02::1", Multicast),
-        ("ff0e::1", Multicast),
-        ("::ffff:224.0.0.1", Multicast),
         // Broadcast.
         ("255.255.255.255", Broadcast),
-        ("::ffff:255.255.255.255", Broadcast),
         // Documentation.
         ("192.0.2.1", Documentation),
         ("198.51.100.7", Documentation),
         ("203.0.113.9", Documentation),
-        ("2001:db8::1", Documentation),
         // Reserved.
         ("240.0.0.1", Reserved),
         ("255.255.255.254", Reserved),
@@ -90,20 +111,69 @@ fn special_addresses_are_refused_by_default() {
         ("198.18.0.1", Reserved),
         ("198.19.255.255", Reserved),
         ("192.88.99.1", Reserved),
-        ("::ffff:240.0.0.1", Reserved),
+    ];
+    let v6_rows: &[(&str, AddressClass)] = &[
+        ("::", Unspecified),
+        ("::1", Loopback),
+        ("fc00::1", Private),
+        ("fd12:3456::1", Private),
+        ("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", Private),
+        ("fec0::1", Private),
+        ("fe80::1", LinkLocal),
+        ("febf::1", LinkLocal),
+        ("ff02::1", Multicast),
+        ("ff0e::1", Multicast),
+        ("2001:db8::1", Documentation),
+        ("2001:db8:ffff::1", Documentation),
         ("64:ff9b:1::1", Reserved),
         ("2001:2::1", Reserved),
         ("100::1", Reserved),
         ("4000::1", Reserved),
+        ("8000::1", Reserved),
+        ("::2:0:0:1", Reserved),
     ];
-    for &(address, class) in rows {
+    let mut checked = std::collections::HashSet::new();
+    for &(address, class) in v4_rows {
         check_refused(address, class);
+        checked.insert(class);
+        let v4: Ipv4Addr = address.parse().unwrap();
+        for (form, embedded) in embedding_forms(v4) {
+            // `::` and `::1` are IPv6's own unspecified and loopback addresses, not the
+            // compatible forms of 0.0.0.0 and 0.0.0.1; both are refused either way.
+            let refused = AddressPolicy::default()
+                .check(embedded)
+                .expect_err(&format!("{form} {embedded}"));
+            assert_eq!(
+                refused.class(),
+                class,
+                "{form} form {embedded} of {address}"
+            );
+            assert_eq!(refused.address(), embedded, "the address as given is named");
+        }
+    }
+    for &(address, class) in v6_rows {
+        check_refused(address, class);
+        checked.insert(class);
+    }
+    // The table names every class there is.
+    for class in [
+        Unspecified,
+        Loopback,
+        Private,
+        LinkLocal,
+        Cgnat,
+        Multicast,
+        Broadcast,
+        Documentation,
+        Reserved,
+    ] {
+        assert!(checked.contains(&class), "no row for {class}");
     }
 }
 
 #[test]
 fn public_addresses_are_allowed() {
-    for address in [
+    let public_v4 = [
         "8.8.8.8",
         "1.1.1.1",
         "93.184.216.34",
@@ -112,22 +182,70 @@ fn public_addresses_are_allowed() {
         "100.63.255.255",
         "100.128.0.0",
         "169.253.255.255",
+        "169.255.0.0",
         "192.0.1.1",
+        "192.167.255.255",
+        "192.169.0.0",
         "198.17.255.255",
         "198.20.0.0",
         "223.255.255.255",
+    ];
+    for address in public_v4 {
+        assert_eq!(
+            AddressPolicy::default().check(ip(address)),
+            Ok(()),
+            "{address}"
+        );
+        for (form, embedded) in embedding_forms(address.parse().unwrap()) {
+            assert_eq!(
+                AddressPolicy::default().check(embedded),
+                Ok(()),
+                "{form} form {embedded} of {address}"
+            );
+        }
+    }
+    for address in [
         "2606:4700::1111",
         "2001:4860:4860::8888",
         "2a00:1450:4001::1",
-        "::ffff:8.8.8.8",
-        "64:ff9b::8.8.8.8",
-        "2002:808:808::1",
+        "2001:db9::1",
+        "3fff:ffff::1",
     ] {
         assert_eq!(
             AddressPolicy::default().check(ip(address)),
             Ok(()),
             "{address}"
         );
+    }
+}
+
+/// The URL standard reads several spellings as an IPv4 address; a webhook URL's
+/// `ip_host` gives the address each one means, so the policy judges what would be connected to.
+#[test]
+fn url_spellings_of_an_address_are_read_as_that_address() {
+    let rows: &[(&str, Option<&str>)] = &[
+        ("http://127.0.0.1/", Some("127.0.0.1")),
+        ("http://127.1/", Some("127.0.0.1")),
+        ("http://0x7f000001/", Some("127.0.0.1")),
+        ("http://2130706433/", Some("127.0.0.1")),
+        ("http://0177.0.0.1/", Some("127.0.0.1")),
+        ("http://0/", Some("0.0.0.0")),
+        ("http://[::1]/", Some("::1")),
+        ("http://[::ffff:127.0.0.1]/", Some("::ffff:127.0.0.1")),
+        ("http://[::ffff:a9fe:a9fe]/", Some("::ffff:169.254.169.254")),
+        (
+            "http://169.254.169.254/latest/meta-data",
+            Some("169.254.169.254"),
+        ),
+        ("https://example.com/hook", None),
+        ("http://localhost:8080/", None),
+    ];
+    for &(url, expected) in rows {
+        let parsed = webhook_domain::WebhookUrl::parse(url).unwrap();
+        assert_eq!(parsed.ip_host(), expected.map(ip), "{url}");
+        if let Some(address) = parsed.ip_host() {
+            assert!(AddressPolicy::default().check(address).is_err(), "{url}");
+        }
     }
 }
 
