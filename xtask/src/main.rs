@@ -6,6 +6,10 @@
 //! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
 //!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one), then
 //!   the criterion benches of webhook-adapters and webhook-domain.
+//! - `reliability`: the fault scenarios (`webhookd-bench reliability` on a release build of
+//!   `webhookd`: SIGKILLs, a PostgreSQL outage, failover; extra arguments go to the harness,
+//!   `--quick`, `--scenarios`, `--seed`, `--no-docs`); writes its section of
+//!   `docs/reliability.md`. Not part of `ci`: it takes minutes.
 //! - `openapi`: writes `docs/openapi.json` from the code; `openapi --check` fails when the
 //!   committed document differs, and validates it against the OpenAPI 3.1 schema (with the
 //!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|()| tidy::check_secrets_compare_in_constant_time())
             .map_err(anyhow::Error::msg),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "reliability" => reliability(&std::env::args().skip(2).collect::<Vec<_>>()),
         "openapi" => openapi(flag.as_deref() == Some("--check")),
         "deploy" if flag.as_deref() == Some("--check") => deploy::check(),
         "deploy" => bail!("deploy: only `cargo xtask deploy --check` exists"),
@@ -45,12 +50,16 @@ fn main() -> anyhow::Result<()> {
         "schemathesis" => schemathesis::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|bench|openapi [--check]|deploy --check|db|schemathesis>"
+                "usage: cargo xtask <ci|tidy|bench|reliability|openapi [--check]|deploy --check|db|schemathesis>"
             );
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!(
                 "  bench [--quick] [harness flags]  the end-to-end benchmark, then criterion"
+            );
+            eprintln!(
+                "  reliability [--quick] [--scenarios a,b] [--seed N] [--no-docs]  crashes, a \
+                 database outage and failover on the release binary; docs/reliability.md"
             );
             eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
             eprintln!("  deploy --check  parse and cross-check the files under deploy/");
@@ -213,6 +222,51 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         eprintln!("webhook-domain has no bench targets yet: nothing more to run");
     }
     Ok(())
+}
+
+/// The fault scenarios (`webhookd-bench reliability`, see docs/reliability.md): `webhookd` in
+/// release mode, in a cargo invocation of its own for the reason `bench` gives, then the
+/// harness on it. The harness measures no speed, so its debug build serves and spares a
+/// second release build of the adapters. Every extra argument goes to the harness.
+fn reliability(extra: &[String]) -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "webhook-app",
+        "--bin",
+        "webhookd",
+    ])?;
+    cargo(&[
+        "build",
+        "--locked",
+        "-p",
+        "webhook-bench",
+        "--bin",
+        "webhookd-bench",
+    ])?;
+    let metadata = cargo_metadata()?;
+    let target = std::path::Path::new(
+        metadata["target_directory"]
+            .as_str()
+            .context("cargo metadata has no target_directory")?,
+    );
+    let webhookd = target.join("release").join("webhookd");
+    let out_dir = target.join("reliability");
+    let mut args = vec![
+        "reliability".to_owned(),
+        "--webhookd".to_owned(),
+        webhookd.display().to_string(),
+        "--out-dir".to_owned(),
+        out_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let harness = target.join("debug").join("webhookd-bench");
+    run(
+        &harness.display().to_string(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 /// `cargo metadata` of the workspace, dependencies left out.

@@ -7,6 +7,7 @@ mod pool;
 mod postgres;
 mod publishing;
 mod queries;
+mod reachability;
 mod rows;
 // The diesel schema is public only to the tests (the drift check reads it); diesel types stay
 // out of the adapters' public surface otherwise.

@@ -44,6 +44,7 @@ use crate::queries::{
     backlog, deliveries_listing, next_due, prune_candidates, publish_targets, redelivery_batch,
     redelivery_candidates,
 };
+use crate::reachability::Reachability;
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
     DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
@@ -70,11 +71,20 @@ const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
 /// The most rows written by one multi-row insert (PostgreSQL allows 65,535 bind parameters).
 const INSERT_CHUNK: usize = 4_000;
 
+/// The longest wait for a pooled connection.
+const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once the server has refused a connection attempt, how much longer a caller waits for a
+/// connection (an idle one, or a new attempt's) before it is told the database is
+/// unavailable: long enough for a connection to a server that is back, short enough that a
+/// publish answers 503 at once while it is away.
+const AFTER_REFUSAL: Duration = Duration::from_millis(500);
+
 /// Every port over one PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     pool_size: u32,
+    reachability: Reachability,
     url: Arc<str>,
     #[cfg(feature = "testing")]
     faults: Arc<crate::testing::Faults>,
@@ -108,23 +118,32 @@ impl PgStore {
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, PgOpenError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
         let pool_size = pool_size.max(1);
+        let reachability = Reachability::new();
         let pool = Pool::builder()
             .max_size(pool_size)
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(POOL_TIMEOUT)
+            // A refused attempt is not retried in the background: the next check-out tries
+            // again at once, so that a server that is back is used at once.
+            .retry_connection(false)
+            .error_sink(Box::new(reachability.clone()))
+            .connection_customizer(Box::new(reachability.clone()))
             .build(manager)
             .await
             .map_err(|e| PgOpenError::Connect(e.to_string()))?;
-        // bb8 builds lazily: prove now that the server answers.
-        pool.get()
-            .await
-            .map_err(|e| PgOpenError::Connect(e.to_string()))?;
-        Ok(Self {
+        let store = Self {
             pool,
             pool_size,
+            reachability,
             url: Arc::from(url),
             #[cfg(feature = "testing")]
             faults: Arc::default(),
-        })
+        };
+        // bb8 builds lazily: prove now that the server answers.
+        store
+            .conn()
+            .await
+            .map_err(|e| PgOpenError::Connect(e.to_string()))?;
+        Ok(store)
     }
 
     /// Applies the pending embedded migrations, one instance at a time (an advisory lock), and
@@ -243,11 +262,27 @@ impl PgStore {
         PublishScope::default()
     }
 
+    /// A pooled connection, within the pool's timeout, or soon after the server refused a
+    /// connection attempt ([`AFTER_REFUSAL`]): waiting longer for a server that is down would
+    /// only make every caller hang.
     async fn conn(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, AdapterError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| AdapterError::Unavailable(e.to_string()))
+        let refused = async {
+            let reason = self.reachability.until_refused().await;
+            tokio::time::sleep(AFTER_REFUSAL).await;
+            reason
+        };
+        tokio::select! {
+            biased;
+            got = self.pool.get() => {
+                let conn = got.map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+                // It passed the check-out test: the server answers.
+                self.reachability.accepted();
+                Ok(conn)
+            }
+            reason = refused => Err(AdapterError::Unavailable(format!(
+                "the server refused the last connection attempt: {reason}"
+            ))),
+        }
     }
 }
 

@@ -56,14 +56,11 @@ impl AdapterError {
 
     /// True when the database could not be reached, as opposed to refusing the operation.
     fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            AdapterError::Unavailable(_)
-                | AdapterError::Db(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::ClosedConnection,
-                    _
-                ))
-        )
+        match self {
+            AdapterError::Unavailable(_) => true,
+            AdapterError::Db(e) => lost_connection(e),
+            _ => false,
+        }
     }
 
     /// A port's `Unavailable` error when the database is out of reach or refused to write for
@@ -85,6 +82,36 @@ impl AdapterError {
         } else {
             backend(self.boxed())
         }
+    }
+}
+
+/// The messages of the SQLSTATEs with which PostgreSQL ends a session when it shuts down
+/// (57P01 `admin_shutdown`, 57P02 `crash_shutdown`). diesel keeps a server error's message but
+/// not its SQLSTATE, so these are matched by their text (the server's default, English one).
+const SHUTDOWN_MESSAGES: [&str; 2] = [
+    "terminating connection due to administrator command",
+    "terminating connection because of crash of another server process",
+];
+
+/// Whether a driver error means that the connection is gone (the server stopped, restarted or
+/// cut it) rather than that the server refused the operation. diesel-async reports a closed
+/// connection as `UnableToSendCommand` (an error without SQLSTATE); a transaction whose
+/// statement was cut off fails with the error of its ROLLBACK, which cannot be sent either,
+/// possibly inside `RollbackErrorOnCommit`; a statement running when the server shut down gets
+/// one of [`SHUTDOWN_MESSAGES`]. (On SQLite, `UnableToSendCommand` means the blocking thread
+/// could not run the work: the runtime is shutting down.)
+fn lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match e {
+        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
+        Error::DatabaseError(Kind::Unknown, info) => SHUTDOWN_MESSAGES
+            .iter()
+            .any(|m| info.message().starts_with(m)),
+        Error::RollbackErrorOnCommit {
+            rollback_error,
+            commit_error,
+        } => lost_connection(rollback_error) || lost_connection(commit_error),
+        _ => false,
     }
 }
 
@@ -1157,5 +1184,53 @@ mod tests {
         let error: OutboxError =
             AdapterError::Db(driver(DatabaseErrorKind::Unknown, "no such table: events")).into();
         assert!(matches!(error, OutboxError::Backend(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_refused_operation_is_not() {
+        let check = |error: Error, unavailable: bool| {
+            let text = error.to_string();
+            assert_eq!(lost_connection(&error), unavailable, "{text}");
+            assert_eq!(
+                AdapterError::Db(error).is_unavailable(),
+                unavailable,
+                "{text}"
+            );
+        };
+        check(
+            driver(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            true,
+        );
+        check(driver(DatabaseErrorKind::ClosedConnection, "closed"), true);
+        check(
+            driver(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            true,
+        );
+        check(
+            Error::RollbackErrorOnCommit {
+                rollback_error: Box::new(driver(
+                    DatabaseErrorKind::UnableToSendCommand,
+                    "connection closed",
+                )),
+                commit_error: Box::new(driver(
+                    DatabaseErrorKind::Unknown,
+                    "could not serialize access",
+                )),
+            },
+            true,
+        );
+        check(
+            driver(DatabaseErrorKind::Unknown, "division by zero"),
+            false,
+        );
+        check(
+            driver(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
+            false,
+        );
+        check(Error::NotFound, false);
+        check(Error::BrokenTransactionManager, false);
     }
 }

@@ -36,6 +36,17 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let answer = self.post_answer(url, headers, body).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// As [`Self::post`], with the answer's content type.
+    pub(crate) async fn post_answer(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Answer> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(url)
@@ -49,8 +60,17 @@ impl Http {
             .await
             .with_context(|| format!("POST {url}"))?;
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
     }
 
     pub(crate) async fn get(&self, url: &str) -> anyhow::Result<StatusCode> {
@@ -63,6 +83,14 @@ impl Http {
         response.into_body().collect().await?;
         Ok(status)
     }
+}
+
+/// A whole HTTP answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Bytes,
 }
 
 /// The admin and wallet keys the harness gives every webhookd it starts.

@@ -91,6 +91,11 @@ pub(crate) async fn store_rate(backend: Backend, deliveries: u64) -> anyhow::Res
             store.migrate().await?;
             Box::new(store)
         }
+        Database::External(url) => {
+            let store = PgStore::connect(url, 4).await?;
+            store.migrate().await?;
+            Box::new(store)
+        }
         Database::Sqlite(dir) => {
             let store = SqliteStore::open(&dir.path().join("ceiling.db"), 4).await?;
             store.migrate().await?;

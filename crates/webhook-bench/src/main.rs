@@ -16,6 +16,7 @@ mod chart;
 mod clock;
 mod driver;
 mod procfs;
+mod reliability;
 mod report;
 mod results;
 mod scenarios;
@@ -32,13 +33,20 @@ use crate::results::{Ceilings, Results};
 use crate::scenarios::{Bench, Sizes};
 use crate::webhookd::{Backend, Launcher};
 
-/// The end-to-end benchmark of webhookd: see docs/benchmarks.md.
+/// The end-to-end benchmark of webhookd: see docs/benchmarks.md. With the `reliability`
+/// subcommand, the fault scenarios instead: see docs/reliability.md.
 #[derive(Debug, Parser)]
-#[command(name = "webhookd-bench")]
+#[command(
+    name = "webhookd-bench",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// The webhookd binary to measure (a release build).
-    #[arg(long)]
-    webhookd: PathBuf,
+    #[arg(long, required = true)]
+    webhookd: Option<PathBuf>,
     /// A small S1 and S4 on each backend, in under two minutes; writes to --out-dir only.
     #[arg(long)]
     quick: bool,
@@ -103,6 +111,12 @@ struct Args {
     /// Longest wait for S5's drain.
     #[arg(long, default_value_t = 3600)]
     s5_deadline_secs: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// The fault scenarios (crashes, a database outage, failover) instead of the benchmark.
+    Reliability(reliability::Args),
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -194,15 +208,23 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Ctrl-C drops the run's future, and with it every webhookd it started (they are killed
     // on drop) and every temporary database.
+    let work = async {
+        match args.command {
+            Some(Subcommand::Reliability(reliability)) => reliability::run(reliability).await,
+            None => run(args).await,
+        }
+    };
     tokio::select! {
-        result = run(args) => result,
+        result = work => result,
         _ = tokio::signal::ctrl_c() => bail!("interrupted: the webhookd processes were stopped"),
     }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let binary = std::fs::canonicalize(&args.webhookd)
-        .with_context(|| format!("no webhookd binary at {}", args.webhookd.display()))?;
+    // clap requires --webhookd when no subcommand is given.
+    let webhookd = args.webhookd.as_ref().context("--webhookd is required")?;
+    let binary = std::fs::canonicalize(webhookd)
+        .with_context(|| format!("no webhookd binary at {}", webhookd.display()))?;
     let started_at = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year]-[month]-[day] [hour]:[minute]:[second] UTC"

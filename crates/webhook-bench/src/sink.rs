@@ -64,6 +64,9 @@ pub(crate) struct Receipt {
 struct Log {
     seen: HashSet<(u128, usize)>,
     receipts: Vec<Receipt>,
+    /// Every arrival after the first of its event on its route (rare outside fault runs, so
+    /// free for the benchmark); the reliability harness times takeovers with them.
+    repeats: Vec<Receipt>,
 }
 
 #[derive(Debug)]
@@ -93,6 +96,11 @@ impl State {
             drop(log);
             self.unique[route].fetch_add(1, Ordering::Relaxed);
         } else {
+            log.repeats.push(Receipt {
+                event,
+                route,
+                at_ns,
+            });
             drop(log);
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
@@ -131,6 +139,7 @@ impl Sink {
             log: Mutex::new(Log {
                 seen: HashSet::with_capacity(expected),
                 receipts: Vec::with_capacity(expected),
+                repeats: Vec::new(),
             }),
             duplicates: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
@@ -195,6 +204,16 @@ impl Sink {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         log.receipts.clone()
+    }
+
+    /// Every repeated arrival so far (an event again on a route), in the order they came.
+    pub(crate) fn repeats(&self) -> Vec<Receipt> {
+        let log = self
+            .state
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.repeats.clone()
     }
 
     pub(crate) fn duplicates(&self) -> u64 {

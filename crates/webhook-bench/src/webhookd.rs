@@ -31,11 +31,14 @@ impl Backend {
 }
 
 /// A fresh, empty database: a temporary directory for SQLite, or a schema of its own in the
-/// `webhookd_test` database for PostgreSQL. Dropping it removes it.
+/// `webhookd_test` database for PostgreSQL. Dropping it removes it. `External` is a database
+/// that someone else owns and removes (the reliability harness's own PostgreSQL cluster),
+/// named by its URL.
 #[derive(Debug)]
 pub(crate) enum Database {
     Sqlite(tempfile::TempDir),
     Postgres(PgTestSchema),
+    External(String),
 }
 
 impl Database {
@@ -58,6 +61,7 @@ impl Database {
         match self {
             Self::Sqlite(dir) => ("WEBHOOKD_DATA_DIR", dir.path().display().to_string()),
             Self::Postgres(schema) => ("WEBHOOKD_DATABASE_URL", schema.url()),
+            Self::External(url) => ("WEBHOOKD_DATABASE_URL", url.clone()),
         }
     }
 }
@@ -174,6 +178,11 @@ impl Webhookd {
         }
     }
 
+    /// Whether the process still runs (it may have exited by itself).
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// CPU ticks used so far (user and system).
     pub(crate) fn cpu_ticks(&self) -> Option<u64> {
         procfs::process_cpu_ticks(self.pid())
@@ -185,6 +194,18 @@ impl Webhookd {
 
     pub(crate) fn rss(&self) -> Option<u64> {
         procfs::rss_bytes(self.pid())
+    }
+
+    /// Kills it with SIGKILL, as a crash would (no drain, no lease given back), and waits for
+    /// it to be gone. Answers its peak resident set, read just before the kill.
+    pub(crate) fn kill(mut self) -> anyhow::Result<Option<u64>> {
+        let peak = self.peak_rss();
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().context("cannot SIGKILL webhookd")?;
+        self.child
+            .wait()
+            .context("cannot reap the killed webhookd")?;
+        Ok(peak)
     }
 
     /// Stops it as an operator would (SIGTERM: it drains and gives back its leases), and kills

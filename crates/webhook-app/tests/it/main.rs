@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod misbehaving_receivers;
 mod observability;
+mod outage;
 mod rest;
 mod retries;
 mod roles;
