@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
-//! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, every test, then the
-//!   OpenAPI and deploy-file checks.
+//! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, every test, the
+//!   OpenAPI and deploy-file checks, the supply-chain check (`deny`), then the fuzz smoke run.
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
 //!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one), then
@@ -17,9 +17,16 @@
 //! - `db`: starts the local PostgreSQL that the tests use if it does not answer.
 //! - `schemathesis [--max-examples N] [--seed N]`: fuzzes the served OpenAPI document's
 //!   operations on a real `webhookd` (see `schemathesis.rs`); minutes long, so not in `ci`.
+//! - `fuzz [--smoke] [--target T] [--seconds N] [--sanitizer none|address]`: the libFuzzer
+//!   targets of webhook-domain's parsers (see `fuzz.rs`).
+//! - `deny [--require-advisories]`: cargo-deny's licence, ban, source and advisory checks
+//!   (see `deny.rs`).
 
+mod cargo_tools;
 mod db;
+mod deny;
 mod deploy;
+mod fuzz;
 mod python;
 mod schemathesis;
 mod tidy;
@@ -48,9 +55,17 @@ fn main() -> anyhow::Result<()> {
         "deploy" => bail!("deploy: only `cargo xtask deploy --check` exists"),
         "db" => db::ensure_running(),
         "schemathesis" => schemathesis::run(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "fuzz" => fuzz::fuzz(&fuzz::FuzzRun::from_args(
+            &std::env::args().skip(2).collect::<Vec<_>>(),
+        )?),
+        "deny" => match flag.as_deref() {
+            None => deny::deny(false),
+            Some("--require-advisories") => deny::deny(true),
+            Some(other) => bail!("deny: unknown argument {other:?}; use --require-advisories"),
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|bench|reliability|openapi [--check]|deploy --check|db|schemathesis>"
+                "usage: cargo xtask <ci|tidy|bench|reliability|openapi [--check]|deploy --check|db|schemathesis|fuzz|deny>"
             );
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
@@ -67,6 +82,14 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "  schemathesis [--max-examples N] [--seed N]  fuzz the API through its OpenAPI document"
             );
+            eprintln!(
+                "  fuzz [--smoke] [--target T] [--seconds N] [--sanitizer none|address]  \
+                 the libFuzzer targets under fuzz/ (60 s each by default, 4 s with --smoke)"
+            );
+            eprintln!(
+                "  deny [--require-advisories]  licences, bans, sources and advisories \
+                 (cargo-deny, deny.toml)"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -74,6 +97,15 @@ fn main() -> anyhow::Result<()> {
 
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    // fuzz/ is a workspace of its own, which `--all` does not reach.
+    cargo(&[
+        "fmt",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--all",
+        "--",
+        "--check",
+    ])?;
     cargo(&[
         "clippy",
         "--workspace",
@@ -85,7 +117,9 @@ fn ci() -> anyhow::Result<()> {
     ])?;
     cargo(&["test", "--workspace", "--locked"])?;
     openapi(true)?;
-    deploy::check()
+    deploy::check()?;
+    deny::deny(false)?;
+    fuzz::fuzz(&fuzz::FuzzRun::smoke())
 }
 
 const OPENAPI_PATH: &str = "docs/openapi.json";
@@ -300,10 +334,14 @@ fn has_bench_targets(metadata: &serde_json::Value, name: &str) -> bool {
         })
 }
 
+/// The cargo that runs this task (`$CARGO`), else the one on PATH.
+fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = Command::new(cargo_program())
         .args(args)
         .status()
         .with_context(|| format!("cannot run cargo {}", args[0]))?;

@@ -32,7 +32,7 @@ pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, 
 pub use tenancy::{
     ApiKey, ApiKeyError, ApiKeyHash, ApiKeyTag, Entity, Wallet, WalletName, WalletNameError,
 };
-pub use timestamp::Timestamp;
+pub use timestamp::{Timestamp, TimestampError};
 /// Bounds on what the domain accepts, for documentation and error messages elsewhere.
 pub mod limits {
     pub use crate::delivery::MAX_RETRY_AFTER;
