@@ -7,7 +7,6 @@ use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use webhook_domain::{
     AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobState,
@@ -313,13 +312,14 @@ pub(crate) async fn redeliver(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedeliveryWindow {
     /// Deliveries created at or after this time (RFC 3339).
-    #[serde(with = "time::serde::rfc3339")]
+    // The domain's Timestamp, not time's own parser: it refuses instants whose UTC year leaves
+    // 0000-9999, which could not be stored or echoed back as RFC 3339.
     #[schema(value_type = String, format = DateTime)]
-    since: OffsetDateTime,
+    since: Timestamp,
     /// Deliveries created before this time (RFC 3339); now when absent.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
-    until: Option<OffsetDateTime>,
+    until: Option<Timestamp>,
 }
 
 /// A bulk redelivery and its progress.
@@ -402,8 +402,8 @@ pub(crate) async fn start_redelivery(
         RedeliveryJobId::from_uuid(uuid::Uuid::new_v4()),
         wallet,
         webhook,
-        window.since,
-        window.until.unwrap_or(now),
+        window.since.as_datetime(),
+        window.until.map_or(now, |until| until.as_datetime()),
         now,
     )
     .map_err(|e| Problem::unprocessable(e.to_string()))?;

@@ -173,6 +173,7 @@ fn cases(webhook: &str, disabled: &str, event: &str) -> Vec<Case> {
         wallet(format!("{one}/redeliver"), r#"{}"#).named("redeliver without since").expect(S::UNPROCESSABLE_ENTITY, "since"),
         wallet(format!("/events/webhooks/{disabled}/redeliver"), r#"{"since": "2000-01-01T00:00:00Z"}"#).named("redeliver for a disabled webhook").expect(S::CONFLICT, "disabled"),
         wallet(format!("{one}/redeliver"), r#"{"since": "yesterday"}"#).named("invalid time").expect(S::UNPROCESSABLE_ENTITY, "since"),
+        wallet(format!("{one}/redeliver"), r#"{"since": "0000-01-01T00:30:00+01:00"}"#).named("since before year 0000 in UTC").expect(S::UNPROCESSABLE_ENTITY, "since"),
         // Events.
         wallet("/events", r#"{"type": "Not A Type", "data": {}}"#).named("invalid event type").expect(S::UNPROCESSABLE_ENTITY, "type"),
         wallet("/events", r#"{"type": "ConnectionUpdated", "data": {"connectionId": "c", "state": "Nope"}}"#).named("invalid state").expect(S::UNPROCESSABLE_ENTITY, "data.state"),
