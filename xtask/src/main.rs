@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!(
                 "  reliability [--quick] [--scenarios a,b] [--seed N] [--no-docs]  crashes, a \
-                 database outage and failover on the release binary; docs/reliability.md"
+                 database outage and failover on the release binary, then schemathesis; docs/reliability.md"
             );
             eprintln!("  openapi [--check]  write docs/openapi.json, or check and validate it");
             eprintln!("  deploy --check  parse and cross-check the files under deploy/");
@@ -261,7 +261,8 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
 /// The fault scenarios (`webhookd-bench reliability`, see docs/reliability.md): `webhookd` in
 /// release mode, in a cargo invocation of its own for the reason `bench` gives, then the
 /// harness on it. The harness measures no speed, so its debug build serves and spares a
-/// second release build of the adapters. Every extra argument goes to the harness.
+/// second release build of the adapters. Every extra argument goes to the harness. A whole
+/// run (no `--quick`, no `--scenarios`) then runs `schemathesis` with its defaults.
 fn reliability(extra: &[String]) -> anyhow::Result<()> {
     cargo(&[
         "build",
@@ -300,7 +301,16 @@ fn reliability(extra: &[String]) -> anyhow::Result<()> {
     run(
         &harness.display().to_string(),
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    )?;
+    // A whole run ends with the API fuzzed through its OpenAPI document; a run of chosen
+    // scenarios, or a quick one, is about the faults only.
+    let partial = extra
+        .iter()
+        .any(|a| a == "--quick" || a.starts_with("--scenarios"));
+    if partial {
+        return Ok(());
+    }
+    schemathesis::run(&[])
 }
 
 /// `cargo metadata` of the workspace, dependencies left out.
