@@ -420,7 +420,19 @@ fn commands(args: &Args) -> Vec<String> {
     } else {
         "cargo xtask bench"
     };
+    // Paths under the working directory (the workspace, when xtask runs it) are shown
+    // relative to it: the report is committed, and a machine's own paths do not belong there.
+    let cwd = std::env::current_dir()
+        .map(|dir| format!("{}/", dir.display()))
+        .unwrap_or_default();
     let argv: Vec<String> = std::env::args()
+        .map(|a| {
+            if cwd.len() > 1 {
+                a.replace(&cwd, "")
+            } else {
+                a
+            }
+        })
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect();
     vec![

@@ -11,7 +11,7 @@
 
 mod slots;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,11 +199,22 @@ impl Dispatcher {
                     match joined {
                         Ok((Ok(claimed), asked)) => {
                             let full = claimed.len() == asked;
+                            let targets: HashSet<WebhookId> =
+                                claimed.iter().map(|c| c.webhook.id).collect();
                             let admitted = p.slots.admit(claimed, self.clock.now());
                             self.act(&mut p, admitted).await;
-                            if full {
-                                // A full claim: there may be more at once.
+                            // A full claim: there may be more at once, unless every target it
+                            // served is now busy. Then the next claim would skip them all and
+                            // walk past their whole backlog in storage to find nothing (a
+                            // scan of every due row, which at a backlog of a million made the
+                            // drain ten times slower); their completions bring the next
+                            // claim instead, and other targets' work the next wake-up or poll.
+                            let now = self.clock.now();
+                            let skipped = p.slots.skip(now);
+                            if full && !targets.iter().all(|t| skipped.contains(t)) {
                                 claim_now = true;
+                            } else if full {
+                                next_poll = Instant::now() + self.config.poll_interval;
                             } else {
                                 next_claim_at = Instant::now() + CLAIM_GAP;
                                 // While attempts run, their completions bring the next claim.
@@ -938,6 +949,68 @@ mod tests {
         assert!(
             recorded.try_recv().is_err(),
             "no outcome for cut-off attempts"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_claim_for_targets_now_busy_is_not_followed_by_a_claim_that_skips_them() {
+        // One target that never answers, with far more due deliveries than its slots: the
+        // first claim fills it, and a second claim at once could only skip it and find
+        // nothing, after scanning its whole backlog in storage.
+        let slow = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let due: Vec<_> = (0..40).map(|n| claimed_for(slow, n)).collect();
+        let skips = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut queue = MockDeliveryQueue::new();
+        let seen = Arc::clone(&skips);
+        let stored = Arc::new(std::sync::Mutex::new(due));
+        queue
+            .expect_claim_due()
+            .returning(move |_, _, _, limit, skip| {
+                seen.lock().unwrap().push(skip.to_vec());
+                let mut stored = stored.lock().unwrap();
+                if skip.contains(&slow) {
+                    return Ok(Vec::new());
+                }
+                let take = stored.len().min(limit as usize);
+                Ok(stored.drain(..take).collect())
+            });
+        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_release().returning(|_, _| Ok(()));
+        let transport = Arc::new(HangingTarget {
+            hang: slow,
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport.clone(), 2);
+        // No poll during the test: only a full claim could bring the next one.
+        Arc::get_mut(&mut dispatcher).unwrap().config.poll_interval = Duration::from_secs(3600);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        for _ in 0..1000 {
+            if transport
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 2
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            transport
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        // Give the loop time to make the claim it must not make.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let skips = skips.lock().unwrap();
+        assert_eq!(
+            skips.as_slice(),
+            &[Vec::<WebhookId>::new()],
+            "one claim, skipping nothing; then none while the only target is busy"
         );
     }
 }
