@@ -11,7 +11,7 @@
 
 mod slots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +145,8 @@ impl Dispatcher {
         // Claim at once; afterwards when woken, polled, after a full claim, or once enough
         // attempts finished to refill their slots from one claim.
         let mut claim_now = true;
+        // A publish woke the loop: claim even while every known target is busy.
+        let mut woken = false;
         let mut next_poll = Instant::now();
         // After a claim that found less than it asked for, wake-ups (one per publish) and
         // completions wait this long before the next claim, so that they share one round trip.
@@ -163,12 +165,22 @@ impl Dispatcher {
                 .max_in_flight
                 .saturating_sub(p.slots.in_flight() + p.slots.waiting());
             let now = Instant::now();
-            if (claim_now || now >= next_poll)
+            let poll_due = now >= next_poll;
+            // Completions and full claims ask for a claim to refill slots; while every target
+            // with work here is still busy, such a claim would skip them all and walk past
+            // their whole backlog in storage to find nothing (at a backlog of a million, 170 ms
+            // of database CPU each, which made a drain ten times slower). Wake-ups and polls
+            // still claim then: they may bring other targets' work.
+            if claim_now && !woken && !poll_due && p.slots.all_busy(self.clock.now()) {
+                claim_now = false;
+            }
+            if (claim_now || woken || poll_due)
                 && now >= next_claim_at
                 && room > 0
                 && p.claiming.is_none()
             {
                 claim_now = false;
+                woken = false;
                 finished_since_claim = 0;
                 p.claiming = Some(self.start_claim(&p, room));
             }
@@ -181,10 +193,11 @@ impl Dispatcher {
             });
             // While a claim is under way its answer wakes the loop; a timer then (already due,
             // as the claim time or the poll time may be) would spin until it comes.
-            let timer =
-                p.claiming
-                    .is_none()
-                    .then_some(if claim_now { next_claim_at } else { next_poll });
+            let timer = p.claiming.is_none().then_some(if claim_now || woken {
+                next_claim_at
+            } else {
+                next_poll
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
@@ -199,21 +212,11 @@ impl Dispatcher {
                     match joined {
                         Ok((Ok(claimed), asked)) => {
                             let full = claimed.len() == asked;
-                            let targets: HashSet<WebhookId> =
-                                claimed.iter().map(|c| c.webhook.id).collect();
                             let admitted = p.slots.admit(claimed, self.clock.now());
                             self.act(&mut p, admitted).await;
-                            // A full claim: there may be more at once, unless every target it
-                            // served is now busy. Then the next claim would skip them all and
-                            // walk past their whole backlog in storage to find nothing (a
-                            // scan of every due row, which at a backlog of a million made the
-                            // drain ten times slower); their completions bring the next
-                            // claim instead, and other targets' work the next wake-up or poll.
-                            let now = self.clock.now();
-                            let skipped = p.slots.skip(now);
-                            if full && !targets.iter().all(|t| skipped.contains(t)) {
+                            if full {
+                                // There may be more at once; the claim stands for a poll.
                                 claim_now = true;
-                            } else if full {
                                 next_poll = Instant::now() + self.config.poll_interval;
                             } else {
                                 next_claim_at = Instant::now() + CLAIM_GAP;
@@ -235,7 +238,7 @@ impl Dispatcher {
                         }
                     }
                 }
-                () = wake.notified() => claim_now = true,
+                () = wake.notified() => woken = true,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
                 () = sleep_until_opt(rate_at), if rate_at.is_some() => {
                     let admitted = p.slots.pump_all(self.clock.now());
@@ -1011,6 +1014,56 @@ mod tests {
             skips.as_slice(),
             &[Vec::<WebhookId>::new()],
             "one claim, skipping nothing; then none while the only target is busy"
+        );
+    }
+
+    #[tokio::test]
+    async fn completions_bring_no_claim_while_the_only_target_is_still_busy() {
+        // A fast target with a backlog larger than its slots: completions free slots, but
+        // while deliveries still wait here for them, a claim could only skip the target.
+        let target = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let due: Vec<_> = (0..100).map(|n| claimed_for(target, n)).collect();
+        let skips = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&skips);
+        let stored = Arc::new(std::sync::Mutex::new(due));
+        let mut queue = MockDeliveryQueue::new();
+        queue
+            .expect_claim_due()
+            .returning(move |_, _, _, limit, skip| {
+                seen.lock().unwrap().push(skip.to_vec());
+                let mut stored = stored.lock().unwrap();
+                if skip.contains(&target) {
+                    return Ok(Vec::new());
+                }
+                let take = stored.len().min(limit as usize);
+                Ok(stored.drain(..take).collect())
+            });
+        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_release().returning(|_, _| Ok(()));
+        let (records_tx, mut recorded) = tokio::sync::mpsc::unbounded_channel();
+        queue.expect_record_attempts().returning(move |_, batch| {
+            records_tx.send(batch.to_vec()).unwrap();
+            Ok(Vec::new())
+        });
+        let transport = Arc::new(HangingTarget {
+            hang: WebhookId::from_uuid(uuid::Uuid::from_u128(999)),
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport, 2);
+        Arc::get_mut(&mut dispatcher).unwrap().config.poll_interval = Duration::from_secs(3600);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        let got = records(&mut recorded, 100).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(got.len(), 100);
+        let skips = skips.lock().unwrap();
+        assert!(
+            skips.iter().all(Vec::is_empty),
+            "a claim skipped the only target: {} of {} claims",
+            skips.iter().filter(|s| !s.is_empty()).count(),
+            skips.len()
         );
     }
 }

@@ -125,6 +125,19 @@ impl Slots {
             .collect()
     }
 
+    /// Whether every target holding deliveries here is skipped at `now` (and there is one): a
+    /// claim then could only find other targets' work, after walking past the whole backlog of
+    /// these in storage, so it is worth making on a wake-up or a poll, not on a completion.
+    pub(crate) fn all_busy(&self, now: OffsetDateTime) -> bool {
+        let skip = self.skip(now);
+        let mut holding = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.in_flight > 0 || !t.waiting.is_empty())
+            .peekable();
+        holding.peek().is_some() && holding.all(|(id, _)| skip.contains(id))
+    }
+
     /// Attempts in flight, across targets.
     pub(crate) fn in_flight(&self) -> usize {
         self.targets.values().map(|t| t.in_flight).sum()
