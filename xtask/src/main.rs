@@ -202,15 +202,7 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 /// webhook-domain's when that crate has bench targets. `--quick` runs the quick harness only.
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     let quick = extra.iter().any(|a| a == "--quick");
-    cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "webhook-app",
-        "--bin",
-        "webhookd",
-    ])?;
+    build_webhookd(&["--release"])?;
     cargo(&[
         "build",
         "--release",
@@ -264,15 +256,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
 /// second release build of the adapters. Every extra argument goes to the harness. A whole
 /// run (no `--quick`, no `--scenarios`) then runs `schemathesis` with its defaults.
 fn reliability(extra: &[String]) -> anyhow::Result<()> {
-    cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "webhook-app",
-        "--bin",
-        "webhookd",
-    ])?;
+    build_webhookd(&["--release"])?;
     cargo(&[
         "build",
         "--locked",
@@ -347,6 +331,16 @@ fn has_bench_targets(metadata: &serde_json::Value, name: &str) -> bool {
 /// The cargo that runs this task (`$CARGO`), else the one on PATH.
 fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Builds the `webhookd` binary, with `extra` flags such as `--release`, in a cargo invocation
+/// of its own, so that no feature of another package (webhook-bench's `testing`) is unified
+/// into it.
+fn build_webhookd(extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--locked", "-p", "webhook-app", "--bin", "webhookd"]);
+    cargo(&args)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {

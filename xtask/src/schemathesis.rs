@@ -78,14 +78,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // Absolute, since Schemathesis runs in the work directory (where Hypothesis keeps files).
     let schemathesis = std::path::absolute(python.with_file_name("schemathesis"))
         .context("cannot locate the venv's schemathesis")?;
-    crate::cargo(&[
-        "build",
-        "--locked",
-        "-p",
-        "webhook-app",
-        "--bin",
-        "webhookd",
-    ])?;
+    crate::build_webhookd(&[])?;
     let metadata = crate::cargo_metadata()?;
     let target = PathBuf::from(
         metadata["target_directory"]
