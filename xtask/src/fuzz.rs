@@ -152,11 +152,7 @@ fn list_targets() -> anyhow::Result<Vec<String>> {
 
 /// `<workspace target dir>/fuzz`: the fuzz build, the growing corpus and the crash inputs.
 fn fuzz_dir() -> anyhow::Result<PathBuf> {
-    let metadata = crate::cargo_metadata()?;
-    let target = metadata["target_directory"]
-        .as_str()
-        .context("cargo metadata has no target_directory")?;
-    Ok(Path::new(target).join("fuzz"))
+    Ok(crate::target_directory(&crate::cargo_metadata()?)?.join("fuzz"))
 }
 
 /// Flags shared by `build` and `run`, so that `run` finds the build up to date.

@@ -213,12 +213,10 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         "webhookd-bench",
     ])?;
     let metadata = cargo_metadata()?;
-    let target = metadata["target_directory"]
-        .as_str()
-        .context("cargo metadata has no target_directory")?;
-    let release = std::path::Path::new(target).join("release");
+    let target = target_directory(&metadata)?;
+    let release = target.join("release");
     let webhookd = release.join("webhookd");
-    let out_dir = std::path::Path::new(target).join("bench");
+    let out_dir = target.join("bench");
     let mut args = vec![
         "--webhookd".to_owned(),
         webhookd.display().to_string(),
@@ -265,12 +263,7 @@ fn reliability(extra: &[String]) -> anyhow::Result<()> {
         "--bin",
         "webhookd-bench",
     ])?;
-    let metadata = cargo_metadata()?;
-    let target = std::path::Path::new(
-        metadata["target_directory"]
-            .as_str()
-            .context("cargo metadata has no target_directory")?,
-    );
+    let target = target_directory(&cargo_metadata()?)?;
     let webhookd = target.join("release").join("webhookd");
     let out_dir = target.join("reliability");
     let mut args = vec![
@@ -295,6 +288,14 @@ fn reliability(extra: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     schemathesis::run(&[])
+}
+
+/// Where cargo builds: the workspace's target directory, as `cargo metadata` tells it.
+fn target_directory(metadata: &serde_json::Value) -> anyhow::Result<std::path::PathBuf> {
+    metadata["target_directory"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .context("cargo metadata has no target_directory")
 }
 
 /// `cargo metadata` of the workspace, dependencies left out.

@@ -79,12 +79,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let schemathesis = std::path::absolute(python.with_file_name("schemathesis"))
         .context("cannot locate the venv's schemathesis")?;
     crate::build_webhookd(&[])?;
-    let metadata = crate::cargo_metadata()?;
-    let target = PathBuf::from(
-        metadata["target_directory"]
-            .as_str()
-            .context("cargo metadata has no target_directory")?,
-    );
+    let target = crate::target_directory(&crate::cargo_metadata()?)?;
     let work = target.join("schemathesis");
     // A fresh database each run: what an earlier run created would only hide the empty cases.
     if work.exists() {

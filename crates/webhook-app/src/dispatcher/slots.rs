@@ -114,28 +114,29 @@ impl Slots {
     pub(crate) fn skip(&self, now: OffsetDateTime) -> Vec<WebhookId> {
         self.targets
             .iter()
-            .filter(|(_, t)| {
-                // Up to one slot-full waits in memory, so finished attempts are replaced
-                // without a round trip to storage.
-                t.in_flight + t.waiting.len() >= 2 * self.per_target
-                    || !t.breaker.try_acquire(now).1
-                    || (t.rate_limited_at(now) && !t.waiting.is_empty())
-            })
+            .filter(|(_, t)| self.skipped(t, now))
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    fn skipped(&self, t: &Target, now: OffsetDateTime) -> bool {
+        // Up to one slot-full waits in memory, so finished attempts are replaced without a
+        // round trip to storage.
+        t.in_flight + t.waiting.len() >= 2 * self.per_target
+            || !t.breaker.try_acquire(now).1
+            || (t.rate_limited_at(now) && !t.waiting.is_empty())
     }
 
     /// Whether every target holding deliveries here is skipped at `now` (and there is one): a
     /// claim then could only find other targets' work, after walking past the whole backlog of
     /// these in storage, so it is worth making on a wake-up or a poll, not on a completion.
     pub(crate) fn all_busy(&self, now: OffsetDateTime) -> bool {
-        let skip = self.skip(now);
         let mut holding = self
             .targets
-            .iter()
-            .filter(|(_, t)| t.in_flight > 0 || !t.waiting.is_empty())
+            .values()
+            .filter(|t| t.in_flight > 0 || !t.waiting.is_empty())
             .peekable();
-        holding.peek().is_some() && holding.all(|(id, _)| skip.contains(id))
+        holding.peek().is_some() && holding.all(|t| self.skipped(t, now))
     }
 
     /// Attempts in flight, across targets.

@@ -139,6 +139,21 @@ impl Webhookd {
         .await
     }
 
+    /// The webhook's deliveries (up to 1,000) and how many of them are delivered, through
+    /// `GET /events/webhooks/{id}/deliveries`.
+    pub async fn deliveries(&self, webhook: &str) -> (Vec<Value>, usize) {
+        let page = self
+            .get(&format!("/events/webhooks/{webhook}/deliveries?limit=1000"))
+            .await;
+        assert_eq!(page.status, hyper::StatusCode::OK, "{}", page.json);
+        let deliveries = page.json["contents"].as_array().unwrap().clone();
+        let delivered = deliveries
+            .iter()
+            .filter(|d| d["state"] == "delivered")
+            .count();
+        (deliveries, delivered)
+    }
+
     /// `GET /health`, outside the base path.
     pub async fn health(&self) -> hyper::StatusCode {
         let origin = self.base.trim_end_matches("/cloud-agent");

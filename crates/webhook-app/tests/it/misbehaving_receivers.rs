@@ -219,15 +219,7 @@ struct Attempt {
 /// Every recorded attempt to `webhook`, and how many of its deliveries are delivered, through
 /// `GET /events/webhooks/{id}/deliveries`.
 async fn attempts_of(webhookd: &Webhookd, webhook: &str) -> (Vec<Attempt>, usize) {
-    let page = webhookd
-        .get(&format!("/events/webhooks/{webhook}/deliveries?limit=1000"))
-        .await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
-    let deliveries = page.json["contents"].as_array().unwrap();
-    let delivered = deliveries
-        .iter()
-        .filter(|d| d["state"] == "delivered")
-        .count();
+    let (deliveries, delivered) = webhookd.deliveries(webhook).await;
     let attempts = deliveries
         .iter()
         .flat_map(|d| d["attempts"].as_array().unwrap())

@@ -154,15 +154,7 @@ async fn assert_all_delivered(
             .iter()
             .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
             .collect();
-        let page = webhookd
-            .get(&format!("/events/webhooks/{webhook}/deliveries?limit=1000"))
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.json);
-        let deliveries = page.json["contents"].as_array().unwrap();
-        let delivered = deliveries
-            .iter()
-            .filter(|d| d["state"] == "delivered")
-            .count();
+        let (deliveries, delivered) = webhookd.deliveries(webhook).await;
         if ids.is_superset(acknowledged) && delivered == deliveries.len() {
             assert_eq!(
                 deliveries.len(),
@@ -198,18 +190,29 @@ async fn register(webhookd: &Webhookd, receiver: &Receiver) -> String {
     created.json["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_publishes_clearly_and_recovers_without_loss() {
-    let receiver = Receiver::start(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut webhookd = tokio::task::block_in_place(|| Webhookd::serve(dir.path(), &SETTINGS));
-    let webhook = register(&webhookd, &receiver).await;
+/// `webhookd serve` on `dir` with a webhook to `receiver` and ten events acknowledged: the
+/// webhook's id and the events' ids.
+async fn serve_with_ten_events(
+    dir: &Path,
+    receiver: &Receiver,
+) -> (Webhookd, String, HashSet<String>) {
+    let webhookd = tokio::task::block_in_place(|| Webhookd::serve(dir, &SETTINGS));
+    let webhook = register(&webhookd, receiver).await;
     let mut acknowledged = HashSet::new();
     for n in 0..10 {
         let answer = publish_padded(&webhookd, n).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json);
         acknowledged.insert(answer.json["id"].as_str().unwrap().to_owned());
     }
+    (webhookd, webhook, acknowledged)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_publishes_clearly_and_recovers_without_loss() {
+    let receiver = Receiver::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut webhookd, webhook, mut acknowledged) =
+        serve_with_ten_events(dir.path(), &receiver).await;
 
     // No file may grow any more: the disk is full. Writes into space a file already has (a WAL
     // being reused) still succeed, so publish until the files must grow.
@@ -282,14 +285,8 @@ async fn a_full_disk_refuses_publishes_clearly_and_recovers_without_loss() {
 async fn a_read_only_database_refuses_publishes_clearly_and_recovers_without_loss() {
     let receiver = Receiver::start(&[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut webhookd = tokio::task::block_in_place(|| Webhookd::serve(dir.path(), &SETTINGS));
-    let webhook = register(&webhookd, &receiver).await;
-    let mut acknowledged = HashSet::new();
-    for n in 0..10 {
-        let answer = publish_padded(&webhookd, n).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json);
-        acknowledged.insert(answer.json["id"].as_str().unwrap().to_owned());
-    }
+    let (mut webhookd, webhook, mut acknowledged) =
+        serve_with_ten_events(dir.path(), &receiver).await;
     receiver.wait_for(10).await;
 
     // While it runs: its open files turn read-only under it.
