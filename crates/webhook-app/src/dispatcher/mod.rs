@@ -193,7 +193,12 @@ impl Dispatcher {
             });
             // While a claim is under way its answer wakes the loop; a timer then (already due,
             // as the claim time or the poll time may be) would spin until it comes.
-            let timer = p.claiming.is_none().then_some(if claim_now || woken {
+            // With no room a claim cannot start, so neither time is worth waking for (both may
+            // be past: the loop would spin until an attempt ends); wake once a poll interval,
+            // for the leases of waiting deliveries.
+            let timer = p.claiming.is_none().then_some(if room == 0 {
+                Instant::now() + self.config.poll_interval
+            } else if claim_now || woken {
                 next_claim_at
             } else {
                 next_poll
@@ -1064,6 +1069,68 @@ mod tests {
             "a claim skipped the only target: {} of {} claims",
             skips.iter().filter(|s| !s.is_empty()).count(),
             skips.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dispatcher_with_no_room_left_sleeps_instead_of_spinning() {
+        // Every slot of the whole dispatcher taken by a target that never answers, and more
+        // due work in storage: the loop must wait for a completion, not go round and round.
+        let slow = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let stored = Arc::new(std::sync::Mutex::new(
+            (0..40).map(|n| claimed_for(slow, n)).collect::<Vec<_>>(),
+        ));
+        let mut queue = MockDeliveryQueue::new();
+        queue
+            .expect_claim_due()
+            .returning(move |_, _, _, limit, skip| {
+                let mut stored = stored.lock().unwrap();
+                if skip.contains(&slow) {
+                    return Ok(Vec::new());
+                }
+                let take = stored.len().min(limit as usize);
+                Ok(stored.drain(..take).collect())
+            });
+        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_release().returning(|_, _| Ok(()));
+        let transport = Arc::new(HangingTarget {
+            hang: slow,
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport.clone(), 4);
+        // Each turn of the loop reads the clock: count the reads.
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut clock = MockClock::new();
+        let counted = Arc::clone(&reads);
+        clock.expect_now().returning(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            NOW
+        });
+        let only = Arc::get_mut(&mut dispatcher).unwrap();
+        only.clock = Arc::new(clock);
+        only.config.max_in_flight = 2;
+        only.config.poll_interval = Duration::from_secs(3600);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        for _ in 0..1000 {
+            if transport
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 2
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = reads.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let during = reads.load(std::sync::atomic::Ordering::SeqCst) - before;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert!(
+            during < 100,
+            "the loop read the clock {during} times in 300 ms with nothing to do"
         );
     }
 }
