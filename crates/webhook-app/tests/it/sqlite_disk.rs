@@ -44,6 +44,19 @@ fn database_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The files of [`database_files`] that may be made immutable under a running webhookd: all
+/// but the `-shm` index, which SQLite maps into memory and writes through that mapping. The
+/// kernel answers a write fault on a mapped page of an immutable file with `SIGBUS`, a signal
+/// that kills any process and that no program can turn into an error; seen here as a silent
+/// exit under load, when the first write to a page came after `chattr`. The database and its
+/// WAL, which SQLite writes with system calls, are what a read-only disk refuses.
+fn written_database_files(dir: &Path) -> Vec<PathBuf> {
+    database_files(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_none_or(|e| e != "db-shm"))
+        .collect()
+}
+
 /// Sets the soft file-size limit of process `pid` (`None`: unlimited). Only the soft one, which
 /// needs no privilege to lower or to raise again up to the hard one.
 fn limit_file_size(pid: u32, limit: Option<u64>) {
@@ -290,7 +303,7 @@ async fn a_read_only_database_refuses_publishes_clearly_and_recovers_without_los
     receiver.wait_for(10).await;
 
     // While it runs: its open files turn read-only under it.
-    let Some(read_only) = Immutable::make(database_files(dir.path())) else {
+    let Some(read_only) = Immutable::make(written_database_files(dir.path())) else {
         eprintln!("read-only database: skipped, chattr +i is not permitted here");
         return;
     };
