@@ -686,8 +686,8 @@ impl WebhookRepository for PgStore {
     }
 }
 
-/// The first publish of this event id or idempotency key, if any, as a replay; `Conflict` when
-/// the key was used with another request or the id belongs to another wallet.
+/// The first publish of this event id or idempotency key in the event's wallet, if any, as a
+/// replay; `Conflict` when the key was used with another request.
 async fn earlier_publish(
     c: &mut Conn,
     event: &Event,
@@ -707,14 +707,14 @@ async fn earlier_publish(
     let earlier = match by_key {
         Some(found) => Some(found),
         None => events::table
-            .find(event.id().to_string())
+            .find((event.wallet_id().to_string(), event.id().to_string()))
             .select(event_summary!())
             .first(c)
             .await
             .optional()?,
     };
     earlier
-        .map(|earlier| replay(event, idempotency, found_by_key, earlier))
+        .map(|earlier| replay(idempotency, found_by_key, earlier))
         .transpose()
 }
 
@@ -829,6 +829,13 @@ async fn insert_deliveries(c: &mut Conn, scope: &PublishScope) -> Result<(), Ada
     Ok(())
 }
 
+/// A row of one id column, as raw statements return it.
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
 /// Which rows a bulk state write may change, besides those with the given ids.
 #[derive(Debug, Clone, Copy)]
 enum StateGuard<'a> {
@@ -845,15 +852,10 @@ async fn write_states(
     changed: &[&Delivery],
     guard: StateGuard<'_>,
 ) -> Result<Vec<String>, AdapterError> {
-    #[derive(QueryableByName)]
-    struct Written {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
     if changed.is_empty() {
         return Ok(Vec::new());
     }
-    let written: Vec<Written> = states_statement(changed, guard).load(c).await?;
+    let written: Vec<IdRow> = states_statement(changed, guard).load(c).await?;
     Ok(written.into_iter().map(|w| w.id).collect())
 }
 
@@ -1139,7 +1141,7 @@ WITH claimed AS (
         LIMIT $5
         FOR UPDATE SKIP LOCKED
     ))
-    RETURNING id, event_id, webhook_id, state, due_at, attempts, first_due
+    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, first_due
 )
 SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
@@ -1147,7 +1149,7 @@ SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_du
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
        w.created_at AS webhook_created_at
 FROM claimed AS c
-JOIN events AS e ON e.id = c.event_id
+JOIN events AS e ON e.wallet_id = c.wallet_id AND e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
 ORDER BY c.due_at, c.id";
 
@@ -1422,20 +1424,28 @@ impl Retention for PgStore {
     async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
-            let old: Vec<String> = prune_candidates!(micros(before), limit).load(c).await?;
+            let old: Vec<(String, String)> =
+                prune_candidates!(micros(before), limit).load(c).await?;
             if old.is_empty() {
                 return Ok(Pruned::default());
             }
+            // Events are keyed by (wallet, id): the batch travels as two parallel arrays.
+            let (wallets, ids): (Vec<String>, Vec<String>) = old.into_iter().unzip();
             // Lock the final deliveries, so that a concurrent requeue waits for this batch
             // (and then finds its delivery gone) instead of racing it. Unfinished rows, the
             // only ones claims touch, are never locked here.
-            let finished: Vec<String> = deliveries::table
-                .filter(deliveries::event_id.eq_any(&old))
-                .filter(deliveries::due_at.is_null())
-                .select(deliveries::id)
-                .for_update()
-                .load(c)
-                .await?;
+            let finished: Vec<IdRow> = diesel::sql_query(
+                "SELECT d.id FROM deliveries AS d \
+                 JOIN unnest($1::text[], $2::text[]) AS old (wallet_id, event_id) \
+                   ON d.wallet_id = old.wallet_id AND d.event_id = old.event_id \
+                 WHERE d.due_at IS NULL \
+                 FOR UPDATE OF d",
+            )
+            .bind::<Array<Text>, _>(&wallets)
+            .bind::<Array<Text>, _>(&ids)
+            .load(c)
+            .await?;
+            let finished: Vec<String> = finished.into_iter().map(|row| row.id).collect();
             let attempts_removed =
                 diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(&finished)))
                     .execute(c)
@@ -1444,12 +1454,15 @@ impl Retention for PgStore {
                 diesel::delete(deliveries::table.filter(deliveries::id.eq_any(&finished)))
                     .execute(c)
                     .await?;
-            let remaining = deliveries::table.filter(deliveries::event_id.eq(events::id));
-            let events_removed = diesel::delete(
-                events::table
-                    .filter(events::id.eq_any(&old))
-                    .filter(diesel::dsl::not(diesel::dsl::exists(remaining))),
+            let events_removed = diesel::sql_query(
+                "DELETE FROM events AS e \
+                 USING unnest($1::text[], $2::text[]) AS old (wallet_id, id) \
+                 WHERE e.wallet_id = old.wallet_id AND e.id = old.id \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries AS d \
+                                   WHERE d.wallet_id = e.wallet_id AND d.event_id = e.id)",
             )
+            .bind::<Array<Text>, _>(&wallets)
+            .bind::<Array<Text>, _>(&ids)
             .execute(c)
             .await?;
             Ok(Pruned {

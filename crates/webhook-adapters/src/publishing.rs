@@ -122,13 +122,14 @@ impl PublishScope {
         earlier: Vec<EarlierEvent>,
         now: OffsetDateTime,
     ) -> Result<(Vec<Published>, Vec<NewEvent>), AdapterError> {
-        let mut by_id: HashMap<String, EventSummary> = HashMap::new();
+        // Both keyed by wallet: event ids and idempotency keys are unique per wallet.
+        let mut by_id: HashMap<(String, String), EventSummary> = HashMap::new();
         let mut by_key: HashMap<(String, String), EventSummary> = HashMap::new();
         for (summary, key) in earlier {
             if let Some(key) = key {
                 by_key.insert((summary.1.clone(), key), summary.clone());
             }
-            by_id.insert(summary.0.clone(), summary);
+            by_id.insert((summary.1.clone(), summary.0.clone()), summary);
         }
         let mut answers = Vec::with_capacity(items.len());
         let mut rows = Vec::new();
@@ -137,18 +138,19 @@ impl PublishScope {
             let key = idempotency
                 .as_ref()
                 .map(|i| (wallet.clone(), i.key.clone()));
+            let id = (wallet.clone(), id);
             let found = match key.as_ref().and_then(|k| by_key.get(k)) {
                 Some(first) => Some((true, first.clone())),
                 None => by_id.get(&id).map(|first| (false, first.clone())),
             };
             if let Some((found_by_key, first)) = found {
-                answers.push(replay(event, idempotency.as_ref(), found_by_key, first)?);
+                answers.push(replay(idempotency.as_ref(), found_by_key, first)?);
                 continue;
             }
             let targets = self.targets_of(event);
             let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
             let summary = (
-                id.clone(),
+                id.1.clone(),
                 wallet,
                 idempotency.as_ref().map(|i| i.fingerprint.clone()),
                 count,

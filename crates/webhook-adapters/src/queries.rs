@@ -96,20 +96,21 @@ macro_rules! backlog {
 }
 pub(crate) use backlog;
 
-/// Up to `$limit` ids of events stored before `$before` (microseconds) whose deliveries are all
-/// final, oldest first.
+/// Up to `$limit` events (wallet and id) stored before `$before` (microseconds) whose
+/// deliveries are all final, oldest first.
 macro_rules! prune_candidates {
     ($before:expr, $limit:expr) => {
         events::table
             .filter(events::created_at.lt($before))
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 deliveries::table
+                    .filter(deliveries::wallet_id.eq(events::wallet_id))
                     .filter(deliveries::event_id.eq(events::id))
                     .filter(deliveries::due_at.is_not_null()),
             )))
             .order(events::created_at)
             .limit(i64::from($limit))
-            .select(events::id)
+            .select((events::wallet_id, events::id))
     };
 }
 pub(crate) use prune_candidates;

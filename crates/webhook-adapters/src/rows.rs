@@ -636,22 +636,16 @@ macro_rules! event_summary {
 }
 pub(crate) use event_summary;
 
-/// What a publish of `event` answers when `earlier` was stored before, found by the
-/// idempotency key (`by_key`) or by the event id: a replay of the first result, or `Conflict`
-/// when the id belongs to another wallet or the key came with another request.
+/// What a publish of `event` answers when `earlier` (of the same wallet: event ids and
+/// idempotency keys are unique per wallet) was stored before, found by the idempotency key
+/// (`by_key`) or by the event id: a replay of the first result, or `Conflict` when the key came
+/// with another request.
 pub(crate) fn replay(
-    event: &Event,
     idempotency: Option<&Idempotency>,
     by_key: bool,
     earlier: EventSummary,
 ) -> Result<Published, AdapterError> {
-    let (first_id, first_wallet, fingerprint, count) = earlier;
-    if first_wallet != event.wallet_id().to_string() {
-        return Err(AdapterError::Conflict(format!(
-            "event id {} is taken",
-            event.id()
-        )));
-    }
+    let (first_id, _wallet, fingerprint, count) = earlier;
     // The fingerprint only matters when the key matched: a known event id published again
     // under a new key is a plain replay.
     if by_key

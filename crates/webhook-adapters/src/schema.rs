@@ -37,11 +37,13 @@ diesel::table! {
         deleted_at -> Nullable<BigInt>,
         ordered -> Bool,
         rate_limit -> Nullable<Integer>,
+        last_seq -> BigInt,
+        revision -> BigInt,
     }
 }
 
 diesel::table! {
-    events (id) {
+    events (wallet_id, id) {
         id -> Text,
         wallet_id -> Text,
         event_type -> Text,
@@ -68,6 +70,8 @@ diesel::table! {
         cancel_reason -> Nullable<Text>,
         first_due -> BigInt,
         created_at -> BigInt,
+        seq -> Nullable<BigInt>,
+        attempts_made -> Integer,
     }
 }
 
@@ -123,7 +127,6 @@ diesel::table! {
 diesel::joinable!(api_keys -> wallets (wallet_id));
 diesel::joinable!(entities -> wallets (wallet_id));
 diesel::joinable!(redelivery_jobs -> webhooks (webhook_id));
-diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhooks (webhook_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 

@@ -113,10 +113,12 @@ pub trait EventOutbox: Send + Sync {
     /// # Errors
     /// - MUST store everything or nothing: after any error, neither the event nor a delivery
     ///   exists.
-    /// - MUST NOT store a duplicate when the event id, or the wallet's idempotency key, was
-    ///   published before: it returns the first result with `replayed: true`.
-    /// - MUST return `Conflict` when the idempotency key was used before with another
-    ///   fingerprint, or the event id exists in another wallet.
+    /// - MUST NOT store a duplicate when the event id, or the idempotency key, was published
+    ///   before in the same wallet: it returns the first result with `replayed: true`.
+    /// - MUST return `Conflict` when the idempotency key was used before in the wallet with
+    ///   another fingerprint.
+    /// - Event ids and idempotency keys are unique per wallet: another wallet's event with the
+    ///   same id MUST be stored as a different event, without `Conflict`.
     async fn publish(
         &self,
         event: &Event,

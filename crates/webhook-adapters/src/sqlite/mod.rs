@@ -638,8 +638,8 @@ fn write_state(c: &mut SqliteConnection, delivery: &Delivery) -> Result<(), Adap
     Ok(())
 }
 
-/// The first publish of this event id or idempotency key, if any, as a replay; `Conflict` when
-/// the key was used with another request or the id belongs to another wallet.
+/// The first publish of this event id or idempotency key in the event's wallet, if any, as a
+/// replay; `Conflict` when the key was used with another request.
 fn earlier_publish(
     c: &mut SqliteConnection,
     event: &Event,
@@ -658,13 +658,13 @@ fn earlier_publish(
     let earlier = match by_key {
         Some(found) => Some(found),
         None => events::table
-            .find(event.id().to_string())
+            .find((event.wallet_id().to_string(), event.id().to_string()))
             .select(event_summary!())
             .first(c)
             .optional()?,
     };
     earlier
-        .map(|earlier| replay(event, idempotency, found_by_key, earlier))
+        .map(|earlier| replay(idempotency, found_by_key, earlier))
         .transpose()
 }
 
@@ -992,13 +992,21 @@ impl DeliveryQueue for SqliteStore {
                 leased.push(delivery);
             }
             // One read each for the events and the targets of the whole batch.
+            // Event ids are unique per wallet: an event is found by its delivery's wallet too.
+            let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let wallet_of: HashMap<String, String> = deliveries::table
+                .filter(deliveries::id.eq_any(&ids))
+                .select((deliveries::id, deliveries::wallet_id))
+                .load(c)?
+                .into_iter()
+                .collect();
             let event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-            let events: HashMap<EventId, Event> = events::table
+            let events: HashMap<(WalletId, EventId), Event> = events::table
                 .filter(events::id.eq_any(&event_ids))
                 .select(event_select!())
                 .load::<EventRow>(c)?
                 .into_iter()
-                .map(|row| row_to_event(row).map(|e| (e.id(), e)))
+                .map(|row| row_to_event(row).map(|e| ((e.wallet_id(), e.id()), e)))
                 .collect::<Result<_, _>>()?;
             let webhook_ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
             let targets: HashMap<WebhookId, Webhook> = webhooks::table
@@ -1017,9 +1025,14 @@ impl DeliveryQueue for SqliteStore {
                             delivery.id()
                         ))
                     };
+                    let wallet = wallet_of
+                        .get(&delivery.id().to_string())
+                        .map(|w| crate::rows::parse_id::<WalletId>(w))
+                        .transpose()?
+                        .ok_or_else(|| missing("wallet"))?;
                     Ok(ClaimedDelivery {
                         event: events
-                            .get(&delivery.event_id())
+                            .get(&(wallet, delivery.event_id()))
                             .cloned()
                             .ok_or_else(|| missing("event"))?,
                         webhook: targets
@@ -1094,21 +1107,36 @@ impl Retention for SqliteStore {
         // One immediate transaction: a requeue cannot interleave, and claims (of unfinished
         // rows, which this never touches) wait at most for this one short batch.
         self.transaction(move |c| {
-            let old: Vec<String> = prune_candidates!(micros(before), limit).load(c)?;
+            let old: Vec<(String, String)> = prune_candidates!(micros(before), limit).load(c)?;
             if old.is_empty() {
                 return Ok(Pruned::default());
             }
-            let finished = deliveries::table
-                .filter(deliveries::event_id.eq_any(&old))
-                .select(deliveries::id);
-            let attempts_removed =
-                diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(finished)))
-                    .execute(c)?;
-            let deliveries_removed =
-                diesel::delete(deliveries::table.filter(deliveries::event_id.eq_any(&old)))
-                    .execute(c)?;
-            let events_removed =
-                diesel::delete(events::table.filter(events::id.eq_any(&old))).execute(c)?;
+            // Events are keyed by (wallet, id): one round of statements per wallet of the
+            // batch, each cheap in process.
+            let mut by_wallet: HashMap<String, Vec<String>> = HashMap::new();
+            for (wallet, id) in old {
+                by_wallet.entry(wallet).or_default().push(id);
+            }
+            let (mut events_removed, mut deliveries_removed, mut attempts_removed) = (0, 0, 0);
+            for (wallet, ids) in &by_wallet {
+                let of_batch = || {
+                    deliveries::table
+                        .filter(deliveries::wallet_id.eq(wallet))
+                        .filter(deliveries::event_id.eq_any(ids))
+                };
+                attempts_removed += diesel::delete(
+                    attempts::table
+                        .filter(attempts::delivery_id.eq_any(of_batch().select(deliveries::id))),
+                )
+                .execute(c)?;
+                deliveries_removed += diesel::delete(of_batch()).execute(c)?;
+                events_removed += diesel::delete(
+                    events::table
+                        .filter(events::wallet_id.eq(wallet))
+                        .filter(events::id.eq_any(ids)),
+                )
+                .execute(c)?;
+            }
             Ok(Pruned {
                 events: events_removed as u64,
                 deliveries: deliveries_removed as u64,

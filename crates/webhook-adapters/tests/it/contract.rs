@@ -885,55 +885,95 @@ where
     assert_eq!(deliveries_of(store, wallet).await.len(), 3);
 }
 
-/// A publish that fails stores nothing: an event id taken in another wallet is `Conflict`, and
-/// neither the event nor a delivery exists afterwards in the publishing wallet.
+/// A publish that fails stores nothing: an idempotency key reused with another request is
+/// `Conflict`, and neither the event nor a delivery exists afterwards.
 pub(crate) async fn publish_atomicity<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
     let a = new_wallet(store).await;
-    let b = new_wallet(store).await;
     new_webhook(store, a, "https://a.example/hook").await;
-    new_webhook(store, b, "https://b.example/hook").await;
-    let id = EventId::from_uuid(Uuid::new_v4());
-    let in_a = event_with_id(a, id);
-    store.publish(&in_a, None, T0).await.unwrap();
-    let a_before = deliveries_of(store, a).await;
+    let first = event(a);
+    store
+        .publish(&first, Some(idempotency("k", "f")), T0)
+        .await
+        .unwrap();
+    let before = deliveries_of(store, a).await;
 
-    let in_b = event_with_id(b, id);
-    let err = store.publish(&in_b, None, at(1)).await.unwrap_err();
-    assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+    let refused = event(a);
     let err = store
-        .publish(
-            &in_b,
-            Some(Idempotency {
-                key: "k".to_owned(),
-                fingerprint: "f".to_owned(),
-            }),
-            at(1),
-        )
+        .publish(&refused, Some(idempotency("k", "another request")), at(1))
         .await
         .unwrap_err();
     assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
-
-    assert!(deliveries_of(store, b).await.is_empty());
-    let err = store.get_event(b, id).await.unwrap_err();
+    let err = store.get_event(a, refused.id()).await.unwrap_err();
     assert!(matches!(err, OutboxError::NotFound), "{err:?}");
+    assert_eq!(deliveries_of(store, a).await, before);
+    // The refused event id was not kept either: publishing it now stores it.
+    let fresh = store.publish(&refused, None, at(2)).await.unwrap();
+    assert!(!fresh.replayed);
+    assert_eq!(fresh.deliveries, 1);
+}
+
+/// Event ids are unique per wallet: another wallet's event with the same id is another event,
+/// stored, delivered and read apart, and neither publish tells that the other exists.
+pub(crate) async fn event_ids_per_wallet<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let a = new_wallet(store).await;
+    let b = new_wallet(store).await;
+    let hook_a = new_webhook(store, a, "https://a.example/hook").await;
+    let hook_b = new_webhook(store, b, "https://b.example/hook").await;
+    let id = EventId::from_uuid(Uuid::new_v4());
+    let in_a = event_with_id(a, id);
+    let in_b = Event::new(
+        id,
+        Timestamp::from_datetime(T0),
+        custom_type(),
+        serde_json::json!({ "wallet": "b" }),
+        b,
+    )
+    .unwrap();
+    let published_a = store.publish(&in_a, None, T0).await.unwrap();
+    let published_b = store.publish(&in_b, None, T0).await.unwrap();
+    assert_eq!(published_a, first(&in_a, 1));
+    assert_eq!(published_b, first(&in_b, 1), "not a conflict, not a replay");
     assert_eq!(store.get_event(a, id).await.unwrap(), in_a);
-    assert_eq!(deliveries_of(store, a).await, a_before);
-    // The failed publish's idempotency key was not kept either.
-    let fresh = store
-        .publish(
-            &event(b),
-            Some(Idempotency {
-                key: "k".to_owned(),
-                fingerprint: "other".to_owned(),
-            }),
-            at(2),
-        )
+    assert_eq!(store.get_event(b, id).await.unwrap(), in_b);
+    // A replay stays within its wallet.
+    let again = store.publish(&in_b, None, at(1)).await.unwrap();
+    assert_eq!(again, replayed(&in_b, 1));
+    // In a batch too, mixing both wallets.
+    let batch_id = EventId::from_uuid(Uuid::new_v4());
+    let batch = [
+        item(&event_with_id(a, batch_id), None),
+        item(&event_with_id(b, batch_id), None),
+    ];
+    let published = store.publish_batch(&batch, at(2)).await.unwrap();
+    assert!(published.iter().all(|p| !p.replayed && p.deliveries == 1));
+    assert_eq!(deliveries_of(store, a).await.len(), 2);
+    assert_eq!(deliveries_of(store, b).await.len(), 2);
+
+    // Each claimed delivery carries its own wallet's event.
+    let claimed = store
+        .claim_due(&owner("d"), at(3), LEASE, 10, &[])
         .await
         .unwrap();
-    assert!(!fresh.replayed);
+    assert_eq!(claimed.len(), 4);
+    for c in &claimed {
+        let wallet = c.event.wallet_id();
+        let hook = if wallet == a { &hook_a } else { &hook_b };
+        assert_eq!(c.webhook.id, hook.id);
+        let expected = if c.event.id() == id && wallet == b {
+            &in_b
+        } else if c.event.id() == id {
+            &in_a
+        } else {
+            &batch[usize::from(wallet == b)].event
+        };
+        assert_eq!(&c.event, expected);
+    }
 }
 
 fn item(event: &Event, key: Option<(&str, &str)>) -> PublishItem {
@@ -1094,7 +1134,7 @@ fn idempotency(key: &str, fingerprint: &str) -> Idempotency {
 }
 
 /// A batch with any `Conflict` (a key reused with another request, before or within the
-/// batch, or an event id of another wallet) returns it and stores no item at all.
+/// batch) returns it and stores no item at all, not even the items of another wallet.
 pub(crate) async fn publish_batch_conflict<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
@@ -1108,8 +1148,6 @@ where
         .publish(&keyed, Some(idempotency("order-1", "fp-1")), T0)
         .await
         .unwrap();
-    let taken = event(b);
-    store.publish(&taken, None, T0).await.unwrap();
     let before_a = deliveries_of(store, a).await;
     let before_b = deliveries_of(store, b).await;
 
@@ -1120,8 +1158,9 @@ where
             item(&event(a), Some(("order-1", "fp-2"))),
         ],
         vec![
+            item(&event(b), None),
             item(&fresh, Some(("order-2", "fp"))),
-            item(&event_with_id(a, taken.id()), None),
+            item(&event(a), Some(("order-1", "fp-2"))),
         ],
         vec![
             item(&fresh, Some(("order-2", "fp"))),
@@ -1133,7 +1172,11 @@ where
         let err = store.publish_batch(batch, at(1)).await.unwrap_err();
         assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
         for stored in batch {
-            let err = store.get_event(a, stored.event.id()).await.unwrap_err();
+            let wallet = stored.event.wallet_id();
+            let err = store
+                .get_event(wallet, stored.event.id())
+                .await
+                .unwrap_err();
             assert!(matches!(err, OutboxError::NotFound), "{err:?}");
         }
         assert_eq!(deliveries_of(store, a).await, before_a);
@@ -2472,7 +2515,7 @@ macro_rules! contract_suite {
             webhook_round_trip webhook_tenant_isolation webhook_limit webhook_delete
             webhook_disable global_webhook webhook_update webhook_update_not_found
             webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
-            publish_idempotency publish_atomicity publish_batch_fan_out publish_batch_replay
+            publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
             requeue list_deliveries_isolation get_delivery_isolation

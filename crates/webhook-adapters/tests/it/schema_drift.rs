@@ -48,6 +48,7 @@ describe_tuple!(A, B, C, D, E, F);
 describe_tuple!(A, B, C, D, E, F, G, H, I);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J, K, L);
+describe_tuple!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
 
 fn columns_of<T: Table>(_: T) -> Described
 where

@@ -180,7 +180,7 @@ async fn check_wallets(state: &ApiState, items: &[PublishItem]) -> Result<(), Pr
         (status = 202, description = "Stored durably", body = PublishAccepted),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, description = "No such wallet (admin key)", body = Problem),
-        (status = 409, description = "Idempotency key reused with another body, or id taken", body = Problem),
+        (status = 409, description = "Idempotency key reused with another body", body = Problem),
         (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
         (status = 503, body = Problem),
     ))]

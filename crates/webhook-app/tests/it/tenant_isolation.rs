@@ -277,6 +277,11 @@ async fn wallets_cannot_reach_each_other(backend: Backend) {
         assert_problem(&answer, StatusCode::FORBIDDEN, "only into its own wallet");
         says_nothing_of_b(path, &answer.json);
     }
+    assert_eq!(service.snapshot().await, before, "A changed something");
+    assert_eq!(receiver.count(), received, "A made B's webhook receive");
+
+    // Event ids are per wallet: B's id published by A is A's own new event, answered as any
+    // first publish (nothing tells that B used it), and B's event and webhook are untouched.
     let same_id = event(json!({ "id": b_event }));
     let answer = request(
         &service,
@@ -286,12 +291,24 @@ async fn wallets_cannot_reach_each_other(backend: Backend) {
         Some(same_id),
     )
     .await;
-    // Documented: an id taken in another wallet is a conflict (ids are global); the answer
-    // repeats the id sent and nothing else of B.
-    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.json);
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json);
+    assert_eq!(answer.json["replayed"], false, "{}", answer.json);
     says_nothing_of_b_but("a publish with B's event id", &answer.json, &b_event);
-
-    assert_eq!(service.snapshot().await, before, "A changed something");
+    let b_seen = request(
+        &service,
+        "GET",
+        &format!("/events/{b_event}"),
+        Auth::Wallet(B_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(b_seen.status, StatusCode::OK, "{}", b_seen.json);
+    assert_eq!(
+        b_seen.json["walletId"],
+        b_wallet.as_str(),
+        "{}",
+        b_seen.json
+    );
     assert_eq!(receiver.count(), received, "A made B's webhook receive");
     service.stop().await;
 }
