@@ -81,6 +81,15 @@ impl Instance {
     }
 }
 
+impl Drop for Instance {
+    /// A test that fails half-way must not leave its instance running: it would keep the
+    /// test's standard error open, and a port and a database busy.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn post(base: &str, path: &str, body: serde_json::Value) -> crate::utils::Answer {
     call(
         "POST",
