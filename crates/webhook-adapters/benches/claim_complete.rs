@@ -85,7 +85,16 @@ async fn claim_and_complete(
     for _ in 0..iters {
         let now = OffsetDateTime::now_utc();
         let claimed = store
-            .claim_due(&owner, now, Duration::from_secs(60), batch, &[])
+            .claim_due(
+                &owner,
+                &webhook_ports::ClaimRequest {
+                    now,
+                    lease: Duration::from_secs(60),
+                    limit: batch,
+                    per_target: batch,
+                    skip: Vec::new(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), batch as usize, "not enough due deliveries");

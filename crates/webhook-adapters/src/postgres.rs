@@ -32,16 +32,16 @@ use webhook_domain::{
     Webhook, WebhookId, WebhookScope,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
-    EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
-    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
-    WebhookStoreError,
+    AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
+    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
+    Published, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
+    WebhookRepository, WebhookStoreError,
 };
 
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, deliveries_listing, next_due, prune_candidates, publish_targets, redelivery_batch,
+    backlog, deliveries_listing, prune_candidates, publish_targets, redelivery_batch,
     redelivery_candidates,
 };
 use crate::reachability::Reachability;
@@ -740,7 +740,10 @@ async fn publish_in(
     }
     let wallet = event.wallet_id();
     if scope.needs_targets(wallet) {
-        let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string()).load(c).await?;
+        let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string())
+            .for_key_share()
+            .load(c)
+            .await?;
         scope.add_targets(wallet, rows)?;
     }
     let targets = scope.targets_of(event);
@@ -789,7 +792,10 @@ async fn publish_bulk(
         .await?;
     for wallet in wallets {
         if scope.needs_targets(wallet) {
-            let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string()).load(c).await?;
+            let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string())
+                .for_key_share()
+                .load(c)
+                .await?;
             scope.add_targets(wallet, rows)?;
         }
     }
@@ -812,7 +818,17 @@ async fn publish_bulk(
 
 /// Inserts the deliveries queued in `scope` with multi-row statements and, when there are
 /// any, wakes the dispatchers of every instance once the transaction commits.
-async fn insert_deliveries(c: &mut Conn, scope: &PublishScope) -> Result<(), AdapterError> {
+async fn insert_deliveries(c: &mut Conn, scope: &mut PublishScope) -> Result<(), AdapterError> {
+    // Each ordered target's sequence is drawn under its row lock, held until the commit: a
+    // concurrent publish to the same target waits here, so numbers follow the commit order.
+    for (webhook, count) in scope.ordered_counts() {
+        let last: i64 = diesel::update(webhooks::table.find(&webhook))
+            .set(webhooks::last_seq.eq(webhooks::last_seq + count))
+            .returning(webhooks::last_seq)
+            .get_result(c)
+            .await?;
+        scope.number(&webhook, last - count + 1);
+    }
     let rows = scope.deliveries();
     for chunk in rows.chunks(INSERT_CHUNK) {
         diesel::insert_into(deliveries::table)
@@ -924,7 +940,7 @@ impl EventOutbox for PgStore {
         c.transaction::<_, AdapterError, _>(async |c| {
             let mut scope = self.publish_scope();
             let published = publish_in(c, &mut scope, event, idempotency.as_ref(), now).await?;
-            insert_deliveries(c, &scope).await?;
+            insert_deliveries(c, &mut scope).await?;
             Ok(published)
         })
         .await
@@ -1048,7 +1064,7 @@ impl EventOutbox for PgStore {
                 let idempotency = item.idempotency.as_ref();
                 published.push(publish_in(c, &mut scope, &item.event, idempotency, now).await?);
             }
-            insert_deliveries(c, &scope).await?;
+            insert_deliveries(c, &mut scope).await?;
             Ok(published)
         })
         .await
@@ -1121,25 +1137,91 @@ struct ClaimedRow {
     webhook_created_at: i64,
 }
 
-/// Leases up to $5 due deliveries, earliest due first, none to the webhooks in $6 and, for an
-/// ordered webhook, only its earliest unfinished delivery, skipping rows another claimer holds,
-/// and returns them with their event and target in the same round trip. The ids travel as an
-/// array so that the update finds its rows through the primary key whatever the table's size.
-const CLAIM: &str = "\
-WITH claimed AS (
+/// The targets that hold unfinished deliveries, each with its earliest due time (a due time,
+/// or the end of a lease): a loose scan of `deliveries_due_by_target`, one index descent per
+/// target, so that its cost grows with the number of such targets, never with their backlogs.
+/// The prefix of [`CLAIM`] and [`NEXT_DUE`].
+const TARGETS: &str = "\
+WITH RECURSIVE targets (webhook_id, earliest) AS (
+    (SELECT d.webhook_id, d.due_at FROM deliveries AS d
+     WHERE d.due_at IS NOT NULL
+     ORDER BY d.webhook_id, d.due_at LIMIT 1)
+    UNION ALL
+    SELECT n.webhook_id, n.due_at FROM targets AS t
+    CROSS JOIN LATERAL (
+        SELECT d.webhook_id, d.due_at FROM deliveries AS d
+        WHERE d.due_at IS NOT NULL AND d.webhook_id > t.webhook_id
+        ORDER BY d.webhook_id, d.due_at LIMIT 1
+    ) AS n
+)";
+
+/// The first unfinished delivery of the ordered target `s.webhook_id` in its sequence (its
+/// publish order), through `deliveries_ordered_queue`.
+const ORDERED_HEAD: &str = "\
+SELECT d.id, d.due_at FROM deliveries AS d
+WHERE d.webhook_id = s.webhook_id AND d.due_at IS NOT NULL AND d.seq IS NOT NULL
+ORDER BY d.seq LIMIT 1";
+
+/// Whether a delivery of target `s.webhook_id` is in flight under a lease live at $1 ($2 is
+/// the in-flight state's name). For an ordered target only its first delivery (or one requeued
+/// before it) can have a due time after now, so this reads a row or two.
+const IN_FLIGHT: &str = "\
+SELECT 1 FROM deliveries AS f
+WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $2";
+
+/// Leases due deliveries and returns them with their event and target in one round trip:
+/// $1 now, $2 the in-flight state, $3 the lease's end, $4 the owner, $5 the most deliveries
+/// and targets, $6 the webhooks to skip, $7 the most deliveries of one target.
+///
+/// The targets come from [`TARGETS`]; those served are live, enabled, not skipped, with
+/// something due, and for an ordered target, a first delivery that is due while nothing of the
+/// target is in flight; the earliest due first. Each unordered one gives its earliest due rows
+/// (`deliveries_due_by_target`), its share of $5 and at most $7, locked as they are read and
+/// skipping rows another claimer holds, so that concurrent claimers of one target take
+/// different rows. Each ordered one gives its first row, locked only after it was chosen: if
+/// another claimer holds it, the target gives nothing, never the row after it. Locks re-check
+/// the due time of rows that changed meanwhile. No statement walks a target's rows beyond what
+/// it takes. The ids travel as an array so that the update finds its rows through the primary
+/// key.
+fn claim_sql() -> String {
+    format!(
+        "{TARGETS},
+served AS (
+    SELECT t.webhook_id, t.earliest, w.ordered FROM targets AS t
+    JOIN webhooks AS w ON w.id = t.webhook_id
+    WHERE t.earliest <= $1 AND t.webhook_id <> ALL($6)
+      AND w.enabled AND w.deleted_at IS NULL
+      AND (NOT w.ordered OR (
+          (SELECT h.due_at FROM ({ORDERED_HEAD_OF_T}) AS h) <= $1
+          AND NOT EXISTS ({IN_FLIGHT_OF_T})))
+    ORDER BY t.earliest
+    LIMIT $5
+),
+unordered AS (
+    SELECT c.id, c.due_at FROM served AS s
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.due_at FROM deliveries AS d
+        WHERE d.webhook_id = s.webhook_id AND d.due_at <= $1
+        ORDER BY d.due_at
+        LIMIT LEAST($7, GREATEST(1, CEIL($5::numeric / (SELECT count(*) FROM served))))
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT s.ordered
+),
+heads AS (
+    SELECT d.id, d.due_at FROM deliveries AS d
+    WHERE d.id IN (
+        SELECT h.id FROM served AS s CROSS JOIN LATERAL ({ORDERED_HEAD}) AS h
+        WHERE s.ordered)
+      AND d.due_at <= $1
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
     UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
     WHERE id = ANY(ARRAY(
-        SELECT d.id FROM deliveries AS d
-        WHERE d.due_at <= $1 AND d.webhook_id <> ALL($6)
-          AND NOT EXISTS (
-            SELECT 1 FROM webhooks AS w, deliveries AS earlier
-            WHERE w.id = d.webhook_id AND w.ordered
-              AND earlier.webhook_id = d.webhook_id AND earlier.due_at IS NOT NULL
-              AND (earlier.created_at, earlier.id) < (d.created_at, d.id)
-          )
-        ORDER BY d.due_at
-        LIMIT $5
-        FOR UPDATE SKIP LOCKED
+        SELECT c.id FROM (SELECT id, due_at FROM unordered
+                          UNION ALL SELECT id, due_at FROM heads) AS c
+        ORDER BY c.due_at LIMIT $5
     ))
     RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, first_due
 )
@@ -1151,29 +1233,78 @@ SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_du
 FROM claimed AS c
 JOIN events AS e ON e.wallet_id = c.wallet_id AND e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
-ORDER BY c.due_at, c.id";
+ORDER BY c.due_at, c.id",
+        ORDERED_HEAD_OF_T = ORDERED_HEAD.replace("s.webhook_id", "t.webhook_id"),
+        IN_FLIGHT_OF_T = IN_FLIGHT.replace("s.webhook_id", "t.webhook_id"),
+    )
+}
+
+/// The earliest time a claim at $1 skipping the webhooks in $2 could lease something ($3 the
+/// in-flight state): over the live, enabled targets of [`TARGETS`] not skipped, an unordered
+/// target's earliest due time, and an ordered target's first delivery's, or the end of the
+/// lease of the one in flight if that is later.
+fn next_due_sql() -> String {
+    format!(
+        "{TARGETS}
+SELECT min(CASE WHEN s.ordered THEN GREATEST(
+                (SELECT h.due_at FROM ({ORDERED_HEAD}) AS h),
+                (SELECT max(f.due_at) FROM deliveries AS f
+                 WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $3))
+            ELSE s.earliest END) AS next
+FROM (SELECT t.webhook_id, t.earliest, w.ordered FROM targets AS t
+      JOIN webhooks AS w ON w.id = t.webhook_id
+      WHERE t.webhook_id <> ALL($2) AND w.enabled AND w.deleted_at IS NULL) AS s"
+    )
+}
+
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(claim_sql);
+static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(next_due_sql);
 
 /// The claim statement with its parameters.
 fn claim_statement<'a>(
-    now: OffsetDateTime,
+    request: &ClaimRequest,
     leased_until: OffsetDateTime,
     owner: &'a LeaseOwner,
-    limit: u32,
-    skip: &[WebhookId],
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     // The columns of the domain's in-flight state (the attempt number is not stored).
     let leased = state_columns(DeliveryState::InFlight {
         attempt: 1,
         leased_until,
     });
-    diesel::sql_query(CLAIM)
+    diesel::sql_query(CLAIM.as_str())
         .into_boxed()
-        .bind::<BigInt, _>(micros(now))
+        .bind::<BigInt, _>(micros(request.now))
         .bind::<Text, _>(leased.state)
         .bind::<Nullable<BigInt>, _>(leased.due_at)
         .bind::<Text, _>(owner.0.as_str())
-        .bind::<BigInt, _>(i64::from(limit))
+        .bind::<BigInt, _>(i64::from(request.limit))
+        .bind::<Array<Text>, _>(
+            request
+                .skip
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(i64::from(request.per_target.max(1)))
+}
+
+/// The next-due statement with its parameters.
+fn next_due_statement(
+    now: OffsetDateTime,
+    skip: &[WebhookId],
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    diesel::sql_query(NEXT_DUE.as_str())
+        .into_boxed()
+        .bind::<BigInt, _>(micros(now))
         .bind::<Array<Text>, _>(skip.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
+}
+
+/// The row of [`NEXT_DUE`].
+#[derive(QueryableByName)]
+struct NextDueRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    next: Option<i64>,
 }
 
 fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
@@ -1339,14 +1470,11 @@ impl DeliveryQueue for PgStore {
     async fn claim_due(
         &self,
         owner: &LeaseOwner,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-        skip: &[WebhookId],
+        request: &ClaimRequest,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
-        let leased_until = webhook_domain::add_saturating(now, lease);
+        let leased_until = webhook_domain::add_saturating(request.now, request.lease);
         let mut c = self.conn().await?;
-        let rows: Vec<ClaimedRow> = claim_statement(now, leased_until, owner, limit, skip)
+        let rows: Vec<ClaimedRow> = claim_statement(request, leased_until, owner)
             .load(&mut c)
             .await
             .map_err(AdapterError::from)?;
@@ -1400,13 +1528,17 @@ impl DeliveryQueue for PgStore {
         Ok(())
     }
 
-    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
+    async fn next_due_at(
+        &self,
+        now: OffsetDateTime,
+        skip: &[WebhookId],
+    ) -> Result<Option<OffsetDateTime>, OutboxError> {
         let mut c = self.conn().await?;
-        let next: Option<i64> = next_due!()
-            .first(&mut c)
+        let row: NextDueRow = next_due_statement(now, skip)
+            .get_result(&mut c)
             .await
             .map_err(AdapterError::from)?;
-        Ok(next.map(from_micros).transpose()?)
+        Ok(row.next.map(from_micros).transpose()?)
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
@@ -1478,6 +1610,51 @@ impl Retention for PgStore {
 
 #[cfg(feature = "testing")]
 impl PgStore {
+    /// Runs the claim and the next-due statement for `request` under `EXPLAIN (ANALYZE,
+    /// FORMAT JSON)` in a transaction that is rolled back, so nothing is leased: the plans with
+    /// what each step actually read, for tests of how much work a claim does.
+    ///
+    /// # Errors
+    /// When a statement cannot be explained.
+    pub async fn explain_analyze_claim(
+        &self,
+        request: &ClaimRequest,
+    ) -> Result<Vec<(String, serde_json::Value)>, OutboxError> {
+        use crate::queries::Explain;
+        let owner = LeaseOwner("explain".to_owned());
+        let leased_until = webhook_domain::add_saturating(request.now, request.lease);
+        let mut c = self.conn().await?;
+        let mut plans = Vec::new();
+        let explained = c
+            .transaction::<(), AdapterError, _>(async |c| {
+                let prefix = "EXPLAIN (ANALYZE, FORMAT JSON) ";
+                let claim: Vec<String> =
+                    Explain::<_, Text>::new(prefix, claim_statement(request, leased_until, &owner))
+                        .load(c)
+                        .await?;
+                let next: Vec<String> =
+                    Explain::<_, Text>::new(prefix, next_due_statement(request.now, &request.skip))
+                        .load(c)
+                        .await?;
+                for (name, text) in [("claim", claim), ("next due", next)] {
+                    let plan =
+                        serde_json::from_str(&text.concat()).map_err(AdapterError::corrupt)?;
+                    plans.push((name.to_owned(), plan));
+                }
+                // Nothing of the claim may stay.
+                Err(AdapterError::NotFound)
+            })
+            .await;
+        match explained {
+            Err(AdapterError::NotFound) => Ok(plans),
+            Err(e) => Err(e.into()),
+            Ok(()) => unreachable!("the transaction always rolls back"),
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
     /// delivery listings, a redelivery step, the next due time, the backlog, a pruning batch),
     /// as (name, plan) pairs, for tests that check they read indexes rather than whole tables.
@@ -1504,7 +1681,17 @@ impl PgStore {
 
         let plan = Explain::<_, Text>::new(
             "EXPLAIN ",
-            claim_statement(now, now, &owner, BATCH, &[webhook]),
+            claim_statement(
+                &ClaimRequest {
+                    now,
+                    lease: Duration::ZERO,
+                    limit: BATCH,
+                    per_target: 32,
+                    skip: vec![webhook],
+                },
+                now,
+                &owner,
+            ),
         );
         add(
             "claim",
@@ -1554,7 +1741,7 @@ impl PgStore {
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 
-        let plan = Explain::<_, Text>::new("EXPLAIN ", next_due!());
+        let plan = Explain::<_, Text>::new("EXPLAIN ", next_due_statement(now, &[webhook]));
         add(
             "next due",
             plan.load(&mut c).await.map_err(AdapterError::from)?,

@@ -2,7 +2,7 @@
 //! candidate targets of each wallet, read once, and the deliveries to insert together at the
 //! end. No I/O here: each adapter reads and writes with its own connection type.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use time::OffsetDateTime;
 use webhook_domain::{Event, WalletId, Webhook, WebhookId};
@@ -21,6 +21,8 @@ pub(crate) type EarlierEvent = (EventSummary, Option<String>);
 pub(crate) struct PublishScope {
     /// The enabled, live webhooks of each wallet seen so far, with the global one.
     targets: HashMap<WalletId, Vec<Webhook>>,
+    /// The ordered ones among them.
+    ordered: HashSet<WebhookId>,
     deliveries: Vec<NewDelivery>,
     #[cfg(feature = "testing")]
     faults: Option<std::sync::Arc<crate::testing::Faults>>,
@@ -61,10 +63,12 @@ impl PublishScope {
         wallet: WalletId,
         rows: Vec<WebhookRow>,
     ) -> Result<(), AdapterError> {
-        let webhooks = rows
+        let webhooks: Vec<Webhook> = rows
             .into_iter()
             .map(row_to_webhook)
             .collect::<Result<_, _>>()?;
+        self.ordered
+            .extend(webhooks.iter().filter(|w| w.ordered).map(|w| w.id));
         self.targets.insert(wallet, webhooks);
         Ok(())
     }
@@ -169,6 +173,37 @@ impl PublishScope {
             answers.push(first_publish(event, targets.len()));
         }
         Ok((answers, rows))
+    }
+
+    /// The ordered targets of the deliveries queued so far, in id order (the order in which a
+    /// publish locks them, so that two publishes never wait for each other in a circle), each
+    /// with how many deliveries it gets.
+    pub(crate) fn ordered_counts(&self) -> Vec<(String, i64)> {
+        let ordered: HashSet<String> = self.ordered.iter().map(ToString::to_string).collect();
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        for delivery in &self.deliveries {
+            if ordered.contains(delivery.webhook_id()) {
+                *counts.entry(delivery.webhook_id()).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(id, n)| (id.to_owned(), n))
+            .collect()
+    }
+
+    /// Numbers the queued deliveries of the ordered target `webhook` from `first` on, in the
+    /// order they were queued: publish order, and item order within a batch. `first` comes
+    /// from the target's sequence, drawn while the publish holds the target's row lock, so the
+    /// numbers of two publishes follow the order in which they commit.
+    pub(crate) fn number(&mut self, webhook: &str, first: i64) {
+        let queued = self
+            .deliveries
+            .iter_mut()
+            .filter(|d| d.webhook_id() == webhook);
+        for (seq, delivery) in (first..).zip(queued) {
+            delivery.number(seq);
+        }
     }
 
     /// The deliveries queued so far, to insert.

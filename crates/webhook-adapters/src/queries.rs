@@ -1,8 +1,8 @@
 //! The hot queries that both SQL adapters build the same way, as macros so that each backend
-//! infers its own query type: the delivery listing, the next due time, the backlog, the
-//! candidates of a pruning batch, a publish's targets and a redelivery job's deliveries. Under
-//! the `testing` feature, [`Explain`] runs any query under `EXPLAIN`, so tests can check that
-//! these (and the claim) use indexes.
+//! infers its own query type: the delivery listing, the backlog, the candidates of a pruning
+//! batch, a publish's targets and a redelivery job's deliveries. Under the `testing` feature,
+//! [`Explain`] runs any query under `EXPLAIN`, so tests can check that these (and the claim)
+//! use indexes.
 
 /// The wallet's deliveries matching a `DeliveryFilter`, oldest first, one page.
 macro_rules! deliveries_listing {
@@ -30,59 +30,9 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
-/// Up to `$limit` deliveries claimable at `$now` (microseconds), earliest first, none to the
-/// webhooks (id texts) in `$skip`, and for an ordered webhook only its earliest unfinished
-/// delivery (by publish time, then id): the read half
-/// of an SQLite claim (PostgreSQL claims in one statement of its own).
-macro_rules! due_deliveries {
-    ($now:expr, $limit:expr, $skip:expr) => {{
-        let earlier = diesel::alias!(deliveries as earlier);
-        let blocked_in_order = webhooks::table
-            .filter(webhooks::id.eq(deliveries::webhook_id))
-            .filter(webhooks::ordered.eq(true))
-            .filter(diesel::dsl::exists(
-                earlier
-                    .filter(
-                        earlier
-                            .field(deliveries::webhook_id)
-                            .eq(deliveries::webhook_id),
-                    )
-                    .filter(earlier.field(deliveries::due_at).is_not_null())
-                    .filter(
-                        earlier
-                            .field(deliveries::created_at)
-                            .lt(deliveries::created_at)
-                            .or(earlier
-                                .field(deliveries::created_at)
-                                .eq(deliveries::created_at)
-                                .and(earlier.field(deliveries::id).lt(deliveries::id))),
-                    ),
-            ));
-        deliveries::table
-            .filter(deliveries::due_at.le($now))
-            .filter(deliveries::webhook_id.ne_all($skip))
-            .filter(diesel::dsl::not(diesel::dsl::exists(blocked_in_order)))
-            .order(deliveries::due_at)
-            .limit(i64::from($limit))
-            .select(delivery_select!())
-    }};
-}
-pub(crate) use due_deliveries;
-
-/// The earliest claimable time. The `IS NOT NULL` lets both planners read the partial claim
-/// index instead of the table.
-macro_rules! next_due {
-    () => {
-        deliveries::table
-            .filter(deliveries::due_at.is_not_null())
-            .select(diesel::dsl::min(deliveries::due_at))
-    };
-}
-pub(crate) use next_due;
-
 /// The number of deliveries claimable at `$now` (microseconds) and their earliest due time, in
-/// one read of the partial claim index (the `IS NOT NULL`, as in [`next_due`], lets both
-/// planners choose it).
+/// one read of a partial index of unfinished rows (the `IS NOT NULL` lets both planners choose
+/// it).
 macro_rules! backlog {
     ($now:expr) => {
         deliveries::table

@@ -727,6 +727,8 @@ pub(crate) struct NewDelivery {
     attempts: i32,
     first_due: i64,
     created_at: i64,
+    /// The place in its ordered target's sequence; `None` for other targets.
+    seq: Option<i64>,
 }
 
 impl NewDelivery {
@@ -746,7 +748,17 @@ impl NewDelivery {
             attempts: 0,
             first_due: micros(now),
             created_at: micros(now),
+            seq: None,
         }
+    }
+
+    pub(crate) fn webhook_id(&self) -> &str {
+        &self.webhook_id
+    }
+
+    /// Places the delivery at `seq` in its ordered target's sequence.
+    pub(crate) fn number(&mut self, seq: i64) {
+        self.seq = Some(seq);
     }
 }
 

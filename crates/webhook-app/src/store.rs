@@ -178,7 +178,8 @@ impl DatabaseStatus for StoreStatus {
     async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.migrated.load(Relaxed) {
-            self.store.queue().next_due_at().await?;
+            let now = time::OffsetDateTime::now_utc();
+            self.store.queue().next_due_at(now, &[]).await?;
             return Ok(Vec::new());
         }
         let pending = self.store.pending_migrations().await?;

@@ -169,7 +169,16 @@ async fn claim_and_complete(store: &dyn Store, deliveries: u64) -> anyhow::Resul
     while done < deliveries {
         let now = OffsetDateTime::now_utc();
         let claimed = store
-            .claim_due(&owner, now, Duration::from_secs(60), CLAIM_BATCH, &[])
+            .claim_due(
+                &owner,
+                &webhook_ports::ClaimRequest {
+                    now,
+                    lease: Duration::from_secs(60),
+                    limit: CLAIM_BATCH,
+                    per_target: CLAIM_BATCH,
+                    skip: Vec::new(),
+                },
+            )
             .await?;
         if claimed.is_empty() {
             bail!("only {done} of {deliveries} deliveries could be claimed");

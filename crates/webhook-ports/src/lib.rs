@@ -15,9 +15,9 @@ mod webhooks;
 
 pub use clock::Clock;
 pub use outbox::{
-    AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
-    EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem, Published,
-    RedeliveryJobs, Retention,
+    AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
+    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
+    Published, RedeliveryJobs, Retention,
 };
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use transport::{AttemptReport, Transport};

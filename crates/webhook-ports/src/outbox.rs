@@ -56,6 +56,21 @@ pub struct PublishItem {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseOwner(pub String);
 
+/// What a claim asks for: see [`DeliveryQueue::claim_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The claim's time: what is due by then may be leased.
+    pub now: OffsetDateTime,
+    /// How long the leases last from `now`.
+    pub lease: Duration,
+    /// The most deliveries in all.
+    pub limit: u32,
+    /// The most deliveries of one target.
+    pub per_target: u32,
+    /// Targets to leave alone: busy or resting in the claimer.
+    pub skip: Vec<WebhookId>,
+}
+
 /// A leased delivery with everything needed to attempt it, read in the claim itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedDelivery {
@@ -238,24 +253,29 @@ pub trait RedeliveryJobs: Send + Sync {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    /// Leases up to `limit` due deliveries to `owner` until `now + lease`, earliest due first,
-    /// and returns them with their event and target. Due means pending or retry-scheduled with
-    /// a due time at or before `now`, or in flight with an expired lease. Deliveries to the
-    /// targets in `skip` (busy or resting ones, whose backlog stays in storage) are left alone.
+    /// Leases due deliveries to `owner` until `request.now + request.lease`, earliest due
+    /// first, at most `request.limit` in all and `request.per_target` of one target, and returns
+    /// them with their event and target. Due means pending or retry-scheduled with a due time
+    /// at or before `now`, or in flight with an expired lease.
     ///
-    /// MUST never hand a delivery to two claimers while its lease is live, even under
-    /// concurrent calls; MUST NOT return deliveries that are not due or are final, nor any to
-    /// a target in `skip`; MUST NOT hold a lock or connection after returning.
+    /// - MUST never hand a delivery to two claimers while its lease is live, even under
+    ///   concurrent calls; MUST NOT return deliveries that are not due or are final.
+    /// - MUST NOT return deliveries to a target in `request.skip` (busy or resting ones, whose
+    ///   backlog stays in storage), nor to a deleted or disabled target.
+    /// - For an ordered target, MUST return only its first unfinished delivery in publish order
+    ///   (the order the publishes committed; within a batch, item order), and only while no
+    ///   other delivery of that target is in flight under a live lease: one attempt at a time,
+    ///   in order, across retries, requeues and claimers.
+    /// - MUST NOT cost more because of the deliveries other targets hold waiting (a target's
+    ///   backlog is never walked by a claim that does not serve it).
+    /// - MUST NOT hold a lock or connection after returning.
     ///
     /// # Errors
     /// `Unavailable` or `Backend`; on error nothing is leased.
     async fn claim_due(
         &self,
         owner: &LeaseOwner,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-        skip: &[WebhookId],
+        request: &ClaimRequest,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError>;
 
     /// Stores the outcome of many attempts at once: each delivery's new state and one attempt
@@ -278,12 +298,20 @@ pub trait DeliveryQueue: Send + Sync {
     async fn release(&self, owner: &LeaseOwner, deliveries: &[Delivery])
     -> Result<(), OutboxError>;
 
-    /// The earliest time at which some delivery becomes claimable, if any: for sleeping until
-    /// then instead of polling.
+    /// The earliest time at which a claim at `now` skipping `skip` could find a delivery, if
+    /// any: for sleeping until then instead of polling. It MUST leave out what such a claim
+    /// could not take: the targets in `skip`, deleted and disabled targets, and the
+    /// deliveries of an ordered target behind its first one (which count from the time that
+    /// first one, or the one of the target in flight, could be claimed). A time at or before
+    /// `now` means a claim would find something now.
     ///
     /// # Errors
     /// `Unavailable` or `Backend`.
-    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError>;
+    async fn next_due_at(
+        &self,
+        now: OffsetDateTime,
+        skip: &[WebhookId],
+    ) -> Result<Option<OffsetDateTime>, OutboxError>;
 
     /// The backlog at `now`, for monitoring: how many unfinished deliveries are due (pending or
     /// retry-scheduled with a due time at or before `now`, or in flight with an expired lease:

@@ -24,17 +24,19 @@ use webhook_domain::{
     WebhookScope,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
-    EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
-    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
-    WebhookStoreError,
+    AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
+    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
+    Published, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
+    WebhookRepository, WebhookStoreError,
 };
+
+mod claims;
 
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, deliveries_listing, due_deliveries, next_due, prune_candidates, publish_targets,
-    redelivery_batch, redelivery_candidates,
+    backlog, deliveries_listing, prune_candidates, publish_targets, redelivery_batch,
+    redelivery_candidates,
 };
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
@@ -53,7 +55,7 @@ use crate::schema::{
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The most rows written by one multi-row insert: SQLite allows 32,766 bind parameters, and a
-/// delivery takes 9.
+/// delivery takes 10.
 const INSERT_CHUNK: usize = 2_000;
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
@@ -696,7 +698,18 @@ fn publish_in(
 }
 
 /// Inserts the deliveries queued in `scope` with multi-row statements.
-fn insert_deliveries(c: &mut SqliteConnection, scope: &PublishScope) -> Result<(), AdapterError> {
+fn insert_deliveries(
+    c: &mut SqliteConnection,
+    scope: &mut PublishScope,
+) -> Result<(), AdapterError> {
+    // Writers take turns on SQLite's lock: a sequence drawn here follows the commit order.
+    for (webhook, count) in scope.ordered_counts() {
+        let last: i64 = diesel::update(webhooks::table.find(&webhook))
+            .set(webhooks::last_seq.eq(webhooks::last_seq + count))
+            .returning(webhooks::last_seq)
+            .get_result(c)?;
+        scope.number(&webhook, last - count + 1);
+    }
     for chunk in scope.deliveries().chunks(INSERT_CHUNK) {
         diesel::insert_into(deliveries::table)
             .values(chunk)
@@ -735,7 +748,7 @@ impl EventOutbox for SqliteStore {
         let mut scope = self.publish_scope();
         self.transaction(move |c| {
             let published = publish_in(c, &mut scope, &event, idempotency.as_ref(), now)?;
-            insert_deliveries(c, &scope)?;
+            insert_deliveries(c, &mut scope)?;
             Ok(published)
         })
         .await
@@ -839,7 +852,7 @@ impl EventOutbox for SqliteStore {
                     publish_in(c, &mut scope, &item.event, idempotency, now)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            insert_deliveries(c, &scope)?;
+            insert_deliveries(c, &mut scope)?;
             Ok(published)
         })
         .await
@@ -971,36 +984,27 @@ impl DeliveryQueue for SqliteStore {
     async fn claim_due(
         &self,
         owner: &LeaseOwner,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-        skip: &[WebhookId],
+        request: &ClaimRequest,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let owner = owner.0.clone();
-        let leased_until = webhook_domain::add_saturating(now, lease);
-        let skip: Vec<String> = skip.iter().map(ToString::to_string).collect();
+        let request = request.clone();
+        let now = request.now;
+        let leased_until = webhook_domain::add_saturating(now, request.lease);
         self.transaction(move |c| {
-            let rows: Vec<DeliveryRow> = due_deliveries!(micros(now), limit, &skip).load(c)?;
+            let rows = claims::candidates(c, &request)?;
             let mut leased = Vec::with_capacity(rows.len());
-            for row in &rows {
+            for (row, wallet) in &rows {
                 let delivery = row_to_delivery(row)?
                     .claim(now, leased_until)
                     .map_err(AdapterError::corrupt)?;
                 diesel::update(deliveries::table.find(&row.0))
                     .set(DeliveryStateChange::of(&delivery, Some(owner.clone())))
                     .execute(c)?;
-                leased.push(delivery);
+                leased.push((delivery, crate::rows::parse_id::<WalletId>(wallet)?));
             }
-            // One read each for the events and the targets of the whole batch.
-            // Event ids are unique per wallet: an event is found by its delivery's wallet too.
-            let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-            let wallet_of: HashMap<String, String> = deliveries::table
-                .filter(deliveries::id.eq_any(&ids))
-                .select((deliveries::id, deliveries::wallet_id))
-                .load(c)?
-                .into_iter()
-                .collect();
-            let event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            // One read each for the events and the targets of the whole batch. Event ids are
+            // unique per wallet: an event is found by its delivery's wallet too.
+            let event_ids: Vec<&str> = rows.iter().map(|(r, _)| r.1.as_str()).collect();
             let events: HashMap<(WalletId, EventId), Event> = events::table
                 .filter(events::id.eq_any(&event_ids))
                 .select(event_select!())
@@ -1008,7 +1012,7 @@ impl DeliveryQueue for SqliteStore {
                 .into_iter()
                 .map(|row| row_to_event(row).map(|e| ((e.wallet_id(), e.id()), e)))
                 .collect::<Result<_, _>>()?;
-            let webhook_ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+            let webhook_ids: Vec<&str> = rows.iter().map(|(r, _)| r.2.as_str()).collect();
             let targets: HashMap<WebhookId, Webhook> = webhooks::table
                 .filter(webhooks::id.eq_any(&webhook_ids))
                 .select(webhook_select!())
@@ -1018,18 +1022,13 @@ impl DeliveryQueue for SqliteStore {
                 .collect::<Result<_, _>>()?;
             leased
                 .into_iter()
-                .map(|delivery| {
+                .map(|(delivery, wallet)| {
                     let missing = |what| {
                         AdapterError::corrupt(format_args!(
                             "delivery {}: {what} missing",
                             delivery.id()
                         ))
                     };
-                    let wallet = wallet_of
-                        .get(&delivery.id().to_string())
-                        .map(|w| crate::rows::parse_id::<WalletId>(w))
-                        .transpose()?
-                        .ok_or_else(|| missing("wallet"))?;
                     Ok(ClaimedDelivery {
                         event: events
                             .get(&(wallet, delivery.event_id()))
@@ -1085,10 +1084,16 @@ impl DeliveryQueue for SqliteStore {
         .map_err(Into::into)
     }
 
-    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
-        self.transaction(|c| {
-            let next: Option<i64> = next_due!().first(c)?;
-            next.map(from_micros).transpose()
+    async fn next_due_at(
+        &self,
+        now: OffsetDateTime,
+        skip: &[WebhookId],
+    ) -> Result<Option<OffsetDateTime>, OutboxError> {
+        let skip: Vec<String> = skip.iter().map(ToString::to_string).collect();
+        self.transaction(move |c| {
+            claims::next_due(c, micros(now), &skip)?
+                .map(from_micros)
+                .transpose()
         })
         .await
         .map_err(Into::into)
@@ -1148,6 +1153,21 @@ impl Retention for SqliteStore {
     }
 }
 
+/// The plan SQLite chooses for `query`, one line per step.
+#[cfg(feature = "testing")]
+fn plan<Q>(c: &mut SqliteConnection, query: Q) -> Result<String, AdapterError>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+{
+    use diesel::sql_types::{Integer, Text};
+
+    use crate::queries::Explain;
+    type PlanRow = (Integer, Integer, Integer, Text);
+    let rows: Vec<(i32, i32, i32, String)> =
+        Explain::<_, PlanRow>::new("EXPLAIN QUERY PLAN ", query).load(c)?;
+    Ok(rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n"))
+}
+
 #[cfg(feature = "testing")]
 impl SqliteStore {
     /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, a
@@ -1163,32 +1183,16 @@ impl SqliteStore {
         webhook: WebhookId,
         prune_before: OffsetDateTime,
     ) -> Result<Vec<(String, String)>, OutboxError> {
-        use diesel::sql_types::{Integer, Text};
-
-        use crate::queries::Explain;
-        type PlanRow = (Integer, Integer, Integer, Text);
-        fn plan<Q>(c: &mut SqliteConnection, query: Q) -> Result<String, AdapterError>
-        where
-            Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
-        {
-            let rows: Vec<(i32, i32, i32, String)> =
-                Explain::<_, PlanRow>::new("EXPLAIN QUERY PLAN ", query).load(c)?;
-            Ok(rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n"))
-        }
         self.transaction(move |c| {
             let now = micros(OffsetDateTime::now_utc());
-            let mut plans = vec![
-                (
-                    "claim".to_owned(),
-                    plan(c, due_deliveries!(now, 50_u32, &[] as &[String]))?,
-                ),
-                ("next due".to_owned(), plan(c, next_due!())?),
+            let mut plans = claims::explain(c, &webhook.to_string(), now)?;
+            plans.extend([
                 ("backlog".to_owned(), plan(c, backlog!(now))?),
                 (
                     "prune candidates".to_owned(),
                     plan(c, prune_candidates!(micros(prune_before), 1000_u32))?,
                 ),
-            ];
+            ]);
             let filters = crate::queries::listing_filters(event, webhook);
             for (name, filter) in filters {
                 plans.push((

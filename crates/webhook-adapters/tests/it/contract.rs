@@ -14,9 +14,12 @@ use webhook_domain::{
     Jitter, JobState, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys, SigningSecret,
     Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
+mod ordering;
+pub(crate) use ordering::*;
+
 use webhook_ports::{
-    AttemptLog, AttemptRecord, Backlog, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency,
-    LeaseOwner, OutboxError, Page, PublishItem, Published, RedeliveryJobs, Retention,
+    AttemptLog, AttemptRecord, Backlog, ClaimRequest, DeliveryFilter, DeliveryQueue, EventOutbox,
+    Idempotency, LeaseOwner, OutboxError, Page, PublishItem, Published, RedeliveryJobs, Retention,
     WalletRepository, WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
@@ -116,6 +119,41 @@ fn log(number: u32, started_at: OffsetDateTime, outcome: AttemptOutcome) -> Atte
         response_excerpt: Some("oops".to_owned()),
         error: None,
     }
+}
+
+/// Claims up to `limit` deliveries due at `now` for `me`, skipping the targets in `skip`.
+async fn claim<S: DeliveryQueue>(
+    store: &S,
+    me: &LeaseOwner,
+    now: OffsetDateTime,
+    limit: u32,
+    skip: &[WebhookId],
+) -> Vec<webhook_ports::ClaimedDelivery> {
+    store
+        .claim_due(me, &request(now, LEASE, limit, skip))
+        .await
+        .unwrap()
+}
+
+/// A claim request at `now` for `lease`, of at most `limit` deliveries (and as many of one
+/// target), skipping `skip`.
+fn request(now: OffsetDateTime, lease: Duration, limit: u32, skip: &[WebhookId]) -> ClaimRequest {
+    ClaimRequest {
+        now,
+        lease,
+        limit,
+        per_target: limit,
+        skip: skip.to_vec(),
+    }
+}
+
+/// The next time a claim at `now` skipping `skip` could find something.
+async fn next_due<S: DeliveryQueue>(
+    store: &S,
+    now: OffsetDateTime,
+    skip: &[WebhookId],
+) -> Option<OffsetDateTime> {
+    store.next_due_at(now, skip).await.unwrap()
 }
 
 fn status(code: u16) -> AttemptOutcome {
@@ -957,7 +995,7 @@ where
 
     // Each claimed delivery carries its own wallet's event.
     let claimed = store
-        .claim_due(&owner("d"), at(3), LEASE, 10, &[])
+        .claim_due(&owner("d"), &request(at(3), LEASE, 10, &[]))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
@@ -1212,10 +1250,16 @@ where
     store.publish(&e, None, T0).await.unwrap();
     let (a, b) = (owner("a"), owner("b"));
 
-    let early = store.claim_due(&a, at(-1), LEASE, 10, &[]).await.unwrap();
+    let early = store
+        .claim_due(&a, &request(at(-1), LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert!(early.is_empty(), "not due yet: {early:?}");
 
-    let claimed = store.claim_due(&a, T0, LEASE, 10, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(&a, &request(T0, LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     let mut seen = HashSet::new();
     for c in &claimed {
@@ -1240,14 +1284,14 @@ where
 
     assert!(
         store
-            .claim_due(&b, T0, LEASE, 10, &[])
+            .claim_due(&b, &request(T0, LEASE, 10, &[]))
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .claim_due(&a, T0, LEASE, 10, &[])
+            .claim_due(&a, &request(T0, LEASE, 10, &[]))
             .await
             .unwrap()
             .is_empty()
@@ -1255,15 +1299,21 @@ where
     let before_expiry = T0 + time::Duration::seconds(30) - time::Duration::microseconds(1);
     assert!(
         store
-            .claim_due(&b, before_expiry, LEASE, 10, &[])
+            .claim_due(&b, &request(before_expiry, LEASE, 10, &[]))
             .await
             .unwrap()
             .is_empty()
     );
 
-    let stolen = store.claim_due(&b, at(30), LEASE, 1, &[]).await.unwrap();
+    let stolen = store
+        .claim_due(&b, &request(at(30), LEASE, 1, &[]))
+        .await
+        .unwrap();
     assert_eq!(stolen.len(), 1, "the limit is honoured");
-    let rest = store.claim_due(&b, at(30), LEASE, 10, &[]).await.unwrap();
+    let rest = store
+        .claim_due(&b, &request(at(30), LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 1);
     let ids: HashSet<DeliveryId> = stolen
         .iter()
@@ -1294,12 +1344,15 @@ where
     }
     let me = owner("a");
     let claimed = store
-        .claim_due(&me, T0, LEASE, 100, &[busy.id])
+        .claim_due(&me, &request(T0, LEASE, 100, &[busy.id]))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
     assert!(claimed.iter().all(|c| c.webhook.id == free.id));
-    let rest = store.claim_due(&me, T0, LEASE, 100, &[]).await.unwrap();
+    let rest = store
+        .claim_due(&me, &request(T0, LEASE, 100, &[]))
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|c| c.webhook.id == busy.id));
 }
@@ -1330,12 +1383,18 @@ where
             .map(|c| c.event.id())
             .collect()
     };
-    let first = store.claim_due(&me, at(10), LEASE, 100, &[]).await.unwrap();
+    let first = store
+        .claim_due(&me, &request(at(10), LEASE, 100, &[]))
+        .await
+        .unwrap();
     assert_eq!(order_of(&first), vec![events[0].id()]);
     assert_eq!(first.iter().filter(|c| c.webhook.id == free.id).count(), 3);
 
     // In flight: nothing more for the ordered target, even after other claims.
-    let none = store.claim_due(&me, at(11), LEASE, 100, &[]).await.unwrap();
+    let none = store
+        .claim_due(&me, &request(at(11), LEASE, 100, &[]))
+        .await
+        .unwrap();
     assert!(none.is_empty());
 
     // A failure schedules a retry: the later events still wait, until the retry is due.
@@ -1356,12 +1415,15 @@ where
         .unwrap();
     assert!(
         store
-            .claim_due(&me, at(13), LEASE, 100, &[])
+            .claim_due(&me, &request(at(13), LEASE, 100, &[]))
             .await
             .unwrap()
             .is_empty()
     );
-    let again = store.claim_due(&me, at(17), LEASE, 100, &[]).await.unwrap();
+    let again = store
+        .claim_due(&me, &request(at(17), LEASE, 100, &[]))
+        .await
+        .unwrap();
     assert_eq!(order_of(&again), vec![events[0].id()]);
 
     // Delivered: the next in publish order, then the last.
@@ -1392,7 +1454,10 @@ where
             )
             .await
             .unwrap();
-        let next = store.claim_due(&me, at(19), LEASE, 100, &[]).await.unwrap();
+        let next = store
+            .claim_due(&me, &request(at(19), LEASE, 100, &[]))
+            .await
+            .unwrap();
         assert_eq!(order_of(&next), vec![expected.id()]);
     }
 }
@@ -1406,7 +1471,7 @@ where
     let (wallet, _, _, delivery) = one_delivery(store).await;
     let (a, b) = (owner("a"), owner("b"));
     let claimed = store
-        .claim_due(&a, T0, LEASE, 10, &[])
+        .claim_due(&a, &request(T0, LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
@@ -1437,12 +1502,12 @@ where
 
     // Claimed again by a; the lease expires and b takes it; a's record is then lost.
     let by_a = store
-        .claim_due(&a, at(6), LEASE, 10, &[])
+        .claim_due(&a, &request(at(6), LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
     let by_b = store
-        .claim_due(&b, at(36), LEASE, 10, &[])
+        .claim_due(&b, &request(at(36), LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
@@ -1510,7 +1575,7 @@ where
     let (wallet, _, _, _) = one_delivery(store).await;
     let (a, b) = (owner("a"), owner("b"));
     let claimed = store
-        .claim_due(&a, T0, LEASE, 10, &[])
+        .claim_due(&a, &request(T0, LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
@@ -1533,7 +1598,10 @@ where
     assert_eq!(deliveries_of(store, wallet).await, vec![released.clone()]);
     assert_eq!(released.state(), DeliveryState::Pending { due: at(1) });
 
-    let again = store.claim_due(&b, at(1), LEASE, 10, &[]).await.unwrap();
+    let again = store
+        .claim_due(&b, &request(at(1), LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.id(), claimed.delivery.id());
 }
@@ -1544,18 +1612,24 @@ pub(crate) async fn next_due_at<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), None);
     let (wallet, _, _, _) = one_delivery(store).await;
     store.publish(&event(wallet), None, at(10)).await.unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), Some(T0));
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), Some(T0));
 
     let a = owner("a");
-    let first = store.claim_due(&a, T0, LEASE, 10, &[]).await.unwrap();
+    let first = store
+        .claim_due(&a, &request(T0, LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(10)));
-    let second = store.claim_due(&a, at(10), LEASE, 10, &[]).await.unwrap();
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), Some(at(10)));
+    let second = store
+        .claim_due(&a, &request(at(10), LEASE, 10, &[]))
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), Some(at(30)));
 
     let mut records = Vec::new();
     for c in first.iter().chain(&second) {
@@ -1575,7 +1649,7 @@ where
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), None);
 }
 
 fn backlog_of(due: u64, oldest_due_at: Option<OffsetDateTime>) -> Backlog {
@@ -1597,7 +1671,10 @@ where
 
     // A live lease is not due; an expired one is, from the lease's end.
     let a = owner("a");
-    let first = store.claim_due(&a, at(10), LEASE, 1, &[]).await.unwrap();
+    let first = store
+        .claim_due(&a, &request(at(10), LEASE, 1, &[]))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(
         store.backlog(at(10)).await.unwrap(),
@@ -1674,7 +1751,7 @@ where
     assert_eq!(store.backlog(at(1)).await.unwrap(), backlog_of(2, Some(T0)));
     assert_eq!(deliveries_of(store, wallet).await, before);
     let claimed = store
-        .claim_due(&owner("a"), at(1), LEASE, 10, &[])
+        .claim_due(&owner("a"), &request(at(1), LEASE, 10, &[]))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -1689,7 +1766,7 @@ where
     let (wallet, _, _, delivery) = one_delivery(store).await;
     let a = owner("a");
     let claimed = store
-        .claim_due(&a, T0, LEASE, 10, &[])
+        .claim_due(&a, &request(T0, LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
@@ -1713,7 +1790,7 @@ where
         )
         .await
         .unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), None);
 
     let other = new_wallet(store).await;
     let err = store
@@ -1732,10 +1809,10 @@ where
     assert_eq!(requeued.attempts(), 0);
     assert_eq!(requeued.first_due(), at(2));
     assert_eq!(deliveries_of(store, wallet).await, vec![requeued]);
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(2)));
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), Some(at(2)));
 
     let again = store
-        .claim_due(&a, at(2), LEASE, 10, &[])
+        .claim_due(&a, &request(at(2), LEASE, 10, &[]))
         .await
         .unwrap()
         .remove(0);
@@ -1865,7 +1942,7 @@ where
                 let mut got = Vec::new();
                 loop {
                     let batch = store
-                        .claim_due(&me, T0, Duration::from_secs(600), 7, &[])
+                        .claim_due(&me, &request(T0, Duration::from_secs(600), 7, &[]))
                         .await
                         .unwrap();
                     if batch.is_empty() {
@@ -1948,7 +2025,10 @@ where
 /// Claims every due delivery at `now` and records a 200 for each.
 async fn deliver_all<S: DeliveryQueue>(store: &S, now: OffsetDateTime) {
     let me = owner("deliverer");
-    let claimed = store.claim_due(&me, now, LEASE, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(&me, &request(now, LEASE, 1000, &[]))
+        .await
+        .unwrap();
     let records: Vec<AttemptRecord> = claimed
         .iter()
         .map(|c| {
@@ -1991,7 +2071,7 @@ where
     // Every delivery succeeds but old_pending's to the first webhook, which will be retried.
     let me = owner("dispatcher");
     let claimed = store
-        .claim_due(&me, at(101), LEASE, 1000, &[])
+        .claim_due(&me, &request(at(101), LEASE, 1000, &[]))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 14);
@@ -2085,7 +2165,10 @@ where
 /// it at `now`. Returns how many.
 async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
     let me = owner("exhauster");
-    let claimed = store.claim_due(&me, now, LEASE, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(&me, &request(now, LEASE, 1000, &[]))
+        .await
+        .unwrap();
     let records: Vec<AttemptRecord> = claimed
         .iter()
         .map(|c| {
@@ -2276,7 +2359,7 @@ where
     for delivery in deliveries_to(store, wallet, other.id).await {
         assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
     }
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(300)));
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), Some(at(300)));
 }
 
 /// A step of a completed job changes nothing, even when deliveries it would match exist; an
@@ -2312,7 +2395,7 @@ where
         done
     );
     assert_eq!(deliveries_of(store, wallet).await, before);
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(T0, &[]).await.unwrap(), None);
 
     let err = store
         .step_redelivery_job(RedeliveryJobId::from_uuid(Uuid::new_v4()), 10, at(300))
@@ -2516,7 +2599,9 @@ macro_rules! contract_suite {
             webhook_disable global_webhook webhook_update webhook_update_not_found
             webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
             publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
-            publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
+            publish_batch_conflict claim_due claim_skip ordered_claims ordered_follows_commit_order
+            ordered_requeue_waits_for_the_one_in_flight claims_skip_deleted_and_disabled_targets
+            next_due_at_leaves_out_what_cannot_be_claimed record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
             requeue list_deliveries_isolation get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
@@ -2536,6 +2621,18 @@ macro_rules! contract_suite {
         async fn concurrent_idempotent_publish() {
             let Some((_guard, store)) = $fresh().await else { return };
             $crate::contract::concurrent_idempotent_publish(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn ordered_racing_claimers() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::ordered_racing_claimers(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn ordered_racing_publishers() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::ordered_racing_publishers(&store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -52,7 +52,7 @@ async fn pool_state_counts_connections_up_to_the_pool_size() {
         return;
     };
     assert_eq!(store.pool_state().max, 4);
-    store.next_due_at().await.unwrap();
+    store.next_due_at(T0, &[]).await.unwrap();
     let state = store.pool_state();
     assert!((1..=4).contains(&state.connections), "{state:?}");
     assert!(state.idle <= state.connections, "{state:?}");
@@ -148,7 +148,16 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
             loop {
                 let now = OffsetDateTime::now_utc();
                 let claimed = store
-                    .claim_due(&me, now, Duration::from_secs(600), 100, &[])
+                    .claim_due(
+                        &me,
+                        &webhook_ports::ClaimRequest {
+                            now,
+                            lease: Duration::from_secs(600),
+                            limit: 100,
+                            per_target: 100,
+                            skip: Vec::new(),
+                        },
+                    )
                     .await
                     .unwrap();
                 if claimed.is_empty() {
@@ -213,7 +222,7 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
     assert_eq!(delivered.len(), total);
     assert!(delivered.iter().all(|d| d.attempts() == 1));
     assert!(delivered.iter().all(|d| distinct.contains(&d.id())));
-    assert_eq!(setup.next_due_at().await.unwrap(), None);
+    assert_eq!(setup.next_due_at(T0, &[]).await.unwrap(), None);
 }
 
 /// Publishes of one event under one idempotency key that all looked for an earlier publish

@@ -32,7 +32,10 @@ async fn pool_state_counts_connections_up_to_the_pool_size() {
     use webhook_ports::DeliveryQueue;
     let (_dir, store) = fresh().await.unwrap();
     assert_eq!(store.pool_state().max, 4);
-    store.next_due_at().await.unwrap();
+    store
+        .next_due_at(time::OffsetDateTime::UNIX_EPOCH, &[])
+        .await
+        .unwrap();
     let state = store.pool_state();
     assert!((1..=4).contains(&state.connections), "{state:?}");
     assert!(state.idle <= state.connections, "{state:?}");

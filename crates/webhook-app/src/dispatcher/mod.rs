@@ -22,8 +22,8 @@ use webhook_domain::{
     CircuitBreakerConfig, Decision, Delivery, Jitter, OutboundMessage, RetryPolicy, WebhookId,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, ClaimedDelivery, Clock, DeliveryQueue, LeaseOwner, OutboxError,
-    Transport, WebhookRepository,
+    AttemptLog, AttemptRecord, ClaimRequest, ClaimedDelivery, Clock, DeliveryQueue, LeaseOwner,
+    OutboxError, Transport, WebhookRepository,
 };
 
 use slots::{Admitted, Slots};
@@ -86,6 +86,9 @@ const MAX_WRITES_IN_FLIGHT: usize = 2;
 /// What an attempt task hands back.
 struct Finished {
     target: WebhookId,
+    /// The target delivers in order: its next delivery can be claimed only once this outcome
+    /// is stored.
+    ordered: bool,
     record: AttemptRecord,
     decision: Decision,
 }
@@ -101,8 +104,11 @@ struct Pipeline {
     gone: Vec<WebhookId>,
     /// What finished attempts let through, started (or given back) at the next step.
     admitted_later: Admitted,
-    /// Outcome writes on their way to the database, so the loop never waits for a commit.
-    writes: JoinSet<()>,
+    /// Outcome writes on their way to the database, so the loop never waits for a commit; each
+    /// says whether it stored an outcome of an ordered target.
+    writes: JoinSet<bool>,
+    /// The records waiting to be written hold an outcome of an ordered target.
+    ordered_waiting: bool,
     /// The claim under way, if any (one at a time), with the number it asked for: while it
     /// runs, finished attempts keep freeing slots for deliveries that wait here.
     claiming: Option<ClaimTask>,
@@ -140,6 +146,7 @@ impl Dispatcher {
             gone: Vec::new(),
             admitted_later: Admitted::default(),
             writes: JoinSet::new(),
+            ordered_waiting: false,
             claiming: None,
         };
         // Claim at once; afterwards when woken, polled, after a full claim, or once enough
@@ -196,12 +203,14 @@ impl Dispatcher {
             // With no room a claim cannot start, so neither time is worth waking for (both may
             // be past: the loop would spin until an attempt ends); wake once a poll interval,
             // for the leases of waiting deliveries.
+            // A poll that is due waits for the gap after a short claim too: a past poll time
+            // would otherwise spin the loop until the gap ends.
             let timer = p.claiming.is_none().then_some(if room == 0 {
                 Instant::now() + self.config.poll_interval
             } else if claim_now || woken {
                 next_claim_at
             } else {
-                next_poll
+                next_poll.max(next_claim_at)
             });
             tokio::select! {
                 biased;
@@ -211,7 +220,10 @@ impl Dispatcher {
                     finished_since_claim += 1;
                     claim_now |= finished_since_claim >= refill || p.slots.in_flight() == 0;
                 }
-                Some(_) = p.writes.join_next(), if !p.writes.is_empty() => {}
+                Some(written) = p.writes.join_next(), if !p.writes.is_empty() => {
+                    // An ordered target's next delivery became claimable with that commit.
+                    claim_now |= written.unwrap_or(false);
+                }
                 joined = async { p.claiming.as_mut().expect("guarded").await }, if p.claiming.is_some() => {
                     p.claiming = None;
                     match joined {
@@ -229,7 +241,8 @@ impl Dispatcher {
                                 next_poll = if p.slots.in_flight() > 0 {
                                     Instant::now() + self.config.poll_interval
                                 } else {
-                                    Instant::now() + self.idle_pause().await
+                                    let skip = p.slots.skip(self.clock.now());
+                                    Instant::now() + self.idle_pause(&skip).await
                                 };
                             }
                         }
@@ -255,7 +268,7 @@ impl Dispatcher {
                 || flush_at.is_some_and(|at| Instant::now() >= at)
                 || (p.attempts.is_empty() && !p.records.is_empty())
             {
-                self.flush(&mut p).await;
+                claim_now |= self.flush(&mut p).await;
             }
             if let Some(not_closed) = p.slots.circuit_changes() {
                 self.metrics.circuits_changed(not_closed);
@@ -267,17 +280,20 @@ impl Dispatcher {
     /// Starts claiming up to `room` deliveries (at most a batch) for targets with free slots,
     /// in a task of its own; the loop admits them when it answers.
     fn start_claim(self: &Arc<Self>, p: &Pipeline, room: usize) -> ClaimTask {
-        let now = self.clock.now();
         let limit = u32::try_from(room)
             .unwrap_or(u32::MAX)
             .min(self.config.batch_size);
-        let skip = p.slots.skip(now);
+        let request = ClaimRequest {
+            now: self.clock.now(),
+            lease: self.config.lease,
+            limit,
+            // A target holding this many is skipped anyway (see `slots`).
+            per_target: u32::try_from(2 * self.config.max_in_flight_per_target).unwrap_or(u32::MAX),
+            skip: p.slots.skip(self.clock.now()),
+        };
         let claimer = Arc::clone(self);
         tokio::spawn(async move {
-            let claimed = claimer
-                .queue
-                .claim_due(&claimer.owner, now, claimer.config.lease, limit, &skip)
-                .await;
+            let claimed = claimer.queue.claim_due(&claimer.owner, &request).await;
             (claimed, limit as usize)
         })
     }
@@ -320,6 +336,7 @@ impl Dispatcher {
                             p.gone.push(f.target);
                         }
                         let admitted = p.slots.finished(f.target, &f.record.attempt.outcome, now);
+                        p.ordered_waiting |= f.ordered;
                         p.first_record_at.get_or_insert_with(Instant::now);
                         p.records.push(f.record);
                         p.pending_admitted(admitted);
@@ -354,21 +371,27 @@ impl Dispatcher {
     }
 
     /// Writes the waiting outcomes, then disables targets that answered 410.
-    async fn flush(self: &Arc<Self>, p: &mut Pipeline) {
+    /// Returns whether a write it waited for stored an outcome of an ordered target.
+    async fn flush(self: &Arc<Self>, p: &mut Pipeline) -> bool {
         self.start_pending(p).await;
         if p.records.is_empty() {
-            return;
+            return false;
         }
         let records = std::mem::take(&mut p.records);
         let gone = std::mem::take(&mut p.gone);
+        let ordered = std::mem::take(&mut p.ordered_waiting);
         p.first_record_at = None;
         // Bounded: with this many writes outstanding, the loop waits for one.
+        let mut ordered_written = false;
         while p.writes.len() >= MAX_WRITES_IN_FLIGHT {
-            let _ = p.writes.join_next().await;
+            ordered_written |= matches!(p.writes.join_next().await, Some(Ok(true)));
         }
         let writer = Arc::clone(self);
-        p.writes
-            .spawn(async move { writer.write(records, gone).await });
+        p.writes.spawn(async move {
+            writer.write(records, gone).await;
+            ordered
+        });
+        ordered_written
     }
 
     /// Stores a batch of outcomes, then disables the targets that answered 410 Gone.
@@ -533,18 +556,23 @@ impl Dispatcher {
         };
         Some(Finished {
             target: webhook.id,
+            ordered: webhook.ordered,
             record,
             decision,
         })
     }
 
-    async fn idle_pause(&self) -> Duration {
+    /// How long to wait for the next claim when nothing is in flight: until the earliest time a
+    /// claim could lease something, given the targets it would skip (a resting target's backlog,
+    /// or an ordered target's deliveries behind one that waits, are no reason to claim again),
+    /// and at most a poll interval.
+    async fn idle_pause(&self, skip: &[WebhookId]) -> Duration {
         let poll = self.config.poll_interval;
-        match self.queue.next_due_at().await {
-            Ok(Some(at)) => {
-                let wait = at - self.clock.now();
-                Duration::try_from(wait).unwrap_or(Duration::ZERO).min(poll)
-            }
+        let now = self.clock.now();
+        match self.queue.next_due_at(now, skip).await {
+            Ok(Some(at)) => Duration::try_from(at - now)
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
             _ => poll,
         }
     }
@@ -629,23 +657,22 @@ mod tests {
     ) {
         let stored = Arc::new(std::sync::Mutex::new(batch));
         let mut queue = MockDeliveryQueue::new();
-        queue
-            .expect_claim_due()
-            .returning(move |owner, now, lease, limit, skip| {
-                assert_eq!(owner.0, "test-instance");
-                assert_eq!((now, lease), (NOW, Duration::from_secs(60)));
-                let mut stored = stored.lock().unwrap();
-                let mut taken = Vec::new();
-                stored.retain(|c| {
-                    let take = taken.len() < limit as usize && !skip.contains(&c.webhook.id);
-                    if take {
-                        taken.push(c.clone());
-                    }
-                    !take
-                });
-                Ok(taken)
+        queue.expect_claim_due().returning(move |owner, request| {
+            assert_eq!(owner.0, "test-instance");
+            assert_eq!((request.now, request.lease), (NOW, Duration::from_secs(60)));
+            let (limit, skip) = (request.limit, &request.skip);
+            let mut stored = stored.lock().unwrap();
+            let mut taken = Vec::new();
+            stored.retain(|c| {
+                let take = taken.len() < limit as usize && !skip.contains(&c.webhook.id);
+                if take {
+                    taken.push(c.clone());
+                }
+                !take
             });
-        queue.expect_next_due_at().returning(|| Ok(None));
+            Ok(taken)
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
         let (records_tx, records) = tokio::sync::mpsc::unbounded_channel();
         queue
             .expect_record_attempts()
@@ -971,18 +998,17 @@ mod tests {
         let mut queue = MockDeliveryQueue::new();
         let seen = Arc::clone(&skips);
         let stored = Arc::new(std::sync::Mutex::new(due));
-        queue
-            .expect_claim_due()
-            .returning(move |_, _, _, limit, skip| {
-                seen.lock().unwrap().push(skip.to_vec());
-                let mut stored = stored.lock().unwrap();
-                if skip.contains(&slow) {
-                    return Ok(Vec::new());
-                }
-                let take = stored.len().min(limit as usize);
-                Ok(stored.drain(..take).collect())
-            });
-        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_claim_due().returning(move |_, request| {
+            let (limit, skip) = (request.limit, &request.skip);
+            seen.lock().unwrap().push(skip.to_vec());
+            let mut stored = stored.lock().unwrap();
+            if skip.contains(&slow) {
+                return Ok(Vec::new());
+            }
+            let take = stored.len().min(limit as usize);
+            Ok(stored.drain(..take).collect())
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
         queue.expect_release().returning(|_, _| Ok(()));
         let transport = Arc::new(HangingTarget {
             hang: slow,
@@ -1032,18 +1058,17 @@ mod tests {
         let seen = Arc::clone(&skips);
         let stored = Arc::new(std::sync::Mutex::new(due));
         let mut queue = MockDeliveryQueue::new();
-        queue
-            .expect_claim_due()
-            .returning(move |_, _, _, limit, skip| {
-                seen.lock().unwrap().push(skip.to_vec());
-                let mut stored = stored.lock().unwrap();
-                if skip.contains(&target) {
-                    return Ok(Vec::new());
-                }
-                let take = stored.len().min(limit as usize);
-                Ok(stored.drain(..take).collect())
-            });
-        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_claim_due().returning(move |_, request| {
+            let (limit, skip) = (request.limit, &request.skip);
+            seen.lock().unwrap().push(skip.to_vec());
+            let mut stored = stored.lock().unwrap();
+            if skip.contains(&target) {
+                return Ok(Vec::new());
+            }
+            let take = stored.len().min(limit as usize);
+            Ok(stored.drain(..take).collect())
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
         queue.expect_release().returning(|_, _| Ok(()));
         let (records_tx, mut recorded) = tokio::sync::mpsc::unbounded_channel();
         queue.expect_record_attempts().returning(move |_, batch| {
@@ -1081,17 +1106,16 @@ mod tests {
             (0..40).map(|n| claimed_for(slow, n)).collect::<Vec<_>>(),
         ));
         let mut queue = MockDeliveryQueue::new();
-        queue
-            .expect_claim_due()
-            .returning(move |_, _, _, limit, skip| {
-                let mut stored = stored.lock().unwrap();
-                if skip.contains(&slow) {
-                    return Ok(Vec::new());
-                }
-                let take = stored.len().min(limit as usize);
-                Ok(stored.drain(..take).collect())
-            });
-        queue.expect_next_due_at().returning(|| Ok(None));
+        queue.expect_claim_due().returning(move |_, request| {
+            let (limit, skip) = (request.limit, &request.skip);
+            let mut stored = stored.lock().unwrap();
+            if skip.contains(&slow) {
+                return Ok(Vec::new());
+            }
+            let take = stored.len().min(limit as usize);
+            Ok(stored.drain(..take).collect())
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
         queue.expect_release().returning(|_, _| Ok(()));
         let transport = Arc::new(HangingTarget {
             hang: slow,
@@ -1131,6 +1155,104 @@ mod tests {
         assert!(
             during < 100,
             "the loop read the clock {during} times in 300 ms with nothing to do"
+        );
+    }
+
+    /// A transport that fails every attempt with 500, counting them.
+    #[derive(Debug, Default)]
+    struct Failing {
+        attempts: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Failing {
+        async fn send(
+            &self,
+            _url: &webhook_domain::WebhookUrl,
+            _message: &OutboundMessage,
+            _timeout: Duration,
+        ) -> AttemptReport {
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            report(status(500))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rows_that_cannot_be_claimed_bring_claims_at_the_poll_rate_only() {
+        // Storage holds a large backlog due now for a target whose circuit opens (it fails
+        // every attempt), and an ordered target whose first delivery waits an hour. Claims
+        // that skip the resting target find nothing, and the next due time the store gives
+        // for such a claim is an hour away: an idle dispatcher polls, it does not spin.
+        let resting = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let claims = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let backlog = Arc::new(std::sync::Mutex::new(
+            (0..1000)
+                .map(|n| claimed_for(resting, n))
+                .collect::<Vec<_>>(),
+        ));
+        let mut queue = MockDeliveryQueue::new();
+        let counted = Arc::clone(&claims);
+        queue.expect_claim_due().returning(move |_, request| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if request.skip.contains(&resting) {
+                return Ok(Vec::new());
+            }
+            let mut backlog = backlog.lock().unwrap();
+            let take = backlog.len().min(request.limit as usize);
+            Ok(backlog.drain(..take).collect())
+        });
+        queue.expect_next_due_at().returning(move |now, skip| {
+            Ok(Some(if skip.contains(&resting) {
+                now + time::Duration::hours(1)
+            } else {
+                now
+            }))
+        });
+        queue
+            .expect_record_attempts()
+            .returning(|_, _| Ok(Vec::new()));
+        queue.expect_release().returning(|_, _| Ok(()));
+        let transport = Arc::new(Failing::default());
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport.clone(), 2);
+        // Each turn of the loop reads the clock: count the reads.
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut clock = MockClock::new();
+        let read = Arc::clone(&reads);
+        clock.expect_now().returning(move || {
+            read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            NOW
+        });
+        Arc::get_mut(&mut dispatcher).unwrap().clock = Arc::new(clock);
+        let poll = dispatcher.config.poll_interval;
+        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        // Paused time: the runtime moves the clock on whenever every task waits. A loop that
+        // never waits keeps it still, so a watchdog on the real clock stops it, and the count
+        // below says what it did.
+        let watchdog = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(20));
+            let _ = watchdog.send(true);
+        });
+        let window = Duration::from_secs(10);
+        tokio::time::sleep(window).await;
+        let _ = stop.send(true);
+        running.await.unwrap();
+        let attempts = transport.attempts.load(std::sync::atomic::Ordering::SeqCst);
+        // The fifth failure opens the circuit; with two slots a sixth may be under way then.
+        assert!((5..=6).contains(&attempts), "{attempts} attempts");
+        let claims = claims.load(std::sync::atomic::Ordering::SeqCst);
+        let polls = (window.as_millis() / poll.as_millis()) as usize;
+        assert!(
+            claims <= polls + 10,
+            "{claims} claims in {window:?} with a poll every {poll:?} ({polls} polls)"
+        );
+        let reads = reads.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            reads <= 20 * polls,
+            "the loop read the clock {reads} times in {polls} polls: it spins"
         );
     }
 }

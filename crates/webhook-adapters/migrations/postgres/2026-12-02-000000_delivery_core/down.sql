@@ -1,5 +1,6 @@
 DROP INDEX deliveries_ordered_queue;
 DROP INDEX deliveries_due_by_target;
+CREATE INDEX deliveries_claimable ON deliveries (due_at) WHERE due_at IS NOT NULL;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_event_fkey;
 DROP INDEX deliveries_by_event;
 CREATE INDEX deliveries_by_event ON deliveries (event_id);

@@ -38,7 +38,8 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_event_fkey
 
 -- Claims find the targets with unfinished deliveries (one index descent each), then each
 -- target's due rows, or an ordered target's first row by sequence: none of them walks past
--- another target's backlog.
+-- another target's backlog. They replace the index of every unfinished row by due time.
+DROP INDEX deliveries_claimable;
 CREATE INDEX deliveries_due_by_target ON deliveries (webhook_id, due_at)
     WHERE due_at IS NOT NULL;
 CREATE INDEX deliveries_ordered_queue ON deliveries (webhook_id, seq)

@@ -93,7 +93,6 @@ CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, created_at);
 CREATE INDEX deliveries_by_wallet ON deliveries (wallet_id, created_at);
 CREATE INDEX deliveries_exhausted_by_webhook ON deliveries (webhook_id, created_at)
     WHERE state = 'exhausted';
-CREATE INDEX deliveries_claimable ON deliveries (due_at) WHERE due_at IS NOT NULL;
 -- Claims go target by target (see the PostgreSQL migration).
 CREATE INDEX deliveries_due_by_target ON deliveries (webhook_id, due_at)
     WHERE due_at IS NOT NULL;
