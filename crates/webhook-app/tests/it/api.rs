@@ -80,7 +80,7 @@ pub async fn request(
 
 pub fn assert_problem(answer: &Answer, status: StatusCode, detail_has: &str) {
     assert_eq!(answer.status, status, "{}", answer.json);
-    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.content_type, "application/json");
     assert_eq!(answer.json["status"], status.as_u16());
     assert!(answer.json["type"].is_string() && answer.json["title"].is_string());
     assert!(

@@ -12,6 +12,7 @@ mod delivery;
 mod misbehaving_receivers;
 mod observability;
 mod outage;
+mod problem_media_type;
 mod rest;
 mod retries;
 mod roles;

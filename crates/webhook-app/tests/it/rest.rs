@@ -7,7 +7,7 @@ use crate::utils::{API_KEY, Service, call, post_json};
 
 fn assert_problem(answer: &crate::utils::Answer, status: StatusCode, detail_has: &str) {
     assert_eq!(answer.status, status, "{}", answer.json);
-    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.content_type, "application/json");
     assert_eq!(answer.json["status"], status.as_u16());
     assert!(answer.json["type"].is_string() && answer.json["title"].is_string());
     let detail = answer.json["detail"].as_str().unwrap_or_default();
