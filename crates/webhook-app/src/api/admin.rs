@@ -19,9 +19,8 @@ use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
 use crate::secrets;
 
 /// `POST /wallets`, as Identus takes it. `seed` is accepted for compatibility and not used:
-/// webhookd holds no keys derived from it.
+/// webhookd holds no keys derived from it. Other fields are ignored, as Identus ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct CreateWallet {
     /// 1 to 128 characters without control characters.
     #[schema(
@@ -193,9 +192,9 @@ async fn store_key(state: &ApiState, wallet: WalletId, key: &ApiKey) -> Result<(
     Ok(())
 }
 
-/// `POST /iam/entities`, as Identus takes it.
+/// `POST /iam/entities`, as Identus takes it; other fields are ignored, as Identus ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct CreateEntity {
     /// 1 to 128 characters without control characters.
     #[schema(
@@ -300,9 +299,10 @@ pub(crate) async fn get_entity(
     Ok(Json(EntityResource::of(&entity, uri.path())))
 }
 
-/// `POST /iam/apikey-authentication`, as Identus takes it.
+/// `POST /iam/apikey-authentication`, as Identus takes it; other fields are ignored, as Identus
+/// ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct BindApiKey {
     #[schema(value_type = uuid::Uuid)]
     entity_id: EntityId,

@@ -224,6 +224,40 @@ mod tests {
         assert!(problems >= 46, "only {problems} problem answers documented");
     }
 
+    /// Identus ignores unknown fields in its request bodies, and so do the Identus-shaped
+    /// bodies here; webhookd's own bodies refuse them. Schemathesis sends what the document
+    /// forbids and expects a refusal, so the document must say which is which.
+    #[test]
+    fn only_identus_bodies_allow_unknown_fields() {
+        let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for identus in [
+            "CreateWebhook",
+            "CreateWallet",
+            "CreateEntity",
+            "BindApiKey",
+        ] {
+            assert!(
+                schemas[identus].get("additionalProperties").is_none(),
+                "{identus}: {}",
+                schemas[identus]
+            );
+        }
+        for ours in [
+            "UpdateWebhook",
+            "RotateSecret",
+            "PublishEvent",
+            "PublishBatch",
+            "RedeliveryWindow",
+        ] {
+            assert_eq!(
+                schemas[ours]["additionalProperties"], false,
+                "{ours}: {}",
+                schemas[ours]
+            );
+        }
+    }
+
     /// Schemathesis sent `limit=0`, an empty batch, `"enabled": null` in a PATCH and offsets
     /// past 2^63 - 1, all allowed by the document and refused by the service (or, for the
     /// offset, accepted beyond the documented int64): the document now states those rules.

@@ -21,4 +21,5 @@ mod security;
 mod sqlite_disk;
 mod tenant_isolation;
 mod throughput;
+mod unknown_fields;
 mod utils;

@@ -76,9 +76,9 @@ async fn invalid_webhooks_get_a_problem_body_and_store_nothing() {
             "X-A",
         ),
         (
-            json!({ "url": "http://x", "unknown": 1 }),
+            json!({ "url": "http://x", "retry_policy": { "kind": "fixed" } }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown",
+            "retryPolicy",
         ),
         (
             json!({ "url": 42 }),
