@@ -74,7 +74,7 @@ fn invalid(e: &dyn std::fmt::Display) -> Problem {
     responses(
         (status = 201, body = WalletResource),
         (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, description = "A wallet with this id exists", body = Problem),
+        (status = 409, description = "A wallet with this id exists (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_wallet(
     State(state): State<ApiState>,
@@ -253,7 +253,7 @@ impl EntityResource {
         (status = 201, body = EntityResource),
         (status = 401, body = Problem),
         (status = 404, description = "No such wallet", body = Problem),
-        (status = 409, body = Problem),
+        (status = 409, description = "An entity with this id exists (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_entity(
     State(state): State<ApiState>,
@@ -319,7 +319,7 @@ pub(crate) struct BindApiKey {
         (status = 201, description = "Bound"),
         (status = 401, body = Problem),
         (status = 404, description = "No such entity", body = Problem),
-        (status = 409, description = "The key is already bound", body = Problem),
+        (status = 409, description = "The key is already bound, to this or another wallet: a key opens exactly one (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn bind_api_key(
     State(state): State<ApiState>,

@@ -258,6 +258,30 @@ mod tests {
         }
     }
 
+    /// Identus's document gives `POST /wallets`, `POST /iam/entities` and
+    /// `POST /iam/apikey-authentication` no 409; webhookd answers one to duplicates, so its
+    /// document must say when, and that Identus does not.
+    #[test]
+    fn the_conflicts_identus_does_not_document_are_documented() {
+        let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
+        for (path, conflict) in [
+            ("/wallets", "wallet with this id"),
+            ("/iam/entities", "entity with this id"),
+            ("/iam/apikey-authentication", "key is already bound"),
+        ] {
+            let response = &doc["paths"][path]["post"]["responses"]["409"];
+            let description = response["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains(conflict) && description.contains("Identus"),
+                "POST {path} 409: {description:?}"
+            );
+            assert!(
+                response["content"]["application/json"].is_object(),
+                "{path}"
+            );
+        }
+    }
+
     /// Schemathesis sent `limit=0`, an empty batch, `"enabled": null` in a PATCH and offsets
     /// past 2^63 - 1, all allowed by the document and refused by the service (or, for the
     /// offset, accepted beyond the documented int64): the document now states those rules.

@@ -361,6 +361,19 @@ async fn the_admin_manages_wallets_and_keys(backend: Backend) {
     )
     .await;
     assert_eq!(read.json["name"], "acme app");
+    // Identus documents no 409 here; webhookd answers one to a duplicate id, documented.
+    assert_problem(
+        &request(
+            &service,
+            "POST",
+            "/iam/entities",
+            Auth::Admin,
+            Some(json!({ "name": "again", "walletId": chosen, "id": entity_id })),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "",
+    );
     assert_problem(
         &request(
             &service,
