@@ -263,9 +263,9 @@ fn summary(
             skipped.reasons.join("; ")
         };
         lines.push(format!(
-            "SKIPPED: {count} PostgreSQL {noun} did not run: {reasons}. \
-             The run is green without them: start PostgreSQL (`cargo xtask db`) or point \
-             WEBHOOKD_TEST_PG_URL at one; under CI=true they fail instead."
+            "SKIPPED: {count} PostgreSQL {noun} did not run: {reasons}. Start PostgreSQL \
+             (`cargo xtask db`) or point WEBHOOKD_TEST_PG_URL at one; under CI=true they fail \
+             instead of skipping."
         ));
     }
     lines.join("\n")
