@@ -1,7 +1,9 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `ci`: what CI runs: `cargo fmt --check`, clippy with `-D warnings`, every test, the
-//!   OpenAPI and deploy-file checks, the supply-chain check (`deny`), then the fuzz smoke run.
+//!   OpenAPI and deploy-file checks, the supply-chain check (`deny`), then the fuzz smoke run;
+//!   it ends with the tests passed, failed and ignored, the time, and the tests that skipped
+//!   PostgreSQL (see `ci.rs`).
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
 //!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one), then
@@ -23,6 +25,7 @@
 //!   (see `deny.rs`).
 
 mod cargo_tools;
+mod ci;
 mod db;
 mod deny;
 mod deploy;
@@ -44,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     let flag = std::env::args().nth(2);
     match task.as_str() {
-        "ci" => ci(),
+        "ci" => ci::run(),
         "tidy" => tidy::check_domain_is_pure()
             .and_then(|()| tidy::check_secrets_compare_in_constant_time())
             .map_err(anyhow::Error::msg),
@@ -93,33 +96,6 @@ fn main() -> anyhow::Result<()> {
             bail!("unknown task {task:?}")
         }
     }
-}
-
-fn ci() -> anyhow::Result<()> {
-    cargo(&["fmt", "--all", "--", "--check"])?;
-    // fuzz/ is a workspace of its own, which `--all` does not reach.
-    cargo(&[
-        "fmt",
-        "--manifest-path",
-        "fuzz/Cargo.toml",
-        "--all",
-        "--",
-        "--check",
-    ])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    cargo(&["test", "--workspace", "--locked"])?;
-    openapi(true)?;
-    deploy::check()?;
-    deny::deny(false)?;
-    fuzz::fuzz(&fuzz::FuzzRun::smoke())
 }
 
 const OPENAPI_PATH: &str = "docs/openapi.json";

@@ -32,8 +32,11 @@ const RUN_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// demands that every request the document allows be accepted. The document states the rules
 /// JSON Schema can (lengths, ranges, patterns, required fields); some rules it cannot (a URL's
 /// syntax, custom header names, the `data` of the Identus event types, a secret's base64, the
-/// idempotency key given twice), so schema-valid requests are still refused with a 422 that
-/// names the field, which is the documented answer.
+/// idempotency key given twice, a webhook setting misspelt as an extra field such as
+/// `retry_policy`), so schema-valid requests are still refused with a 422 that names the field,
+/// which is the documented answer. The Identus-shaped bodies allow extra fields (Identus
+/// ignores them) and webhookd's own say `additionalProperties: false`, so
+/// `negative_data_rejection` sends unknown fields only where they are refused.
 const EXCLUDED_CHECKS: &str = "positive_data_acceptance";
 
 struct Options {

@@ -1,6 +1,9 @@
 //! Test support (feature `testing`, never in the binary): fault injection, and fresh
-//! PostgreSQL schemas for tests that run in parallel.
+//! PostgreSQL schemas for tests that run in parallel, with a record of the tests that skipped
+//! PostgreSQL because it was not there.
 
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -49,6 +52,57 @@ pub fn pg_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// The variable naming a file to which each test that skips PostgreSQL adds a line,
+/// `<test name>\t<reason>`. `cargo xtask ci` sets it and counts the lines last, since the test
+/// harness hides what passing tests print.
+pub const SKIP_LOG_VAR: &str = "WEBHOOKD_TEST_SKIP_LOG";
+
+/// `host:port` (and what follows) of a server URL, without the user and password.
+fn server_address(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, host)| host)
+}
+
+/// Says that the current test skips PostgreSQL for `reason`: once per test process on the
+/// terminal itself (libtest hides `eprintln!` of passing tests, so a skip would go unseen),
+/// and for every test in the file [`SKIP_LOG_VAR`] names, if it names one.
+fn report_skip(reason: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        // Straight to the file descriptor: `eprintln!` would be captured.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {reason}; the PostgreSQL tests of this test binary do not run (start it with `cargo xtask db`, see README.md)"
+        );
+    });
+    if let Some(log) = std::env::var_os(SKIP_LOG_VAR) {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        if let Err(e) = append_skip(Path::new(&log), &test, reason) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "cannot note a skipped test in {}: {e}",
+                Path::new(&log).display()
+            );
+        }
+    }
+}
+
+/// Adds `test\treason` to `log` in one write, so that tests of parallel threads and processes
+/// do not interleave their lines.
+fn append_skip(log: &Path, test: &str, reason: &str) -> std::io::Result<()> {
+    let one_line = |text: &str| text.replace(['\t', '\n', '\r'], " ");
+    let line = format!("{}\t{}\n", one_line(test), one_line(reason));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?
+        .write_all(line.as_bytes())
+}
+
 /// A schema of its own in the `webhookd_test` database, for one test; dropped with everything
 /// in it when this value is dropped.
 #[derive(Debug)]
@@ -68,12 +122,15 @@ impl PgTestSchema {
         let mut admin = match AsyncPgConnection::establish(&format!("{server}/postgres")).await {
             Ok(conn) => conn,
             Err(e) => {
-                let why = format!("PostgreSQL at {server} is unreachable: {e}");
+                let why = format!(
+                    "PostgreSQL is not reachable at {}: {e}",
+                    server_address(&server)
+                );
                 assert!(
                     !std::env::var("CI").is_ok_and(|v| v == "true"),
                     "{why} (CI=true: the PostgreSQL tests must run)"
                 );
-                eprintln!("SKIPPED: {why}; start it (see README.md) to run the PostgreSQL tests");
+                report_skip(&why);
                 return None;
             }
         };
@@ -131,5 +188,35 @@ impl Drop for PgTestSchema {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop the test schema {}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_leave_out_credentials() {
+        assert_eq!(
+            server_address("postgres://postgres@127.0.0.1:5432"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(
+            server_address("postgres://app:p@ss@db.example:6432/x?sslmode=require"),
+            "db.example:6432"
+        );
+        assert_eq!(server_address("postgres://[::1]:5432"), "[::1]:5432");
+    }
+
+    #[test]
+    fn each_skip_is_one_line_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skipped.tsv");
+        append_skip(&log, "api::postgres::a", "PostgreSQL is not reachable").unwrap();
+        append_skip(&log, "b", "a reason\nover\ttwo lines").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "api::postgres::a\tPostgreSQL is not reachable\nb\ta reason over two lines\n"
+        );
     }
 }

@@ -420,6 +420,13 @@ fn is_service_link(name: &str) -> bool {
     rest.starts_with("SERVICE_") || rest == "PORT" || rest.starts_with("PORT_")
 }
 
+/// Whether `name` is a variable of the test support (`WEBHOOKD_TEST_PG_URL`,
+/// `WEBHOOKD_TEST_SKIP_LOG`), which reaches the `webhookd` that tests start. No setting starts
+/// with `test_`, so they are ignored rather than refused as unknown.
+fn is_test_support(name: &str) -> bool {
+    name.starts_with("WEBHOOKD_TEST_")
+}
+
 impl Settings {
     /// The built-in defaults alone: what a test starts from.
     pub fn defaults() -> anyhow::Result<Self> {
@@ -451,6 +458,7 @@ impl Settings {
                 k.starts_with("WEBHOOKD_")
                     && !CLI_VARIABLES.contains(&k.as_str())
                     && !is_service_link(k)
+                    && !is_test_support(k)
             })
             .cloned()
             .collect();
@@ -1143,6 +1151,23 @@ mod tests {
         .unwrap();
         assert_eq!(s.dispatcher.batch_size, 7);
         assert!(Settings::build(None, &env(&[("WEBHOOKD_SERVCE_HOST", "x")])).is_err());
+    }
+
+    /// The test support's variables (`WEBHOOKD_TEST_PG_URL`, `WEBHOOKD_TEST_SKIP_LOG`) reach
+    /// the `webhookd` that tests start, and a developer's shell: they must not stop a start.
+    #[test]
+    fn test_support_variables_are_not_settings() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432"),
+                ("WEBHOOKD_TEST_SKIP_LOG", "/tmp/skipped.tsv"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dispatcher.batch_size, 7);
+        assert!(Settings::build(None, &env(&[("WEBHOOKD_TESTS", "x")])).is_err());
     }
 
     /// Every setting of the built-in defaults, and every Identus variable, has its row in

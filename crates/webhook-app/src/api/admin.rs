@@ -19,9 +19,8 @@ use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
 use crate::secrets;
 
 /// `POST /wallets`, as Identus takes it. `seed` is accepted for compatibility and not used:
-/// webhookd holds no keys derived from it.
+/// webhookd holds no keys derived from it. Other fields are ignored, as Identus ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct CreateWallet {
     /// 1 to 128 characters without control characters.
     #[schema(
@@ -75,7 +74,7 @@ fn invalid(e: &dyn std::fmt::Display) -> Problem {
     responses(
         (status = 201, body = WalletResource),
         (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, description = "A wallet with this id exists", body = Problem),
+        (status = 409, description = "A wallet with this id exists (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_wallet(
     State(state): State<ApiState>,
@@ -193,9 +192,9 @@ async fn store_key(state: &ApiState, wallet: WalletId, key: &ApiKey) -> Result<(
     Ok(())
 }
 
-/// `POST /iam/entities`, as Identus takes it.
+/// `POST /iam/entities`, as Identus takes it; other fields are ignored, as Identus ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct CreateEntity {
     /// 1 to 128 characters without control characters.
     #[schema(
@@ -254,7 +253,7 @@ impl EntityResource {
         (status = 201, body = EntityResource),
         (status = 401, body = Problem),
         (status = 404, description = "No such wallet", body = Problem),
-        (status = 409, body = Problem),
+        (status = 409, description = "An entity with this id exists (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn create_entity(
     State(state): State<ApiState>,
@@ -300,9 +299,10 @@ pub(crate) async fn get_entity(
     Ok(Json(EntityResource::of(&entity, uri.path())))
 }
 
-/// `POST /iam/apikey-authentication`, as Identus takes it.
+/// `POST /iam/apikey-authentication`, as Identus takes it; other fields are ignored, as Identus
+/// ignores them.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct BindApiKey {
     #[schema(value_type = uuid::Uuid)]
     entity_id: EntityId,
@@ -319,7 +319,7 @@ pub(crate) struct BindApiKey {
         (status = 201, description = "Bound"),
         (status = 401, body = Problem),
         (status = 404, description = "No such entity", body = Problem),
-        (status = 409, description = "The key is already bound", body = Problem),
+        (status = 409, description = "The key is already bound, to this or another wallet: a key opens exactly one (webhookd's answer to a duplicate; Identus's document lists no 409 here)", body = Problem),
         (status = 422, body = Problem), (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),))]
 pub(crate) async fn bind_api_key(
     State(state): State<ApiState>,

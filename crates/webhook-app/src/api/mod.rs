@@ -146,7 +146,7 @@ pub fn router(state: ApiState, base_path: &str) -> Router {
                 "This route does not take that method",
             )
         })
-        .layer(axum::middleware::from_fn(problem::with_instance))
+        .layer(axum::middleware::from_fn(problem::finish_problems))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -32,7 +32,7 @@ use super::{ApiState, admin, deliveries, events, webhooks};
         deliveries::redeliver, deliveries::start_redelivery, deliveries::get_redelivery,
     ),
     components(schemas(super::Problem)),
-    modifiers(&Security, &ProblemMediaType),
+    modifiers(&Security, &ProblemMediaTypes),
     tags(
         (name = "admin", description = "Wallets and API keys (x-admin-api-key)"),
         (name = "webhooks", description = "A wallet's webhooks (apikey)"),
@@ -77,14 +77,15 @@ impl Modify for Security {
     }
 }
 
-/// Every error answer is sent as `application/problem+json` (see `problem.rs`), but utoipa
-/// documents each `body = Problem` as `application/json`; this moves them under the media type
-/// that is actually sent, in one place rather than in every handler's annotation.
-struct ProblemMediaType;
+/// Every error answer is sent as `application/json`, or as `application/problem+json` when the
+/// request's `Accept` asks for it (see `problem.rs`), but utoipa documents each `body = Problem`
+/// as `application/json` only; this adds the other media type, in one place rather than in
+/// every handler's annotation.
+struct ProblemMediaTypes;
 
 const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
 
-impl Modify for ProblemMediaType {
+impl Modify for ProblemMediaTypes {
     fn modify(&self, openapi: &mut Document) {
         for item in openapi.paths.paths.values_mut() {
             let operations = [
@@ -98,21 +99,21 @@ impl Modify for ProblemMediaType {
                 &mut item.trace,
             ];
             for operation in operations.into_iter().flatten() {
-                problems_as_problem_json(operation);
+                problems_in_both_media_types(operation);
             }
         }
     }
 }
 
-fn problems_as_problem_json(operation: &mut Operation) {
+fn problems_in_both_media_types(operation: &mut Operation) {
     for response in operation.responses.responses.values_mut() {
         let RefOr::T(response) = response else {
             continue;
         };
-        let is_problem = response.content.get("application/json").is_some_and(|c| {
+        let problem = response.content.get("application/json").filter(|c| {
             matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/Problem")
         });
-        if is_problem && let Some(content) = response.content.shift_remove("application/json") {
+        if let Some(content) = problem.cloned() {
             response
                 .content
                 .insert(PROBLEM_MEDIA_TYPE.to_owned(), content);
@@ -185,9 +186,10 @@ mod tests {
     }
 
     /// Schemathesis found every error documented as `application/json` while the service
-    /// sends `application/problem+json`.
+    /// sent `application/problem+json`; now it sends either, as `Accept` asks, and the document
+    /// must say both, with the same schema.
     #[test]
-    fn every_problem_answer_is_documented_as_problem_json() {
+    fn every_problem_answer_is_documented_in_both_media_types() {
         let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
         let mut problems = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
@@ -196,14 +198,19 @@ mod tests {
                     let Some(content) = response.get("content").and_then(|c| c.as_object()) else {
                         continue;
                     };
-                    let json_problem = content
-                        .get("application/json")
-                        .is_some_and(|c| c["schema"]["$ref"] == "#/components/schemas/Problem");
-                    assert!(
-                        !json_problem,
-                        "{method} {path} {status}: a problem documented as application/json"
+                    let schema = |media_type: &str| {
+                        content.get(media_type).map(|c| c["schema"]["$ref"].clone())
+                    };
+                    let problem = serde_json::json!("#/components/schemas/Problem");
+                    let as_json = schema("application/json").is_some_and(|s| s == problem);
+                    let as_problem_json = schema("application/problem+json");
+                    assert_eq!(
+                        as_json,
+                        as_problem_json.is_some(),
+                        "{method} {path} {status}: a problem must be documented in both media types"
                     );
-                    if content.contains_key("application/problem+json") {
+                    if let Some(schema) = as_problem_json {
+                        assert_eq!(schema, problem, "{method} {path} {status}");
                         assert!(
                             status.starts_with('4') || status.starts_with('5'),
                             "{method} {path} {status}"
@@ -215,6 +222,64 @@ mod tests {
         }
         // Each of the 23 operations documents at least its 400 and 401.
         assert!(problems >= 46, "only {problems} problem answers documented");
+    }
+
+    /// Identus ignores unknown fields in its request bodies, and so do the Identus-shaped
+    /// bodies here; webhookd's own bodies refuse them. Schemathesis sends what the document
+    /// forbids and expects a refusal, so the document must say which is which.
+    #[test]
+    fn only_identus_bodies_allow_unknown_fields() {
+        let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for identus in [
+            "CreateWebhook",
+            "CreateWallet",
+            "CreateEntity",
+            "BindApiKey",
+        ] {
+            assert!(
+                schemas[identus].get("additionalProperties").is_none(),
+                "{identus}: {}",
+                schemas[identus]
+            );
+        }
+        for ours in [
+            "UpdateWebhook",
+            "RotateSecret",
+            "PublishEvent",
+            "PublishBatch",
+            "RedeliveryWindow",
+        ] {
+            assert_eq!(
+                schemas[ours]["additionalProperties"], false,
+                "{ours}: {}",
+                schemas[ours]
+            );
+        }
+    }
+
+    /// Identus's document gives `POST /wallets`, `POST /iam/entities` and
+    /// `POST /iam/apikey-authentication` no 409; webhookd answers one to duplicates, so its
+    /// document must say when, and that Identus does not.
+    #[test]
+    fn the_conflicts_identus_does_not_document_are_documented() {
+        let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
+        for (path, conflict) in [
+            ("/wallets", "wallet with this id"),
+            ("/iam/entities", "entity with this id"),
+            ("/iam/apikey-authentication", "key is already bound"),
+        ] {
+            let response = &doc["paths"][path]["post"]["responses"]["409"];
+            let description = response["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains(conflict) && description.contains("Identus"),
+                "POST {path} 409: {description:?}"
+            );
+            assert!(
+                response["content"]["application/json"].is_object(),
+                "{path}"
+            );
+        }
     }
 
     /// Schemathesis sent `limit=0`, an empty batch, `"enabled": null` in a PATCH and offsets

@@ -21,9 +21,11 @@ use super::json::{JsonBody, OptionalJsonBody};
 use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
 use crate::secrets;
 
-/// `POST /events/webhooks`. `url` and `customHeaders` are Identus's; the rest are ours.
+/// `POST /events/webhooks`. `url` and `customHeaders` are Identus's; the rest are ours. Other
+/// fields are ignored, as Identus ignores them, except one that spells one of ours with other
+/// case, `_` or `-` (`retry_policy`): that is refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct CreateWebhook {
     /// http or https, at most 2,048 characters, no user info.
     #[schema(example = "https://example.com/webhooks")]
@@ -53,6 +55,43 @@ pub(crate) struct CreateWebhook {
     #[serde(default)]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10_000)]
     rate_limit: Option<serde_json::Value>,
+    /// The names of the fields this type does not know; their values are skipped unread.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// Our settings of [`CreateWebhook`], which an Identus client never sends.
+const SETTINGS: [&str; 6] = [
+    "eventTypes",
+    "secret",
+    "retryPolicy",
+    "enabled",
+    "ordered",
+    "rateLimit",
+];
+
+/// Refuses an unknown field that spells one of our settings with other case, `_` or `-`
+/// (`retry_policy`, `RetryPolicy`): ignored, it would register a webhook other than the one
+/// asked for, with no sign of it but the answer. Identus's own fields, and anything further
+/// from ours, stay ignored.
+fn refuse_misspelt_settings(
+    unknown: &BTreeMap<String, serde::de::IgnoredAny>,
+) -> Result<(), Problem> {
+    let folded = |name: &str| -> String {
+        name.chars()
+            .filter(|c| !matches!(c, '_' | '-'))
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    for name in unknown.keys() {
+        if let Some(setting) = SETTINGS.iter().find(|s| folded(s) == folded(name)) {
+            return Err(Problem::unprocessable(format!(
+                "{name}: unknown field; the setting is spelt {setting} (other unknown fields are ignored)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// An event type, as a filter names it: one of Identus's or a custom name. Only documents the
@@ -222,6 +261,7 @@ pub(crate) async fn create(
     WalletAuth(wallet): WalletAuth,
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<Json<WebhookResource>, Problem> {
+    refuse_misspelt_settings(&request.unknown)?;
     let url = parse_url(&request.url, &state)?;
     let custom_headers = parse_headers(request.custom_headers.unwrap_or_default())?;
     let event_types = request

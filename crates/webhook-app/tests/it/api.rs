@@ -80,7 +80,7 @@ pub async fn request(
 
 pub fn assert_problem(answer: &Answer, status: StatusCode, detail_has: &str) {
     assert_eq!(answer.status, status, "{}", answer.json);
-    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.content_type, "application/json");
     assert_eq!(answer.json["status"], status.as_u16());
     assert!(answer.json["type"].is_string() && answer.json["title"].is_string());
     assert!(
@@ -361,6 +361,19 @@ async fn the_admin_manages_wallets_and_keys(backend: Backend) {
     )
     .await;
     assert_eq!(read.json["name"], "acme app");
+    // Identus documents no 409 here; webhookd answers one to a duplicate id, documented.
+    assert_problem(
+        &request(
+            &service,
+            "POST",
+            "/iam/entities",
+            Auth::Admin,
+            Some(json!({ "name": "again", "walletId": chosen, "id": entity_id })),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "",
+    );
     assert_problem(
         &request(
             &service,

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use webhook_adapters::testing::pg_server_url;
 
-use crate::utils::{Backend, Receiver, Service, connection_data, post_json, register};
+use crate::utils::{API_KEY, Backend, Receiver, Service, call, connection_data, register};
 
 /// A TCP proxy to the PostgreSQL server that can play dead.
 struct DbProxy {
@@ -88,11 +88,18 @@ fn authority(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// Publishes one event, asking for errors as `application/problem+json`.
 async fn publish_once(service: &Service) -> (crate::utils::Answer, Duration) {
     let started = Instant::now();
-    let answer = post_json(
+    let answer = call(
+        "POST",
         &service.url("/events"),
-        json!({ "type": "ConnectionUpdated", "data": connection_data() }),
+        &[
+            ("content-type", "application/json"),
+            ("apikey", API_KEY),
+            ("accept", "application/problem+json"),
+        ],
+        &json!({ "type": "ConnectionUpdated", "data": connection_data() }).to_string(),
     )
     .await;
     (answer, started.elapsed())

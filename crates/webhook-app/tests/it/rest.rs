@@ -7,7 +7,7 @@ use crate::utils::{API_KEY, Service, call, post_json};
 
 fn assert_problem(answer: &crate::utils::Answer, status: StatusCode, detail_has: &str) {
     assert_eq!(answer.status, status, "{}", answer.json);
-    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.content_type, "application/json");
     assert_eq!(answer.json["status"], status.as_u16());
     assert!(answer.json["type"].is_string() && answer.json["title"].is_string());
     let detail = answer.json["detail"].as_str().unwrap_or_default();
@@ -76,9 +76,9 @@ async fn invalid_webhooks_get_a_problem_body_and_store_nothing() {
             "X-A",
         ),
         (
-            json!({ "url": "http://x", "unknown": 1 }),
+            json!({ "url": "http://x", "retry_policy": { "kind": "fixed" } }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown",
+            "retryPolicy",
         ),
         (
             json!({ "url": 42 }),

@@ -115,7 +115,7 @@ fn assert_refused(answer: &Answer) {
         "{}",
         answer.json
     );
-    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.content_type, "application/json");
     let detail = answer.json["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains("nothing was stored") && detail.contains("writes resume"),

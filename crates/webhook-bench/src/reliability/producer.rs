@@ -158,7 +158,11 @@ impl Shared {
                 REQUEST_LIMIT,
                 api.http.post_answer(
                     &api.url("/events/batch"),
-                    &[("apikey", self.plan.key.as_str())],
+                    // Errors come as application/json unless asked for as problems.
+                    &[
+                        ("apikey", self.plan.key.as_str()),
+                        ("accept", "application/problem+json"),
+                    ],
                     body.clone(),
                 ),
             )
