@@ -869,6 +869,7 @@ fn states_statement<'a>(
     let mut states = Vec::with_capacity(changed.len());
     let mut due = Vec::with_capacity(changed.len());
     let mut attempts = Vec::with_capacity(changed.len());
+    let mut attempts_made = Vec::with_capacity(changed.len());
     let mut finals = Vec::with_capacity(changed.len());
     let mut reasons = Vec::with_capacity(changed.len());
     let mut first_due = Vec::with_capacity(changed.len());
@@ -878,21 +879,24 @@ fn states_statement<'a>(
         states.push(s.state);
         due.push(s.due_at);
         attempts.push(s.attempts);
+        attempts_made.push(s.attempts_made);
         finals.push(s.final_at);
         reasons.push(s.cancel_reason);
         first_due.push(s.first_due);
     }
     let guarded = match guard {
-        StateGuard::LeasedTo(_) => " AND d.state = $8 AND d.lease_owner = $9",
+        StateGuard::LeasedTo(_) => " AND d.state = $9 AND d.lease_owner = $10",
         StateGuard::Locked => "",
     };
     let statement = diesel::sql_query(format!(
         "UPDATE deliveries AS d \
          SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
-             final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due \
+             final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due, \
+             attempts_made = v.attempts_made \
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
-                     $7::int8[]) \
-              AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due) \
+                     $7::int8[], $8::int4[]) \
+              AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due, \
+                    attempts_made) \
          WHERE d.id = v.id{guarded} \
          RETURNING d.id",
     ))
@@ -903,7 +907,8 @@ fn states_statement<'a>(
     .bind::<Array<Integer>, _>(attempts)
     .bind::<Array<Nullable<BigInt>>, _>(finals)
     .bind::<Array<Nullable<Text>>, _>(reasons)
-    .bind::<Array<BigInt>, _>(first_due);
+    .bind::<Array<BigInt>, _>(first_due)
+    .bind::<Array<Integer>, _>(attempts_made);
     match guard {
         StateGuard::LeasedTo(owner) => statement
             .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
@@ -1089,6 +1094,8 @@ struct ClaimedRow {
     due_at: Option<i64>,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Integer)]
+    attempts_made: i32,
     #[diesel(sql_type = BigInt)]
     first_due: i64,
     #[diesel(sql_type = Text)]
@@ -1141,9 +1148,11 @@ WITH claimed AS (
         LIMIT $5
         FOR UPDATE SKIP LOCKED
     ))
-    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, first_due
+    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, attempts_made,
+              first_due
 )
-SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
+SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.attempts_made,
+       c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
@@ -1184,6 +1193,7 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         state: &row.state,
         due_at: row.due_at,
         attempts: row.attempts,
+        attempts_made: row.attempts_made,
         final_at: None,
         cancel_reason: None,
         first_due: row.first_due,
@@ -1518,6 +1528,7 @@ impl PgStore {
                     event,
                     webhook,
                     now,
+                    1,
                     1,
                     DeliveryState::Delivered { at: now },
                 )

@@ -239,6 +239,7 @@ pub(crate) struct DeliveryColumns<'a> {
     pub(crate) state: &'a str,
     pub(crate) due_at: Option<i64>,
     pub(crate) attempts: i32,
+    pub(crate) attempts_made: i32,
     pub(crate) final_at: Option<i64>,
     pub(crate) cancel_reason: Option<&'a str>,
     pub(crate) first_due: i64,
@@ -248,6 +249,7 @@ pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterE
     let missing =
         |what: &str| AdapterError::corrupt(format_args!("delivery {}: {what} missing", row.id));
     let attempts = u32::try_from(row.attempts).map_err(AdapterError::corrupt)?;
+    let attempts_made = u32::try_from(row.attempts_made).map_err(AdapterError::corrupt)?;
     let due = || {
         row.due_at
             .ok_or_else(|| missing("due_at"))
@@ -283,6 +285,7 @@ pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterE
         parse_id(row.webhook_id)?,
         from_micros(row.first_due)?,
         attempts,
+        attempts_made,
         state,
     ))
 }
@@ -528,6 +531,7 @@ pub(crate) type DeliveryRow = (
     Option<i64>,
     Option<String>,
     i64,
+    i32,
 );
 
 macro_rules! delivery_select {
@@ -542,6 +546,7 @@ macro_rules! delivery_select {
             deliveries::final_at,
             deliveries::cancel_reason,
             deliveries::first_due,
+            deliveries::attempts_made,
         )
     };
 }
@@ -558,6 +563,7 @@ pub(crate) fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterErro
         final_at: row.6,
         cancel_reason: row.7.as_deref(),
         first_due: row.8,
+        attempts_made: row.9,
     })
 }
 
@@ -599,6 +605,7 @@ pub(crate) struct DeliveryStateChange {
     pub(crate) state: &'static str,
     pub(crate) due_at: Option<i64>,
     pub(crate) attempts: i32,
+    pub(crate) attempts_made: i32,
     pub(crate) lease_owner: Option<String>,
     pub(crate) final_at: Option<i64>,
     pub(crate) cancel_reason: Option<&'static str>,
@@ -612,6 +619,7 @@ impl DeliveryStateChange {
             state: s.state,
             due_at: s.due_at,
             attempts: i32::try_from(delivery.attempts()).unwrap_or(i32::MAX),
+            attempts_made: i32::try_from(delivery.attempts_made()).unwrap_or(i32::MAX),
             lease_owner,
             final_at: s.final_at,
             cancel_reason: s.cancel_reason,

@@ -173,7 +173,8 @@ pub trait EventOutbox: Send + Sync {
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError>;
 
-    /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]).
+    /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]),
+    /// keeping its [`Delivery::attempts_made`].
     ///
     /// # Errors
     /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet, and
@@ -261,6 +262,11 @@ pub trait DeliveryQueue: Send + Sync {
     /// Stores the outcome of many attempts at once: each delivery's new state and one attempt
     /// row. Records whose delivery is no longer leased to `owner` (the lease expired and another
     /// dispatcher took it) MUST be skipped; their ids are returned.
+    ///
+    /// A delivery's [`Delivery::attempts_made`] MUST be stored with its state and come back
+    /// from every later read of it (claims, listings, [`EventOutbox::get_delivery`]); requeues
+    /// ([`EventOutbox::requeue`], [`RedeliveryJobs::step_redelivery_job`]) MUST keep it, so
+    /// that attempts recorded after a requeue go on with the numbers of the earlier ones.
     ///
     /// # Errors
     /// `Unavailable` or `Backend`; on error nothing of the batch is stored.

@@ -1768,6 +1768,72 @@ where
     assert_eq!(deliveries_of(store, wallet).await, vec![delivered]);
 }
 
+/// Attempts are numbered per delivery without starting again: a delivery's attempts made are
+/// stored with each outcome, read back by claims and listings, and kept by a requeue and a
+/// redelivery step, so the numbers of the attempts recorded after them continue.
+pub(crate) async fn attempt_numbers_continue_after_requeues<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, webhook, _, delivery) = one_delivery(store).await;
+    let a = owner("a");
+    // Claims at `now`, applies `outcome` and records it under the number the dispatcher gives.
+    let attempt = async |now: OffsetDateTime, outcome: AttemptOutcome| {
+        let claimed = store.claim_due(&a, now, LEASE, 10, &[]).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let (next, _) = claimed[0]
+            .delivery
+            .on_attempt(&outcome, &RetryPolicy::identus(), now, Jitter::MAX)
+            .unwrap();
+        let record = AttemptRecord {
+            attempt: log(next.attempts_made(), now, outcome),
+            delivery: next.clone(),
+        };
+        assert!(
+            store
+                .record_attempts(&a, &[record])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        (claimed[0].delivery.clone(), next)
+    };
+
+    let (first, exhausted) = attempt(T0, AttemptOutcome::AddressRefused).await;
+    assert_eq!(first.attempts_made(), 0);
+    assert_eq!(exhausted.attempts_made(), 1);
+    assert_eq!(
+        store.get_delivery(wallet, delivery.id()).await.unwrap(),
+        exhausted
+    );
+
+    let requeued = store.requeue(wallet, delivery.id(), at(1)).await.unwrap();
+    assert_eq!((requeued.attempts(), requeued.attempts_made()), (0, 1));
+    assert_eq!(deliveries_of(store, wallet).await, vec![requeued]);
+    let (second, _) = attempt(at(1), AttemptOutcome::AddressRefused).await;
+    assert_eq!((second.attempts(), second.attempts_made()), (0, 1));
+
+    let job = redelivery_job(wallet, webhook.id, T0, at(10), at(5));
+    store.create_redelivery_job(&job).await.unwrap();
+    let stepped = store.step_redelivery_job(job.id, 10, at(6)).await.unwrap();
+    assert_eq!(stepped.requeued, 1);
+    let after_step = store.get_delivery(wallet, delivery.id()).await.unwrap();
+    assert_eq!((after_step.attempts(), after_step.attempts_made()), (0, 2));
+    let (third, delivered) = attempt(at(6), status(200)).await;
+    assert_eq!(third.attempts_made(), 2);
+    assert_eq!(delivered.attempts_made(), 3);
+
+    let numbers: Vec<u32> = store
+        .list_attempts(wallet, delivery.id())
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.number)
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivered]);
+}
+
 /// list_deliveries never shows another wallet's deliveries, whatever the filter.
 pub(crate) async fn list_deliveries_isolation<S>(store: &S)
 where
@@ -2518,7 +2584,8 @@ macro_rules! contract_suite {
             publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
-            requeue list_deliveries_isolation get_delivery_isolation
+            requeue attempt_numbers_continue_after_requeues list_deliveries_isolation
+            get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
             redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
         );

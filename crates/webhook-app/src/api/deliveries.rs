@@ -86,6 +86,8 @@ pub(crate) struct DeliveryResource {
     finished_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<&'static str>,
+    /// Attempts made since the delivery was created, redeliveries included; the next one
+    /// gets this number plus one.
     attempt_count: u32,
     attempts: Vec<AttemptResource>,
 }
@@ -110,7 +112,7 @@ impl DeliveryResource {
             next_attempt_at: next,
             finished_at: finished,
             cancel_reason: reason,
-            attempt_count: delivery.attempts(),
+            attempt_count: delivery.attempts_made(),
             attempts: attempts.into_iter().map(AttemptResource::of).collect(),
         }
     }
