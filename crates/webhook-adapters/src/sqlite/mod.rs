@@ -1,9 +1,11 @@
 //! The embedded SQLite adapter: every port over one database file.
 //!
 //! Connections are `SyncConnectionWrapper<SqliteConnection>` from diesel-async in a bb8 pool;
-//! each operation runs as one `BEGIN IMMEDIATE` transaction on a blocking thread, so writers
-//! queue on SQLite's lock (with a busy timeout) instead of failing on a lock upgrade. The file
-//! is in WAL mode with `synchronous=FULL`: a commit that returned is on disk.
+//! each operation runs as one transaction on a blocking thread. An operation that writes begins
+//! with `BEGIN IMMEDIATE`, so writers queue on SQLite's lock (with a busy timeout) instead of
+//! failing on a lock upgrade; a read-only one begins with a deferred `BEGIN` and reads WAL's
+//! snapshot without waiting for a writer. The file is in WAL mode with `synchronous=FULL`: a
+//! commit that returned is on disk.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -249,6 +251,24 @@ impl SqliteStore {
         conn.spawn_blocking(move |c| Ok(c.immediate_transaction(work)))
             .await?
     }
+
+    /// Runs read-only `work` in one deferred transaction (`BEGIN`) on a blocking thread. In WAL
+    /// mode it reads the snapshot of its first statement and never takes the write lock, so
+    /// lookups and listings go on while a writer holds it. `work` must not write: a deferred
+    /// transaction that writes has to upgrade its lock, and fails as busy when it cannot.
+    async fn read<R, F>(&self, work: F) -> Result<R, AdapterError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, AdapterError> + Send + 'static,
+    {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        conn.spawn_blocking(move |c| Ok(c.transaction(work)))
+            .await?
+    }
 }
 
 #[async_trait]
@@ -273,7 +293,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: (String, String, i64, i64) = wallets::table
                 .find(id.to_string())
                 .first(c)
@@ -286,7 +306,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<(String, String, i64, i64)> = wallets::table
                 .order((wallets::created_at, wallets::id))
                 .offset(offset(page))
@@ -322,7 +342,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<ApiKeyRow> = api_keys::table
                 .filter(api_keys::tag.eq(tag.0.to_vec()))
                 .select((
@@ -359,7 +379,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             entities::table
                 .find(id.to_string())
                 .select(EntityRow::as_select())
@@ -373,7 +393,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        self.transaction(|c| {
+        self.read(|c| {
             let row: Option<AdminTokenRow> = admin_token::table
                 .select(admin_token_select!())
                 .first(c)
@@ -478,7 +498,7 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: WebhookRow = webhooks::table
                 .filter(webhooks::id.eq(id.to_string()))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
@@ -498,7 +518,7 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<WebhookRow> = webhooks::table
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
@@ -743,7 +763,7 @@ impl EventOutbox for SqliteStore {
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: EventRow = events::table
                 .filter(events::id.eq(id.to_string()))
                 .filter(events::wallet_id.eq(wallet.to_string()))
@@ -763,7 +783,7 @@ impl EventOutbox for SqliteStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page).load(c)?;
             rows.iter().map(row_to_delivery).collect()
         })
@@ -776,7 +796,7 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let id = delivery.to_string();
             let owned: i64 = deliveries::table
                 .filter(deliveries::id.eq(&id))
@@ -851,7 +871,7 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: DeliveryRow = deliveries::table
                 .filter(deliveries::id.eq(delivery.to_string()))
                 .filter(deliveries::wallet_id.eq(wallet.to_string()))
@@ -904,7 +924,7 @@ impl RedeliveryJobs for SqliteStore {
         wallet: WalletId,
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             redelivery_jobs::table
                 .filter(redelivery_jobs::id.eq(id.to_string()))
                 .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
@@ -919,7 +939,7 @@ impl RedeliveryJobs for SqliteStore {
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        self.transaction(|c| {
+        self.read(|c| {
             let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
                 .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
                 .order((redelivery_jobs::created_at, redelivery_jobs::id))
@@ -1086,7 +1106,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, OutboxError> {
-        self.transaction(|c| {
+        self.read(|c| {
             let next: Option<i64> = next_due!().first(c)?;
             next.map(from_micros).transpose()
         })
@@ -1095,7 +1115,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
-        self.transaction(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
+        self.read(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
             .await
             .map_err(Into::into)
     }

@@ -21,10 +21,10 @@ use webhook_ports::{
 };
 
 /// A time with microsecond precision, the precision every adapter must keep.
-const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00.123456 UTC);
+pub(crate) const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00.123456 UTC);
 const LEASE: Duration = Duration::from_secs(30);
 
-fn at(secs: i64) -> OffsetDateTime {
+pub(crate) fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)
 }
 
@@ -90,7 +90,7 @@ async fn deliveries_of<S: EventOutbox>(store: &S, wallet: WalletId) -> Vec<Deliv
 }
 
 /// A wallet with one webhook and one published event: one pending delivery due at `T0`.
-async fn one_delivery<S>(store: &S) -> (WalletId, Webhook, Event, Delivery)
+pub(crate) async fn one_delivery<S>(store: &S) -> (WalletId, Webhook, Event, Delivery)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -227,7 +227,7 @@ pub(crate) async fn entity_create_get<S: WalletRepository>(store: &S) {
     assert_eq!(store.get_entity(entity.id).await.unwrap(), entity);
 }
 
-fn token_hash(key: &str, salt: u8) -> ApiKeyHash {
+pub(crate) fn token_hash(key: &str, salt: u8) -> ApiKeyHash {
     ApiKeyHash::new(&ApiKey::parse(key).unwrap(), [salt; 16])
 }
 
@@ -2149,7 +2149,7 @@ where
 
 /// Claims every delivery due at `now` and records a refused address for each, which exhausts
 /// it at `now`. Returns how many.
-async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
+pub(crate) async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
     let me = owner("exhauster");
     let claimed = store.claim_due(&me, now, LEASE, 1000, &[]).await.unwrap();
     let records: Vec<AttemptRecord> = claimed
@@ -2182,7 +2182,7 @@ async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize 
 }
 
 /// A job of `webhook`'s deliveries in `wallet` created in `[since, until)`, created at `now`.
-fn redelivery_job(
+pub(crate) fn redelivery_job(
     wallet: WalletId,
     webhook: WebhookId,
     since: OffsetDateTime,
