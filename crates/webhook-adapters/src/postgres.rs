@@ -7,6 +7,7 @@
 //! statements. A publish that creates deliveries sends a `NOTIFY` on commit, which
 //! [`PgStore::forward_wakeups`] turns into an in-process wake-up in every instance.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use webhook_domain::{
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
     EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
-    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
-    WebhookStoreError,
+    RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
+    WebhookRepository, WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -48,12 +49,13 @@ use crate::reachability::Reachability;
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
     DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
-    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookColumns,
-    WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken,
-    delivery_select, event_select, event_summary, from_micros, is_foreign_key_violation,
-    is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
-    to_delivery, to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
+    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow,
+    WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select,
+    conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
+    group_recent_attempts, is_foreign_key_violation, is_unique_violation, micros, offset, replay,
+    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
+    row_to_webhook, state_columns, to_backlog, to_delivery, to_json, to_wallet, to_webhook,
+    webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -994,6 +996,24 @@ impl EventOutbox for PgStore {
             .map_err(Into::into)
     }
 
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError> {
+        if deliveries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut c = self.conn().await?;
+        let rows: Vec<RecentAttemptRow> =
+            recent_attempts_statement(wallet, deliveries, per_delivery)
+                .load(&mut c)
+                .await
+                .map_err(AdapterError::from)?;
+        Ok(group_recent_attempts(rows)?)
+    }
+
     async fn requeue(
         &self,
         wallet: WalletId,
@@ -1077,6 +1097,43 @@ impl EventOutbox for PgStore {
             .ok_or(AdapterError::NotFound)?;
         Ok(row_to_delivery(&row)?)
     }
+}
+
+/// The attempts of the wallet $1's deliveries among $2: of each, the $3 most recent, in the
+/// order they were made, with the number it has in all. One statement for a whole page: for
+/// each delivery, found through its primary key, one count and one backward read of at most $3
+/// entries of `attempts_by_delivery`, however long its history.
+const RECENT_ATTEMPTS: &str = "\
+SELECT d.id AS delivery_id, a.number, a.started_at, a.duration_us, a.outcome, a.status_code,
+       a.response_excerpt, a.error, n.total
+FROM deliveries AS d
+CROSS JOIN LATERAL (
+    SELECT count(*) AS total FROM attempts WHERE attempts.delivery_id = d.id
+) AS n
+CROSS JOIN LATERAL (
+    SELECT id, number, started_at, duration_us, outcome, status_code, response_excerpt, error
+    FROM attempts WHERE attempts.delivery_id = d.id
+    ORDER BY id DESC
+    LIMIT $3
+) AS a
+WHERE d.id = ANY($2) AND d.wallet_id = $1
+ORDER BY d.id, a.id";
+
+fn recent_attempts_statement(
+    wallet: WalletId,
+    deliveries: &[DeliveryId],
+    per_delivery: u32,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    diesel::sql_query(RECENT_ATTEMPTS)
+        .into_boxed()
+        .bind::<Text, _>(wallet.to_string())
+        .bind::<Array<Text>, _>(
+            deliveries
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
 /// One claimed delivery joined with its event and target, as the claim statement returns it.
@@ -1489,7 +1546,8 @@ impl Retention for PgStore {
 #[cfg(feature = "testing")]
 impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
-    /// delivery listings, a redelivery step, the next due time, the backlog, a pruning batch),
+    /// delivery listings, the attempts of a listed page, a redelivery step, the next due time,
+    /// the backlog, a pruning batch),
     /// as (name, plan) pairs, for tests that check they read indexes rather than whole tables.
     ///
     /// # Errors
@@ -1562,6 +1620,17 @@ impl PgStore {
         let plan = Explain::<_, Text>::new("EXPLAIN ", step);
         add(
             "redelivery step",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        // A page a thousandth of the table, as above.
+        let page: Vec<DeliveryId> = (0..BATCH)
+            .map(|_| DeliveryId::from_uuid(uuid::Uuid::new_v4()))
+            .collect();
+        let plan =
+            Explain::<_, Text>::new("EXPLAIN ", recent_attempts_statement(wallet, &page, 100));
+        add(
+            "attempts of a page",
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 

@@ -1,20 +1,21 @@
 //! Translation between domain values and column values, shared by the SQL adapters: times as
 //! microseconds since the epoch, ids as hyphenated UUID text, structured settings as JSON text.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::prelude::*;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState,
-    DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState, RateLimit,
-    RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName, Webhook,
-    WebhookScope, WebhookUrl,
+    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryId,
+    DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
+    RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
+    Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
-    Backlog, BoxError, Idempotency, OutboxError, Page, Published, StorageRefusal, WalletStoreError,
-    WebhookStoreError,
+    Backlog, BoxError, Idempotency, OutboxError, Page, Published, RecentAttempts, StorageRefusal,
+    WalletStoreError, WebhookStoreError,
 };
 
 use crate::schema::{
@@ -826,6 +827,51 @@ pub(crate) fn row_to_attempt(
         response_excerpt: excerpt,
         error,
     })
+}
+
+/// One attempt of a delivery with the number of attempts the delivery has in all, as the
+/// statements of `list_attempts_of` return them (ordered by delivery, then attempt).
+#[derive(Debug, QueryableByName)]
+pub(crate) struct RecentAttemptRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    delivery_id: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    number: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    started_at: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    duration_us: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    status_code: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    response_excerpt: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
+}
+
+/// The rows of `list_attempts_of`, grouped by delivery in the order they came.
+pub(crate) fn group_recent_attempts(
+    rows: Vec<RecentAttemptRow>,
+) -> Result<HashMap<DeliveryId, RecentAttempts>, AdapterError> {
+    let mut grouped: HashMap<DeliveryId, RecentAttempts> = HashMap::new();
+    for row in rows {
+        let recent = grouped.entry(parse_id(&row.delivery_id)?).or_default();
+        recent.total = u64::try_from(row.total).map_err(AdapterError::corrupt)?;
+        recent.attempts.push(row_to_attempt((
+            row.number,
+            row.started_at,
+            row.duration_us,
+            row.outcome,
+            row.status_code,
+            row.response_excerpt,
+            row.error,
+        ))?);
+    }
+    Ok(grouped)
 }
 
 /// An API key's columns, as found by tag: wallet, salt, digest, creation time.

@@ -3,6 +3,7 @@
 //! [`EventOutbox`] is what producers and the API use; [`DeliveryQueue`] is what dispatchers
 //! use. One adapter usually implements both over the same tables.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -82,6 +83,15 @@ pub struct AttemptLog {
     pub outcome: AttemptOutcome,
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
+}
+
+/// The most recent attempts of one delivery, as [`EventOutbox::list_attempts_of`] returns them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentAttempts {
+    /// The attempts logged for the delivery in all.
+    pub total: u64,
+    /// The most recent of them, at most as many as asked for, in the order they were made.
+    pub attempts: Vec<AttemptLog>,
 }
 
 /// The deliveries waiting to be claimed at one moment.
@@ -172,6 +182,25 @@ pub trait EventOutbox: Send + Sync {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError>;
+
+    /// The attempts of several deliveries of `wallet` at once, read in one query (not one per
+    /// delivery, as [`Self::list_attempts`] would): for each delivery, its `per_delivery` most
+    /// recent attempts and how many it has in all. For the delivery listings.
+    ///
+    /// MUST NOT return the attempts of another wallet's delivery: its id, like an unknown one
+    /// or one of a delivery without attempts, is absent from the map. MUST return each
+    /// delivery's attempts in the order they were made, as [`Self::list_attempts`] does. MUST
+    /// return at most `per_delivery` attempts of a delivery, the most recent ones (the oldest
+    /// are left out), and count all of them in `total`.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError>;
 
     /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]),
     /// keeping its [`Delivery::attempts_made`].

@@ -28,8 +28,8 @@ use webhook_domain::{
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimedDelivery, DeliveryFilter, DeliveryQueue,
     EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem, Published,
-    RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
-    WebhookStoreError,
+    RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
+    WebhookRepository, WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -41,11 +41,11 @@ use crate::queries::{
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
-    NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
-    admin_token_select, attempt_select, conflict_if_taken, delivery_select, event_select,
-    event_summary, from_micros, micros, offset, replay, requeue_all, row_to_admin_token,
-    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_backlog,
-    to_json, to_wallet, webhook_columns, webhook_select,
+    NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, WebhookRow,
+    WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken, delivery_select,
+    event_select, event_summary, from_micros, group_recent_attempts, micros, offset, replay,
+    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
+    row_to_webhook, to_backlog, to_json, to_wallet, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -725,6 +725,41 @@ fn insert_deliveries(c: &mut SqliteConnection, scope: &PublishScope) -> Result<(
     Ok(())
 }
 
+/// The attempts of the deliveries in ?1 (a JSON array of ids) of the wallet ?2: of each, the ?3
+/// most recent, in the order they were made, with the number it has in all. The window
+/// functions number each delivery's attempts from the newest and count them, so a whole page
+/// takes one statement; each delivery's attempts are read through `attempts_by_delivery`.
+const RECENT_ATTEMPTS: &str = "\
+SELECT t.delivery_id, t.number, t.started_at, t.duration_us, t.outcome, t.status_code,
+       t.response_excerpt, t.error, t.total
+FROM (
+    SELECT a.id, a.delivery_id, a.number, a.started_at, a.duration_us, a.outcome,
+           a.status_code, a.response_excerpt, a.error,
+           row_number() OVER (PARTITION BY a.delivery_id ORDER BY a.id DESC) AS newer,
+           count(*) OVER (PARTITION BY a.delivery_id) AS total
+    FROM deliveries AS d JOIN attempts AS a ON a.delivery_id = d.id
+    WHERE d.id IN (SELECT value FROM json_each(?1)) AND d.wallet_id = ?2
+) AS t
+WHERE t.newer <= ?3
+ORDER BY t.delivery_id, t.id";
+
+fn recent_attempts_statement(
+    wallet: WalletId,
+    ids: &[String],
+    per_delivery: u32,
+) -> diesel::query_builder::BoxedSqlQuery<
+    'static,
+    diesel::sqlite::Sqlite,
+    diesel::query_builder::SqlQuery,
+> {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(RECENT_ATTEMPTS)
+        .into_boxed()
+        .bind::<Text, _>(to_json(&ids))
+        .bind::<Text, _>(wallet.to_string())
+        .bind::<BigInt, _>(i64::from(per_delivery))
+}
+
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
 /// Returns whether it was.
 fn write_leased_state(
@@ -812,6 +847,25 @@ impl EventOutbox for SqliteStore {
                 .select(attempt_select!())
                 .load(c)?;
             rows.into_iter().map(row_to_attempt).collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError> {
+        if deliveries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = deliveries.iter().map(ToString::to_string).collect();
+        self.read(move |c| {
+            let rows: Vec<RecentAttemptRow> =
+                recent_attempts_statement(wallet, &ids, per_delivery).load(c)?;
+            group_recent_attempts(rows)
         })
         .await
         .map_err(Into::into)
@@ -1170,8 +1224,9 @@ impl Retention for SqliteStore {
 
 #[cfg(feature = "testing")]
 impl SqliteStore {
-    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, a
-    /// redelivery step, the next due time, the backlog, a pruning batch), as (name, plan)
+    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, the
+    /// attempts of a listed page, a redelivery step, the next due time, the backlog, a pruning
+    /// batch), as (name, plan)
     /// pairs, for tests that check they search indexes rather than scan tables.
     ///
     /// # Errors
@@ -1226,6 +1281,11 @@ impl SqliteStore {
             plans.push((
                 "redelivery step".to_owned(),
                 plan(c, redelivery_batch!(&window, 50_u32))?,
+            ));
+            let page: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "attempts of a page".to_owned(),
+                plan(c, recent_attempts_statement(wallet, &page, 100))?,
             ));
             Ok(plans)
         })

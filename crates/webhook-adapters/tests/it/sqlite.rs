@@ -114,6 +114,7 @@ async fn reads_go_on_while_another_connection_writes() {
     let job = redelivery_job(wallet, webhook.id, T0, at(10), at(5));
     store.create_redelivery_job(&job).await.unwrap();
 
+    let listed = [delivery.id()];
     let (release, holder) = hold_the_write_lock(store.path().to_owned());
     let reads: Vec<(&str, Operation<'_>)> = vec![
         ("get_wallet", operation(store.get_wallet(wallet))),
@@ -147,6 +148,10 @@ async fn reads_go_on_while_another_connection_writes() {
         (
             "list_attempts",
             operation(store.list_attempts(wallet, delivery.id())),
+        ),
+        (
+            "list_attempts_of",
+            operation(store.list_attempts_of(wallet, &listed, 10)),
         ),
         (
             "get_redelivery_job",
