@@ -7,6 +7,7 @@
 //! statements. A publish that creates deliveries sends a `NOTIFY` on commit, which
 //! [`PgStore::forward_wakeups`] turns into an in-process wake-up in every instance.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use webhook_domain::{
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
-    Published, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
-    WebhookRepository, WebhookStoreError,
+    Published, RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository,
+    WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -48,12 +49,13 @@ use crate::reachability::Reachability;
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
     DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
-    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookColumns,
-    WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken,
-    delivery_select, event_select, event_summary, from_micros, is_foreign_key_violation,
-    is_unique_violation, micros, offset, replay, requeue_all, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
-    to_delivery, to_json, to_wallet, to_webhook, webhook_columns, webhook_select,
+    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow,
+    WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select,
+    conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
+    group_recent_attempts, is_foreign_key_violation, is_unique_violation, micros, offset, replay,
+    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
+    row_to_webhook, state_columns, to_backlog, to_delivery, to_json, to_wallet, to_webhook,
+    webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -885,6 +887,7 @@ fn states_statement<'a>(
     let mut states = Vec::with_capacity(changed.len());
     let mut due = Vec::with_capacity(changed.len());
     let mut attempts = Vec::with_capacity(changed.len());
+    let mut attempts_made = Vec::with_capacity(changed.len());
     let mut finals = Vec::with_capacity(changed.len());
     let mut reasons = Vec::with_capacity(changed.len());
     let mut first_due = Vec::with_capacity(changed.len());
@@ -894,21 +897,24 @@ fn states_statement<'a>(
         states.push(s.state);
         due.push(s.due_at);
         attempts.push(s.attempts);
+        attempts_made.push(s.attempts_made);
         finals.push(s.final_at);
         reasons.push(s.cancel_reason);
         first_due.push(s.first_due);
     }
     let guarded = match guard {
-        StateGuard::LeasedTo(_) => " AND d.state = $8 AND d.lease_owner = $9",
+        StateGuard::LeasedTo(_) => " AND d.state = $9 AND d.lease_owner = $10",
         StateGuard::Locked => "",
     };
     let statement = diesel::sql_query(format!(
         "UPDATE deliveries AS d \
          SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
-             final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due \
+             final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due, \
+             attempts_made = v.attempts_made \
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
-                     $7::int8[]) \
-              AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due) \
+                     $7::int8[], $8::int4[]) \
+              AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due, \
+                    attempts_made) \
          WHERE d.id = v.id{guarded} \
          RETURNING d.id",
     ))
@@ -919,7 +925,8 @@ fn states_statement<'a>(
     .bind::<Array<Integer>, _>(attempts)
     .bind::<Array<Nullable<BigInt>>, _>(finals)
     .bind::<Array<Nullable<Text>>, _>(reasons)
-    .bind::<Array<BigInt>, _>(first_due);
+    .bind::<Array<BigInt>, _>(first_due)
+    .bind::<Array<Integer>, _>(attempts_made);
     match guard {
         StateGuard::LeasedTo(owner) => statement
             .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
@@ -1003,6 +1010,24 @@ impl EventOutbox for PgStore {
             .map(row_to_attempt)
             .collect::<Result<_, AdapterError>>()
             .map_err(Into::into)
+    }
+
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError> {
+        if deliveries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut c = self.conn().await?;
+        let rows: Vec<RecentAttemptRow> =
+            recent_attempts_statement(wallet, deliveries, per_delivery)
+                .load(&mut c)
+                .await
+                .map_err(AdapterError::from)?;
+        Ok(group_recent_attempts(rows)?)
     }
 
     async fn requeue(
@@ -1090,6 +1115,43 @@ impl EventOutbox for PgStore {
     }
 }
 
+/// The attempts of the wallet $1's deliveries among $2: of each, the $3 most recent, in the
+/// order they were made, with the number it has in all. One statement for a whole page: for
+/// each delivery, found through its primary key, one count and one backward read of at most $3
+/// entries of `attempts_by_delivery`, however long its history.
+const RECENT_ATTEMPTS: &str = "\
+SELECT d.id AS delivery_id, a.number, a.started_at, a.duration_us, a.outcome, a.status_code,
+       a.response_excerpt, a.error, n.total
+FROM deliveries AS d
+CROSS JOIN LATERAL (
+    SELECT count(*) AS total FROM attempts WHERE attempts.delivery_id = d.id
+) AS n
+CROSS JOIN LATERAL (
+    SELECT id, number, started_at, duration_us, outcome, status_code, response_excerpt, error
+    FROM attempts WHERE attempts.delivery_id = d.id
+    ORDER BY id DESC
+    LIMIT $3
+) AS a
+WHERE d.id = ANY($2) AND d.wallet_id = $1
+ORDER BY d.id, a.id";
+
+fn recent_attempts_statement(
+    wallet: WalletId,
+    deliveries: &[DeliveryId],
+    per_delivery: u32,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    diesel::sql_query(RECENT_ATTEMPTS)
+        .into_boxed()
+        .bind::<Text, _>(wallet.to_string())
+        .bind::<Array<Text>, _>(
+            deliveries
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(i64::from(per_delivery))
+}
+
 /// One claimed delivery joined with its event and target, as the claim statement returns it.
 #[derive(QueryableByName)]
 struct ClaimedRow {
@@ -1105,6 +1167,8 @@ struct ClaimedRow {
     due_at: Option<i64>,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Integer)]
+    attempts_made: i32,
     #[diesel(sql_type = BigInt)]
     first_due: i64,
     #[diesel(sql_type = Text)]
@@ -1223,9 +1287,11 @@ claimed AS (
                           UNION ALL SELECT id, due_at FROM heads) AS c
         ORDER BY c.due_at LIMIT $5
     ))
-    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, first_due
+    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, attempts_made,
+              first_due
 )
-SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.first_due,
+SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.attempts_made,
+       c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
@@ -1315,6 +1381,7 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         state: &row.state,
         due_at: row.due_at,
         attempts: row.attempts,
+        attempts_made: row.attempts_made,
         final_at: None,
         cancel_reason: None,
         first_due: row.first_due,
@@ -1656,7 +1723,8 @@ impl PgStore {
 #[cfg(feature = "testing")]
 impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
-    /// delivery listings, a redelivery step, the next due time, the backlog, a pruning batch),
+    /// delivery listings, the attempts of a listed page, a redelivery step, the next due time,
+    /// the backlog, a pruning batch),
     /// as (name, plan) pairs, for tests that check they read indexes rather than whole tables.
     ///
     /// # Errors
@@ -1706,6 +1774,7 @@ impl PgStore {
                     webhook,
                     now,
                     1,
+                    1,
                     DeliveryState::Delivered { at: now },
                 )
             })
@@ -1741,7 +1810,19 @@ impl PgStore {
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 
+        // A page a thousandth of the table, as above.
+        let page: Vec<DeliveryId> = (0..BATCH)
+            .map(|_| DeliveryId::from_uuid(uuid::Uuid::new_v4()))
+            .collect();
+        let plan =
+            Explain::<_, Text>::new("EXPLAIN ", recent_attempts_statement(wallet, &page, 100));
+        add(
+            "attempts of a page",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
         let plan = Explain::<_, Text>::new("EXPLAIN ", next_due_statement(now, &[webhook]));
+
         add(
             "next due",
             plan.load(&mut c).await.map_err(AdapterError::from)?,

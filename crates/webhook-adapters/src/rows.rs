@@ -1,20 +1,21 @@
 //! Translation between domain values and column values, shared by the SQL adapters: times as
 //! microseconds since the epoch, ids as hyphenated UUID text, structured settings as JSON text.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::prelude::*;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState,
-    DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState, RateLimit,
-    RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName, Webhook,
-    WebhookScope, WebhookUrl,
+    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryId,
+    DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
+    RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
+    Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
-    Backlog, BoxError, Idempotency, OutboxError, Page, Published, StorageRefusal, WalletStoreError,
-    WebhookStoreError,
+    Backlog, BoxError, Idempotency, OutboxError, Page, Published, RecentAttempts, StorageRefusal,
+    WalletStoreError, WebhookStoreError,
 };
 
 use crate::schema::{
@@ -239,6 +240,7 @@ pub(crate) struct DeliveryColumns<'a> {
     pub(crate) state: &'a str,
     pub(crate) due_at: Option<i64>,
     pub(crate) attempts: i32,
+    pub(crate) attempts_made: i32,
     pub(crate) final_at: Option<i64>,
     pub(crate) cancel_reason: Option<&'a str>,
     pub(crate) first_due: i64,
@@ -248,6 +250,7 @@ pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterE
     let missing =
         |what: &str| AdapterError::corrupt(format_args!("delivery {}: {what} missing", row.id));
     let attempts = u32::try_from(row.attempts).map_err(AdapterError::corrupt)?;
+    let attempts_made = u32::try_from(row.attempts_made).map_err(AdapterError::corrupt)?;
     let due = || {
         row.due_at
             .ok_or_else(|| missing("due_at"))
@@ -283,6 +286,7 @@ pub(crate) fn to_delivery(row: DeliveryColumns<'_>) -> Result<Delivery, AdapterE
         parse_id(row.webhook_id)?,
         from_micros(row.first_due)?,
         attempts,
+        attempts_made,
         state,
     ))
 }
@@ -528,6 +532,7 @@ pub(crate) type DeliveryRow = (
     Option<i64>,
     Option<String>,
     i64,
+    i32,
 );
 
 macro_rules! delivery_select {
@@ -542,6 +547,7 @@ macro_rules! delivery_select {
             deliveries::final_at,
             deliveries::cancel_reason,
             deliveries::first_due,
+            deliveries::attempts_made,
         )
     };
 }
@@ -558,6 +564,7 @@ pub(crate) fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterErro
         final_at: row.6,
         cancel_reason: row.7.as_deref(),
         first_due: row.8,
+        attempts_made: row.9,
     })
 }
 
@@ -599,6 +606,7 @@ pub(crate) struct DeliveryStateChange {
     pub(crate) state: &'static str,
     pub(crate) due_at: Option<i64>,
     pub(crate) attempts: i32,
+    pub(crate) attempts_made: i32,
     pub(crate) lease_owner: Option<String>,
     pub(crate) final_at: Option<i64>,
     pub(crate) cancel_reason: Option<&'static str>,
@@ -612,6 +620,7 @@ impl DeliveryStateChange {
             state: s.state,
             due_at: s.due_at,
             attempts: i32::try_from(delivery.attempts()).unwrap_or(i32::MAX),
+            attempts_made: i32::try_from(delivery.attempts_made()).unwrap_or(i32::MAX),
             lease_owner,
             final_at: s.final_at,
             cancel_reason: s.cancel_reason,
@@ -830,6 +839,51 @@ pub(crate) fn row_to_attempt(
         response_excerpt: excerpt,
         error,
     })
+}
+
+/// One attempt of a delivery with the number of attempts the delivery has in all, as the
+/// statements of `list_attempts_of` return them (ordered by delivery, then attempt).
+#[derive(Debug, QueryableByName)]
+pub(crate) struct RecentAttemptRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    delivery_id: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    number: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    started_at: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    duration_us: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    status_code: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    response_excerpt: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
+}
+
+/// The rows of `list_attempts_of`, grouped by delivery in the order they came.
+pub(crate) fn group_recent_attempts(
+    rows: Vec<RecentAttemptRow>,
+) -> Result<HashMap<DeliveryId, RecentAttempts>, AdapterError> {
+    let mut grouped: HashMap<DeliveryId, RecentAttempts> = HashMap::new();
+    for row in rows {
+        let recent = grouped.entry(parse_id(&row.delivery_id)?).or_default();
+        recent.total = u64::try_from(row.total).map_err(AdapterError::corrupt)?;
+        recent.attempts.push(row_to_attempt((
+            row.number,
+            row.started_at,
+            row.duration_us,
+            row.outcome,
+            row.status_code,
+            row.response_excerpt,
+            row.error,
+        ))?);
+    }
+    Ok(grouped)
 }
 
 /// An API key's columns, as found by tag: wallet, salt, digest, creation time.

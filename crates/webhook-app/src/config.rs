@@ -115,6 +115,8 @@ pub struct ApiSettings {
     pub auth_failure_limit: u32,
     /// The window of `auth_failure_limit`, counted from the first failure.
     pub auth_failure_window_ms: u64,
+    /// Most attempts shown per delivery in the delivery logs: the most recent ones.
+    pub max_attempts_per_delivery: u32,
 }
 
 impl ApiSettings {
@@ -361,6 +363,7 @@ max_batch_events = 1000
 secret_rotation_grace_secs = 86400
 auth_failure_limit = 20
 auth_failure_window_ms = 60000
+max_attempts_per_delivery = 100
 
 [dispatcher]
 batch_size = 64
@@ -562,6 +565,9 @@ impl Settings {
         }
         if self.api.max_batch_events == 0 {
             anyhow::bail!("api.max_batch_events: must be at least 1, got 0");
+        }
+        if self.api.max_attempts_per_delivery == 0 {
+            anyhow::bail!("api.max_attempts_per_delivery: must be at least 1, got 0");
         }
         if !(1..=86_400_000).contains(&self.api.auth_failure_window_ms) {
             anyhow::bail!(
@@ -1133,6 +1139,16 @@ mod tests {
         assert!(
             err.contains("database_url") && err.contains("mysql") && !err.contains("u:p"),
             "{err}"
+        );
+        let err = Settings::build(
+            None,
+            &env(&[("WEBHOOKD_API__MAX_ATTEMPTS_PER_DELIVERY", "0")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "api.max_attempts_per_delivery: must be at least 1, got 0 \
+             (from WEBHOOKD_API__MAX_ATTEMPTS_PER_DELIVERY)"
         );
     }
 

@@ -351,6 +351,7 @@ mod tests {
             webhook(7),
             NOW,
             1,
+            1,
             state,
         );
         AttemptRecord {

@@ -27,7 +27,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub enum DeliveryState {
     /// Waiting for its first attempt, due at `due`.
     Pending { due: OffsetDateTime },
-    /// Claimed by a dispatcher for attempt number `attempt` (from 1) until `leased_until`.
+    /// Claimed by a dispatcher for attempt number `attempt` (from 1) of the current retry
+    /// budget until `leased_until`.
     InFlight {
         attempt: u32,
         leased_until: OffsetDateTime,
@@ -214,6 +215,7 @@ pub struct Delivery {
     webhook_id: WebhookId,
     first_due: OffsetDateTime,
     attempts: u32,
+    attempts_made: u32,
     state: DeliveryState,
 }
 
@@ -231,18 +233,21 @@ impl Delivery {
             webhook_id,
             first_due: now,
             attempts: 0,
+            attempts_made: 0,
             state: DeliveryState::Pending { due: now },
         }
     }
 
     /// Rebuilds a delivery from storage. `attempts` is the number of attempts with a recorded
-    /// outcome.
+    /// outcome in the current retry budget (since the last requeue), `attempts_made` the number
+    /// since the delivery was created ([`Self::attempts_made`]).
     pub fn restore(
         id: DeliveryId,
         event_id: EventId,
         webhook_id: WebhookId,
         first_due: OffsetDateTime,
         attempts: u32,
+        attempts_made: u32,
         state: DeliveryState,
     ) -> Self {
         Self {
@@ -251,6 +256,7 @@ impl Delivery {
             webhook_id,
             first_due,
             attempts,
+            attempts_made,
             state,
         }
     }
@@ -272,9 +278,18 @@ impl Delivery {
         self.first_due
     }
 
-    /// Attempts with a recorded outcome.
+    /// Attempts with a recorded outcome in the current retry budget: what the retry policy
+    /// counts. A requeue starts it again at 0.
     pub fn attempts(&self) -> u32 {
         self.attempts
+    }
+
+    /// Attempts with a recorded outcome since the delivery was created, across requeues: unlike
+    /// [`Self::attempts`] it never starts again. An attempt's number in the log is this count
+    /// once its outcome is applied, so one delivery's attempts are numbered 1, 2, 3, … without a
+    /// repeat.
+    pub fn attempts_made(&self) -> u32 {
+        self.attempts_made
     }
 
     pub fn state(&self) -> DeliveryState {
@@ -340,6 +355,7 @@ impl Delivery {
         }
         let attempted = Delivery {
             attempts: self.attempts + 1,
+            attempts_made: self.attempts_made.saturating_add(1),
             ..self.clone()
         };
         let (state, decision) = match *outcome {
@@ -412,8 +428,8 @@ impl Delivery {
     }
 
     /// Manual redelivery of an exhausted or cancelled delivery: due at once with a fresh budget
-    /// of attempts. A delivered delivery is never requeued; redelivering its event makes a new
-    /// delivery.
+    /// of attempts ([`Self::attempts_made`] goes on counting). A delivered delivery is never
+    /// requeued; redelivering its event makes a new delivery.
     ///
     /// # Errors
     /// `NotAllowed` unless the delivery is exhausted or cancelled.

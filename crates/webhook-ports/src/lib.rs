@@ -17,7 +17,7 @@ pub use clock::Clock;
 pub use outbox::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
-    Published, RedeliveryJobs, Retention,
+    Published, RecentAttempts, RedeliveryJobs, Retention,
 };
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use transport::{AttemptReport, Transport};

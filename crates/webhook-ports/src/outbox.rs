@@ -3,6 +3,7 @@
 //! [`EventOutbox`] is what producers and the API use; [`DeliveryQueue`] is what dispatchers
 //! use. One adapter usually implements both over the same tables.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -99,6 +100,15 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
+/// The most recent attempts of one delivery, as [`EventOutbox::list_attempts_of`] returns them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentAttempts {
+    /// The attempts logged for the delivery in all.
+    pub total: u64,
+    /// The most recent of them, at most as many as asked for, in the order they were made.
+    pub attempts: Vec<AttemptLog>,
+}
+
 /// The deliveries waiting to be claimed at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
@@ -188,7 +198,27 @@ pub trait EventOutbox: Send + Sync {
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError>;
 
-    /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]).
+    /// The attempts of several deliveries of `wallet` at once, read in one query (not one per
+    /// delivery, as [`Self::list_attempts`] would): for each delivery, its `per_delivery` most
+    /// recent attempts and how many it has in all. For the delivery listings.
+    ///
+    /// MUST NOT return the attempts of another wallet's delivery: its id, like an unknown one
+    /// or one of a delivery without attempts, is absent from the map. MUST return each
+    /// delivery's attempts in the order they were made, as [`Self::list_attempts`] does. MUST
+    /// return at most `per_delivery` attempts of a delivery, the most recent ones (the oldest
+    /// are left out), and count all of them in `total`.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError>;
+
+    /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]),
+    /// keeping its [`Delivery::attempts_made`].
     ///
     /// # Errors
     /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet, and
@@ -281,6 +311,11 @@ pub trait DeliveryQueue: Send + Sync {
     /// Stores the outcome of many attempts at once: each delivery's new state and one attempt
     /// row. Records whose delivery is no longer leased to `owner` (the lease expired and another
     /// dispatcher took it) MUST be skipped; their ids are returned.
+    ///
+    /// A delivery's [`Delivery::attempts_made`] MUST be stored with its state and come back
+    /// from every later read of it (claims, listings, [`EventOutbox::get_delivery`]); requeues
+    /// ([`EventOutbox::requeue`], [`RedeliveryJobs::step_redelivery_job`]) MUST keep it, so
+    /// that attempts recorded after a requeue go on with the numbers of the earlier ones.
     ///
     /// # Errors
     /// `Unavailable` or `Backend`; on error nothing of the batch is stored.

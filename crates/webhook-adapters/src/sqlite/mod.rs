@@ -1,9 +1,11 @@
 //! The embedded SQLite adapter: every port over one database file.
 //!
 //! Connections are `SyncConnectionWrapper<SqliteConnection>` from diesel-async in a bb8 pool;
-//! each operation runs as one `BEGIN IMMEDIATE` transaction on a blocking thread, so writers
-//! queue on SQLite's lock (with a busy timeout) instead of failing on a lock upgrade. The file
-//! is in WAL mode with `synchronous=FULL`: a commit that returned is on disk.
+//! each operation runs as one transaction on a blocking thread. An operation that writes begins
+//! with `BEGIN IMMEDIATE`, so writers queue on SQLite's lock (with a busy timeout) instead of
+//! failing on a lock upgrade; a read-only one begins with a deferred `BEGIN` and reads WAL's
+//! snapshot without waiting for a writer. The file is in WAL mode with `synchronous=FULL`: a
+//! commit that returned is on disk.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +28,8 @@ use webhook_domain::{
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
-    Published, RedeliveryJobs, Retention, StoredApiKey, WalletRepository, WalletStoreError,
-    WebhookRepository, WebhookStoreError,
+    Published, RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository,
+    WalletStoreError, WebhookRepository, WebhookStoreError,
 };
 
 mod claims;
@@ -41,11 +43,11 @@ use crate::queries::{
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
-    NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
-    admin_token_select, attempt_select, conflict_if_taken, delivery_select, event_select,
-    event_summary, from_micros, micros, offset, replay, requeue_all, row_to_admin_token,
-    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_backlog,
-    to_json, to_wallet, webhook_columns, webhook_select,
+    NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, WebhookRow,
+    WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken, delivery_select,
+    event_select, event_summary, from_micros, group_recent_attempts, micros, offset, replay,
+    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
+    row_to_webhook, to_backlog, to_json, to_wallet, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -251,6 +253,24 @@ impl SqliteStore {
         conn.spawn_blocking(move |c| Ok(c.immediate_transaction(work)))
             .await?
     }
+
+    /// Runs read-only `work` in one deferred transaction (`BEGIN`) on a blocking thread. In WAL
+    /// mode it reads the snapshot of its first statement and never takes the write lock, so
+    /// lookups and listings go on while a writer holds it. `work` must not write: a deferred
+    /// transaction that writes has to upgrade its lock, and fails as busy when it cannot.
+    async fn read<R, F>(&self, work: F) -> Result<R, AdapterError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, AdapterError> + Send + 'static,
+    {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        conn.spawn_blocking(move |c| Ok(c.transaction(work)))
+            .await?
+    }
 }
 
 #[async_trait]
@@ -275,7 +295,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: (String, String, i64, i64) = wallets::table
                 .find(id.to_string())
                 .first(c)
@@ -288,7 +308,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<(String, String, i64, i64)> = wallets::table
                 .order((wallets::created_at, wallets::id))
                 .offset(offset(page))
@@ -324,7 +344,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<ApiKeyRow> = api_keys::table
                 .filter(api_keys::tag.eq(tag.0.to_vec()))
                 .select((
@@ -361,7 +381,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             entities::table
                 .find(id.to_string())
                 .select(EntityRow::as_select())
@@ -375,7 +395,7 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        self.transaction(|c| {
+        self.read(|c| {
             let row: Option<AdminTokenRow> = admin_token::table
                 .select(admin_token_select!())
                 .first(c)
@@ -480,7 +500,7 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: WebhookRow = webhooks::table
                 .filter(webhooks::id.eq(id.to_string()))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
@@ -500,7 +520,7 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<WebhookRow> = webhooks::table
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
@@ -718,6 +738,41 @@ fn insert_deliveries(
     Ok(())
 }
 
+/// The attempts of the deliveries in ?1 (a JSON array of ids) of the wallet ?2: of each, the ?3
+/// most recent, in the order they were made, with the number it has in all. The window
+/// functions number each delivery's attempts from the newest and count them, so a whole page
+/// takes one statement; each delivery's attempts are read through `attempts_by_delivery`.
+const RECENT_ATTEMPTS: &str = "\
+SELECT t.delivery_id, t.number, t.started_at, t.duration_us, t.outcome, t.status_code,
+       t.response_excerpt, t.error, t.total
+FROM (
+    SELECT a.id, a.delivery_id, a.number, a.started_at, a.duration_us, a.outcome,
+           a.status_code, a.response_excerpt, a.error,
+           row_number() OVER (PARTITION BY a.delivery_id ORDER BY a.id DESC) AS newer,
+           count(*) OVER (PARTITION BY a.delivery_id) AS total
+    FROM deliveries AS d JOIN attempts AS a ON a.delivery_id = d.id
+    WHERE d.id IN (SELECT value FROM json_each(?1)) AND d.wallet_id = ?2
+) AS t
+WHERE t.newer <= ?3
+ORDER BY t.delivery_id, t.id";
+
+fn recent_attempts_statement(
+    wallet: WalletId,
+    ids: &[String],
+    per_delivery: u32,
+) -> diesel::query_builder::BoxedSqlQuery<
+    'static,
+    diesel::sqlite::Sqlite,
+    diesel::query_builder::SqlQuery,
+> {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(RECENT_ATTEMPTS)
+        .into_boxed()
+        .bind::<Text, _>(to_json(&ids))
+        .bind::<Text, _>(wallet.to_string())
+        .bind::<BigInt, _>(i64::from(per_delivery))
+}
+
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
 /// Returns whether it was.
 fn write_leased_state(
@@ -756,7 +811,7 @@ impl EventOutbox for SqliteStore {
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: EventRow = events::table
                 .filter(events::id.eq(id.to_string()))
                 .filter(events::wallet_id.eq(wallet.to_string()))
@@ -776,7 +831,7 @@ impl EventOutbox for SqliteStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page).load(c)?;
             rows.iter().map(row_to_delivery).collect()
         })
@@ -789,7 +844,7 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let id = delivery.to_string();
             let owned: i64 = deliveries::table
                 .filter(deliveries::id.eq(&id))
@@ -805,6 +860,25 @@ impl EventOutbox for SqliteStore {
                 .select(attempt_select!())
                 .load(c)?;
             rows.into_iter().map(row_to_attempt).collect()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn list_attempts_of(
+        &self,
+        wallet: WalletId,
+        deliveries: &[DeliveryId],
+        per_delivery: u32,
+    ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError> {
+        if deliveries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = deliveries.iter().map(ToString::to_string).collect();
+        self.read(move |c| {
+            let rows: Vec<RecentAttemptRow> =
+                recent_attempts_statement(wallet, &ids, per_delivery).load(c)?;
+            group_recent_attempts(rows)
         })
         .await
         .map_err(Into::into)
@@ -864,7 +938,7 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             let row: DeliveryRow = deliveries::table
                 .filter(deliveries::id.eq(delivery.to_string()))
                 .filter(deliveries::wallet_id.eq(wallet.to_string()))
@@ -917,7 +991,7 @@ impl RedeliveryJobs for SqliteStore {
         wallet: WalletId,
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        self.transaction(move |c| {
+        self.read(move |c| {
             redelivery_jobs::table
                 .filter(redelivery_jobs::id.eq(id.to_string()))
                 .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
@@ -932,7 +1006,7 @@ impl RedeliveryJobs for SqliteStore {
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        self.transaction(|c| {
+        self.read(|c| {
             let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
                 .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
                 .order((redelivery_jobs::created_at, redelivery_jobs::id))
@@ -1090,7 +1164,7 @@ impl DeliveryQueue for SqliteStore {
         skip: &[WebhookId],
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
         let skip: Vec<String> = skip.iter().map(ToString::to_string).collect();
-        self.transaction(move |c| {
+        self.read(move |c| {
             claims::next_due(c, micros(now), &skip)?
                 .map(from_micros)
                 .transpose()
@@ -1100,7 +1174,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
-        self.transaction(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
+        self.read(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
             .await
             .map_err(Into::into)
     }
@@ -1170,8 +1244,9 @@ where
 
 #[cfg(feature = "testing")]
 impl SqliteStore {
-    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, a
-    /// redelivery step, the next due time, the backlog, a pruning batch), as (name, plan)
+    /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, the
+    /// attempts of a listed page, a redelivery step, the next due time, the backlog, a pruning
+    /// batch), as (name, plan)
     /// pairs, for tests that check they search indexes rather than scan tables.
     ///
     /// # Errors
@@ -1210,6 +1285,11 @@ impl SqliteStore {
             plans.push((
                 "redelivery step".to_owned(),
                 plan(c, redelivery_batch!(&window, 50_u32))?,
+            ));
+            let page: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "attempts of a page".to_owned(),
+                plan(c, recent_attempts_statement(wallet, &page, 100))?,
             ));
             Ok(plans)
         })

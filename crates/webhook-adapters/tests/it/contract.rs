@@ -24,10 +24,10 @@ use webhook_ports::{
 };
 
 /// A time with microsecond precision, the precision every adapter must keep.
-const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00.123456 UTC);
+pub(crate) const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00.123456 UTC);
 const LEASE: Duration = Duration::from_secs(30);
 
-fn at(secs: i64) -> OffsetDateTime {
+pub(crate) fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)
 }
 
@@ -93,7 +93,7 @@ async fn deliveries_of<S: EventOutbox>(store: &S, wallet: WalletId) -> Vec<Deliv
 }
 
 /// A wallet with one webhook and one published event: one pending delivery due at `T0`.
-async fn one_delivery<S>(store: &S) -> (WalletId, Webhook, Event, Delivery)
+pub(crate) async fn one_delivery<S>(store: &S) -> (WalletId, Webhook, Event, Delivery)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
@@ -265,7 +265,7 @@ pub(crate) async fn entity_create_get<S: WalletRepository>(store: &S) {
     assert_eq!(store.get_entity(entity.id).await.unwrap(), entity);
 }
 
-fn token_hash(key: &str, salt: u8) -> ApiKeyHash {
+pub(crate) fn token_hash(key: &str, salt: u8) -> ApiKeyHash {
     ApiKeyHash::new(&ApiKey::parse(key).unwrap(), [salt; 16])
 }
 
@@ -1845,6 +1845,248 @@ where
     assert_eq!(deliveries_of(store, wallet).await, vec![delivered]);
 }
 
+/// Attempts are numbered per delivery without starting again: a delivery's attempts made are
+/// stored with each outcome, read back by claims and listings, and kept by a requeue and a
+/// redelivery step, so the numbers of the attempts recorded after them continue.
+pub(crate) async fn attempt_numbers_continue_after_requeues<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, webhook, _, delivery) = one_delivery(store).await;
+    let a = owner("a");
+    // Claims at `now`, applies `outcome` and records it under the number the dispatcher gives.
+    let attempt = async |now: OffsetDateTime, outcome: AttemptOutcome| {
+        let claimed = claim(store, &a, now, 10, &[]).await;
+        assert_eq!(claimed.len(), 1);
+        let (next, _) = claimed[0]
+            .delivery
+            .on_attempt(&outcome, &RetryPolicy::identus(), now, Jitter::MAX)
+            .unwrap();
+        let record = AttemptRecord {
+            attempt: log(next.attempts_made(), now, outcome),
+            delivery: next.clone(),
+        };
+        assert!(
+            store
+                .record_attempts(&a, &[record])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        (claimed[0].delivery.clone(), next)
+    };
+
+    let (first, exhausted) = attempt(T0, AttemptOutcome::AddressRefused).await;
+    assert_eq!(first.attempts_made(), 0);
+    assert_eq!(exhausted.attempts_made(), 1);
+    assert_eq!(
+        store.get_delivery(wallet, delivery.id()).await.unwrap(),
+        exhausted
+    );
+
+    let requeued = store.requeue(wallet, delivery.id(), at(1)).await.unwrap();
+    assert_eq!((requeued.attempts(), requeued.attempts_made()), (0, 1));
+    assert_eq!(deliveries_of(store, wallet).await, vec![requeued]);
+    let (second, _) = attempt(at(1), AttemptOutcome::AddressRefused).await;
+    assert_eq!((second.attempts(), second.attempts_made()), (0, 1));
+
+    let job = redelivery_job(wallet, webhook.id, T0, at(10), at(5));
+    store.create_redelivery_job(&job).await.unwrap();
+    let stepped = store.step_redelivery_job(job.id, 10, at(6)).await.unwrap();
+    assert_eq!(stepped.requeued, 1);
+    let after_step = store.get_delivery(wallet, delivery.id()).await.unwrap();
+    assert_eq!((after_step.attempts(), after_step.attempts_made()), (0, 2));
+    let (third, delivered) = attempt(at(6), status(200)).await;
+    assert_eq!(third.attempts_made(), 2);
+    assert_eq!(delivered.attempts_made(), 3);
+
+    let numbers: Vec<u32> = store
+        .list_attempts(wallet, delivery.id())
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.number)
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivered]);
+}
+
+/// Claims every delivery due at `now`, but those to the targets in `skip`, and records
+/// `outcome` for each, numbered as the dispatcher numbers attempts. The policy retries at once,
+/// up to 100 times. Returns how many.
+async fn attempt_due<S: DeliveryQueue>(
+    store: &S,
+    now: OffsetDateTime,
+    outcome: AttemptOutcome,
+    skip: &[WebhookId],
+) -> usize {
+    let policy = RetryPolicy::new(
+        Backoff::Fixed {
+            interval: Duration::ZERO,
+        },
+        100,
+        None,
+    )
+    .unwrap();
+    let me = owner("attempter");
+    let claimed = claim(store, &me, now, 1000, skip).await;
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .map(|c| {
+            let (next, _) = c
+                .delivery
+                .on_attempt(&outcome, &policy, now, Jitter::MAX)
+                .unwrap();
+            AttemptRecord {
+                attempt: log(next.attempts_made(), now, outcome),
+                delivery: next,
+            }
+        })
+        .collect();
+    let lost = store.record_attempts(&me, &records).await.unwrap();
+    assert!(lost.is_empty());
+    claimed.len()
+}
+
+fn numbers(attempts: &[AttemptLog]) -> Vec<u32> {
+    attempts.iter().map(|a| a.number).collect()
+}
+
+/// list_attempts_of never returns another wallet's attempts: a delivery of another wallet, an
+/// unknown one and one without attempts are absent, whatever else is asked with them.
+pub(crate) async fn attempts_of_many_isolation<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (a, _, _, delivery_a) = one_delivery(store).await;
+    let (b, _, _, delivery_b) = one_delivery(store).await;
+    assert_eq!(attempt_due(store, T0, status(500), &[]).await, 2);
+    // Due later: no attempt yet.
+    store.publish(&event(a), None, at(100)).await.unwrap();
+    let unattempted = deliveries_of(store, a).await[1].id();
+    let unknown = DeliveryId::from_uuid(Uuid::new_v4());
+    let asked = [delivery_a.id(), delivery_b.id(), unattempted, unknown];
+
+    let of_a = store.list_attempts_of(a, &asked, 100).await.unwrap();
+    assert_eq!(
+        of_a.keys().copied().collect::<Vec<_>>(),
+        vec![delivery_a.id()]
+    );
+    assert_eq!(
+        of_a[&delivery_a.id()].attempts,
+        store.list_attempts(a, delivery_a.id()).await.unwrap()
+    );
+    let of_b = store.list_attempts_of(b, &asked, 100).await.unwrap();
+    assert_eq!(
+        of_b.keys().copied().collect::<Vec<_>>(),
+        vec![delivery_b.id()]
+    );
+    let stranger = new_wallet(store).await;
+    assert!(
+        store
+            .list_attempts_of(stranger, &asked, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_attempts_of(a, &[], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// list_attempts_of returns each delivery's attempts in the order they were made, as
+/// list_attempts does, however the attempts of several deliveries were interleaved.
+pub(crate) async fn attempts_of_many_in_order<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let mut hooks = Vec::new();
+    for n in 0..3 {
+        hooks.push(new_webhook(store, wallet, &format!("https://{n}.example/hook")).await);
+    }
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    // Rounds of attempts at every delivery but the skipped ones: 4, 3 and 2 attempts.
+    for (round, skip) in [
+        vec![],
+        vec![],
+        vec![hooks[2].id],
+        vec![hooks[1].id, hooks[2].id],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let now = at(i64::try_from(round).unwrap());
+        assert_eq!(
+            attempt_due(store, now, status(500), skip).await,
+            3 - skip.len()
+        );
+    }
+    let deliveries = deliveries_of(store, wallet).await;
+    let ids: Vec<DeliveryId> = deliveries.iter().map(Delivery::id).collect();
+    let found = store.list_attempts_of(wallet, &ids, 100).await.unwrap();
+    assert_eq!(found.len(), 3);
+    let mut counts = Vec::new();
+    for delivery in &deliveries {
+        let listed = store.list_attempts(wallet, delivery.id()).await.unwrap();
+        let recent = &found[&delivery.id()];
+        assert_eq!(recent.attempts, listed);
+        assert_eq!(recent.total, listed.len() as u64);
+        let n = delivery.attempts_made();
+        assert_eq!(numbers(&recent.attempts), (1..=n).collect::<Vec<_>>());
+        counts.push(n);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, vec![2, 3, 4]);
+}
+
+/// list_attempts_of returns at most `per_delivery` attempts of each delivery, its most recent
+/// ones in order, and counts all of them in `total`.
+pub(crate) async fn attempts_of_many_capped<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, long, _, _) = one_delivery(store).await;
+    let short = new_webhook(store, wallet, "https://b.example/hook").await;
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    for n in 0..5 {
+        let skip = if n < 3 { vec![] } else { vec![short.id] };
+        attempt_due(store, at(n), status(503), &skip).await;
+    }
+    let deliveries = deliveries_of(store, wallet).await;
+    let ids: Vec<DeliveryId> = deliveries.iter().map(Delivery::id).collect();
+    let of = |found: &std::collections::HashMap<DeliveryId, webhook_ports::RecentAttempts>,
+              webhook: WebhookId| {
+        let delivery = deliveries
+            .iter()
+            .find(|d| d.webhook_id() == webhook)
+            .unwrap();
+        let recent = &found[&delivery.id()];
+        (recent.total, numbers(&recent.attempts))
+    };
+    for (cap, to_long, to_short) in [
+        (1, vec![5], vec![3]),
+        (2, vec![4, 5], vec![2, 3]),
+        (3, vec![3, 4, 5], vec![1, 2, 3]),
+        (5, vec![1, 2, 3, 4, 5], vec![1, 2, 3]),
+        (100, vec![1, 2, 3, 4, 5], vec![1, 2, 3]),
+    ] {
+        let found = store.list_attempts_of(wallet, &ids, cap).await.unwrap();
+        assert_eq!(of(&found, long.id), (5, to_long), "cap {cap}");
+        assert_eq!(of(&found, short.id), (3, to_short), "cap {cap}");
+    }
+    // The attempts left in are whole: the same as listed one by one.
+    let found = store.list_attempts_of(wallet, &ids, 2).await.unwrap();
+    for delivery in &deliveries {
+        let listed = store.list_attempts(wallet, delivery.id()).await.unwrap();
+        assert_eq!(found[&delivery.id()].attempts, listed[listed.len() - 2..]);
+    }
+}
+
 /// list_deliveries never shows another wallet's deliveries, whatever the filter.
 pub(crate) async fn list_deliveries_isolation<S>(store: &S)
 where
@@ -2163,7 +2405,7 @@ where
 
 /// Claims every delivery due at `now` and records a refused address for each, which exhausts
 /// it at `now`. Returns how many.
-async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
+pub(crate) async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize {
     let me = owner("exhauster");
     let claimed = store
         .claim_due(&me, &request(now, LEASE, 1000, &[]))
@@ -2199,7 +2441,7 @@ async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> usize 
 }
 
 /// A job of `webhook`'s deliveries in `wallet` created in `[since, until)`, created at `now`.
-fn redelivery_job(
+pub(crate) fn redelivery_job(
     wallet: WalletId,
     webhook: WebhookId,
     since: OffsetDateTime,
@@ -2603,7 +2845,9 @@ macro_rules! contract_suite {
             ordered_requeue_waits_for_the_one_in_flight claims_skip_deleted_and_disabled_targets
             next_due_at_leaves_out_what_cannot_be_claimed record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
-            requeue list_deliveries_isolation get_delivery_isolation
+            requeue attempt_numbers_continue_after_requeues attempts_of_many_isolation
+            attempts_of_many_in_order attempts_of_many_capped list_deliveries_isolation
+            get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
             redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
         );

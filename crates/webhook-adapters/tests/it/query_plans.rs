@@ -1,9 +1,9 @@
 //! The hot queries read indexes, not whole tables: with realistic volumes loaded (50,000
 //! deliveries, most of them finished) and statistics gathered, neither planner chooses a full
-//! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings, a
-//! redelivery step, the next due time, the backlog or a pruning batch. And with 200,000
-//! deliveries waiting behind a resting target and a blocked ordered one, a claim for another
-//! tenant reads only what it takes.
+//! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings, the
+//! attempts of a listed page, a redelivery step, the next due time, the backlog or a pruning
+//! batch. And with 200,000 deliveries waiting behind a resting target and a blocked ordered
+//! one, a claim for another tenant reads only what it takes.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use uuid::Uuid;
@@ -110,6 +110,19 @@ async fn sqlite_hot_queries_search_indexes() {
         &["SCAN deliveries", "SCAN events", "SCAN attempts"],
     );
     assert_reads_exhausted_rows_only("SQLite", &plans);
+    assert_reads_attempts_by_delivery("SQLite", &plans);
+}
+
+/// The attempts of a listed page are read delivery by delivery through `attempts_by_delivery`.
+fn assert_reads_attempts_by_delivery(backend: &str, plans: &[(String, String)]) {
+    let (_, plan) = plans
+        .iter()
+        .find(|(name, _)| name == "attempts of a page")
+        .expect("no plan for the attempts of a page");
+    assert!(
+        plan.contains("attempts_by_delivery"),
+        "{backend}: the attempts of a page are not read through attempts_by_delivery:\n{plan}"
+    );
 }
 
 /// A redelivery step reads the partial index of exhausted deliveries, not every delivery of
@@ -155,6 +168,7 @@ async fn postgres_hot_queries_use_indexes() {
     }
     assert_no_full_scans("PostgreSQL", &plans, &scans);
     assert_reads_exhausted_rows_only("PostgreSQL", &plans);
+    assert_reads_attempts_by_delivery("PostgreSQL", &plans);
     drop(store);
 }
 

@@ -12,7 +12,7 @@ use webhook_domain::{
     AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobState,
     RedeliveryJob, RedeliveryJobId, Timestamp, WalletId, WebhookId,
 };
-use webhook_ports::{AttemptLog, DeliveryFilter, OutboxError};
+use webhook_ports::{AttemptLog, DeliveryFilter, EventOutbox, OutboxError, RecentAttempts};
 
 use super::auth::WalletAuth;
 use super::json::JsonBody;
@@ -86,12 +86,20 @@ pub(crate) struct DeliveryResource {
     finished_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<&'static str>,
+    /// Attempts made since the delivery was created, redeliveries included; the next one
+    /// gets this number plus one.
     attempt_count: u32,
+    /// The most recent attempts, in the order they were made: at most
+    /// `api.max_attempts_per_delivery` (100 unless configured).
     attempts: Vec<AttemptResource>,
+    /// How many attempts the log holds in all; present only when `attempts` leaves the
+    /// oldest of them out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_total: Option<u64>,
 }
 
 impl DeliveryResource {
-    fn of(delivery: &Delivery, attempts: Vec<AttemptLog>) -> Self {
+    fn of(delivery: &Delivery, recent: RecentAttempts) -> Self {
         let ts = Timestamp::from_datetime;
         let (next, finished, reason) = match delivery.state() {
             DeliveryState::Pending { due } => (Some(ts(due)), None, None),
@@ -110,8 +118,13 @@ impl DeliveryResource {
             next_attempt_at: next,
             finished_at: finished,
             cancel_reason: reason,
-            attempt_count: delivery.attempts(),
-            attempts: attempts.into_iter().map(AttemptResource::of).collect(),
+            attempt_count: delivery.attempts_made(),
+            attempts_total: (recent.total > recent.attempts.len() as u64).then_some(recent.total),
+            attempts: recent
+                .attempts
+                .into_iter()
+                .map(AttemptResource::of)
+                .collect(),
         }
     }
 }
@@ -143,21 +156,44 @@ fn not_found(what: &'static str) -> impl Fn(OutboxError) -> Problem {
     }
 }
 
+/// The deliveries as resources, each with its `per_delivery` most recent attempts, read in one
+/// query for all of them.
 async fn with_attempts(
+    outbox: &dyn EventOutbox,
+    wallet: WalletId,
+    deliveries: &[Delivery],
+    per_delivery: u32,
+) -> Result<Vec<DeliveryResource>, Problem> {
+    let ids: Vec<DeliveryId> = deliveries.iter().map(Delivery::id).collect();
+    let mut attempts = outbox.list_attempts_of(wallet, &ids, per_delivery).await?;
+    Ok(deliveries
+        .iter()
+        .map(|d| DeliveryResource::of(d, attempts.remove(&d.id()).unwrap_or_default()))
+        .collect())
+}
+
+/// One delivery as a resource with its most recent attempts (`api.max_attempts_per_delivery`).
+async fn one_with_attempts(
     state: &ApiState,
     wallet: WalletId,
     delivery: &Delivery,
 ) -> Result<DeliveryResource, Problem> {
-    let attempts = state
-        .outbox
-        .list_attempts(wallet, delivery.id())
-        .await
-        .map_err(not_found("delivery"))?;
-    Ok(DeliveryResource::of(delivery, attempts))
+    let per_delivery = state.limits.max_attempts_per_delivery;
+    let mut found = with_attempts(
+        state.outbox.as_ref(),
+        wallet,
+        std::slice::from_ref(delivery),
+        per_delivery,
+    )
+    .await?;
+    Ok(found.remove(0))
 }
 
+/// One page of the wallet's deliveries that match `filter` and the query, each with its
+/// `per_delivery` most recent attempts: one query for the page, one for all of its attempts.
 async fn listing(
-    state: &ApiState,
+    outbox: &dyn EventOutbox,
+    per_delivery: u32,
     wallet: WalletId,
     uri: &Uri,
     mut filter: DeliveryFilter,
@@ -178,20 +214,18 @@ async fn listing(
         filter.state = Some(kind);
         extra = format!("&state={}", kind.as_str());
     }
-    let found = state
-        .outbox
-        .list_deliveries(wallet, filter, probe(page))
-        .await?;
-    let mut contents = Vec::with_capacity(found.len());
-    for delivery in &found {
-        contents.push(with_attempts(state, wallet, delivery).await?);
-    }
-    Ok(Json(Paged::new(
+    let mut found = outbox.list_deliveries(wallet, filter, probe(page)).await?;
+    // The row past the page only tells that another page follows: its attempts are not read.
+    let has_next = found.len() > page.limit as usize;
+    found.truncate(page.limit as usize);
+    let contents = with_attempts(outbox, wallet, &found, per_delivery).await?;
+    Ok(Json(Paged::of_page(
         "DeliveryPage",
         uri.path(),
         &extra,
         page,
         contents,
+        has_next,
     )))
 }
 
@@ -216,7 +250,8 @@ pub(crate) async fn list_for_event(
         event_id: Some(id),
         ..DeliveryFilter::default()
     };
-    listing(&state, wallet, &uri, filter).await
+    let per_delivery = state.limits.max_attempts_per_delivery;
+    listing(state.outbox.as_ref(), per_delivery, wallet, &uri, filter).await
 }
 
 /// The deliveries to one webhook, oldest first, with their attempts.
@@ -236,7 +271,8 @@ pub(crate) async fn list_for_webhook(
         webhook_id: Some(id),
         ..DeliveryFilter::default()
     };
-    listing(&state, wallet, &uri, filter).await
+    let per_delivery = state.limits.max_attempts_per_delivery;
+    listing(state.outbox.as_ref(), per_delivery, wallet, &uri, filter).await
 }
 
 /// One delivery with its attempts.
@@ -255,7 +291,7 @@ pub(crate) async fn get(
         .get_delivery(wallet, id)
         .await
         .map_err(not_found("delivery"))?;
-    Ok(Json(with_attempts(&state, wallet, &delivery).await?))
+    Ok(Json(one_with_attempts(&state, wallet, &delivery).await?))
 }
 
 /// Makes an exhausted or cancelled delivery due now, with a fresh attempt budget.
@@ -303,7 +339,7 @@ pub(crate) async fn redeliver(
         .map_err(not_found("delivery"))?;
     state.wake.notify_one();
     tracing::info!(delivery = %id, %wallet, "delivery requeued");
-    let resource = with_attempts(&state, wallet, &delivery).await?;
+    let resource = one_with_attempts(&state, wallet, &delivery).await?;
     Ok((StatusCode::ACCEPTED, Json(resource)))
 }
 
@@ -452,4 +488,106 @@ pub(crate) async fn get_redelivery(
         return Err(Problem::not_found("redelivery"));
     }
     Ok(Json(RedeliveryResource::of(&job)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use time::macros::datetime;
+    use webhook_domain::AttemptOutcome;
+    use webhook_ports::{MockEventOutbox, Page};
+
+    use super::*;
+
+    fn attempt(number: u32) -> AttemptLog {
+        AttemptLog {
+            number,
+            started_at: datetime!(2026-01-01 00:00 UTC),
+            duration: std::time::Duration::from_millis(3),
+            outcome: AttemptOutcome::Timeout,
+            response_excerpt: None,
+            error: None,
+        }
+    }
+
+    /// The N+1 of issue 14: a page of 1,000 deliveries takes one read of the page (and the
+    /// row that tells whether another follows) and one read of all its attempts, never one
+    /// per delivery; the cap is the setting's, and the probe row's attempts are not read.
+    #[tokio::test]
+    async fn a_page_of_a_thousand_deliveries_reads_its_attempts_in_one_query() {
+        let deliveries: Vec<Delivery> = (0..1001_u128)
+            .map(|n| {
+                Delivery::new(
+                    DeliveryId::from_uuid(uuid::Uuid::from_u128(n)),
+                    EventId::from_uuid(uuid::Uuid::from_u128(1)),
+                    WebhookId::from_uuid(uuid::Uuid::from_u128(2)),
+                    datetime!(2026-01-01 00:00 UTC),
+                )
+            })
+            .collect();
+        let page: Vec<DeliveryId> = deliveries[..1000].iter().map(Delivery::id).collect();
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_list_deliveries()
+            .times(1)
+            .returning(move |wallet, _, asked| {
+                assert_eq!(wallet, WalletId::DEFAULT);
+                assert_eq!(
+                    asked,
+                    Page {
+                        offset: 0,
+                        limit: 1001
+                    }
+                );
+                Ok(deliveries.clone())
+            });
+        outbox.expect_list_attempts().never();
+        outbox
+            .expect_list_attempts_of()
+            .times(1)
+            .returning(move |wallet, ids, per_delivery| {
+                assert_eq!(wallet, WalletId::DEFAULT);
+                assert_eq!(ids, page.as_slice());
+                assert_eq!(per_delivery, 2);
+                // The first delivery has more attempts than the cap shows.
+                Ok(HashMap::from([(
+                    ids[0],
+                    RecentAttempts {
+                        total: 5,
+                        attempts: vec![attempt(4), attempt(5)],
+                    },
+                )]))
+            });
+        let uri: Uri = "/cloud-agent/events/webhooks/x/deliveries?limit=1000"
+            .parse()
+            .unwrap();
+        let Json(listed) = listing(
+            &outbox,
+            2,
+            WalletId::DEFAULT,
+            &uri,
+            DeliveryFilter::default(),
+        )
+        .await
+        .unwrap();
+        let listed = serde_json::to_value(&listed).unwrap();
+        let contents = listed["contents"].as_array().unwrap();
+        assert_eq!(contents.len(), 1000);
+        assert!(listed["next"].is_string(), "{}", listed["next"]);
+        assert_eq!(contents[0]["attemptsTotal"], 5);
+        let numbers: Vec<&serde_json::Value> = contents[0]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["number"])
+            .collect();
+        assert_eq!(numbers, [4, 5]);
+        assert_eq!(contents[1]["attempts"], serde_json::json!([]));
+        assert!(
+            contents[1].get("attemptsTotal").is_none(),
+            "{}",
+            contents[1]
+        );
+    }
 }

@@ -228,9 +228,21 @@ impl<T> Paged<T> {
         page: webhook_ports::Page,
         mut found: Vec<T>,
     ) -> Self {
+        let has_next = found.len() > page.limit as usize;
+        found.truncate(page.limit as usize);
+        Self::of_page(kind, path, extra, page, found, has_next)
+    }
+
+    /// A page of `contents`, at most `limit`, with a `next` link when `has_next`.
+    fn of_page(
+        kind: &'static str,
+        path: &str,
+        extra: &str,
+        page: webhook_ports::Page,
+        contents: Vec<T>,
+        has_next: bool,
+    ) -> Self {
         let limit = page.limit;
-        let has_next = found.len() > limit as usize;
-        found.truncate(limit as usize);
         let link = |offset: u64| format!("{path}?offset={offset}&limit={limit}{extra}");
         Self {
             self_: link(page.offset),
@@ -238,7 +250,7 @@ impl<T> Paged<T> {
             page_of: path.to_owned(),
             next: has_next.then(|| link(page.offset + u64::from(limit))),
             previous: (page.offset > 0).then(|| link(page.offset.saturating_sub(u64::from(limit)))),
-            contents: found,
+            contents,
         }
     }
 }

@@ -545,7 +545,7 @@ impl Dispatcher {
         );
         let record = AttemptRecord {
             attempt: AttemptLog {
-                number: next.attempts(),
+                number: next.attempts_made(),
                 started_at,
                 duration: report.duration,
                 outcome: report.outcome,
@@ -617,6 +617,7 @@ mod tests {
             event.id(),
             webhook_id,
             NOW,
+            attempts_before,
             attempts_before,
             DeliveryState::InFlight {
                 attempt: attempts_before + 1,
@@ -834,6 +835,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_requeued_delivery_numbers_its_next_attempt_after_the_earlier_ones() {
+        // Three attempts made before a requeue gave it a fresh budget.
+        let mut requeued = claimed(None, 0);
+        requeued.delivery = Delivery::restore(
+            requeued.delivery.id(),
+            requeued.delivery.event_id(),
+            requeued.delivery.webhook_id(),
+            NOW,
+            0,
+            3,
+            requeued.delivery.state(),
+        );
+        let records = one_attempt(requeued, status(500), false).await;
+        assert_eq!(records[0].delivery.attempts(), 1);
+        assert_eq!(records[0].attempt.number, 4);
+    }
+
+    #[tokio::test]
     async fn a_410_cancels_the_delivery_and_disables_the_target() {
         let records = one_attempt(claimed(None, 0), status(410), true).await;
         assert!(matches!(
@@ -923,6 +942,7 @@ mod tests {
             c.event.id(),
             target,
             NOW,
+            0,
             0,
             DeliveryState::InFlight {
                 attempt: 1,

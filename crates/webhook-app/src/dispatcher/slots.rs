@@ -331,6 +331,7 @@ mod tests {
                 webhook.id,
                 NOW,
                 0,
+                0,
                 DeliveryState::InFlight {
                     attempt: 1,
                     leased_until: NOW + time::Duration::minutes(1),

@@ -46,6 +46,8 @@ on_both_backends!(
     a_batch_is_stored_whole_or_not_at_all,
     the_admin_publishes_into_any_wallet,
     delivery_logs_show_every_attempt_and_redeliver,
+    a_redelivery_numbers_its_attempts_after_the_earlier_ones,
+    delivery_logs_show_the_most_recent_attempts_and_how_many_in_all,
     a_bulk_redelivery_requeues_a_window_with_progress,
     wallets_never_see_each_other,
     the_identus_variables_behave_across_restarts,
@@ -950,6 +952,127 @@ async fn delivery_logs_show_every_attempt_and_redeliver(backend: Backend) {
         StatusCode::CONFLICT,
         "",
     );
+    service.stop().await;
+}
+
+/// The numbers of the attempts recorded after a redelivery go on from the earlier ones, and
+/// `attemptCount` counts every attempt made, not only the fresh budget's.
+async fn a_redelivery_numbers_its_attempts_after_the_earlier_ones(backend: Backend) {
+    let Some(mut service) = Service::start_on(backend).await else {
+        return;
+    };
+    // Three failures use up the test policy (3 attempts); after the redelivery, a 200.
+    let receiver = Receiver::start(&[500, 500, 500]).await;
+    register(&service, &receiver.url()).await;
+    let event_id = id_of(&publish_for(&service, API_KEY).await);
+    let listing = format!("/events/{event_id}/deliveries");
+    let exhausted = poll(&service, &listing, Auth::Wallet(API_KEY), |j| {
+        deliveries_of(j)
+            .first()
+            .is_some_and(|d| d["state"] == "exhausted")
+    })
+    .await;
+    let one = format!(
+        "/events/deliveries/{}",
+        deliveries_of(&exhausted)[0]["id"].as_str().unwrap()
+    );
+    let requeued = request(
+        &service,
+        "POST",
+        &format!("{one}/redeliver"),
+        Auth::Wallet(API_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(requeued.status, StatusCode::ACCEPTED, "{}", requeued.json);
+    assert_eq!(requeued.json["attemptCount"], 3, "{}", requeued.json);
+    poll(&service, &one, Auth::Wallet(API_KEY), |j| {
+        j["state"] == "delivered"
+    })
+    .await;
+    let listed = request(&service, "GET", &listing, Auth::Wallet(API_KEY), None).await;
+    let read = request(&service, "GET", &one, Auth::Wallet(API_KEY), None).await;
+    for delivery in [&deliveries_of(&listed.json)[0], &read.json] {
+        assert_eq!(delivery["attemptCount"], 4, "{delivery}");
+        let numbers: Vec<u64> = delivery["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, [1, 2, 3, 4], "{delivery}");
+        assert_eq!(delivery["attempts"][3]["statusCode"], 200, "{delivery}");
+        assert!(delivery.get("attemptsTotal").is_none(), "{delivery}");
+    }
+    assert_eq!(receiver.count(), 4);
+    service.stop().await;
+}
+
+/// With `api.max_attempts_per_delivery`, each delivery shows only its most recent attempts, in
+/// order, and `attemptsTotal` says how many there are in all; the listings by event and by
+/// webhook and the single delivery agree.
+async fn delivery_logs_show_the_most_recent_attempts_and_how_many_in_all(backend: Backend) {
+    let Some(mut service) = Service::start_with(backend, |s| {
+        s.api.max_attempts_per_delivery = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start(&[500, 500, 500]).await;
+    let registered = register(&service, &receiver.url()).await;
+    let event_id = id_of(&publish_for(&service, API_KEY).await);
+    let by_event = format!("/events/{event_id}/deliveries");
+    let exhausted = poll(&service, &by_event, Auth::Wallet(API_KEY), |j| {
+        deliveries_of(j)
+            .first()
+            .is_some_and(|d| d["state"] == "exhausted")
+    })
+    .await;
+    let one = format!(
+        "/events/deliveries/{}",
+        deliveries_of(&exhausted)[0]["id"].as_str().unwrap()
+    );
+    let shown = |delivery: &Value| -> (Vec<u64>, Value, Value) {
+        let numbers = delivery["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["number"].as_u64().unwrap())
+            .collect();
+        (
+            numbers,
+            delivery["attemptsTotal"].clone(),
+            delivery["attemptCount"].clone(),
+        )
+    };
+    let by_webhook = format!("/events/webhooks/{}/deliveries", registered.id);
+    for path in [&by_event, &by_webhook] {
+        let listed = request(&service, "GET", path, Auth::Wallet(API_KEY), None).await;
+        assert_eq!(
+            shown(&deliveries_of(&listed.json)[0]),
+            (vec![2, 3], json!(3), json!(3)),
+            "{path}"
+        );
+    }
+    let read = request(&service, "GET", &one, Auth::Wallet(API_KEY), None).await;
+    assert_eq!(shown(&read.json), (vec![2, 3], json!(3), json!(3)));
+
+    let requeued = request(
+        &service,
+        "POST",
+        &format!("{one}/redeliver"),
+        Auth::Wallet(API_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(requeued.status, StatusCode::ACCEPTED, "{}", requeued.json);
+    assert_eq!(shown(&requeued.json), (vec![2, 3], json!(3), json!(3)));
+    let delivered = poll(&service, &one, Auth::Wallet(API_KEY), |j| {
+        j["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(shown(&delivered), (vec![3, 4], json!(4), json!(4)));
     service.stop().await;
 }
 

@@ -236,6 +236,65 @@ proptest! {
         }
     }
 
+    /// (a) An attempt's number in the log (the attempts made once it has an outcome) counts on
+    /// across exhaustions and requeues: the outcomes of one delivery are numbered 1..=n without
+    /// a repeat, and nothing else changes the count.
+    #[test]
+    fn attempt_numbers_never_restart(
+        policy in any_policy(),
+        steps in prop::collection::vec(step(), 1..=60),
+    ) {
+        let (last, trace) = run(&policy, &steps);
+        let mut numbers = Vec::new();
+        for r in &trace {
+            let Ok((after, _)) = &r.result else { continue };
+            let expected = match r.step {
+                Step::Attempt { .. } => r.before.attempts_made() + 1,
+                _ => r.before.attempts_made(),
+            };
+            prop_assert_eq!(after.attempts_made(), expected, "{:?}", r.step);
+            if matches!(r.step, Step::Attempt { .. }) {
+                numbers.push(after.attempts_made());
+            }
+        }
+        let n = u32::try_from(numbers.len()).unwrap();
+        prop_assert_eq!(numbers, (1..=n).collect::<Vec<_>>());
+        prop_assert_eq!(last.attempts_made(), n);
+    }
+
+    /// (a) Reached for sure: rounds of retryable failures until the policy gives up, each
+    /// followed by a requeue, then a 2xx. The numbers run 1..=n over all rounds, while the
+    /// budget's count starts again at every requeue.
+    #[test]
+    fn attempt_numbers_continue_after_requeues(
+        policy in policy_with(Just(None)),
+        rounds in 1..=4usize,
+        failure in retryable_failure(),
+    ) {
+        let mut d = new_delivery();
+        let mut numbers = Vec::new();
+        for _ in 0..rounds {
+            loop {
+                let (next, decision, now) =
+                    attempt(&d, &failure, &policy, Jitter::MAX, Duration::ZERO);
+                d = next;
+                numbers.push(d.attempts_made());
+                if decision == Decision::Exhausted {
+                    d = d.requeue(now).unwrap();
+                    prop_assert_eq!(d.attempts(), 0);
+                    break;
+                }
+            }
+        }
+        let (d, decision, _) =
+            attempt(&d, &response(200, None), &policy, Jitter::MAX, Duration::ZERO);
+        prop_assert_eq!(decision, Decision::Delivered);
+        numbers.push(d.attempts_made());
+        let n = u32::try_from(rounds).unwrap() * policy.max_attempts() + 1;
+        prop_assert_eq!(numbers, (1..=n).collect::<Vec<_>>());
+        prop_assert_eq!(d.attempts(), 1);
+    }
+
     /// (b) Each `RetryAt` is no earlier than the attempt that asked for it, and no earlier than
     /// the previous one since the last requeue; the state agrees with the decision, and claiming
     /// before it is refused.

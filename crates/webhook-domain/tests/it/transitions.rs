@@ -90,12 +90,20 @@ fn start(s: Start) -> Delivery {
             },
         ),
     };
+    // Every start but the first claim's has been requeued once before, after four attempts:
+    // the attempts made run ahead of the budget's count.
+    let attempts_made = if matches!(s, Start::PendingDue | Start::PendingDueNow) {
+        0
+    } else {
+        attempts + 4
+    };
     Delivery::restore(
         delivery_id(),
         event_id(),
         webhook_id(),
         FIRST_DUE,
         attempts,
+        attempts_made,
         state,
     )
 }
@@ -156,6 +164,9 @@ fn check(from: Start, action: Action, expected: Expect) {
             FIRST_DUE
         };
         assert_eq!(after.first_due(), first_due, "{from:?} --{action:?}-->");
+        // Only an outcome counts an attempt made, and nothing, a requeue included, uncounts one.
+        let made = before.attempts_made() + u32::from(matches!(action, Action::Attempt(_)));
+        assert_eq!(after.attempts_made(), made, "{from:?} --{action:?}-->");
     }
 }
 
@@ -482,4 +493,6 @@ fn an_identus_delivery_from_first_claim_to_exhaustion_and_back() {
         (again.attempts(), decision),
         (1, Decision::RetryAt(later + secs(5)))
     );
+    // The log's numbering does not start over: this was the fourth attempt made.
+    assert_eq!(again.attempts_made(), 4);
 }
