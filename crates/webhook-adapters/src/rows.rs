@@ -30,6 +30,9 @@ pub(crate) enum AdapterError {
     Conflict(String),
     #[error("limit of {0} reached")]
     LimitReached(u32),
+    /// A compare-and-set found another revision than the one it was given.
+    #[error("the row changed since it was read")]
+    Stale,
     #[error("a stored row is invalid: {0}")]
     Corrupt(String),
     #[error("the connection pool gave no connection: {0}")]
@@ -166,6 +169,7 @@ impl From<AdapterError> for WebhookStoreError {
             AdapterError::NotFound => WebhookStoreError::NotFound,
             AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
             AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
+            AdapterError::Stale => WebhookStoreError::Stale,
             _ => {
                 e.unavailable_or_backend(WebhookStoreError::Unavailable, WebhookStoreError::Backend)
             }
@@ -301,6 +305,7 @@ pub(crate) struct WebhookColumns {
     pub(crate) ordered: bool,
     pub(crate) rate_limit: Option<i32>,
     pub(crate) created_at: i64,
+    pub(crate) revision: i64,
 }
 
 pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
@@ -321,7 +326,13 @@ pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
             .rate_limit
             .map(|r| i32::try_from(r.get()).unwrap_or(i32::MAX)),
         created_at: micros(w.created_at),
+        revision: revision_column(w.revision),
     }
+}
+
+/// A revision as stored (revisions start at 1 and grow by one a change: never near the limit).
+pub(crate) fn revision_column(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
@@ -360,6 +371,7 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
             })
             .transpose()?,
         created_at: from_micros(row.created_at)?,
+        revision: u64::try_from(row.revision).map_err(AdapterError::corrupt)?,
     })
 }
 
@@ -468,6 +480,7 @@ pub(crate) type WebhookRow = (
     bool,
     Option<i32>,
     i64,
+    i64,
 );
 
 macro_rules! webhook_select {
@@ -484,6 +497,7 @@ macro_rules! webhook_select {
             webhooks::ordered,
             webhooks::rate_limit,
             webhooks::created_at,
+            webhooks::revision,
         )
     };
 }
@@ -502,6 +516,7 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         ordered,
         rate_limit,
         created_at,
+        revision,
     ) = row;
     to_webhook(WebhookColumns {
         id,
@@ -515,6 +530,7 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         ordered,
         rate_limit,
         created_at,
+        revision,
     })
 }
 

@@ -320,6 +320,7 @@ pub(crate) async fn webhook_round_trip<S: WalletRepository + WebhookRepository>(
         ordered: true,
         rate_limit: Some(webhook_domain::RateLimit::per_second(50).unwrap()),
         created_at: datetime!(2026-01-01 00:00:00.123456 UTC),
+        revision: 1,
     };
     let bare = Webhook {
         created_at: datetime!(2026-01-01 00:00:00.999999 UTC),
@@ -445,15 +446,25 @@ where
     );
 }
 
-/// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`).
+/// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`);
+/// it adds one to the revision, and disabling again changes nothing.
 pub(crate) async fn webhook_disable<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
     let (wallet, hook, _, delivery) = one_delivery(store).await;
     store.disable_webhook(hook.id, at(1)).await.unwrap();
+    let disabled = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        disabled,
+        Webhook {
+            enabled: false,
+            revision: 2,
+            ..hook.clone()
+        }
+    );
     store.disable_webhook(hook.id, at(2)).await.unwrap();
-    assert!(!store.get_webhook(wallet, hook.id).await.unwrap().enabled);
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), disabled);
 
     let published = store.publish(&event(wallet), None, at(3)).await.unwrap();
     assert_eq!(published.deliveries, 0);
@@ -475,11 +486,48 @@ where
     assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
 }
 
-/// set_global_webhook with the same URL and headers keeps the stored id; a new URL replaces it
-/// (cancelling the old one's deliveries); `None` removes it.
+/// The global webhook is never disabled by disable_webhook (a 410): it stays enabled, and its
+/// other deliveries stay due.
+pub(crate) async fn global_webhook_not_disabled<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let global = webhook_value(WebhookScope::Global, "https://global.example/");
+    store
+        .set_global_webhook(Some(global.clone()), T0)
+        .await
+        .unwrap();
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    store.disable_webhook(global.id, at(1)).await.unwrap();
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].state(), DeliveryState::Pending { due: T0 });
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(2))
+            .await
+            .unwrap()
+            .deliveries,
+        1,
+        "the global webhook still gets every event"
+    );
+    let claimed = store
+        .claim_due(&owner("d"), at(3), LEASE, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.webhook == global), "{claimed:?}");
+}
+
+/// set_global_webhook with the settings already stored changes nothing (its id and revision
+/// stay); other settings (URL, headers, enabled) are taken in place, keeping the id, adding one
+/// to the revision and leaving its unfinished deliveries due, to be sent with them; turning it
+/// off cancels them (`TargetDisabled`) and the same settings turn it on again; `None` removes it
+/// and cancels them (`TargetDeleted`).
 pub(crate) async fn global_webhook<S>(store: &S)
 where
-    S: WalletRepository + WebhookRepository + EventOutbox,
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
     let wallet = new_wallet(store).await;
     let first = webhook_value(WebhookScope::Global, "https://global.example/one");
@@ -489,53 +537,244 @@ where
         .unwrap();
     let e1 = event(wallet);
     assert_eq!(store.publish(&e1, None, T0).await.unwrap().deliveries, 1);
-
-    // Same URL and headers, another id: the stored row (and its id) stays.
-    let same = webhook_value(WebhookScope::Global, "https://global.example/one");
-    store.set_global_webhook(Some(same), at(1)).await.unwrap();
-    let e2 = event(wallet);
-    assert_eq!(store.publish(&e2, None, at(2)).await.unwrap().deliveries, 1);
-    let targets = |deliveries: &[Delivery], event: EventId| -> Vec<WebhookId> {
-        deliveries
-            .iter()
-            .filter(|d| d.event_id() == event)
-            .map(Delivery::webhook_id)
-            .collect()
+    let targets = |deliveries: &[Delivery]| -> HashSet<WebhookId> {
+        deliveries.iter().map(Delivery::webhook_id).collect()
     };
+    let claim = async |now| {
+        store
+            .claim_due(&owner("d"), now, LEASE, 10, &[])
+            .await
+            .unwrap()
+    };
+
+    // The same settings under another id and time: nothing changes.
+    let same = Webhook {
+        created_at: at(1),
+        ..webhook_value(WebhookScope::Global, "https://global.example/one")
+    };
+    store.set_global_webhook(Some(same), at(1)).await.unwrap();
+    store.publish(&event(wallet), None, at(2)).await.unwrap();
     let deliveries = deliveries_of(store, wallet).await;
-    assert_eq!(targets(&deliveries, e2.id()), vec![first.id]);
+    assert_eq!(targets(&deliveries), HashSet::from([first.id]));
+
+    // A new URL and key: the same target, changed in place; what waits is sent with them.
+    let moved = Webhook {
+        url: WebhookUrl::parse("https://global.example/two").unwrap(),
+        custom_headers: CustomHeaders::bearer("rotated-token").unwrap(),
+        ..webhook_value(WebhookScope::Global, "https://unused.example/")
+    };
+    store
+        .set_global_webhook(Some(moved.clone()), at(3))
+        .await
+        .unwrap();
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 2);
     assert!(
         deliveries
             .iter()
-            .all(|d| matches!(d.state(), DeliveryState::Pending { .. }))
+            .all(|d| matches!(d.state(), DeliveryState::Pending { .. })),
+        "{deliveries:?}"
     );
+    let expected = Webhook {
+        id: first.id,
+        created_at: first.created_at,
+        revision: 2,
+        ..moved.clone()
+    };
+    let claimed = claim(at(4)).await;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.webhook == expected), "{claimed:?}");
 
-    // A new URL replaces it.
-    let second = webhook_value(WebhookScope::Global, "https://global.example/two");
-    store
-        .set_global_webhook(Some(second.clone()), at(3))
-        .await
-        .unwrap();
-    let e3 = event(wallet);
-    assert_eq!(store.publish(&e3, None, at(4)).await.unwrap().deliveries, 1);
-    let deliveries = deliveries_of(store, wallet).await;
-    assert_eq!(targets(&deliveries, e3.id()), vec![second.id]);
-    for d in deliveries.iter().filter(|d| d.webhook_id() == first.id) {
-        assert!(
-            matches!(d.state(), DeliveryState::Cancelled { at: when, .. } if when == at(3)),
-            "the replaced global webhook's deliveries are cancelled: {d:?}"
-        );
-    }
-
-    store.set_global_webhook(None, at(5)).await.unwrap();
+    // Stored off, its deliveries are cancelled; the same settings enabled turn it on again.
+    store.publish(&event(wallet), None, at(5)).await.unwrap();
+    let off = Webhook {
+        enabled: false,
+        ..moved.clone()
+    };
+    store.set_global_webhook(Some(off), at(6)).await.unwrap();
     assert_eq!(
         store
-            .publish(&event(wallet), None, at(6))
+            .publish(&event(wallet), None, at(7))
             .await
             .unwrap()
             .deliveries,
         0
     );
+    let cancelled: Vec<Delivery> = deliveries_of(store, wallet)
+        .await
+        .into_iter()
+        .filter(|d| d.state().kind() == webhook_domain::DeliveryStateKind::Cancelled)
+        .collect();
+    // The two in flight and the one due.
+    assert_eq!(cancelled.len(), 3);
+    assert!(cancelled.iter().all(|d| d.state()
+        == DeliveryState::Cancelled {
+            at: at(6),
+            reason: CancelReason::TargetDisabled
+        }));
+    store
+        .set_global_webhook(Some(moved.clone()), at(8))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(9))
+            .await
+            .unwrap()
+            .deliveries,
+        1
+    );
+    let claimed = claim(at(10)).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].webhook,
+        Webhook {
+            revision: 4,
+            ..expected.clone()
+        }
+    );
+
+    // None removes it and cancels what waits.
+    store.publish(&event(wallet), None, at(11)).await.unwrap();
+    store.set_global_webhook(None, at(12)).await.unwrap();
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(13))
+            .await
+            .unwrap()
+            .deliveries,
+        0
+    );
+    let waiting: Vec<Delivery> = deliveries_of(store, wallet)
+        .await
+        .into_iter()
+        .filter(|d| d.state() == DeliveryState::Pending { due: at(11) })
+        .collect();
+    assert!(waiting.is_empty(), "{waiting:?}");
+    assert!(deliveries_of(store, wallet).await.iter().any(|d| d.state()
+        == DeliveryState::Cancelled {
+            at: at(12),
+            reason: CancelReason::TargetDeleted
+        }));
+    assert!(claim(at(14)).await.is_empty());
+}
+
+/// update_webhook writes only over the revision it was given: with any other (the webhook was
+/// updated, disabled or deleted since it was read) it is `Stale` (or `NotFound` once deleted)
+/// and changes nothing; each write returns the revision it stored, one more than before.
+pub(crate) async fn webhook_update_stale_revision<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (wallet, hook, _, delivery) = one_delivery(store).await;
+    assert_eq!(hook.revision, 1);
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), hook);
+    let first = Webhook {
+        url: WebhookUrl::parse("https://a.example/first").unwrap(),
+        ..hook.clone()
+    };
+    assert_eq!(store.update_webhook(&first, at(1)).await.unwrap(), 2);
+    let stored = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        stored,
+        Webhook {
+            revision: 2,
+            ..first.clone()
+        }
+    );
+
+    // Read at revision 1: it would undo the first change.
+    let stale = Webhook {
+        enabled: false,
+        rate_limit: Some(webhook_domain::RateLimit::per_second(1).unwrap()),
+        ..hook.clone()
+    };
+    let err = store.update_webhook(&stale, at(2)).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::Stale), "{err:?}");
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), stored);
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivery]);
+
+    // A disable in between makes the revision read before it stale too.
+    store.disable_webhook(hook.id, at(3)).await.unwrap();
+    let err = store
+        .update_webhook(
+            &Webhook {
+                url: WebhookUrl::parse("https://a.example/second").unwrap(),
+                ..stored.clone()
+            },
+            at(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::Stale), "{err:?}");
+    let disabled = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        disabled,
+        Webhook {
+            enabled: false,
+            revision: 3,
+            ..stored.clone()
+        }
+    );
+
+    // Read again, the change goes through.
+    let again = Webhook {
+        url: WebhookUrl::parse("https://a.example/second").unwrap(),
+        ..disabled.clone()
+    };
+    assert_eq!(store.update_webhook(&again, at(5)).await.unwrap(), 4);
+
+    // Once deleted, a change read before is `NotFound`.
+    store.delete_webhook(wallet, hook.id, at(6)).await.unwrap();
+    let err = store
+        .update_webhook(
+            &Webhook {
+                revision: 4,
+                ..again
+            },
+            at(7),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+}
+
+/// Updates racing on one webhook from the same revision (tasks on a multi-threaded runtime):
+/// exactly one is stored, every other is `Stale`.
+pub(crate) async fn webhook_update_race<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + Clone + 'static,
+{
+    const WRITERS: u32 = 8;
+    let wallet = new_wallet(store).await;
+    let hook = new_webhook(store, wallet, "https://a.example/hook").await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS as usize));
+    let writers: Vec<_> = (1..=WRITERS)
+        .map(|n| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let changed = Webhook {
+                rate_limit: Some(webhook_domain::RateLimit::per_second(n).unwrap()),
+                ..hook.clone()
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_webhook(&changed, at(1)).await.map(|_| n)
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(n) => stored.push(n),
+            Err(WebhookStoreError::Stale) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let now = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(now.revision, 2);
+    assert_eq!(now.rate_limit.map(|r| r.get()), Some(stored[0]));
 }
 
 /// update_webhook replaces every setting and keeps the id, scope and creation time; optional
@@ -569,9 +808,10 @@ where
         created_at: at(99),
         ..hook.clone()
     };
-    store.update_webhook(&changed, at(1)).await.unwrap();
+    assert_eq!(store.update_webhook(&changed, at(1)).await.unwrap(), 2);
     let expected = Webhook {
         created_at: hook.created_at,
+        revision: 2,
         ..changed.clone()
     };
     assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), expected);
@@ -589,8 +829,14 @@ where
         ordered: false,
         ..expected
     };
-    store.update_webhook(&cleared, at(2)).await.unwrap();
-    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), cleared);
+    assert_eq!(store.update_webhook(&cleared, at(2)).await.unwrap(), 3);
+    assert_eq!(
+        store.get_webhook(wallet, hook.id).await.unwrap(),
+        Webhook {
+            revision: 3,
+            ..cleared
+        }
+    );
 }
 
 /// update_webhook is `NotFound`, changing nothing, for an unknown id, another wallet's
@@ -607,7 +853,7 @@ where
         enabled: false,
         ..webhook.clone()
     };
-    let not_found = |result: Result<(), WebhookStoreError>| {
+    let not_found = |result: Result<u64, WebhookStoreError>| {
         assert!(
             matches!(result, Err(WebhookStoreError::NotFound)),
             "{result:?}"
@@ -681,7 +927,11 @@ where
     let published = store.publish(&event(wallet), None, at(6)).await.unwrap();
     assert_eq!(published.deliveries, 1, "a disabled webhook gets nothing");
 
-    store.update_webhook(&hook, at(7)).await.unwrap();
+    let enabled = Webhook {
+        revision: 2,
+        ..hook.clone()
+    };
+    store.update_webhook(&enabled, at(7)).await.unwrap();
     let published = store.publish(&event(wallet), None, at(8)).await.unwrap();
     assert_eq!(published.deliveries, 2);
     let cancelled = deliveries_of(store, wallet)
@@ -2513,8 +2763,9 @@ macro_rules! contract_suite {
         contract_suite!(@tests $fresh;
             wallet_create_get api_keys entity_create_get admin_token_init_once
             webhook_round_trip webhook_tenant_isolation webhook_limit webhook_delete
-            webhook_disable global_webhook webhook_update webhook_update_not_found
-            webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
+            webhook_disable global_webhook global_webhook_not_disabled webhook_update
+            webhook_update_not_found webhook_update_disable webhook_update_stale_revision
+            publish_fan_out publish_replay publish_replay_with_new_key
             publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
@@ -2548,6 +2799,12 @@ macro_rules! contract_suite {
         async fn admin_token_init_race() {
             let Some((_guard, store)) = $fresh().await else { return };
             $crate::contract::admin_token_init_race(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn webhook_update_race() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::webhook_update_race(&store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
