@@ -21,3 +21,4 @@ mod sqlite_disk;
 mod tenant_isolation;
 mod throughput;
 mod utils;
+mod webhook_races;
