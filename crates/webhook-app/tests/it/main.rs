@@ -9,6 +9,7 @@ mod child;
 mod cli;
 mod crash;
 mod delivery;
+mod global_webhook;
 mod misbehaving_receivers;
 mod observability;
 mod outage;
