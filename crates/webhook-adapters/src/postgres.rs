@@ -51,9 +51,10 @@ use crate::rows::{
     NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookColumns,
     WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken,
     delivery_select, event_select, event_summary, from_micros, is_foreign_key_violation,
-    is_unique_violation, micros, offset, replay, requeue_all, revision_column, row_to_admin_token,
-    row_to_api_key, row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns,
-    to_backlog, to_delivery, to_wallet, to_webhook, webhook_columns, webhook_select,
+    is_unique_violation, job_stop_reason, micros, offset, replay, requeue_all, revision_column,
+    row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
+    row_to_webhook, state_columns, to_backlog, to_delivery, to_wallet, to_webhook, webhook_columns,
+    webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -1344,8 +1345,26 @@ impl RedeliveryJobs for PgStore {
                 .ok_or(AdapterError::NotFound)?
                 .into_job()?;
             // A step of nothing must not complete the job.
-            if job.state == JobState::Completed || limit == 0 {
+            if job.state.is_finished() || limit == 0 {
                 return Ok(job);
+            }
+            // A job of a webhook that was deleted or disabled requeues nothing more. The shared
+            // lock makes a delete or disable wait for this step (whose requeued deliveries it
+            // then cancels), and this step wait for one in progress (which it then sees).
+            let webhook: Option<(bool, Option<i64>)> = webhooks::table
+                .find(job.webhook_id.to_string())
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .for_share()
+                .first(c)
+                .await
+                .optional()?;
+            if let Some(reason) = job_stop_reason(webhook) {
+                let stopped = job.stop(reason, now);
+                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                    .set(JobProgressChange::of(&stopped))
+                    .execute(c)
+                    .await?;
+                return Ok(stopped);
             }
             // Rows another transaction holds (a single requeue, a pruning batch) are skipped:
             // it is changing them anyway.

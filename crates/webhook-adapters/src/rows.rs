@@ -8,9 +8,9 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryState,
-    DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState, RateLimit,
-    RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName, Webhook,
-    WebhookScope, WebhookUrl,
+    DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState, JobStopReason,
+    RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
+    Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
     Backlog, BoxError, Idempotency, OutboxError, Page, Published, StorageRefusal, WalletStoreError,
@@ -987,6 +987,7 @@ pub(crate) struct NewRedeliveryJob {
     requeued: i64,
     created_at: i64,
     updated_at: i64,
+    stop_reason: Option<&'static str>,
 }
 
 /// A redelivery job's row, as read.
@@ -1003,6 +1004,7 @@ pub(crate) struct RedeliveryJobRow {
     requeued: i64,
     created_at: i64,
     updated_at: i64,
+    stop_reason: Option<String>,
 }
 
 fn count_column(n: u64) -> i64 {
@@ -1022,6 +1024,7 @@ impl NewRedeliveryJob {
             requeued: count_column(job.requeued),
             created_at: micros(job.created_at),
             updated_at: micros(job.updated_at),
+            stop_reason: job.state.stop_reason().map(JobStopReason::as_str),
         }
     }
 }
@@ -1035,8 +1038,11 @@ impl RedeliveryJobRow {
             webhook_id: parse_id(&self.webhook_id)?,
             since: from_micros(self.since)?,
             until: from_micros(self.until)?,
-            state: JobState::parse(&self.state).ok_or_else(|| {
-                AdapterError::corrupt(format_args!("unknown job state {:?}", self.state))
+            state: JobState::parse(&self.state, self.stop_reason.as_deref()).ok_or_else(|| {
+                AdapterError::corrupt(format_args!(
+                    "unknown job state {:?} (stop reason {:?})",
+                    self.state, self.stop_reason
+                ))
             })?,
             total: count(self.total)?,
             requeued: count(self.requeued)?,
@@ -1046,13 +1052,14 @@ impl RedeliveryJobRow {
     }
 }
 
-/// What a step changes of a job: its progress.
+/// What a step changes of a job: its progress, and why it stopped.
 #[derive(Debug, AsChangeset)]
-#[diesel(table_name = redelivery_jobs)]
+#[diesel(table_name = redelivery_jobs, treat_none_as_null = true)]
 pub(crate) struct JobProgressChange {
     state: &'static str,
     requeued: i64,
     updated_at: i64,
+    stop_reason: Option<&'static str>,
 }
 
 impl JobProgressChange {
@@ -1061,7 +1068,18 @@ impl JobProgressChange {
             state: job.state.as_str(),
             requeued: count_column(job.requeued),
             updated_at: micros(job.updated_at),
+            stop_reason: job.state.stop_reason().map(JobStopReason::as_str),
         }
+    }
+}
+
+/// Why a job of this webhook must stop, given the webhook's `enabled` and `deleted_at` columns
+/// (`None` when its row is gone): `None` while it may still be sent to.
+pub(crate) fn job_stop_reason(webhook: Option<(bool, Option<i64>)>) -> Option<JobStopReason> {
+    match webhook {
+        None | Some((_, Some(_))) => Some(JobStopReason::WebhookDeleted),
+        Some((false, None)) => Some(JobStopReason::WebhookDisabled),
+        Some((true, None)) => None,
     }
 }
 

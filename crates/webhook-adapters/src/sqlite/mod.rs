@@ -41,9 +41,9 @@ use crate::rows::{
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
     NewEvent, NewRedeliveryJob, RedeliveryJobRow, WebhookRow, WebhookSettingsChange,
     admin_token_select, attempt_select, conflict_if_taken, delivery_select, event_select,
-    event_summary, from_micros, micros, offset, replay, requeue_all, revision_column,
-    row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
-    row_to_webhook, to_backlog, to_wallet, webhook_columns, webhook_select,
+    event_summary, from_micros, job_stop_reason, micros, offset, replay, requeue_all,
+    revision_column, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery,
+    row_to_event, row_to_webhook, to_backlog, to_wallet, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -981,8 +981,22 @@ impl RedeliveryJobs for SqliteStore {
                 .ok_or(AdapterError::NotFound)?
                 .into_job()?;
             // A step of nothing must not complete the job.
-            if job.state == JobState::Completed || limit == 0 {
+            if job.state.is_finished() || limit == 0 {
                 return Ok(job);
+            }
+            // A job of a webhook that was deleted or disabled requeues nothing more; the
+            // immediate transaction orders this check with every delete and disable.
+            let webhook: Option<(bool, Option<i64>)> = webhooks::table
+                .find(job.webhook_id.to_string())
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .first(c)
+                .optional()?;
+            if let Some(reason) = job_stop_reason(webhook) {
+                let stopped = job.stop(reason, now);
+                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                    .set(JobProgressChange::of(&stopped))
+                    .execute(c)?;
+                return Ok(stopped);
             }
             let rows: Vec<DeliveryRow> = redelivery_batch!(&JobWindow::of(&job), limit).load(c)?;
             let requeued = requeue_all(&rows, now)?;

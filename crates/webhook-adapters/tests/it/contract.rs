@@ -11,8 +11,9 @@ use uuid::Uuid;
 use webhook_domain::{
     ApiKey, ApiKeyHash, ApiKeyTag, AttemptOutcome, Backoff, CancelReason, CustomHeaders, Delivery,
     DeliveryId, DeliveryState, Entity, EntityId, Event, EventId, EventType, EventTypeFilter,
-    Jitter, JobState, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys, SigningSecret,
-    Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
+    Jitter, JobState, JobStopReason, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys,
+    SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope,
+    WebhookUrl,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency,
@@ -2690,6 +2691,136 @@ where
     );
 }
 
+/// A step of a job whose webhook was deleted, or disabled (here after a first step), requeues
+/// nothing and stops the job with the reason, keeping its count; the job leaves the running
+/// list and later steps change nothing.
+pub(crate) async fn redelivery_job_stops_with_its_webhook<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, deleted, disabled) = exhausted_deliveries(store, 4).await;
+    let of_deleted = redelivery_job(wallet, deleted.id, at(0), at(10), at(200));
+    let of_deleted = store.create_redelivery_job(&of_deleted).await.unwrap();
+    let of_disabled = redelivery_job(wallet, disabled.id, at(0), at(10), at(200));
+    let of_disabled = store.create_redelivery_job(&of_disabled).await.unwrap();
+
+    store
+        .delete_webhook(wallet, deleted.id, at(250))
+        .await
+        .unwrap();
+    let stopped = store
+        .step_redelivery_job(of_deleted.id, 10, at(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped,
+        RedeliveryJob {
+            state: JobState::Stopped(JobStopReason::WebhookDeleted),
+            updated_at: at(300),
+            ..of_deleted.clone()
+        }
+    );
+    for delivery in deliveries_to(store, wallet, deleted.id).await {
+        assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
+    }
+
+    let first = store
+        .step_redelivery_job(of_disabled.id, 1, at(300))
+        .await
+        .unwrap();
+    assert_eq!((first.requeued, first.state), (1, JobState::Running));
+    store.disable_webhook(disabled.id, at(301)).await.unwrap();
+    let stopped_too = store
+        .step_redelivery_job(of_disabled.id, 10, at(302))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped_too,
+        RedeliveryJob {
+            state: JobState::Stopped(JobStopReason::WebhookDisabled),
+            requeued: 1,
+            updated_at: at(302),
+            ..of_disabled.clone()
+        }
+    );
+    let exhausted = deliveries_to(store, wallet, disabled.id)
+        .await
+        .iter()
+        .filter(|d| d.state() == DeliveryState::Exhausted { at: at(100) })
+        .count();
+    assert_eq!(exhausted, 3, "the rest stays exhausted");
+
+    assert!(store.running_redelivery_jobs().await.unwrap().is_empty());
+    for (job, stopped) in [(of_deleted.id, stopped), (of_disabled.id, stopped_too)] {
+        assert_eq!(
+            store.get_redelivery_job(wallet, job).await.unwrap(),
+            stopped
+        );
+        let again = store.step_redelivery_job(job, 10, at(400)).await.unwrap();
+        assert_eq!(again, stopped);
+    }
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+/// Steppers racing a delete of the job's webhook (tasks on a multi-threaded runtime): whichever
+/// order the transactions take, no delivery of the deleted webhook is left due, and the job ends
+/// stopped (or completed, when it was done before the delete).
+pub(crate) async fn redelivery_steps_racing_a_delete<S>(store: &S)
+where
+    S: WalletRepository
+        + WebhookRepository
+        + EventOutbox
+        + DeliveryQueue
+        + RedeliveryJobs
+        + Clone
+        + 'static,
+{
+    const EVENTS: i64 = 60;
+    const STEPPERS: usize = 3;
+    let (wallet, target, _) = exhausted_deliveries(store, EVENTS).await;
+    let job = redelivery_job(wallet, target.id, at(0), at(EVENTS), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(STEPPERS + 1));
+    let steppers: Vec<_> = (0..STEPPERS)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                loop {
+                    let stepped = store.step_redelivery_job(job.id, 2, at(300)).await.unwrap();
+                    if stepped.state.is_finished() {
+                        return stepped.state;
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    tokio::task::yield_now().await;
+    store
+        .delete_webhook(wallet, target.id, at(300))
+        .await
+        .unwrap();
+    for stepper in steppers {
+        let state = stepper.await.unwrap();
+        assert!(
+            matches!(
+                state,
+                JobState::Stopped(JobStopReason::WebhookDeleted) | JobState::Completed
+            ),
+            "{state:?}"
+        );
+    }
+    let due: Vec<Delivery> = deliveries_to(store, wallet, target.id)
+        .await
+        .into_iter()
+        .filter(|d| !d.state().is_final())
+        .collect();
+    assert!(due.is_empty(), "{due:?}");
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
 /// Listings page without gaps or repeats: walking wallets, webhooks and deliveries a page at a
 /// time gives the full listing in its order.
 pub(crate) async fn pagination<S>(store: &S)
@@ -2771,7 +2902,8 @@ macro_rules! contract_suite {
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
             requeue list_deliveries_isolation get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
-            redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
+            redelivery_job_takes_only_earlier_finals redelivery_job_isolation
+            redelivery_job_stops_with_its_webhook pagination prune
         );
 
         #[tokio::test]
@@ -2805,6 +2937,12 @@ macro_rules! contract_suite {
         async fn webhook_update_race() {
             let Some((_guard, store)) = $fresh().await else { return };
             $crate::contract::webhook_update_race(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn redelivery_steps_racing_a_delete() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::redelivery_steps_racing_a_delete(&store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,6 +5,7 @@
 
 mod api;
 mod bad_input;
+mod bulk_redelivery;
 mod child;
 mod cli;
 mod crash;
