@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use webhook_domain::{CancelReason, DeliveryStateKind, EventId, JobState, WalletId};
+use webhook_domain::{CancelReason, DeliveryStateKind, EventId, JobState, JobStopReason, WalletId};
 
 fuzz_target!(|text: &str| {
     let parsed = text.parse::<EventId>();
@@ -32,7 +32,18 @@ fuzz_target!(|text: &str| {
     if let Some(reason) = CancelReason::parse(text) {
         assert_eq!(reason.as_str(), text);
     }
-    if let Some(state) = JobState::parse(text) {
+    if let Some(state) = JobState::parse(text, None) {
         assert_eq!(state.as_str(), text);
+        assert_eq!(state.stop_reason(), None);
+    }
+    if let Some(reason) = JobStopReason::parse(text) {
+        assert_eq!(reason.as_str(), text);
+    }
+    // A stored job state is two columns: its name, and the reason of a stopped job.
+    if let Some((name, reason)) = text.split_once('\n')
+        && let Some(state) = JobState::parse(name, Some(reason))
+    {
+        assert_eq!(state.as_str(), name);
+        assert_eq!(state.stop_reason().map(JobStopReason::as_str), Some(reason));
     }
 });

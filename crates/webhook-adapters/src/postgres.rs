@@ -52,10 +52,10 @@ use crate::rows::{
     NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow,
     WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select,
     conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
-    group_recent_attempts, is_foreign_key_violation, is_unique_violation, micros, offset, replay,
-    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
-    row_to_webhook, state_columns, to_backlog, to_delivery, to_json, to_wallet, to_webhook,
-    webhook_columns, webhook_select,
+    group_recent_attempts, is_foreign_key_violation, is_unique_violation, job_stop_reason, micros,
+    offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
+    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
+    to_delivery, to_wallet, to_webhook, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -449,6 +449,7 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
             webhooks::ordered.eq(w.ordered),
             webhooks::rate_limit.eq(w.rate_limit),
             webhooks::created_at.eq(w.created_at),
+            webhooks::revision.eq(w.revision),
         ))
         .execute(c)
         .await
@@ -573,6 +574,7 @@ impl WebhookRepository for PgStore {
             .set((
                 webhooks::deleted_at.eq(Some(micros(now))),
                 webhooks::enabled.eq(false),
+                webhooks::revision.eq(webhooks::revision + 1),
             ))
             .execute(c)
             .await?;
@@ -593,12 +595,26 @@ impl WebhookRepository for PgStore {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
-            let found = diesel::update(webhooks::table.find(&id))
-                .set(webhooks::enabled.eq(false))
-                .execute(c)
-                .await?;
-            if found == 0 {
-                return Err(AdapterError::NotFound);
+            // Only an enabled wallet webhook changes: the global one follows the configuration.
+            let disabled = diesel::update(
+                webhooks::table
+                    .find(&id)
+                    .filter(webhooks::enabled.eq(true))
+                    .filter(webhooks::wallet_id.is_not_null()),
+            )
+            .set((
+                webhooks::enabled.eq(false),
+                webhooks::revision.eq(webhooks::revision + 1),
+            ))
+            .execute(c)
+            .await?;
+            if disabled == 0 {
+                let known: i64 = webhooks::table.find(&id).count().get_result(c).await?;
+                return if known == 0 {
+                    Err(AdapterError::NotFound)
+                } else {
+                    Ok(())
+                };
             }
             cancel_deliveries_of(c, &id, CancelReason::TargetGone, now).await
         })
@@ -620,32 +636,46 @@ impl WebhookRepository for PgStore {
             ))
             .execute(c)
             .await?;
-            let current: Option<WebhookRow> = webhooks::table
+            let current: Option<Webhook> = webhooks::table
                 .filter(webhooks::wallet_id.is_null())
                 .filter(webhooks::deleted_at.is_null())
                 .select(webhook_select!())
                 .first(c)
                 .await
-                .optional()?;
-            if let (Some(row), Some(wanted)) = (&current, &webhook)
-                && row.2 == wanted.url.as_str()
-                && row.3 == to_json(&wanted.custom_headers)
-            {
-                return Ok(());
-            }
-            if let Some(row) = current {
-                diesel::update(webhooks::table.find(&row.0))
-                    .set((
-                        webhooks::deleted_at.eq(Some(micros(now))),
-                        webhooks::enabled.eq(false),
-                    ))
-                    .execute(c)
-                    .await?;
-                cancel_deliveries_of(c, &row.0, CancelReason::TargetDeleted, now).await?;
-            }
-            match &webhook {
-                Some(wanted) => insert_webhook(c, wanted).await,
-                None => Ok(()),
+                .optional()?
+                .map(row_to_webhook)
+                .transpose()?;
+            match (current, &webhook) {
+                (None, None) => Ok(()),
+                (None, Some(wanted)) => insert_webhook(c, wanted).await,
+                (Some(stored), Some(wanted)) if stored.same_settings(wanted) => Ok(()),
+                // In place: what waits for it is sent with the new settings.
+                (Some(stored), Some(wanted)) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(&id))
+                        .set((
+                            WebhookSettingsChange::of(wanted),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)
+                        .await?;
+                    if stored.enabled && !wanted.enabled {
+                        cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
+                    }
+                    Ok(())
+                }
+                (Some(stored), None) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(&id))
+                        .set((
+                            webhooks::deleted_at.eq(Some(micros(now))),
+                            webhooks::enabled.eq(false),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)
+                        .await?;
+                    cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
+                }
             }
         })
         .await
@@ -656,32 +686,39 @@ impl WebhookRepository for PgStore {
         &self,
         webhook: &Webhook,
         now: OffsetDateTime,
-    ) -> Result<(), WebhookStoreError> {
+    ) -> Result<u64, WebhookStoreError> {
         let WebhookScope::Wallet(wallet) = webhook.scope else {
             return Err(WebhookStoreError::NotFound);
         };
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = webhook.id.to_string();
-            // Locked, so that a concurrent update sees this one's `enabled`.
-            let was_enabled: bool = webhooks::table
+            // Locked, so that a concurrent change waits for this one and then finds the
+            // revision it wrote.
+            let (was_enabled, revision): (bool, i64) = webhooks::table
                 .filter(webhooks::id.eq(&id))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
-                .select(webhooks::enabled)
+                .select((webhooks::enabled, webhooks::revision))
                 .for_update()
                 .first(c)
                 .await
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
+            if revision != revision_column(webhook.revision) {
+                return Err(AdapterError::Stale);
+            }
             diesel::update(webhooks::table.find(&id))
-                .set(WebhookSettingsChange::of(webhook))
+                .set((
+                    WebhookSettingsChange::of(webhook),
+                    webhooks::revision.eq(revision + 1),
+                ))
                 .execute(c)
                 .await?;
             if was_enabled && !webhook.enabled {
                 cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
             }
-            Ok(())
+            u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
         .await
         .map_err(Into::into)
@@ -1199,6 +1236,8 @@ struct ClaimedRow {
     rate_limit: Option<i32>,
     #[diesel(sql_type = BigInt)]
     webhook_created_at: i64,
+    #[diesel(sql_type = BigInt)]
+    webhook_revision: i64,
 }
 
 /// The targets that hold unfinished deliveries, each with its earliest due time (a due time,
@@ -1295,7 +1334,7 @@ SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.attempts
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
-       w.created_at AS webhook_created_at
+       w.created_at AS webhook_created_at, w.revision AS webhook_revision
 FROM claimed AS c
 JOIN events AS e ON e.wallet_id = c.wallet_id AND e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
@@ -1405,6 +1444,7 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         ordered: row.ordered,
         rate_limit: row.rate_limit,
         created_at: row.webhook_created_at,
+        revision: row.webhook_revision,
     })?;
     Ok(ClaimedDelivery {
         delivery,
@@ -1502,8 +1542,26 @@ impl RedeliveryJobs for PgStore {
                 .ok_or(AdapterError::NotFound)?
                 .into_job()?;
             // A step of nothing must not complete the job.
-            if job.state == JobState::Completed || limit == 0 {
+            if job.state.is_finished() || limit == 0 {
                 return Ok(job);
+            }
+            // A job of a webhook that was deleted or disabled requeues nothing more. The shared
+            // lock makes a delete or disable wait for this step (whose requeued deliveries it
+            // then cancels), and this step wait for one in progress (which it then sees).
+            let webhook: Option<(bool, Option<i64>)> = webhooks::table
+                .find(job.webhook_id.to_string())
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .for_share()
+                .first(c)
+                .await
+                .optional()?;
+            if let Some(reason) = job_stop_reason(webhook) {
+                let stopped = job.stop(reason, now);
+                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                    .set(JobProgressChange::of(&stopped))
+                    .execute(c)
+                    .await?;
+                return Ok(stopped);
             }
             // Rows another transaction holds (a single requeue, a pruning batch) are skipped:
             // it is changing them anyway.

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryId,
     DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
-    RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId, WalletName,
-    Webhook, WebhookScope, WebhookUrl,
+    JobStopReason, RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
+    WalletName, Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
     Backlog, BoxError, Idempotency, OutboxError, Page, Published, RecentAttempts, StorageRefusal,
@@ -31,6 +31,9 @@ pub(crate) enum AdapterError {
     Conflict(String),
     #[error("limit of {0} reached")]
     LimitReached(u32),
+    /// A compare-and-set found another revision than the one it was given.
+    #[error("the row changed since it was read")]
+    Stale,
     #[error("a stored row is invalid: {0}")]
     Corrupt(String),
     #[error("the connection pool gave no connection: {0}")]
@@ -167,6 +170,7 @@ impl From<AdapterError> for WebhookStoreError {
             AdapterError::NotFound => WebhookStoreError::NotFound,
             AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
             AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
+            AdapterError::Stale => WebhookStoreError::Stale,
             _ => {
                 e.unavailable_or_backend(WebhookStoreError::Unavailable, WebhookStoreError::Backend)
             }
@@ -305,6 +309,7 @@ pub(crate) struct WebhookColumns {
     pub(crate) ordered: bool,
     pub(crate) rate_limit: Option<i32>,
     pub(crate) created_at: i64,
+    pub(crate) revision: i64,
 }
 
 pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
@@ -325,7 +330,13 @@ pub(crate) fn webhook_columns(w: &Webhook) -> WebhookColumns {
             .rate_limit
             .map(|r| i32::try_from(r.get()).unwrap_or(i32::MAX)),
         created_at: micros(w.created_at),
+        revision: revision_column(w.revision),
     }
+}
+
+/// A revision as stored (revisions start at 1 and grow by one a change: never near the limit).
+pub(crate) fn revision_column(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
@@ -364,6 +375,7 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
             })
             .transpose()?,
         created_at: from_micros(row.created_at)?,
+        revision: u64::try_from(row.revision).map_err(AdapterError::corrupt)?,
     })
 }
 
@@ -472,6 +484,7 @@ pub(crate) type WebhookRow = (
     bool,
     Option<i32>,
     i64,
+    i64,
 );
 
 macro_rules! webhook_select {
@@ -488,6 +501,7 @@ macro_rules! webhook_select {
             webhooks::ordered,
             webhooks::rate_limit,
             webhooks::created_at,
+            webhooks::revision,
         )
     };
 }
@@ -506,6 +520,7 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         ordered,
         rate_limit,
         created_at,
+        revision,
     ) = row;
     to_webhook(WebhookColumns {
         id,
@@ -519,6 +534,7 @@ pub(crate) fn row_to_webhook(row: WebhookRow) -> Result<Webhook, AdapterError> {
         ordered,
         rate_limit,
         created_at,
+        revision,
     })
 }
 
@@ -1037,6 +1053,7 @@ pub(crate) struct NewRedeliveryJob {
     requeued: i64,
     created_at: i64,
     updated_at: i64,
+    stop_reason: Option<&'static str>,
 }
 
 /// A redelivery job's row, as read.
@@ -1053,6 +1070,7 @@ pub(crate) struct RedeliveryJobRow {
     requeued: i64,
     created_at: i64,
     updated_at: i64,
+    stop_reason: Option<String>,
 }
 
 fn count_column(n: u64) -> i64 {
@@ -1072,6 +1090,7 @@ impl NewRedeliveryJob {
             requeued: count_column(job.requeued),
             created_at: micros(job.created_at),
             updated_at: micros(job.updated_at),
+            stop_reason: job.state.stop_reason().map(JobStopReason::as_str),
         }
     }
 }
@@ -1085,8 +1104,11 @@ impl RedeliveryJobRow {
             webhook_id: parse_id(&self.webhook_id)?,
             since: from_micros(self.since)?,
             until: from_micros(self.until)?,
-            state: JobState::parse(&self.state).ok_or_else(|| {
-                AdapterError::corrupt(format_args!("unknown job state {:?}", self.state))
+            state: JobState::parse(&self.state, self.stop_reason.as_deref()).ok_or_else(|| {
+                AdapterError::corrupt(format_args!(
+                    "unknown job state {:?} (stop reason {:?})",
+                    self.state, self.stop_reason
+                ))
             })?,
             total: count(self.total)?,
             requeued: count(self.requeued)?,
@@ -1096,13 +1118,14 @@ impl RedeliveryJobRow {
     }
 }
 
-/// What a step changes of a job: its progress.
+/// What a step changes of a job: its progress, and why it stopped.
 #[derive(Debug, AsChangeset)]
-#[diesel(table_name = redelivery_jobs)]
+#[diesel(table_name = redelivery_jobs, treat_none_as_null = true)]
 pub(crate) struct JobProgressChange {
     state: &'static str,
     requeued: i64,
     updated_at: i64,
+    stop_reason: Option<&'static str>,
 }
 
 impl JobProgressChange {
@@ -1111,7 +1134,18 @@ impl JobProgressChange {
             state: job.state.as_str(),
             requeued: count_column(job.requeued),
             updated_at: micros(job.updated_at),
+            stop_reason: job.state.stop_reason().map(JobStopReason::as_str),
         }
+    }
+}
+
+/// Why a job of this webhook must stop, given the webhook's `enabled` and `deleted_at` columns
+/// (`None` when its row is gone): `None` while it may still be sent to.
+pub(crate) fn job_stop_reason(webhook: Option<(bool, Option<i64>)>) -> Option<JobStopReason> {
+    match webhook {
+        None | Some((_, Some(_))) => Some(JobStopReason::WebhookDeleted),
+        Some((false, None)) => Some(JobStopReason::WebhookDisabled),
+        Some((true, None)) => None,
     }
 }
 

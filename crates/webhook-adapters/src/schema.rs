@@ -121,6 +121,7 @@ diesel::table! {
         requeued -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        stop_reason -> Nullable<Text>,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Start-up state from configuration: the admin token, the default wallet (with its key and,
-//! once, its webhook) and the global webhook.
+//! once, its webhook) and the global webhook, which only the roles that serve the API store.
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -10,7 +10,7 @@ use webhook_domain::{
 use webhook_ports::{StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository};
 
 use crate::api::AdminCredential;
-use crate::config::IdentusSettings;
+use crate::config::{IdentusSettings, Role};
 use crate::secrets;
 
 /// What start-up settled, and what it created that the operator must see once.
@@ -26,11 +26,12 @@ pub(crate) struct Bootstrapped {
 
 /// Settles the admin token; creates the default wallet on first start (with its key and,
 /// once, its webhook from the environment), binds a configured default-wallet key if it is
-/// new, and sets the global webhook from the environment.
+/// new, and, in a role that owns it, sets the global webhook from the environment.
 pub(crate) async fn bootstrap(
     wallets: &dyn WalletRepository,
     webhooks: &dyn WebhookRepository,
     identus: &IdentusSettings,
+    role: Role,
     now: OffsetDateTime,
 ) -> anyhow::Result<Bootstrapped> {
     let (admin, generated_admin_token) = admin_credential(wallets, identus, now).await?;
@@ -39,20 +40,33 @@ pub(crate) async fn bootstrap(
     } else {
         None
     };
-    let global = match &identus.global_webhook_url {
-        Some(url) if !url.is_empty() => Some(env_webhook(
-            "GLOBAL_WEBHOOK_URL",
-            url,
-            identus.global_webhook_api_key.as_deref(),
-            WebhookScope::Global,
-            now,
-        )?),
-        _ => None,
-    };
-    webhooks
-        .set_global_webhook(global, now)
-        .await
-        .context("cannot store the global webhook")?;
+    let configured = identus
+        .global_webhook_url
+        .as_deref()
+        .filter(|url| !url.is_empty());
+    if role.owns_global_webhook() {
+        // Enabled, as Identus's always is: the same settings switch a stored one back on, and
+        // new ones change it in place, for the deliveries already waiting too.
+        let global = configured
+            .map(|url| {
+                env_webhook(
+                    "GLOBAL_WEBHOOK_URL",
+                    url,
+                    identus.global_webhook_api_key.as_deref(),
+                    WebhookScope::Global,
+                    now,
+                )
+            })
+            .transpose()?;
+        webhooks
+            .set_global_webhook(global, now)
+            .await
+            .context("cannot store the global webhook")?;
+    } else if configured.is_some() {
+        tracing::warn!(
+            "GLOBAL_WEBHOOK_URL and GLOBAL_WEBHOOK_API_KEY are read by the instances that serve the API; this dispatcher-only instance ignores them and delivers to the global webhook as those stored it"
+        );
+    }
     Ok(Bootstrapped {
         generated_default_key,
         generated_admin_token,
@@ -191,4 +205,63 @@ fn env_webhook(
         headers,
         now,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use webhook_ports::{MockWalletRepository, MockWebhookRepository};
+
+    use super::*;
+
+    /// Settings that reach no wallet storage: a configured admin token, no default wallet.
+    fn identus(global: Option<&str>) -> IdentusSettings {
+        let mut identus = crate::config::Settings::defaults().unwrap().identus;
+        identus.admin_token = Some("an-admin-token-for-tests".to_owned());
+        identus.default_wallet_enabled = false;
+        identus.global_webhook_url = global.map(str::to_owned);
+        identus.global_webhook_api_key = Some("global-key".to_owned());
+        identus
+    }
+
+    #[tokio::test]
+    async fn only_the_roles_that_serve_the_api_set_the_global_webhook() {
+        let now = time::macros::datetime!(2026-12-01 00:00 UTC);
+        for (role, global, expected) in [
+            (Role::All, Some("https://global.example/in"), Some(true)),
+            (Role::Api, Some("https://global.example/in"), Some(true)),
+            (Role::Api, None, Some(false)),
+            (Role::Dispatcher, Some("https://global.example/in"), None),
+            (Role::Dispatcher, Some("not a url"), None),
+            (Role::Dispatcher, None, None),
+        ] {
+            let mut webhooks = MockWebhookRepository::new();
+            if let Some(present) = expected {
+                webhooks
+                    .expect_set_global_webhook()
+                    .times(1)
+                    .returning(move |webhook, _| {
+                        assert_eq!(webhook.is_some(), present);
+                        if let Some(webhook) = webhook {
+                            assert!(webhook.enabled);
+                            assert_eq!(webhook.scope, WebhookScope::Global);
+                            assert_eq!(
+                                webhook.custom_headers,
+                                CustomHeaders::bearer("global-key").unwrap()
+                            );
+                        }
+                        Ok(())
+                    });
+            }
+            // A dispatcher-only instance calls nothing: the mock would panic.
+            bootstrap(
+                &MockWalletRepository::new(),
+                &webhooks,
+                &identus(global),
+                role,
+                now,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{role:?}, {global:?}: {e:#}"));
+        }
+    }
 }

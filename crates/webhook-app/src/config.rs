@@ -71,6 +71,14 @@ impl Role {
     pub fn delivers(self) -> bool {
         matches!(self, Role::All | Role::Dispatcher)
     }
+
+    /// Whether this role stores the global webhook from its configuration at start: the roles
+    /// that serve the API. A dispatcher-only instance delivers to the global webhook as stored
+    /// and never changes it, so that one started with another (or no) environment cannot
+    /// redirect, re-key or remove it.
+    pub fn owns_global_webhook(self) -> bool {
+        self.serves_api()
+    }
 }
 
 impl TryFrom<String> for Role {
@@ -1056,6 +1064,7 @@ mod tests {
             let s = Settings::build(None, &env(&[("WEBHOOKD_ROLE", text)])).unwrap();
             assert_eq!(s.role, role);
             assert_eq!((role.serves_api(), role.delivers()), (api, delivers));
+            assert_eq!(role.owns_global_webhook(), api);
         }
     }
 

@@ -114,6 +114,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         store.wallets().as_ref(),
         store.webhooks().as_ref(),
         &settings.identus,
+        settings.role,
         clock.now(),
     )
     .await?;

@@ -1,6 +1,7 @@
 //! Bulk redelivery jobs run in the background, one batch per transaction, so a job of a
 //! million deliveries never holds a long transaction. Progress lives in the database: any
-//! instance can report it, and jobs left running by a stopped instance are resumed at start.
+//! instance can report it, and jobs left running by a stopped instance are resumed at start. A
+//! job ends when a step finds nothing left, or stops when its webhook was deleted or disabled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 /// Steps tried before a job is left for the next start.
 const MAX_FAILURES: u32 = 30;
 
-/// Runs the job to completion in a background task.
+/// Runs the job until it completes or stops, in a background task.
 pub(crate) fn spawn(
     jobs: Arc<dyn RedeliveryJobs>,
     clock: Arc<dyn Clock>,
@@ -43,9 +44,16 @@ async fn run(
                     tracing::info!(job = %id, requeued = job.requeued, total = job.total, "bulk redelivery progress");
                     last_requeued = Some(job.requeued);
                 }
-                if job.state == JobState::Completed {
-                    tracing::info!(job = %id, requeued = job.requeued, "bulk redelivery completed");
-                    return;
+                match job.state {
+                    JobState::Running => {}
+                    JobState::Completed => {
+                        tracing::info!(job = %id, requeued = job.requeued, "bulk redelivery completed");
+                        return;
+                    }
+                    JobState::Stopped(reason) => {
+                        tracing::info!(job = %id, requeued = job.requeued, reason = reason.as_str(), "bulk redelivery stopped: its webhook was deleted or disabled");
+                        return;
+                    }
                 }
                 tokio::task::yield_now().await;
             }

@@ -15,22 +15,67 @@ pub enum JobState {
     Running,
     /// A batch found nothing left to requeue.
     Completed,
+    /// Ended before it requeued everything, because its webhook can no longer be sent to.
+    Stopped(JobStopReason),
 }
 
-impl JobState {
+/// Why a job stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStopReason {
+    /// The webhook was deleted.
+    WebhookDeleted,
+    /// The webhook was disabled (by its owner, or because its target answered 410 Gone).
+    WebhookDisabled,
+}
+
+impl JobStopReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            JobState::Running => "running",
-            JobState::Completed => "completed",
+            JobStopReason::WebhookDeleted => "webhook_deleted",
+            JobStopReason::WebhookDisabled => "webhook_disabled",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
-            "running" => Some(JobState::Running),
-            "completed" => Some(JobState::Completed),
+            "webhook_deleted" => Some(JobStopReason::WebhookDeleted),
+            "webhook_disabled" => Some(JobStopReason::WebhookDisabled),
             _ => None,
         }
+    }
+}
+
+impl JobState {
+    /// The state's name: `running`, `completed` or `stopped` (its reason apart).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Stopped(_) => "stopped",
+        }
+    }
+
+    /// Why the job stopped, when it did.
+    pub fn stop_reason(self) -> Option<JobStopReason> {
+        match self {
+            JobState::Stopped(reason) => Some(reason),
+            JobState::Running | JobState::Completed => None,
+        }
+    }
+
+    /// The state named `name`, with `stop_reason` for `stopped` (and only then).
+    pub fn parse(name: &str, stop_reason: Option<&str>) -> Option<Self> {
+        match (name, stop_reason) {
+            ("running", None) => Some(JobState::Running),
+            ("completed", None) => Some(JobState::Completed),
+            ("stopped", Some(reason)) => JobStopReason::parse(reason).map(JobState::Stopped),
+            _ => None,
+        }
+    }
+
+    /// Completed or stopped: no step changes the job again.
+    pub fn is_finished(self) -> bool {
+        self != JobState::Running
     }
 }
 
@@ -95,11 +140,11 @@ impl RedeliveryJob {
     }
 
     /// The job after a step at `now` that requeued `requeued` deliveries: their number is
-    /// added, and a step that found none left completes the job. A completed job stays as it
+    /// added, and a step that found none left completes the job. A finished job stays as it
     /// is.
     #[must_use]
     pub fn after_step(&self, requeued: u64, now: OffsetDateTime) -> Self {
-        if self.state == JobState::Completed {
+        if self.state.is_finished() {
             return self.clone();
         }
         Self {
@@ -109,6 +154,20 @@ impl RedeliveryJob {
                 JobState::Running
             },
             requeued: self.requeued.saturating_add(requeued),
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
+    /// The job stopped at `now` for `reason`, keeping its progress. A finished job stays as it
+    /// is.
+    #[must_use]
+    pub fn stop(&self, reason: JobStopReason, now: OffsetDateTime) -> Self {
+        if self.state.is_finished() {
+            return self.clone();
+        }
+        Self {
+            state: JobState::Stopped(reason),
             updated_at: now,
             ..self.clone()
         }
@@ -170,10 +229,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_keeps_the_progress_and_ends_the_job() {
+        let at = datetime!(2026-11-28 12:00 UTC);
+        let later = at + time::Duration::MINUTE;
+        let job = RedeliveryJob::new(
+            RedeliveryJobId::from_uuid(Uuid::nil()),
+            WalletId::DEFAULT,
+            WebhookId::from_uuid(Uuid::nil()),
+            at - time::Duration::HOUR,
+            at,
+            at,
+        )
+        .unwrap()
+        .after_step(4, at);
+        let stopped = job.stop(JobStopReason::WebhookDeleted, later);
+        assert_eq!(
+            (stopped.state, stopped.requeued, stopped.updated_at),
+            (JobState::Stopped(JobStopReason::WebhookDeleted), 4, later)
+        );
+        let after = later + time::Duration::SECOND;
+        assert_eq!(stopped.after_step(5, after), stopped);
+        assert_eq!(stopped.stop(JobStopReason::WebhookDisabled, after), stopped);
+        let done = job.after_step(0, later);
+        assert_eq!(done.stop(JobStopReason::WebhookDisabled, after), done);
+    }
+
+    #[test]
     fn states_round_trip_through_text() {
-        for state in [JobState::Running, JobState::Completed] {
-            assert_eq!(JobState::parse(state.as_str()), Some(state));
+        for state in [
+            JobState::Running,
+            JobState::Completed,
+            JobState::Stopped(JobStopReason::WebhookDeleted),
+            JobState::Stopped(JobStopReason::WebhookDisabled),
+        ] {
+            let reason = state.stop_reason().map(JobStopReason::as_str);
+            assert_eq!(JobState::parse(state.as_str(), reason), Some(state));
         }
-        assert_eq!(JobState::parse("done"), None);
+        assert_eq!(JobState::parse("done", None), None);
+        assert_eq!(JobState::parse("stopped", None), None);
+        assert_eq!(JobState::parse("stopped", Some("bored")), None);
+        assert_eq!(JobState::parse("running", Some("webhook_deleted")), None);
     }
 }

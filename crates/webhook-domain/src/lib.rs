@@ -25,7 +25,7 @@ pub use delivery::{
 };
 pub use event::{Event, EventDataError, EventError, EventType, EventTypeError};
 pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};
-pub use jobs::{JobState, RedeliveryJob, RedeliveryWindowError};
+pub use jobs::{JobState, JobStopReason, RedeliveryJob, RedeliveryWindowError};
 pub use message::OutboundMessage;
 pub use retry::{Backoff, Jitter, RetryPolicy, RetryPolicyError};
 pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, sign, verify};

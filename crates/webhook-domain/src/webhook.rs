@@ -338,6 +338,10 @@ pub struct Webhook {
     /// `None`: as fast as the target answers, within the in-flight limits.
     pub rate_limit: Option<RateLimit>,
     pub created_at: OffsetDateTime,
+    /// Which version of its settings and state this is: 1 when created, one more at every
+    /// change that storage makes. A change is written only over the revision it was read at, so
+    /// that two read-modify-writes of one webhook cannot undo each other.
+    pub revision: u64,
 }
 
 /// The most attempts per second a target gets, from 1 to [`RateLimit::MAX`].
@@ -383,7 +387,7 @@ impl From<RateLimit> for u32 {
 
 impl Webhook {
     /// An enabled target for every event type, unsigned, unordered and unlimited, with the
-    /// default retry policy.
+    /// default retry policy, at revision 1.
     pub fn new(
         id: WebhookId,
         scope: WebhookScope,
@@ -403,7 +407,20 @@ impl Webhook {
             ordered: false,
             rate_limit: None,
             created_at,
+            revision: 1,
         }
+    }
+
+    /// Whether `other` has the same settings and state: everything but the id, the creation
+    /// time and the revision.
+    pub fn same_settings(&self, other: &Webhook) -> bool {
+        let aligned = Webhook {
+            id: other.id,
+            created_at: other.created_at,
+            revision: other.revision,
+            ..self.clone()
+        };
+        aligned == *other
     }
 
     /// Whether this target must get a delivery for `event`: it is enabled, its scope covers
@@ -551,6 +568,46 @@ mod tests {
             headers(&[("X-A", &long)]),
             Err(CustomHeadersError::ValueTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn same_settings_looks_past_the_id_creation_time_and_revision() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let hook = Webhook::new(
+            WebhookId::from_uuid(uuid::Uuid::nil()),
+            WebhookScope::Global,
+            WebhookUrl::parse("https://a.example/hook").unwrap(),
+            CustomHeaders::bearer("one").unwrap(),
+            at,
+        );
+        let twin = Webhook {
+            id: WebhookId::from_uuid(uuid::Uuid::from_u128(7)),
+            created_at: at + time::Duration::DAY,
+            revision: 9,
+            ..hook.clone()
+        };
+        assert!(hook.same_settings(&twin));
+        let changed = [
+            Webhook {
+                url: WebhookUrl::parse("https://b.example/hook").unwrap(),
+                ..twin.clone()
+            },
+            Webhook {
+                custom_headers: CustomHeaders::bearer("two").unwrap(),
+                ..twin.clone()
+            },
+            Webhook {
+                enabled: false,
+                ..twin.clone()
+            },
+            Webhook {
+                scope: WebhookScope::Wallet(WalletId::DEFAULT),
+                ..twin
+            },
+        ];
+        for other in changed {
+            assert!(!hook.same_settings(&other), "{other:?}");
+        }
     }
 
     #[test]

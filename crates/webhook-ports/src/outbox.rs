@@ -265,8 +265,13 @@ pub trait RedeliveryJobs: Send + Sync {
     /// One step of a job, in one transaction: requeues ([`Delivery::requeue`] at `now`) up to
     /// `limit` of the deliveries it matches that are still exhausted and became final before
     /// the job was created, adds their number to its `requeued`, and marks it `Completed` when
-    /// none was left. Returns the job after the step. Running a step of a completed job MUST
-    /// change nothing; two instances stepping the same job MUST NOT requeue a delivery twice.
+    /// none was left. Returns the job after the step. Running a step of a finished (completed
+    /// or stopped) job MUST change nothing; two instances stepping the same job MUST NOT
+    /// requeue a delivery twice. A step of a job whose webhook is deleted or disabled MUST
+    /// requeue nothing and stop the job (`Stopped` with `WebhookDeleted` or `WebhookDisabled`,
+    /// its count kept), judging the webhook in the step's own transaction: a delete or disable
+    /// committed before the step is always seen, and one committed after it cancels what the
+    /// step requeued.
     ///
     /// # Errors
     /// `NotFound` when the job is unknown; otherwise `Unavailable` or `Backend`, and on error

@@ -15,6 +15,10 @@ pub enum WebhookStoreError {
     LimitReached { limit: u32 },
     #[error("already exists: {0}")]
     Conflict(String),
+    /// The webhook changed after it was read (its stored revision is no longer the one the
+    /// change was made from): read it again and make the change anew.
+    #[error("the webhook changed since it was read")]
+    Stale,
     #[error("the database is unavailable")]
     Unavailable(#[source] BoxError),
     #[error("the storage backend failed")]
@@ -56,20 +60,25 @@ pub trait WebhookRepository: Send + Sync {
     ) -> Result<Vec<Webhook>, WebhookStoreError>;
 
     /// Replaces the settings of a live wallet webhook (URL, custom headers, event types,
-    /// signing keys, retry policy, enabled, ordered, rate limit) with those of `webhook`; its
-    /// id, scope and creation time stay. Turning `enabled` off cancels the webhook's unfinished
-    /// deliveries (reason `TargetDisabled`) in the same transaction.
+    /// signing keys, retry policy, enabled, ordered, rate limit) with those of `webhook`, if its
+    /// stored revision is still `webhook.revision` (the one it was read at): a compare-and-set,
+    /// which adds one to the revision and returns the new one. Its id, scope and creation time
+    /// stay. Turning `enabled` off cancels the webhook's unfinished deliveries (reason
+    /// `TargetDisabled`) in the same transaction.
     ///
     /// # Errors
     /// MUST return `NotFound`, changing nothing, when the id is unknown, deleted, global, or
-    /// belongs to another wallet than `webhook.scope` names.
+    /// belongs to another wallet than `webhook.scope` names. MUST return `Stale`, changing
+    /// nothing, when the stored revision is not `webhook.revision`: the webhook changed since it
+    /// was read (an update, a disable or a delete in between), and writing would undo that.
     async fn update_webhook(
         &self,
         webhook: &Webhook,
         now: OffsetDateTime,
-    ) -> Result<(), WebhookStoreError>;
+    ) -> Result<u64, WebhookStoreError>;
 
-    /// Deletes a webhook and cancels its unfinished deliveries (reason `TargetDeleted`).
+    /// Deletes a webhook, adding one to its revision, and cancels its unfinished deliveries
+    /// (reason `TargetDeleted`).
     ///
     /// # Errors
     /// MUST return `NotFound` when the id is unknown or belongs to another wallet, deleting
@@ -81,8 +90,11 @@ pub trait WebhookRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError>;
 
-    /// Disables a webhook of any scope (the target answered 410 Gone) and cancels its
-    /// unfinished deliveries (reason `TargetGone`). Disabling a disabled webhook is a no-op.
+    /// Disables a wallet webhook (the target answered 410 Gone), adding one to its revision,
+    /// and cancels its unfinished deliveries (reason `TargetGone`). Disabling a disabled webhook
+    /// is a no-op. The global webhook MUST be left as it is, enabled and with its deliveries:
+    /// only the configuration changes it ([`Self::set_global_webhook`]), as in Identus, which
+    /// never disables it.
     ///
     /// # Errors
     /// MUST return `NotFound` when the id is unknown.
@@ -92,9 +104,14 @@ pub trait WebhookRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError>;
 
-    /// Makes `webhook` (scope `Global`) the one global target, or removes it with `None`.
-    /// An unchanged URL and headers keep the stored row (and its id); a changed one replaces it
-    /// and cancels the old one's unfinished deliveries.
+    /// Makes the one global target have the settings of `webhook` (scope `Global`), or removes
+    /// it with `None`. When a global webhook is stored, it MUST keep its id and take the
+    /// settings in place, so that its unfinished deliveries are sent with them (a new URL or
+    /// `Authorization` header included), and its revision goes up by one; settings that are
+    /// already the stored ones (per [`Webhook::same_settings`]) MUST change nothing. When none
+    /// is stored, `webhook` is stored as given. `None` deletes the stored one and cancels its
+    /// unfinished deliveries (reason `TargetDeleted`); turning `enabled` off cancels them with
+    /// reason `TargetDisabled`.
     ///
     /// # Errors
     /// `Unavailable` or `Backend` only.

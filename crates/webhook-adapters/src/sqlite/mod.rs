@@ -45,9 +45,10 @@ use crate::rows::{
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
     NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, WebhookRow,
     WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken, delivery_select,
-    event_select, event_summary, from_micros, group_recent_attempts, micros, offset, replay,
-    requeue_all, row_to_admin_token, row_to_api_key, row_to_attempt, row_to_delivery, row_to_event,
-    row_to_webhook, to_backlog, to_json, to_wallet, webhook_columns, webhook_select,
+    event_select, event_summary, from_micros, group_recent_attempts, job_stop_reason, micros,
+    offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
+    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_backlog, to_json, to_wallet,
+    webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -441,6 +442,7 @@ fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), Ada
             webhooks::ordered.eq(w.ordered),
             webhooks::rate_limit.eq(w.rate_limit),
             webhooks::created_at.eq(w.created_at),
+            webhooks::revision.eq(w.revision),
         ))
         .execute(c)
         .map_err(conflict_if_taken(format!("webhook {id}")))?;
@@ -552,6 +554,7 @@ impl WebhookRepository for SqliteStore {
             .set((
                 webhooks::deleted_at.eq(Some(micros(now))),
                 webhooks::enabled.eq(false),
+                webhooks::revision.eq(webhooks::revision + 1),
             ))
             .execute(c)?;
             if deleted == 0 {
@@ -570,11 +573,25 @@ impl WebhookRepository for SqliteStore {
     ) -> Result<(), WebhookStoreError> {
         self.transaction(move |c| {
             let id = id.to_string();
-            let found = diesel::update(webhooks::table.find(&id))
-                .set(webhooks::enabled.eq(false))
-                .execute(c)?;
-            if found == 0 {
-                return Err(AdapterError::NotFound);
+            // Only an enabled wallet webhook changes: the global one follows the configuration.
+            let disabled = diesel::update(
+                webhooks::table
+                    .find(&id)
+                    .filter(webhooks::enabled.eq(true))
+                    .filter(webhooks::wallet_id.is_not_null()),
+            )
+            .set((
+                webhooks::enabled.eq(false),
+                webhooks::revision.eq(webhooks::revision + 1),
+            ))
+            .execute(c)?;
+            if disabled == 0 {
+                let known: i64 = webhooks::table.find(&id).count().get_result(c)?;
+                return if known == 0 {
+                    Err(AdapterError::NotFound)
+                } else {
+                    Ok(())
+                };
             }
             cancel_deliveries_of(c, &id, CancelReason::TargetGone, now)
         })
@@ -588,30 +605,43 @@ impl WebhookRepository for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
         self.transaction(move |c| {
-            let current: Option<WebhookRow> = webhooks::table
+            let current: Option<Webhook> = webhooks::table
                 .filter(webhooks::wallet_id.is_null())
                 .filter(webhooks::deleted_at.is_null())
                 .select(webhook_select!())
                 .first(c)
-                .optional()?;
-            if let (Some(row), Some(wanted)) = (&current, &webhook)
-                && row.2 == wanted.url.as_str()
-                && row.3 == to_json(&wanted.custom_headers)
-            {
-                return Ok(());
-            }
-            if let Some(row) = current {
-                diesel::update(webhooks::table.find(&row.0))
-                    .set((
-                        webhooks::deleted_at.eq(Some(micros(now))),
-                        webhooks::enabled.eq(false),
-                    ))
-                    .execute(c)?;
-                cancel_deliveries_of(c, &row.0, CancelReason::TargetDeleted, now)?;
-            }
-            match webhook {
-                Some(wanted) => insert_webhook(c, &wanted),
-                None => Ok(()),
+                .optional()?
+                .map(row_to_webhook)
+                .transpose()?;
+            match (current, webhook) {
+                (None, None) => Ok(()),
+                (None, Some(wanted)) => insert_webhook(c, &wanted),
+                (Some(stored), Some(wanted)) if stored.same_settings(&wanted) => Ok(()),
+                // In place: what waits for it is sent with the new settings.
+                (Some(stored), Some(wanted)) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(&id))
+                        .set((
+                            WebhookSettingsChange::of(&wanted),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)?;
+                    if stored.enabled && !wanted.enabled {
+                        cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now)?;
+                    }
+                    Ok(())
+                }
+                (Some(stored), None) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(&id))
+                        .set((
+                            webhooks::deleted_at.eq(Some(micros(now))),
+                            webhooks::enabled.eq(false),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)?;
+                    cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now)
+                }
             }
         })
         .await
@@ -622,29 +652,34 @@ impl WebhookRepository for SqliteStore {
         &self,
         webhook: &Webhook,
         now: OffsetDateTime,
-    ) -> Result<(), WebhookStoreError> {
+    ) -> Result<u64, WebhookStoreError> {
         let WebhookScope::Wallet(wallet) = webhook.scope else {
             return Err(WebhookStoreError::NotFound);
         };
         let id = webhook.id.to_string();
         let settings = WebhookSettingsChange::of(webhook);
         let disables = !webhook.enabled;
+        let read_at = revision_column(webhook.revision);
+        // The immediate transaction makes the check and the write one step for every writer.
         self.transaction(move |c| {
-            let was_enabled: bool = webhooks::table
+            let (was_enabled, revision): (bool, i64) = webhooks::table
                 .filter(webhooks::id.eq(&id))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
-                .select(webhooks::enabled)
+                .select((webhooks::enabled, webhooks::revision))
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
+            if revision != read_at {
+                return Err(AdapterError::Stale);
+            }
             diesel::update(webhooks::table.find(&id))
-                .set(settings)
+                .set((settings, webhooks::revision.eq(revision + 1)))
                 .execute(c)?;
             if was_enabled && disables {
                 cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now)?;
             }
-            Ok(())
+            u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
         .await
         .map_err(Into::into)
@@ -1034,8 +1069,22 @@ impl RedeliveryJobs for SqliteStore {
                 .ok_or(AdapterError::NotFound)?
                 .into_job()?;
             // A step of nothing must not complete the job.
-            if job.state == JobState::Completed || limit == 0 {
+            if job.state.is_finished() || limit == 0 {
                 return Ok(job);
+            }
+            // A job of a webhook that was deleted or disabled requeues nothing more; the
+            // immediate transaction orders this check with every delete and disable.
+            let webhook: Option<(bool, Option<i64>)> = webhooks::table
+                .find(job.webhook_id.to_string())
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .first(c)
+                .optional()?;
+            if let Some(reason) = job_stop_reason(webhook) {
+                let stopped = job.stop(reason, now);
+                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                    .set(JobProgressChange::of(&stopped))
+                    .execute(c)?;
+                return Ok(stopped);
             }
             let rows: Vec<DeliveryRow> = redelivery_batch!(&JobWindow::of(&job), limit).load(c)?;
             let requeued = requeue_all(&rows, now)?;

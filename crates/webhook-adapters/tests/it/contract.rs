@@ -11,8 +11,9 @@ use uuid::Uuid;
 use webhook_domain::{
     ApiKey, ApiKeyHash, ApiKeyTag, AttemptOutcome, Backoff, CancelReason, CustomHeaders, Delivery,
     DeliveryId, DeliveryState, Entity, EntityId, Event, EventId, EventType, EventTypeFilter,
-    Jitter, JobState, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys, SigningSecret,
-    Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
+    Jitter, JobState, JobStopReason, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys,
+    SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope,
+    WebhookUrl,
 };
 mod ordering;
 pub(crate) use ordering::*;
@@ -358,6 +359,7 @@ pub(crate) async fn webhook_round_trip<S: WalletRepository + WebhookRepository>(
         ordered: true,
         rate_limit: Some(webhook_domain::RateLimit::per_second(50).unwrap()),
         created_at: datetime!(2026-01-01 00:00:00.123456 UTC),
+        revision: 1,
     };
     let bare = Webhook {
         created_at: datetime!(2026-01-01 00:00:00.999999 UTC),
@@ -483,15 +485,25 @@ where
     );
 }
 
-/// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`).
+/// disable_webhook makes publish skip the webhook and cancels its deliveries (`TargetGone`);
+/// it adds one to the revision, and disabling again changes nothing.
 pub(crate) async fn webhook_disable<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox,
 {
     let (wallet, hook, _, delivery) = one_delivery(store).await;
     store.disable_webhook(hook.id, at(1)).await.unwrap();
+    let disabled = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        disabled,
+        Webhook {
+            enabled: false,
+            revision: 2,
+            ..hook.clone()
+        }
+    );
     store.disable_webhook(hook.id, at(2)).await.unwrap();
-    assert!(!store.get_webhook(wallet, hook.id).await.unwrap().enabled);
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), disabled);
 
     let published = store.publish(&event(wallet), None, at(3)).await.unwrap();
     assert_eq!(published.deliveries, 0);
@@ -513,11 +525,45 @@ where
     assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
 }
 
-/// set_global_webhook with the same URL and headers keeps the stored id; a new URL replaces it
-/// (cancelling the old one's deliveries); `None` removes it.
+/// The global webhook is never disabled by disable_webhook (a 410): it stays enabled, and its
+/// other deliveries stay due.
+pub(crate) async fn global_webhook_not_disabled<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let global = webhook_value(WebhookScope::Global, "https://global.example/");
+    store
+        .set_global_webhook(Some(global.clone()), T0)
+        .await
+        .unwrap();
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    store.disable_webhook(global.id, at(1)).await.unwrap();
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].state(), DeliveryState::Pending { due: T0 });
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(2))
+            .await
+            .unwrap()
+            .deliveries,
+        1,
+        "the global webhook still gets every event"
+    );
+    let claimed = claim(store, &owner("d"), at(3), 10, &[]).await;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.webhook == global), "{claimed:?}");
+}
+
+/// set_global_webhook with the settings already stored changes nothing (its id and revision
+/// stay); other settings (URL, headers, enabled) are taken in place, keeping the id, adding one
+/// to the revision and leaving its unfinished deliveries due, to be sent with them; turning it
+/// off cancels them (`TargetDisabled`) and the same settings turn it on again; `None` removes it
+/// and cancels them (`TargetDeleted`).
 pub(crate) async fn global_webhook<S>(store: &S)
 where
-    S: WalletRepository + WebhookRepository + EventOutbox,
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
     let wallet = new_wallet(store).await;
     let first = webhook_value(WebhookScope::Global, "https://global.example/one");
@@ -527,53 +573,239 @@ where
         .unwrap();
     let e1 = event(wallet);
     assert_eq!(store.publish(&e1, None, T0).await.unwrap().deliveries, 1);
-
-    // Same URL and headers, another id: the stored row (and its id) stays.
-    let same = webhook_value(WebhookScope::Global, "https://global.example/one");
-    store.set_global_webhook(Some(same), at(1)).await.unwrap();
-    let e2 = event(wallet);
-    assert_eq!(store.publish(&e2, None, at(2)).await.unwrap().deliveries, 1);
-    let targets = |deliveries: &[Delivery], event: EventId| -> Vec<WebhookId> {
-        deliveries
-            .iter()
-            .filter(|d| d.event_id() == event)
-            .map(Delivery::webhook_id)
-            .collect()
+    let targets = |deliveries: &[Delivery]| -> HashSet<WebhookId> {
+        deliveries.iter().map(Delivery::webhook_id).collect()
     };
+    let claim = async |now| claim(store, &owner("d"), now, 10, &[]).await;
+
+    // The same settings under another id and time: nothing changes.
+    let same = Webhook {
+        created_at: at(1),
+        ..webhook_value(WebhookScope::Global, "https://global.example/one")
+    };
+    store.set_global_webhook(Some(same), at(1)).await.unwrap();
+    store.publish(&event(wallet), None, at(2)).await.unwrap();
     let deliveries = deliveries_of(store, wallet).await;
-    assert_eq!(targets(&deliveries, e2.id()), vec![first.id]);
+    assert_eq!(targets(&deliveries), HashSet::from([first.id]));
+
+    // A new URL and key: the same target, changed in place; what waits is sent with them.
+    let moved = Webhook {
+        url: WebhookUrl::parse("https://global.example/two").unwrap(),
+        custom_headers: CustomHeaders::bearer("rotated-token").unwrap(),
+        ..webhook_value(WebhookScope::Global, "https://unused.example/")
+    };
+    store
+        .set_global_webhook(Some(moved.clone()), at(3))
+        .await
+        .unwrap();
+    let deliveries = deliveries_of(store, wallet).await;
+    assert_eq!(deliveries.len(), 2);
     assert!(
         deliveries
             .iter()
-            .all(|d| matches!(d.state(), DeliveryState::Pending { .. }))
+            .all(|d| matches!(d.state(), DeliveryState::Pending { .. })),
+        "{deliveries:?}"
     );
+    let expected = Webhook {
+        id: first.id,
+        created_at: first.created_at,
+        revision: 2,
+        ..moved.clone()
+    };
+    let claimed = claim(at(4)).await;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.webhook == expected), "{claimed:?}");
 
-    // A new URL replaces it.
-    let second = webhook_value(WebhookScope::Global, "https://global.example/two");
-    store
-        .set_global_webhook(Some(second.clone()), at(3))
-        .await
-        .unwrap();
-    let e3 = event(wallet);
-    assert_eq!(store.publish(&e3, None, at(4)).await.unwrap().deliveries, 1);
-    let deliveries = deliveries_of(store, wallet).await;
-    assert_eq!(targets(&deliveries, e3.id()), vec![second.id]);
-    for d in deliveries.iter().filter(|d| d.webhook_id() == first.id) {
-        assert!(
-            matches!(d.state(), DeliveryState::Cancelled { at: when, .. } if when == at(3)),
-            "the replaced global webhook's deliveries are cancelled: {d:?}"
-        );
-    }
-
-    store.set_global_webhook(None, at(5)).await.unwrap();
+    // Stored off, its deliveries are cancelled; the same settings enabled turn it on again.
+    store.publish(&event(wallet), None, at(5)).await.unwrap();
+    let off = Webhook {
+        enabled: false,
+        ..moved.clone()
+    };
+    store.set_global_webhook(Some(off), at(6)).await.unwrap();
     assert_eq!(
         store
-            .publish(&event(wallet), None, at(6))
+            .publish(&event(wallet), None, at(7))
             .await
             .unwrap()
             .deliveries,
         0
     );
+    let cancelled: Vec<Delivery> = deliveries_of(store, wallet)
+        .await
+        .into_iter()
+        .filter(|d| d.state().kind() == webhook_domain::DeliveryStateKind::Cancelled)
+        .collect();
+    // The two in flight and the one due.
+    assert_eq!(cancelled.len(), 3);
+    assert!(cancelled.iter().all(|d| d.state()
+        == DeliveryState::Cancelled {
+            at: at(6),
+            reason: CancelReason::TargetDisabled
+        }));
+    store
+        .set_global_webhook(Some(moved.clone()), at(8))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(9))
+            .await
+            .unwrap()
+            .deliveries,
+        1
+    );
+    let claimed = claim(at(10)).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].webhook,
+        Webhook {
+            revision: 4,
+            ..expected.clone()
+        }
+    );
+
+    // None removes it and cancels what waits.
+    store.publish(&event(wallet), None, at(11)).await.unwrap();
+    store.set_global_webhook(None, at(12)).await.unwrap();
+    assert_eq!(
+        store
+            .publish(&event(wallet), None, at(13))
+            .await
+            .unwrap()
+            .deliveries,
+        0
+    );
+    let waiting: Vec<Delivery> = deliveries_of(store, wallet)
+        .await
+        .into_iter()
+        .filter(|d| d.state() == DeliveryState::Pending { due: at(11) })
+        .collect();
+    assert!(waiting.is_empty(), "{waiting:?}");
+    assert!(deliveries_of(store, wallet).await.iter().any(|d| d.state()
+        == DeliveryState::Cancelled {
+            at: at(12),
+            reason: CancelReason::TargetDeleted
+        }));
+    assert!(claim(at(14)).await.is_empty());
+}
+
+/// update_webhook writes only over the revision it was given: with any other (the webhook was
+/// updated, disabled or deleted since it was read) it is `Stale` (or `NotFound` once deleted)
+/// and changes nothing; each write returns the revision it stored, one more than before.
+pub(crate) async fn webhook_update_stale_revision<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox,
+{
+    let (wallet, hook, _, delivery) = one_delivery(store).await;
+    assert_eq!(hook.revision, 1);
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), hook);
+    let first = Webhook {
+        url: WebhookUrl::parse("https://a.example/first").unwrap(),
+        ..hook.clone()
+    };
+    assert_eq!(store.update_webhook(&first, at(1)).await.unwrap(), 2);
+    let stored = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        stored,
+        Webhook {
+            revision: 2,
+            ..first.clone()
+        }
+    );
+
+    // Read at revision 1: it would undo the first change.
+    let stale = Webhook {
+        enabled: false,
+        rate_limit: Some(webhook_domain::RateLimit::per_second(1).unwrap()),
+        ..hook.clone()
+    };
+    let err = store.update_webhook(&stale, at(2)).await.unwrap_err();
+    assert!(matches!(err, WebhookStoreError::Stale), "{err:?}");
+    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), stored);
+    assert_eq!(deliveries_of(store, wallet).await, vec![delivery]);
+
+    // A disable in between makes the revision read before it stale too.
+    store.disable_webhook(hook.id, at(3)).await.unwrap();
+    let err = store
+        .update_webhook(
+            &Webhook {
+                url: WebhookUrl::parse("https://a.example/second").unwrap(),
+                ..stored.clone()
+            },
+            at(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::Stale), "{err:?}");
+    let disabled = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(
+        disabled,
+        Webhook {
+            enabled: false,
+            revision: 3,
+            ..stored.clone()
+        }
+    );
+
+    // Read again, the change goes through.
+    let again = Webhook {
+        url: WebhookUrl::parse("https://a.example/second").unwrap(),
+        ..disabled.clone()
+    };
+    assert_eq!(store.update_webhook(&again, at(5)).await.unwrap(), 4);
+
+    // Once deleted, a change read before is `NotFound`.
+    store.delete_webhook(wallet, hook.id, at(6)).await.unwrap();
+    let err = store
+        .update_webhook(
+            &Webhook {
+                revision: 4,
+                ..again
+            },
+            at(7),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebhookStoreError::NotFound), "{err:?}");
+}
+
+/// Updates racing on one webhook from the same revision (tasks on a multi-threaded runtime):
+/// exactly one is stored, every other is `Stale`.
+pub(crate) async fn webhook_update_race<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + Clone + 'static,
+{
+    const WRITERS: u32 = 8;
+    let wallet = new_wallet(store).await;
+    let hook = new_webhook(store, wallet, "https://a.example/hook").await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS as usize));
+    let writers: Vec<_> = (1..=WRITERS)
+        .map(|n| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let changed = Webhook {
+                rate_limit: Some(webhook_domain::RateLimit::per_second(n).unwrap()),
+                ..hook.clone()
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_webhook(&changed, at(1)).await.map(|_| n)
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(n) => stored.push(n),
+            Err(WebhookStoreError::Stale) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let now = store.get_webhook(wallet, hook.id).await.unwrap();
+    assert_eq!(now.revision, 2);
+    assert_eq!(now.rate_limit.map(|r| r.get()), Some(stored[0]));
 }
 
 /// update_webhook replaces every setting and keeps the id, scope and creation time; optional
@@ -607,9 +839,10 @@ where
         created_at: at(99),
         ..hook.clone()
     };
-    store.update_webhook(&changed, at(1)).await.unwrap();
+    assert_eq!(store.update_webhook(&changed, at(1)).await.unwrap(), 2);
     let expected = Webhook {
         created_at: hook.created_at,
+        revision: 2,
         ..changed.clone()
     };
     assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), expected);
@@ -627,8 +860,14 @@ where
         ordered: false,
         ..expected
     };
-    store.update_webhook(&cleared, at(2)).await.unwrap();
-    assert_eq!(store.get_webhook(wallet, hook.id).await.unwrap(), cleared);
+    assert_eq!(store.update_webhook(&cleared, at(2)).await.unwrap(), 3);
+    assert_eq!(
+        store.get_webhook(wallet, hook.id).await.unwrap(),
+        Webhook {
+            revision: 3,
+            ..cleared
+        }
+    );
 }
 
 /// update_webhook is `NotFound`, changing nothing, for an unknown id, another wallet's
@@ -645,7 +884,7 @@ where
         enabled: false,
         ..webhook.clone()
     };
-    let not_found = |result: Result<(), WebhookStoreError>| {
+    let not_found = |result: Result<u64, WebhookStoreError>| {
         assert!(
             matches!(result, Err(WebhookStoreError::NotFound)),
             "{result:?}"
@@ -719,7 +958,11 @@ where
     let published = store.publish(&event(wallet), None, at(6)).await.unwrap();
     assert_eq!(published.deliveries, 1, "a disabled webhook gets nothing");
 
-    store.update_webhook(&hook, at(7)).await.unwrap();
+    let enabled = Webhook {
+        revision: 2,
+        ..hook.clone()
+    };
+    store.update_webhook(&enabled, at(7)).await.unwrap();
     let published = store.publish(&event(wallet), None, at(8)).await.unwrap();
     assert_eq!(published.deliveries, 2);
     let cancelled = deliveries_of(store, wallet)
@@ -2765,6 +3008,136 @@ where
     );
 }
 
+/// A step of a job whose webhook was deleted, or disabled (here after a first step), requeues
+/// nothing and stops the job with the reason, keeping its count; the job leaves the running
+/// list and later steps change nothing.
+pub(crate) async fn redelivery_job_stops_with_its_webhook<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + RedeliveryJobs,
+{
+    let (wallet, deleted, disabled) = exhausted_deliveries(store, 4).await;
+    let of_deleted = redelivery_job(wallet, deleted.id, at(0), at(10), at(200));
+    let of_deleted = store.create_redelivery_job(&of_deleted).await.unwrap();
+    let of_disabled = redelivery_job(wallet, disabled.id, at(0), at(10), at(200));
+    let of_disabled = store.create_redelivery_job(&of_disabled).await.unwrap();
+
+    store
+        .delete_webhook(wallet, deleted.id, at(250))
+        .await
+        .unwrap();
+    let stopped = store
+        .step_redelivery_job(of_deleted.id, 10, at(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped,
+        RedeliveryJob {
+            state: JobState::Stopped(JobStopReason::WebhookDeleted),
+            updated_at: at(300),
+            ..of_deleted.clone()
+        }
+    );
+    for delivery in deliveries_to(store, wallet, deleted.id).await {
+        assert_eq!(delivery.state(), DeliveryState::Exhausted { at: at(100) });
+    }
+
+    let first = store
+        .step_redelivery_job(of_disabled.id, 1, at(300))
+        .await
+        .unwrap();
+    assert_eq!((first.requeued, first.state), (1, JobState::Running));
+    store.disable_webhook(disabled.id, at(301)).await.unwrap();
+    let stopped_too = store
+        .step_redelivery_job(of_disabled.id, 10, at(302))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped_too,
+        RedeliveryJob {
+            state: JobState::Stopped(JobStopReason::WebhookDisabled),
+            requeued: 1,
+            updated_at: at(302),
+            ..of_disabled.clone()
+        }
+    );
+    let exhausted = deliveries_to(store, wallet, disabled.id)
+        .await
+        .iter()
+        .filter(|d| d.state() == DeliveryState::Exhausted { at: at(100) })
+        .count();
+    assert_eq!(exhausted, 3, "the rest stays exhausted");
+
+    assert!(store.running_redelivery_jobs().await.unwrap().is_empty());
+    for (job, stopped) in [(of_deleted.id, stopped), (of_disabled.id, stopped_too)] {
+        assert_eq!(
+            store.get_redelivery_job(wallet, job).await.unwrap(),
+            stopped
+        );
+        let again = store.step_redelivery_job(job, 10, at(400)).await.unwrap();
+        assert_eq!(again, stopped);
+    }
+    assert_eq!(store.next_due_at(at(100), &[]).await.unwrap(), None);
+}
+
+/// Steppers racing a delete of the job's webhook (tasks on a multi-threaded runtime): whichever
+/// order the transactions take, no delivery of the deleted webhook is left due, and the job ends
+/// stopped (or completed, when it was done before the delete).
+pub(crate) async fn redelivery_steps_racing_a_delete<S>(store: &S)
+where
+    S: WalletRepository
+        + WebhookRepository
+        + EventOutbox
+        + DeliveryQueue
+        + RedeliveryJobs
+        + Clone
+        + 'static,
+{
+    const EVENTS: i64 = 60;
+    const STEPPERS: usize = 3;
+    let (wallet, target, _) = exhausted_deliveries(store, EVENTS).await;
+    let job = redelivery_job(wallet, target.id, at(0), at(EVENTS), at(200));
+    let job = store.create_redelivery_job(&job).await.unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(STEPPERS + 1));
+    let steppers: Vec<_> = (0..STEPPERS)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                loop {
+                    let stepped = store.step_redelivery_job(job.id, 2, at(300)).await.unwrap();
+                    if stepped.state.is_finished() {
+                        return stepped.state;
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    tokio::task::yield_now().await;
+    store
+        .delete_webhook(wallet, target.id, at(300))
+        .await
+        .unwrap();
+    for stepper in steppers {
+        let state = stepper.await.unwrap();
+        assert!(
+            matches!(
+                state,
+                JobState::Stopped(JobStopReason::WebhookDeleted) | JobState::Completed
+            ),
+            "{state:?}"
+        );
+    }
+    let due: Vec<Delivery> = deliveries_to(store, wallet, target.id)
+        .await
+        .into_iter()
+        .filter(|d| !d.state().is_final())
+        .collect();
+    assert!(due.is_empty(), "{due:?}");
+    assert_eq!(store.next_due_at(at(100), &[]).await.unwrap(), None);
+}
+
 /// Listings page without gaps or repeats: walking wallets, webhooks and deliveries a page at a
 /// time gives the full listing in its order.
 pub(crate) async fn pagination<S>(store: &S)
@@ -2838,8 +3211,9 @@ macro_rules! contract_suite {
         contract_suite!(@tests $fresh;
             wallet_create_get api_keys entity_create_get admin_token_init_once
             webhook_round_trip webhook_tenant_isolation webhook_limit webhook_delete
-            webhook_disable global_webhook webhook_update webhook_update_not_found
-            webhook_update_disable publish_fan_out publish_replay publish_replay_with_new_key
+            webhook_disable global_webhook global_webhook_not_disabled webhook_update
+            webhook_update_not_found webhook_update_disable webhook_update_stale_revision
+            publish_fan_out publish_replay publish_replay_with_new_key
             publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims ordered_follows_commit_order
             ordered_requeue_waits_for_the_one_in_flight claims_skip_deleted_and_disabled_targets
@@ -2849,7 +3223,8 @@ macro_rules! contract_suite {
             attempts_of_many_in_order attempts_of_many_capped list_deliveries_isolation
             get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
-            redelivery_job_takes_only_earlier_finals redelivery_job_isolation pagination prune
+            redelivery_job_takes_only_earlier_finals redelivery_job_isolation
+            redelivery_job_stops_with_its_webhook pagination prune
         );
 
         #[tokio::test]
@@ -2889,6 +3264,18 @@ macro_rules! contract_suite {
         async fn admin_token_init_race() {
             let Some((_guard, store)) = $fresh().await else { return };
             $crate::contract::admin_token_init_race(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn webhook_update_race() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::webhook_update_race(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn redelivery_steps_racing_a_delete() {
+            let Some((_guard, store)) = $fresh().await else { return };
+            $crate::contract::redelivery_steps_racing_a_delete(&store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

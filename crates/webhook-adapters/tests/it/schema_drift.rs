@@ -47,6 +47,7 @@ describe_tuple!(A, B, C, D, E);
 describe_tuple!(A, B, C, D, E, F);
 describe_tuple!(A, B, C, D, E, F, G, H, I);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J);
+describe_tuple!(A, B, C, D, E, F, G, H, I, J, K);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J, K, L);
 describe_tuple!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
 

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use webhook_domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobState,
+    AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobStopReason,
     RedeliveryJob, RedeliveryJobId, Timestamp, WalletId, WebhookId,
 };
 use webhook_ports::{AttemptLog, DeliveryFilter, EventOutbox, OutboxError, RecentAttempts};
@@ -370,8 +370,12 @@ pub(crate) struct RedeliveryResource {
     since: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     until: Timestamp,
-    /// `running` or `completed`.
+    /// `running`, `completed` (nothing was left to requeue) or `stopped` (its webhook was
+    /// deleted or disabled; see `stopReason`).
     state: &'static str,
+    /// Why a `stopped` job stopped: `webhook_deleted` or `webhook_disabled`. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_reason: Option<&'static str>,
     /// Exhausted deliveries in the window when the job started.
     total: u64,
     /// Requeued so far.
@@ -390,10 +394,8 @@ impl RedeliveryResource {
             webhook_id: job.webhook_id,
             since: ts(job.since),
             until: ts(job.until),
-            state: match job.state {
-                JobState::Running => "running",
-                JobState::Completed => "completed",
-            },
+            state: job.state.as_str(),
+            stop_reason: job.state.stop_reason().map(JobStopReason::as_str),
             total: job.total,
             requeued: job.requeued,
             created_at: ts(job.created_at),

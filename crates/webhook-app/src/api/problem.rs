@@ -343,6 +343,9 @@ impl From<webhook_ports::WebhookStoreError> for Problem {
                 "the wallet already has {limit} webhooks, the most allowed; delete one first"
             )),
             E::Conflict(what) => Problem::conflict(what),
+            E::Stale => Problem::conflict(
+                "the webhook kept changing under other requests; send the change again",
+            ),
             E::Unavailable(ref cause) => Problem::unavailable_for(cause.as_ref()),
             E::Backend(ref source) => Problem::internal(source),
         }

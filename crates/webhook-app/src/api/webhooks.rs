@@ -9,12 +9,14 @@ use axum::Json;
 use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use webhook_domain::{
     CustomHeaders, Event, EventId, EventType, EventTypeFilter, OutboundMessage, RateLimit,
     RetryPolicy, SigningKeys, SigningSecret, Timestamp, WalletId, Webhook, WebhookId, WebhookScope,
     WebhookUrl,
 };
+use webhook_ports::WebhookStoreError;
 
 use super::auth::WalletAuth;
 use super::json::{JsonBody, OptionalJsonBody};
@@ -327,6 +329,41 @@ async fn load(state: &ApiState, wallet: WalletId, id: &str) -> Result<Webhook, P
     Ok(state.webhooks.get_webhook(wallet, id).await?)
 }
 
+/// How many times a change of a webhook is read and made again when other changes keep coming
+/// in between, before the caller gets 409. Each retry means that another change was stored, so
+/// the writers racing on one webhook all get through within about as many rounds as they are.
+const CHANGE_ATTEMPTS: u32 = 10;
+
+/// Changes a webhook by a read-modify-write: reads it, applies `change` at the current time and
+/// stores the result over the revision read. When another change was stored in between (a
+/// PATCH, a rotation, a 410 that disabled it), the write is refused as stale and `change` is
+/// applied again to what is stored now, so concurrent changes compose instead of undoing each
+/// other. Returns the webhook as stored and what `change` returned.
+async fn change_webhook<T>(
+    state: &ApiState,
+    wallet: WalletId,
+    id: WebhookId,
+    mut change: impl FnMut(&mut Webhook, OffsetDateTime) -> T,
+) -> Result<(Webhook, T), Problem> {
+    let mut attempt = 1;
+    loop {
+        let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
+        let now = state.clock.now();
+        let changed = change(&mut webhook, now);
+        match state.webhooks.update_webhook(&webhook, now).await {
+            Ok(revision) => {
+                webhook.revision = revision;
+                return Ok((webhook, changed));
+            }
+            Err(WebhookStoreError::Stale) if attempt < CHANGE_ATTEMPTS => {
+                attempt += 1;
+                tracing::debug!(webhook = %id, attempt, "webhook changed meanwhile; applying the change again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// One webhook of the wallet.
 #[utoipa::path(get, operation_id = "getWebhookNotification", path = "/events/webhooks/{webhook_id}", tag = "webhooks",
     params(("webhook_id" = uuid::Uuid, Path)),
@@ -347,7 +384,8 @@ pub(crate) async fn get(
     request_body = UpdateWebhook,
     security(("apikey" = [])),
     responses((status = 200, body = WebhookResource), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, description = "The webhook kept changing under concurrent requests; send the change again", body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem)))]
 pub(crate) async fn update(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
@@ -375,32 +413,32 @@ pub(crate) async fn update(
         .map(|v| v.map(parse_rate_limit).transpose())
         .transpose()?;
 
-    let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
-    if let Some(url) = url {
-        webhook.url = url;
-    }
-    if let Some(headers) = headers {
-        webhook.custom_headers = headers;
-    }
-    if let Some(event_types) = event_types {
-        webhook.event_types = event_types;
-    }
-    if let Some(retry_policy) = retry_policy {
-        webhook.retry_policy = retry_policy;
-    }
-    if let Some(rate_limit) = rate_limit {
-        webhook.rate_limit = rate_limit;
-    }
-    if let Some(enabled) = request.enabled {
-        webhook.enabled = enabled;
-    }
-    if let Some(ordered) = request.ordered {
-        webhook.ordered = ordered;
-    }
-    state
-        .webhooks
-        .update_webhook(&webhook, state.clock.now())
-        .await?;
+    // Only the fields the request names are set: whatever else changed meanwhile (a rotation,
+    // a 410 that disabled the target) stays as stored.
+    let (webhook, ()) = change_webhook(&state, wallet, id, |webhook, _| {
+        if let Some(url) = &url {
+            webhook.url = url.clone();
+        }
+        if let Some(headers) = &headers {
+            webhook.custom_headers = headers.clone();
+        }
+        if let Some(event_types) = &event_types {
+            webhook.event_types = event_types.clone();
+        }
+        if let Some(retry_policy) = &retry_policy {
+            webhook.retry_policy = retry_policy.clone();
+        }
+        if let Some(rate_limit) = rate_limit {
+            webhook.rate_limit = rate_limit;
+        }
+        if let Some(enabled) = request.enabled {
+            webhook.enabled = enabled;
+        }
+        if let Some(ordered) = request.ordered {
+            webhook.ordered = ordered;
+        }
+    })
+    .await?;
     tracing::info!(webhook = %webhook.id, %wallet, "webhook updated");
     Ok(Json(WebhookResource::of(&webhook)))
 }
@@ -460,7 +498,8 @@ pub(crate) struct RotatedSecret {
     request_body(content = Option<RotateSecret>, description = "Optional"),
     security(("apikey" = [])),
     responses((status = 200, body = RotatedSecret), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, description = "The webhook kept changing under concurrent requests; send the rotation again", body = Problem),
+        (status = 422, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem)))]
 pub(crate) async fn rotate_secret(
     State(state): State<ApiState>,
     WalletAuth(wallet): WalletAuth,
@@ -483,17 +522,19 @@ pub(crate) async fn rotate_secret(
         Some(secs) => Duration::from_secs(secs),
         None => state.limits.secret_rotation_grace(),
     };
-    let mut webhook = state.webhooks.get_webhook(wallet, id).await?;
-    let now = state.clock.now();
-    let previous_expires = webhook
-        .signing_keys
-        .as_ref()
-        .map(|_| Timestamp::from_datetime(webhook_domain::add_saturating(now, grace)));
-    webhook.signing_keys = Some(match &webhook.signing_keys {
-        Some(keys) => keys.rotate(next.clone(), now, grace),
-        None => SigningKeys::new(next.clone()),
-    });
-    state.webhooks.update_webhook(&webhook, now).await?;
+    // Rotates the keys as stored at the write, so that a concurrent change keeps this secret.
+    let (_, previous_expires) = change_webhook(&state, wallet, id, |webhook, now| {
+        let previous_expires = webhook
+            .signing_keys
+            .as_ref()
+            .map(|_| Timestamp::from_datetime(webhook_domain::add_saturating(now, grace)));
+        webhook.signing_keys = Some(match &webhook.signing_keys {
+            Some(keys) => keys.rotate(next.clone(), now, grace),
+            None => SigningKeys::new(next.clone()),
+        });
+        previous_expires
+    })
+    .await?;
     tracing::info!(webhook = %id, %wallet, "signing secret rotated");
     Ok(Json(RotatedSecret {
         secret: next.expose(),

@@ -18,7 +18,8 @@ use crate::utils::{Answer, call};
 
 pub const KEY: &str = "fault-test-key";
 
-/// A running `webhookd serve` and its API's base URL (with the base path).
+/// A running `webhookd serve` and its API's base URL (with the base path; empty for a
+/// dispatcher-only instance, which serves no HTTP).
 pub struct Webhookd {
     child: Child,
     pub base: String,
@@ -30,11 +31,22 @@ impl Webhookd {
     /// and `env` on top; waits until it listens. `Err` with its standard error when it exited
     /// before listening.
     pub fn try_serve(data_dir: &Path, env: &[(&str, &str)]) -> Result<Webhookd, String> {
+        Self::try_serve_with(data_dir, &[], env)
+    }
+
+    /// As [`Self::try_serve`], with `args` after `serve` (such as `--dispatcher-only`, which is
+    /// ready once it says that it delivers).
+    pub fn try_serve_with(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Webhookd, String> {
         let mut command = Command::new("sh");
         command
             .args(["-c", r#"trap "" XFSZ; exec "$0" "$@""#])
             .arg(env!("CARGO_BIN_EXE_webhookd"))
             .arg("serve")
+            .args(args)
             .env("WEBHOOKD_DATA_DIR", data_dir)
             .env("WEBHOOKD_LISTEN", "127.0.0.1:0")
             .env("DEFAULT_WALLET_AUTH_API_KEY", KEY)
@@ -56,7 +68,11 @@ impl Webhookd {
                 return Err(stderr.lock().unwrap().join("\n"));
             };
             if let Some(url) = line.strip_prefix("webhookd is listening on ") {
-                break url.trim().to_owned();
+                // An API-only instance adds its role after the URL.
+                break url.split(' ').next().unwrap_or_default().to_owned();
+            }
+            if line.starts_with("webhookd is delivering") {
+                break String::new();
             }
         };
         // Keep draining standard output so the process never blocks on a full pipe.
@@ -70,7 +86,12 @@ impl Webhookd {
 
     /// As [`Self::try_serve`]; panics when it does not start.
     pub fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Webhookd {
-        Self::try_serve(data_dir, env)
+        Self::serve_with(data_dir, &[], env)
+    }
+
+    /// As [`Self::try_serve_with`]; panics when it does not start.
+    pub fn serve_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Webhookd {
+        Self::try_serve_with(data_dir, args, env)
             .unwrap_or_else(|stderr| panic!("webhookd did not start; stderr:\n{stderr}"))
     }
 

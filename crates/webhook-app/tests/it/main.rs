@@ -5,10 +5,12 @@
 
 mod api;
 mod bad_input;
+mod bulk_redelivery;
 mod child;
 mod cli;
 mod crash;
 mod delivery;
+mod global_webhook;
 mod misbehaving_receivers;
 mod observability;
 mod outage;
@@ -23,3 +25,4 @@ mod tenant_isolation;
 mod throughput;
 mod unknown_fields;
 mod utils;
+mod webhook_races;
