@@ -42,16 +42,16 @@ use webhook_ports::{
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, deliveries_listing, prune_candidates, publish_targets, redelivery_batch,
-    redelivery_candidates,
+    backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
+    redelivery_batch, redelivery_candidates,
 };
 use crate::reachability::Reachability;
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
     DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
     NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow,
-    WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select, attempt_select,
-    conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
+    TARGET_NOT_LIVE, WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select,
+    attempt_select, conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
     group_recent_attempts, is_foreign_key_violation, is_unique_violation, job_stop_reason, micros,
     offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
     row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
@@ -66,6 +66,9 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// The channel a publish notifies when it created deliveries.
 const WAKE_CHANNEL: &str = "webhookd_due";
+
+/// The channel a deleted or disabled webhook is notified on, its id as the payload.
+const TARGETS_CHANNEL: &str = "webhookd_targets";
 
 /// Any fixed number, so that instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
@@ -207,20 +210,32 @@ impl PgStore {
 
     /// Listens for publishes from every instance on the database and calls
     /// `wake.notify_one()` for each, so idle dispatchers start at once instead of at their
-    /// next poll. Reconnects by itself (waking once after each reconnect, in case a publish was
-    /// missed meanwhile); runs until the task is aborted.
-    pub fn forward_wakeups(&self, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    /// next poll; and for webhooks deleted or disabled by any instance, whose ids it sends on
+    /// `changes`, so that the dispatcher drops what it holds of them. Reconnects by itself
+    /// (waking once after each reconnect, in case a publish was missed meanwhile); runs until
+    /// the task is aborted.
+    pub fn forward_wakeups(
+        &self,
+        wake: Arc<Notify>,
+        changes: tokio::sync::mpsc::UnboundedSender<WebhookId>,
+    ) -> tokio::task::JoinHandle<()> {
         let url = self.url.clone();
         tokio::spawn(async move {
             loop {
                 match AsyncPgConnection::establish(&url).await {
                     Ok(mut conn) => {
-                        match conn.batch_execute(&format!("LISTEN {WAKE_CHANNEL}")).await {
+                        let listen = format!("LISTEN {WAKE_CHANNEL}; LISTEN {TARGETS_CHANNEL}");
+                        match conn.batch_execute(&listen).await {
                             Ok(()) => {
                                 wake.notify_one();
                                 let mut stream = std::pin::pin!(conn.notifications_stream());
                                 while let Some(note) = stream.next().await {
                                     match note {
+                                        Ok(note) if note.channel == TARGETS_CHANNEL => {
+                                            if let Ok(id) = note.payload.parse() {
+                                                let _ = changes.send(id);
+                                            }
+                                        }
                                         Ok(_) => wake.notify_one(),
                                         Err(e) => {
                                             tracing::warn!(error = %e, "lost the publish listener");
@@ -457,27 +472,38 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
     Ok(())
 }
 
-/// Cancels the unfinished deliveries of one webhook.
+/// Cancels the unfinished deliveries of one webhook that no live lease holds, and tells every
+/// instance's dispatcher (on commit) to drop what it holds of the webhook: a delivery in flight
+/// ends with its attempt, and what its holder leaves unfinished is cancelled by
+/// [`DeliveryQueue::settle_target`] or by the next claim that meets the webhook.
 async fn cancel_deliveries_of(
     c: &mut Conn,
     webhook: &str,
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    diesel::update(
-        deliveries::table
-            .filter(deliveries::webhook_id.eq(webhook))
-            .filter(deliveries::due_at.is_not_null()),
-    )
-    .set((
-        deliveries::state.eq(DeliveryStateKind::Cancelled.as_str()),
-        deliveries::due_at.eq(None::<i64>),
-        deliveries::lease_owner.eq(None::<String>),
-        deliveries::final_at.eq(Some(micros(now))),
-        deliveries::cancel_reason.eq(Some(reason.as_str())),
-    ))
-    .execute(c)
-    .await?;
+    cancel_unleased!(webhook, reason, micros(now))
+        .execute(c)
+        .await?;
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<Text, _>(TARGETS_CHANNEL)
+        .bind::<Text, _>(webhook)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Locks a webhook's row against publishes (which read their targets `FOR KEY SHARE`) until
+/// the end of the transaction: a publish that read the webhook before commits first, and is
+/// seen by what follows; one that comes after sees the change.
+async fn lock_webhook(c: &mut Conn, webhook: &str) -> Result<(), AdapterError> {
+    let _: Option<String> = webhooks::table
+        .find(webhook)
+        .select(webhooks::id)
+        .for_update()
+        .first(c)
+        .await
+        .optional()?;
     Ok(())
 }
 
@@ -565,6 +591,7 @@ impl WebhookRepository for PgStore {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
+            lock_webhook(c, &id).await?;
             let deleted = diesel::update(
                 webhooks::table
                     .filter(webhooks::id.eq(&id))
@@ -595,6 +622,7 @@ impl WebhookRepository for PgStore {
         let mut c = self.conn().await?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
+            lock_webhook(c, &id).await?;
             // Only an enabled wallet webhook changes: the global one follows the configuration.
             let disabled = diesel::update(
                 webhooks::table
@@ -640,6 +668,7 @@ impl WebhookRepository for PgStore {
                 .filter(webhooks::wallet_id.is_null())
                 .filter(webhooks::deleted_at.is_null())
                 .select(webhook_select!())
+                .for_update()
                 .first(c)
                 .await
                 .optional()?
@@ -695,11 +724,11 @@ impl WebhookRepository for PgStore {
             let id = webhook.id.to_string();
             // Locked, so that a concurrent change waits for this one and then finds the
             // revision it wrote.
-            let (was_enabled, revision): (bool, i64) = webhooks::table
+            let (was_enabled, was_ordered, revision): (bool, bool, i64) = webhooks::table
                 .filter(webhooks::id.eq(&id))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
-                .select((webhooks::enabled, webhooks::revision))
+                .select((webhooks::enabled, webhooks::ordered, webhooks::revision))
                 .for_update()
                 .first(c)
                 .await
@@ -717,6 +746,14 @@ impl WebhookRepository for PgStore {
                 .await?;
             if was_enabled && !webhook.enabled {
                 cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
+            }
+            if !was_ordered && webhook.ordered {
+                // The row lock made every publish that read the webhook unordered commit
+                // first: its deliveries are numbered here, in the order they were stored.
+                diesel::sql_query(NUMBER_UNORDERED)
+                    .bind::<Text, _>(&id)
+                    .execute(c)
+                    .await?;
             }
             u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
@@ -883,6 +920,23 @@ async fn insert_deliveries(c: &mut Conn, scope: &mut PublishScope) -> Result<(),
     }
     Ok(())
 }
+
+/// Places the unfinished deliveries of the webhook $1 that have no place in its sequence (it
+/// was not ordered when they were published) at its end, in the order they were stored.
+const NUMBER_UNORDERED: &str = "\
+WITH numbered AS (
+    SELECT d.id, row_number() OVER (ORDER BY d.created_at, d.id) AS n
+    FROM deliveries AS d
+    WHERE d.webhook_id = $1 AND d.due_at IS NOT NULL AND d.seq IS NULL
+),
+moved AS (
+    UPDATE webhooks SET last_seq = last_seq + (SELECT count(*) FROM numbered)
+    WHERE id = $1
+    RETURNING last_seq - (SELECT count(*) FROM numbered) AS before
+)
+UPDATE deliveries AS d SET seq = moved.before + numbered.n
+FROM numbered, moved
+WHERE d.id = numbered.id";
 
 /// A row of one id column, as raw statements return it.
 #[derive(QueryableByName)]
@@ -1084,6 +1138,17 @@ impl EventOutbox for PgStore {
                 .await
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
+            // Shared: a delete or disable of the webhook waits for this, or this for it.
+            let live: Option<bool> = webhooks::table
+                .find(&row.2)
+                .select(webhooks::enabled.and(webhooks::deleted_at.is_null()))
+                .for_share()
+                .first(c)
+                .await
+                .optional()?;
+            if live != Some(true) {
+                return Err(AdapterError::Conflict(TARGET_NOT_LIVE.to_owned()));
+            }
             let requeued = row_to_delivery(&row)?
                 .requeue(now)
                 .map_err(|e| AdapterError::Conflict(e.to_string()))?;
@@ -1276,7 +1341,10 @@ WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $2";
 /// $1 now, $2 the in-flight state, $3 the lease's end, $4 the owner, $5 the most deliveries
 /// and targets, $6 the webhooks to skip, $7 the most deliveries of one target.
 ///
-/// The targets come from [`TARGETS`]; those served are live, enabled, not skipped, with
+/// The due deliveries of deleted or disabled targets met on the way are cancelled (`dead`,
+/// `swept`): rows no live lease holds, left behind by an instance that died holding them or
+/// recorded after the change. The targets come from [`TARGETS`]; those served are live,
+/// enabled, not skipped, with
 /// something due, and for an ordered target, a first delivery that is due while nothing of the
 /// target is in flight; the earliest due first. Each unordered one gives its earliest due rows
 /// (`deliveries_due_by_target`), its share of $5 and at most $7, locked as they are read and
@@ -1289,6 +1357,19 @@ WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $2";
 fn claim_sql() -> String {
     format!(
         "{TARGETS},
+dead AS (
+    SELECT t.webhook_id, w.deleted_at IS NOT NULL AS deleted FROM targets AS t
+    JOIN webhooks AS w ON w.id = t.webhook_id
+    WHERE t.earliest <= $1 AND (w.deleted_at IS NOT NULL OR NOT w.enabled)
+),
+swept AS (
+    UPDATE deliveries AS d
+    SET state = '{CANCELLED}', due_at = NULL, lease_owner = NULL, final_at = $1,
+        cancel_reason = CASE WHEN dead.deleted THEN '{TARGET_DELETED}'
+                             ELSE '{TARGET_DISABLED}' END
+    FROM dead
+    WHERE d.webhook_id = dead.webhook_id AND d.due_at <= $1
+),
 served AS (
     SELECT t.webhook_id, t.earliest, w.ordered FROM targets AS t
     JOIN webhooks AS w ON w.id = t.webhook_id
@@ -1341,6 +1422,9 @@ JOIN webhooks AS w ON w.id = c.webhook_id
 ORDER BY c.due_at, c.id",
         ORDERED_HEAD_OF_T = ORDERED_HEAD.replace("s.webhook_id", "t.webhook_id"),
         IN_FLIGHT_OF_T = IN_FLIGHT.replace("s.webhook_id", "t.webhook_id"),
+        CANCELLED = DeliveryStateKind::Cancelled.as_str(),
+        TARGET_DELETED = CancelReason::TargetDeleted.as_str(),
+        TARGET_DISABLED = CancelReason::TargetDisabled.as_str(),
     )
 }
 
@@ -1664,6 +1748,36 @@ impl DeliveryQueue for PgStore {
             .await
             .map_err(AdapterError::from)?;
         Ok(row.next.map(from_micros).transpose()?)
+    }
+
+    async fn settle_target(
+        &self,
+        webhook: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, OutboxError> {
+        let id = webhook.to_string();
+        let mut c = self.conn().await?;
+        c.transaction::<_, AdapterError, _>(async |c| {
+            let state: Option<(bool, Option<i64>)> = webhooks::table
+                .find(&id)
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .first(c)
+                .await
+                .optional()?;
+            let reason = match state {
+                Some((_, Some(_))) => CancelReason::TargetDeleted,
+                Some((false, None)) => CancelReason::TargetDisabled,
+                // Live and enabled, or unknown: nothing to settle.
+                _ => return Ok(None),
+            };
+            cancel_unleased!(&id, reason, micros(now))
+                .execute(c)
+                .await?;
+            let until: Option<i64> = leased_until!(&id, micros(now)).first(c).await?;
+            until.map(from_micros).transpose()
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {

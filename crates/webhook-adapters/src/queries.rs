@@ -30,6 +30,50 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
+/// Cancels, as `$reason` (a [`webhook_domain::CancelReason`]) at `$now` (microseconds), the
+/// unfinished deliveries of the webhook `$webhook` (id text) that no lease live at `$now`
+/// holds. A delivery in flight is left to its holder, whose outcome or release comes next;
+/// what it leaves unfinished is cancelled by a later call, or by a claim that meets the target
+/// deleted or disabled.
+macro_rules! cancel_unleased {
+    ($webhook:expr, $reason:expr, $now:expr) => {{
+        let now: i64 = $now;
+        let reason: webhook_domain::CancelReason = $reason;
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::webhook_id.eq($webhook))
+                .filter(deliveries::due_at.is_not_null())
+                .filter(
+                    deliveries::state
+                        .ne(webhook_domain::DeliveryStateKind::InFlight.as_str())
+                        .or(deliveries::due_at.le(now)),
+                ),
+        )
+        .set((
+            deliveries::state.eq(webhook_domain::DeliveryStateKind::Cancelled.as_str()),
+            deliveries::due_at.eq(None::<i64>),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::final_at.eq(Some(now)),
+            deliveries::cancel_reason.eq(Some(reason.as_str())),
+        ))
+    }};
+}
+pub(crate) use cancel_unleased;
+
+/// The latest end of a lease live at `$now` (microseconds) among the deliveries of the webhook
+/// `$webhook` (id text) in flight, if any. Only rows due after now are read: for an ordered
+/// target a row or two, for another at most what is in flight or scheduled later.
+macro_rules! leased_until {
+    ($webhook:expr, $now:expr) => {
+        deliveries::table
+            .filter(deliveries::webhook_id.eq($webhook))
+            .filter(deliveries::due_at.gt($now))
+            .filter(deliveries::state.eq(webhook_domain::DeliveryStateKind::InFlight.as_str()))
+            .select(diesel::dsl::max(deliveries::due_at))
+    };
+}
+pub(crate) use leased_until;
+
 /// The number of deliveries claimable at `$now` (microseconds) and their earliest due time, in
 /// one read of a partial index of unfinished rows (the `IS NOT NULL` lets both planners choose
 /// it).

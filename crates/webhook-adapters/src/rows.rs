@@ -188,6 +188,9 @@ impl From<AdapterError> for OutboxError {
     }
 }
 
+/// Why a delivery of a deleted or disabled webhook is not requeued.
+pub(crate) const TARGET_NOT_LIVE: &str = "the webhook of this delivery is deleted or disabled";
+
 /// Microseconds since the epoch.
 pub(crate) fn micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)

@@ -123,9 +123,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let wake = Arc::new(Notify::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    // Only a dispatcher needs to hear of other instances' publishes.
+    // Deleted or disabled webhooks, for this process's dispatcher: from its own API directly,
+    // from other instances through the database.
+    let (target_changes, changes) = tokio::sync::mpsc::unbounded_channel();
+    // Only a dispatcher needs to hear of other instances' publishes and changes.
     let background: Vec<JoinHandle<()>> = if role.delivers() {
-        store.forward_wakeups(wake.clone()).into_iter().collect()
+        store
+            .forward_wakeups(wake.clone(), target_changes.clone())
+            .into_iter()
+            .collect()
     } else {
         Vec::new()
     };
@@ -145,6 +151,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         transport: transport.clone(),
         clock: clock.clone(),
         wake: wake.clone(),
+        target_changes,
         admin: Arc::new(bootstrapped.admin),
         known_keys: Arc::new(api::KnownKeys::new(secrets::salt()?)),
         auth_failures: Arc::new(api::AuthFailures::new(
@@ -198,7 +205,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             &store,
             transport,
             clock,
-            wake,
+            (wake, changes),
             shutdown_rx,
             metrics,
         ));
@@ -221,7 +228,10 @@ fn start_delivery(
     store: &Store,
     transport: Arc<dyn webhook_ports::Transport>,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+    (wake, changes): (
+        Arc<Notify>,
+        tokio::sync::mpsc::UnboundedReceiver<webhook_domain::WebhookId>,
+    ),
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> [JoinHandle<()>; 2] {
@@ -253,6 +263,6 @@ fn start_delivery(
         },
         metrics,
     });
-    let dispatcher = tokio::spawn(dispatcher.run(wake, shutdown));
+    let dispatcher = tokio::spawn(dispatcher.run_with(wake, changes, shutdown));
     [retention, dispatcher]
 }

@@ -103,12 +103,17 @@ impl Store {
         }
     }
 
-    /// Wakes `wake` whenever any instance on the same database publishes (PostgreSQL
-    /// `LISTEN`); `None` for SQLite, which only this process writes.
-    pub fn forward_wakeups(&self, wake: Arc<Notify>) -> Option<JoinHandle<()>> {
+    /// Wakes `wake` whenever any instance on the same database publishes, and sends on `changes`
+    /// the webhooks any instance deletes or disables (PostgreSQL `LISTEN`); `None` for SQLite,
+    /// where the API of this process tells its dispatcher itself.
+    pub fn forward_wakeups(
+        &self,
+        wake: Arc<Notify>,
+        changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
+    ) -> Option<JoinHandle<()>> {
         match self {
             Store::Sqlite(_) => None,
-            Store::Postgres(s) => Some(s.forward_wakeups(wake)),
+            Store::Postgres(s) => Some(s.forward_wakeups(wake, changes)),
         }
     }
 

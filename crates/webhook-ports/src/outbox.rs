@@ -222,7 +222,8 @@ pub trait EventOutbox: Send + Sync {
     ///
     /// # Errors
     /// MUST return `NotFound` when the delivery is unknown or belongs to another wallet, and
-    /// `Conflict` when its state does not allow a requeue.
+    /// `Conflict` when its state does not allow a requeue or its webhook is deleted or disabled
+    /// (checked in the same transaction, so a requeue never outlives a concurrent delete).
     async fn requeue(
         &self,
         wallet: WalletId,
@@ -296,7 +297,10 @@ pub trait DeliveryQueue: Send + Sync {
     /// - MUST never hand a delivery to two claimers while its lease is live, even under
     ///   concurrent calls; MUST NOT return deliveries that are not due or are final.
     /// - MUST NOT return deliveries to a target in `request.skip` (busy or resting ones, whose
-    ///   backlog stays in storage), nor to a deleted or disabled target.
+    ///   backlog stays in storage), nor to a deleted or disabled target; the due deliveries of
+    ///   a deleted or disabled target that no live lease holds MUST be cancelled as the claim
+    ///   meets them (left behind by an instance that died holding them, or recorded after the
+    ///   change).
     /// - For an ordered target, MUST return only its first unfinished delivery in publish order
     ///   (the order the publishes committed; within a batch, item order), and only while no
     ///   other delivery of that target is in flight under a live lease: one attempt at a time,
@@ -351,6 +355,22 @@ pub trait DeliveryQueue: Send + Sync {
         &self,
         now: OffsetDateTime,
         skip: &[WebhookId],
+    ) -> Result<Option<OffsetDateTime>, OutboxError>;
+
+    /// Settles a deleted or disabled target after the change: cancels its unfinished
+    /// deliveries that no lease live at `now` holds, and returns the latest end of a live lease
+    /// still held on one of them, `None` when none is. No claim leases a deleted or disabled
+    /// target's deliveries, so once this answers `None` (or the time it answered has passed),
+    /// no attempt to the target is in flight anywhere and none will start: the API answers a
+    /// DELETE or a disabling PATCH only then. For a live, enabled target it MUST change
+    /// nothing and answer `None`.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`.
+    async fn settle_target(
+        &self,
+        webhook: WebhookId,
+        now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, OutboxError>;
 
     /// The backlog at `now`, for monitoring: how many unfinished deliveries are due (pending or

@@ -27,6 +27,14 @@ pub enum WebhookStoreError {
 
 /// Registered targets. Wallet-scoped calls MUST behave as if another wallet's webhooks did not
 /// exist.
+///
+/// Whenever a change below cancels a webhook's unfinished deliveries, it cancels those that no
+/// live lease holds: a delivery in flight is left to its holder, and what the holder leaves
+/// unfinished is cancelled by [`crate::DeliveryQueue::settle_target`] or by the next
+/// claim that meets the target (see there). Such a change is ordered with publishes: a publish
+/// that read the webhook before the change commits first and its deliveries are cancelled too;
+/// one that reads it after sees the change. Turning `ordered` on places the webhook's
+/// unfinished deliveries at the end of its sequence, in the order they were stored.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait WebhookRepository: Send + Sync {

@@ -6,13 +6,14 @@
 //! `deliveries_due_by_target` (one descent per target, with its earliest due time), so that
 //! no claim walks the backlog of a target it does not serve. Deleted, disabled and skipped
 //! targets are left out; an ordered target offers only its first delivery in its sequence,
-//! and only while none of its deliveries is in flight.
+//! and only while none of its deliveries is in flight. A claim that meets a deleted or
+//! disabled target's due deliveries cancels those no live lease holds.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
-use webhook_domain::{DeliveryStateKind, Webhook};
+use webhook_domain::{CancelReason, Webhook};
 use webhook_ports::ClaimRequest;
 
 use crate::rows::{AdapterError, DeliveryRow, WebhookRow, micros, row_to_webhook};
@@ -51,17 +52,6 @@ macro_rules! ordered_head {
             .order(deliveries::seq)
             .select((crate::rows::delivery_select!(), deliveries::wallet_id))
             .limit(1)
-    };
-}
-
-/// The latest end of a lease live at `$now` among the deliveries of `$webhook` in flight.
-macro_rules! in_flight_until {
-    ($webhook:expr, $now:expr) => {
-        deliveries::table
-            .filter(deliveries::webhook_id.eq($webhook))
-            .filter(deliveries::due_at.gt($now))
-            .filter(deliveries::state.eq(DeliveryStateKind::InFlight.as_str()))
-            .select(diesel::dsl::max(deliveries::due_at))
     };
 }
 
@@ -114,6 +104,35 @@ fn live(
         .collect()
 }
 
+/// Cancels the unfinished deliveries of the deleted or disabled targets among `targets` that
+/// no live lease holds: deliveries left behind by an instance that died holding them, or
+/// recorded or released by their holder after the change.
+fn sweep_dead_targets(
+    c: &mut SqliteConnection,
+    targets: &[(String, i64)],
+    now: i64,
+) -> Result<(), AdapterError> {
+    let ids: Vec<&str> = targets.iter().map(|(id, _)| id.as_str()).collect();
+    let dead: Vec<(String, Option<i64>)> = webhooks::table
+        .filter(webhooks::id.eq_any(&ids))
+        .filter(
+            webhooks::deleted_at
+                .is_not_null()
+                .or(webhooks::enabled.eq(false)),
+        )
+        .select((webhooks::id, webhooks::deleted_at))
+        .load(c)?;
+    for (webhook, deleted_at) in dead {
+        let reason = if deleted_at.is_some() {
+            CancelReason::TargetDeleted
+        } else {
+            CancelReason::TargetDisabled
+        };
+        crate::queries::cancel_unleased!(&webhook, reason, now).execute(c)?;
+    }
+    Ok(())
+}
+
 /// The first unfinished delivery of the ordered target `webhook` in its sequence.
 fn ordered_head(
     c: &mut SqliteConnection,
@@ -130,7 +149,7 @@ fn in_flight_until(
     webhook: &str,
     now: i64,
 ) -> Result<Option<i64>, AdapterError> {
-    Ok(in_flight_until!(webhook, now).first(c)?)
+    Ok(crate::queries::leased_until!(webhook, now).first(c)?)
 }
 
 fn due_of(row: &CandidateRow) -> i64 {
@@ -149,6 +168,7 @@ pub(super) fn candidates(
         .into_iter()
         .filter(|(_, earliest)| *earliest <= now)
         .collect();
+    sweep_dead_targets(c, &targets, now)?;
     let live = live(c, &targets, &skip)?;
     let mut served: Vec<(Served, Option<CandidateRow>)> = Vec::new();
     for (id, earliest) in targets {
@@ -236,7 +256,7 @@ pub(super) fn explain(
         ),
         (
             "claim: in flight".to_owned(),
-            plan(c, in_flight_until!(webhook, now))?,
+            plan(c, crate::queries::leased_until!(webhook, now))?,
         ),
         (
             "claim: due of target".to_owned(),

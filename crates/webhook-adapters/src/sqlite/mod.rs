@@ -37,13 +37,13 @@ mod claims;
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, deliveries_listing, prune_candidates, publish_targets, redelivery_batch,
-    redelivery_candidates,
+    backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
+    redelivery_batch, redelivery_candidates,
 };
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
     EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
-    NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, WebhookRow,
+    NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, TARGET_NOT_LIVE, WebhookRow,
     WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken, delivery_select,
     event_select, event_summary, from_micros, group_recent_attempts, job_stop_reason, micros,
     offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
@@ -449,26 +449,40 @@ fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), Ada
     Ok(())
 }
 
-/// Cancels the unfinished deliveries of one webhook.
+/// Cancels the unfinished deliveries of one webhook that no live lease holds (see the port):
+/// a delivery in flight ends with its attempt, and what its holder leaves unfinished is
+/// cancelled by [`DeliveryQueue::settle_target`] or by the next claim that meets the webhook.
 fn cancel_deliveries_of(
     c: &mut SqliteConnection,
     webhook: &str,
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    diesel::update(
-        deliveries::table
-            .filter(deliveries::webhook_id.eq(webhook))
-            .filter(deliveries::due_at.is_not_null()),
-    )
-    .set((
-        deliveries::state.eq(DeliveryStateKind::Cancelled.as_str()),
-        deliveries::due_at.eq(None::<i64>),
-        deliveries::lease_owner.eq(None::<String>),
-        deliveries::final_at.eq(Some(micros(now))),
-        deliveries::cancel_reason.eq(Some(reason.as_str())),
-    ))
-    .execute(c)?;
+    cancel_unleased!(webhook, reason, micros(now)).execute(c)?;
+    Ok(())
+}
+
+/// Places the unfinished deliveries of `webhook` that have no place in its sequence (it was not
+/// ordered when they were published) at its end, in the order they were stored. SQLite runs
+/// one writer at a time: no publish can interleave.
+fn number_unordered(c: &mut SqliteConnection, webhook: &str) -> Result<(), AdapterError> {
+    let waiting: Vec<String> = deliveries::table
+        .filter(deliveries::webhook_id.eq(webhook))
+        .filter(deliveries::due_at.is_not_null())
+        .filter(deliveries::seq.is_null())
+        .order((deliveries::created_at, deliveries::id))
+        .select(deliveries::id)
+        .load(c)?;
+    let count = i64::try_from(waiting.len()).map_err(AdapterError::corrupt)?;
+    let last: i64 = diesel::update(webhooks::table.find(webhook))
+        .set(webhooks::last_seq.eq(webhooks::last_seq + count))
+        .returning(webhooks::last_seq)
+        .get_result(c)?;
+    for (seq, id) in (last - count + 1..).zip(&waiting) {
+        diesel::update(deliveries::table.find(id))
+            .set(deliveries::seq.eq(Some(seq)))
+            .execute(c)?;
+    }
     Ok(())
 }
 
@@ -659,14 +673,15 @@ impl WebhookRepository for SqliteStore {
         let id = webhook.id.to_string();
         let settings = WebhookSettingsChange::of(webhook);
         let disables = !webhook.enabled;
+        let orders = webhook.ordered;
         let read_at = revision_column(webhook.revision);
         // The immediate transaction makes the check and the write one step for every writer.
         self.transaction(move |c| {
-            let (was_enabled, revision): (bool, i64) = webhooks::table
+            let (was_enabled, was_ordered, revision): (bool, bool, i64) = webhooks::table
                 .filter(webhooks::id.eq(&id))
                 .filter(webhooks::wallet_id.eq(wallet.to_string()))
                 .filter(webhooks::deleted_at.is_null())
-                .select((webhooks::enabled, webhooks::revision))
+                .select((webhooks::enabled, webhooks::ordered, webhooks::revision))
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
@@ -678,6 +693,9 @@ impl WebhookRepository for SqliteStore {
                 .execute(c)?;
             if was_enabled && disables {
                 cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now)?;
+            }
+            if !was_ordered && orders {
+                number_unordered(c, &id)?;
             }
             u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
@@ -933,6 +951,14 @@ impl EventOutbox for SqliteStore {
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
+            let live: Option<bool> = webhooks::table
+                .find(&row.2)
+                .select(webhooks::enabled.and(webhooks::deleted_at.is_null()))
+                .first(c)
+                .optional()?;
+            if live != Some(true) {
+                return Err(AdapterError::Conflict(TARGET_NOT_LIVE.to_owned()));
+            }
             let requeued = row_to_delivery(&row)?
                 .requeue(now)
                 .map_err(|e| AdapterError::Conflict(e.to_string()))?;
@@ -1217,6 +1243,32 @@ impl DeliveryQueue for SqliteStore {
             claims::next_due(c, micros(now), &skip)?
                 .map(from_micros)
                 .transpose()
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    async fn settle_target(
+        &self,
+        webhook: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, OutboxError> {
+        let id = webhook.to_string();
+        self.transaction(move |c| {
+            let state: Option<(bool, Option<i64>)> = webhooks::table
+                .find(&id)
+                .select((webhooks::enabled, webhooks::deleted_at))
+                .first(c)
+                .optional()?;
+            let reason = match state {
+                Some((_, Some(_))) => CancelReason::TargetDeleted,
+                Some((false, None)) => CancelReason::TargetDisabled,
+                // Live and enabled, or unknown: nothing to settle.
+                _ => return Ok(None),
+            };
+            cancel_unleased!(&id, reason, micros(now)).execute(c)?;
+            let until: Option<i64> = leased_until!(&id, micros(now)).first(c)?;
+            until.map(from_micros).transpose()
         })
         .await
         .map_err(Into::into)

@@ -559,8 +559,8 @@ where
 /// set_global_webhook with the settings already stored changes nothing (its id and revision
 /// stay); other settings (URL, headers, enabled) are taken in place, keeping the id, adding one
 /// to the revision and leaving its unfinished deliveries due, to be sent with them; turning it
-/// off cancels them (`TargetDisabled`) and the same settings turn it on again; `None` removes it
-/// and cancels them (`TargetDeleted`).
+/// off cancels them (`TargetDisabled`; those in flight are left to their holder) and the same
+/// settings turn it on again; `None` removes it and cancels them (`TargetDeleted`).
 pub(crate) async fn global_webhook<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
@@ -636,13 +636,17 @@ where
         .into_iter()
         .filter(|d| d.state().kind() == webhook_domain::DeliveryStateKind::Cancelled)
         .collect();
-    // The two in flight and the one due.
-    assert_eq!(cancelled.len(), 3);
+    // The one due; the two in flight are left to their holder, whose lease settling reports.
+    assert_eq!(cancelled.len(), 1);
     assert!(cancelled.iter().all(|d| d.state()
         == DeliveryState::Cancelled {
             at: at(6),
             reason: CancelReason::TargetDisabled
         }));
+    assert_eq!(
+        store.settle_target(first.id, at(6)).await.unwrap(),
+        Some(at(4) + LEASE)
+    );
     store
         .set_global_webhook(Some(moved.clone()), at(8))
         .await
@@ -3216,7 +3220,9 @@ macro_rules! contract_suite {
             publish_fan_out publish_replay publish_replay_with_new_key
             publish_idempotency publish_atomicity event_ids_per_wallet publish_batch_fan_out publish_batch_replay
             publish_batch_conflict claim_due claim_skip ordered_claims ordered_follows_commit_order
-            ordered_requeue_waits_for_the_one_in_flight claims_skip_deleted_and_disabled_targets
+            ordered_requeue_waits_for_the_one_in_flight a_change_leaves_the_delivery_in_flight_to_its_holder
+            claims_cancel_what_a_dead_holder_left_of_a_gone_target settling_a_live_target_changes_nothing
+            requeue_refuses_a_gone_target ordering_a_target_keeps_its_waiting_deliveries
             next_due_at_leaves_out_what_cannot_be_claimed record_attempts release
             next_due_at backlog_counts_due_deliveries backlog_empty backlog_changes_nothing
             requeue attempt_numbers_continue_after_requeues attempts_of_many_isolation

@@ -104,7 +104,8 @@ fn event(wallet: WalletId) -> Event {
     .unwrap()
 }
 
-/// A publish through one store wakes a listener set up by another (another instance).
+/// A publish through one store wakes a listener set up by another (another instance), and a
+/// webhook deleted or disabled through one is named to the listener of another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_wakes_listeners_in_other_instances() {
     let Some((schema, publisher)) = fresh().await else {
@@ -112,7 +113,8 @@ async fn publish_wakes_listeners_in_other_instances() {
     };
     let listener = PgStore::connect(&schema.url(), 1).await.unwrap();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let task = listener.forward_wakeups(wake.clone());
+    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let task = listener.forward_wakeups(wake.clone(), changes);
     // The forwarder wakes once when it starts listening: from then on nothing is missed.
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
         .await
@@ -122,6 +124,15 @@ async fn publish_wakes_listeners_in_other_instances() {
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
         .await
         .expect("no wake-up after a publish in another instance");
+    let hooks = publisher.list_webhooks(wallet, Page::first(10)).await.unwrap();
+    publisher
+        .delete_webhook(wallet, hooks[0].id, T0)
+        .await
+        .unwrap();
+    let named = tokio::time::timeout(Duration::from_secs(10), changed.recv())
+        .await
+        .expect("no word of the deleted webhook in another instance");
+    assert_eq!(named, Some(hooks[0].id));
     task.abort();
 }
 

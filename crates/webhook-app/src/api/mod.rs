@@ -56,6 +56,9 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// Notified after each publish or requeue, so an idle dispatcher starts at once.
     pub wake: Arc<Notify>,
+    /// Told of each webhook deleted or disabled here, so the dispatcher of this process drops
+    /// what it holds of it at once (other instances hear it through the database).
+    pub target_changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
     pub admin: Arc<AdminCredential>,
     /// Wallet keys checked lately.
     pub known_keys: Arc<KnownKeys>,

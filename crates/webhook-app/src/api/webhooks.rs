@@ -415,7 +415,8 @@ pub(crate) async fn update(
 
     // Only the fields the request names are set: whatever else changed meanwhile (a rotation,
     // a 410 that disabled the target) stays as stored.
-    let (webhook, ()) = change_webhook(&state, wallet, id, |webhook, _| {
+    let (webhook, disabled) = change_webhook(&state, wallet, id, |webhook, _| {
+        let was_enabled = webhook.enabled;
         if let Some(url) = &url {
             webhook.url = url.clone();
         }
@@ -437,9 +438,13 @@ pub(crate) async fn update(
         if let Some(ordered) = request.ordered {
             webhook.ordered = ordered;
         }
+        was_enabled && !webhook.enabled
     })
     .await?;
     tracing::info!(webhook = %webhook.id, %wallet, "webhook updated");
+    if disabled {
+        settle(&state, id).await?;
+    }
     Ok(Json(WebhookResource::of(&webhook)))
 }
 
@@ -459,7 +464,31 @@ pub(crate) async fn delete(
         .delete_webhook(wallet, id, state.clock.now())
         .await?;
     tracing::info!(webhook = %id, %wallet, "webhook deleted");
-    Ok(())
+    settle(&state, id).await
+}
+
+/// How often [`settle`] asks whether attempts are still in flight.
+const SETTLE_POLL: Duration = Duration::from_millis(10);
+
+/// After a webhook was deleted or disabled: tells this process's dispatcher to drop what waits
+/// for it (other instances hear it through the database), then waits until no attempt to it is
+/// in flight anywhere, so that once the caller has the answer, no attempt to it starts. No
+/// claim serves the webhook any more, so what is in flight only ends: the wait lasts as long
+/// as an attempt under way (the attempt timeout at most), and never past the end of the
+/// latest lease held when it began, after which nothing of those leases can start.
+async fn settle(state: &ApiState, id: WebhookId) -> Result<(), Problem> {
+    let _ = state.target_changes.send(id);
+    let mut deadline = None;
+    loop {
+        let now = state.clock.now();
+        let Some(until) = state.queue.settle_target(id, now).await? else {
+            return Ok(());
+        };
+        if now >= *deadline.get_or_insert(until) {
+            return Ok(());
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
 }
 
 /// The longest grace period a rotation may ask for.

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use webhook_domain::{
@@ -133,7 +133,22 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true, then stops claiming, gives back the leases of what
     /// waits for a slot, lets attempts in flight finish for up to `shutdown_grace`, gives back
     /// the leases of the rest, and records every outcome it has.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+        // No word of deleted or disabled targets: the sender stays here, so the channel never
+        // closes.
+        let (_none, changes) = mpsc::unbounded_channel();
+        self.run_with(wake, changes, shutdown).await;
+    }
+
+    /// As [`Self::run`], hearing of deleted or disabled targets on `changes`: what waits here
+    /// for a slot of such a target is given back at once and nothing more of it starts
+    /// (attempts in flight end as they will).
+    pub async fn run_with(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        mut changes: mpsc::UnboundedReceiver<WebhookId>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut p = Pipeline {
             slots: Slots::new(
                 self.config.max_in_flight_per_target,
@@ -257,6 +272,7 @@ impl Dispatcher {
                     }
                 }
                 () = wake.notified() => woken = true,
+                Some(target) = changes.recv() => self.drop_target(&mut p, target).await,
                 () = sleep_until_opt(flush_at), if flush_at.is_some() => {}
                 () = sleep_until_opt(rate_at), if rate_at.is_some() => {
                     let admitted = p.slots.pump_all(self.clock.now());
@@ -417,6 +433,26 @@ impl Dispatcher {
                 tracing::info!(%webhook, "webhook disabled: the target answered 410 Gone");
             }
         }
+    }
+
+    /// A target was deleted or disabled: gives back what of it waits for a slot or was let
+    /// through but not started, and keeps what a claim under way brings of it from starting.
+    async fn drop_target(&self, p: &mut Pipeline, target: WebhookId) {
+        let now = self.clock.now();
+        let until = webhook_domain::add_saturating(now, self.config.lease);
+        let mut dropped: Vec<Delivery> = p
+            .slots
+            .drop_target(target, until, now)
+            .into_iter()
+            .map(|c| c.delivery)
+            .collect();
+        let (of_target, others): (Vec<_>, Vec<_>) = std::mem::take(&mut p.admitted_later.start)
+            .into_iter()
+            .partition(|c| c.webhook.id == target);
+        p.admitted_later.start = others;
+        dropped.extend(of_target.into_iter().map(|c| c.delivery));
+        tracing::debug!(webhook = %target, given_back = dropped.len(), "target deleted or disabled: dropping what waits for it");
+        self.give_back(dropped.into_iter(), now).await;
     }
 
     /// Starts (or gives back) what finished attempts let through.
@@ -1274,5 +1310,69 @@ mod tests {
             reads <= 20 * polls,
             "the loop read the clock {reads} times in {polls} polls: it spins"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_target_starts_nothing_more_and_gives_back_what_waits() {
+        // A target that never answers, with two slots and six deliveries claimed: two in
+        // flight, four waiting. Word that it was deleted gives the four back at once, and
+        // what a later claim brings of it is given back too, never started.
+        let slow = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let first: Vec<_> = (0..6).map(|n| claimed_for(slow, n)).collect();
+        let late = claimed_for(slow, 50);
+        let batches = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from([
+            first,
+            vec![late],
+        ])));
+        let mut queue = MockDeliveryQueue::new();
+        queue
+            .expect_claim_due()
+            .returning(move |_, _| Ok(batches.lock().unwrap().pop_front().unwrap_or_default()));
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
+        let (released_tx, mut released) = tokio::sync::mpsc::unbounded_channel();
+        queue.expect_release().returning(move |_, deliveries| {
+            released_tx.send(deliveries.to_vec()).unwrap();
+            Ok(())
+        });
+        let transport = Arc::new(HangingTarget {
+            hang: slow,
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport.clone(), 2);
+        let (tell, changes) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let running = tokio::spawn(dispatcher.run_with(wake.clone(), changes, stopped));
+        for _ in 0..1000 {
+            if transport
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 2
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tell.send(slow).unwrap();
+        let given_back = tokio::time::timeout(Duration::from_secs(5), released.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(given_back.len(), 4, "the four that waited");
+        // A claim under way (here: the next one) brings another: given back, not started.
+        wake.notify_one();
+        let given_back = tokio::time::timeout(Duration::from_secs(5), released.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(given_back.len(), 1);
+        assert_eq!(
+            transport.most.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "nothing started after the two in flight"
+        );
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 }

@@ -60,6 +60,9 @@ pub(crate) struct Slots {
     per_target: usize,
     breaker: CircuitBreakerConfig,
     targets: HashMap<WebhookId, Target>,
+    /// Targets deleted or disabled, until when: what a claim under way brings of them is given
+    /// back, never started.
+    dropped: HashMap<WebhookId, OffsetDateTime>,
     /// A breaker changed in a way the metrics show since [`Slots::circuit_changes`].
     circuits_changed: bool,
 }
@@ -93,6 +96,7 @@ impl Slots {
             per_target: per_target.max(1),
             breaker,
             targets: HashMap::new(),
+            dropped: HashMap::new(),
             circuits_changed: false,
         }
     }
@@ -149,11 +153,41 @@ impl Slots {
         self.targets.values().map(|t| t.waiting.len()).sum()
     }
 
+    /// A target was deleted or disabled: nothing of it may start any more. Returns what waited
+    /// here for a slot, to give back; attempts in flight end as they will. Until `until` (when
+    /// every lease taken before the change has ended), deliveries of the target that a claim
+    /// under way brings are given back too.
+    pub(crate) fn drop_target(
+        &mut self,
+        target: WebhookId,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Vec<ClaimedDelivery> {
+        self.dropped.retain(|_, end| *end > now);
+        self.dropped.insert(target, until);
+        let Some(entry) = self.targets.get_mut(&target) else {
+            return Vec::new();
+        };
+        let waiting: Vec<ClaimedDelivery> = entry.waiting.drain(..).collect();
+        if entry.is_idle(now) {
+            self.targets.remove(&target);
+        }
+        waiting
+    }
+
+    fn is_dropped(&self, target: WebhookId, now: OffsetDateTime) -> bool {
+        self.dropped.get(&target).is_some_and(|until| *until > now)
+    }
+
     /// Sorts freshly claimed deliveries into start, wait and release.
     pub(crate) fn admit(&mut self, claimed: Vec<ClaimedDelivery>, now: OffsetDateTime) -> Admitted {
         let mut admitted = Admitted::default();
         for delivery in claimed {
             let id = delivery.webhook.id;
+            if self.is_dropped(id, now) {
+                admitted.release.push((delivery.delivery, now));
+                continue;
+            }
             let spacing = delivery
                 .webhook
                 .rate_limit

@@ -21,6 +21,7 @@ mod roles;
 mod running;
 mod security;
 mod sqlite_disk;
+mod target_changes;
 mod tenant_isolation;
 mod throughput;
 mod unknown_fields;

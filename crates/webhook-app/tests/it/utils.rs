@@ -498,7 +498,17 @@ impl Receiver {
         Self::serve(replies, gate).await
     }
 
+    /// A receiver that records each request at once and answers 200 after `delay`, so that
+    /// attempts are in flight for that long.
+    pub async fn start_slow(delay: Duration) -> Receiver {
+        Self::serve_with(Vec::new(), None, delay).await
+    }
+
     async fn serve(script: Vec<Reply>, gate: Option<Gate>) -> Receiver {
+        Self::serve_with(script, gate, Duration::ZERO).await
+    }
+
+    async fn serve_with(script: Vec<Reply>, gate: Option<Gate>, delay: Duration) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -527,6 +537,9 @@ impl Receiver {
                             });
                             if let Some(gate) = gate {
                                 gate.pass().await;
+                            }
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
                             }
                             let reply = script
                                 .lock()

@@ -258,9 +258,124 @@ where
     }
 }
 
-/// Claims never hand out a delivery whose target is deleted or disabled, and such deliveries
+/// Deleting or disabling a target leaves its delivery in flight to the holder, whose outcome is
+/// recorded; what the holder leaves unfinished is cancelled by `settle_target`, which until then
+/// reports the live lease. Claims never hand out the target's deliveries, and such deliveries
 /// do not count as due.
-pub(crate) async fn claims_skip_deleted_and_disabled_targets<S>(store: &S)
+pub(crate) async fn a_change_leaves_the_delivery_in_flight_to_its_holder<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    for delete in [false, true] {
+        let (wallet, webhook, _, _) = one_delivery(store).await;
+        store.publish(&event(wallet), None, T0).await.unwrap();
+        let me = owner("a");
+        let held = claim(store, &me, T0, 1, &[]).await;
+        assert_eq!(held.len(), 1);
+        let reason = if delete {
+            store
+                .delete_webhook(wallet, webhook.id, at(1))
+                .await
+                .unwrap();
+            webhook_domain::CancelReason::TargetDeleted
+        } else {
+            let mut off = store.get_webhook(wallet, webhook.id).await.unwrap();
+            off.enabled = false;
+            store.update_webhook(&off, at(1)).await.unwrap();
+            webhook_domain::CancelReason::TargetDisabled
+        };
+        let states = |deliveries: Vec<Delivery>| -> Vec<webhook_domain::DeliveryStateKind> {
+            let mut kinds: Vec<_> = deliveries.iter().map(|d| d.state().kind()).collect();
+            kinds.sort();
+            kinds
+        };
+        use webhook_domain::DeliveryStateKind::{Cancelled, InFlight, RetryScheduled};
+        assert_eq!(
+            states(deliveries_of(store, wallet).await),
+            [InFlight, Cancelled],
+            "the one not claimed is cancelled, the one in flight is left alone"
+        );
+        assert_eq!(
+            store.settle_target(webhook.id, at(2)).await.unwrap(),
+            Some(T0 + LEASE),
+            "its lease is live"
+        );
+        assert!(claim(store, &me, at(2), 10, &[]).await.is_empty());
+        assert_eq!(next_due(store, at(2), &[]).await, None);
+
+        // The holder's outcome is recorded: a retry, which settling then cancels.
+        settle(store, &me, &held, status(500), at(3)).await;
+        assert_eq!(
+            states(deliveries_of(store, wallet).await),
+            [RetryScheduled, Cancelled]
+        );
+        assert_eq!(store.settle_target(webhook.id, at(4)).await.unwrap(), None);
+        let after = deliveries_of(store, wallet).await;
+        assert!(
+            after.iter().all(|d| matches!(
+                d.state(),
+                DeliveryState::Cancelled { reason: r, .. } if r == reason
+            )),
+            "{after:?}"
+        );
+    }
+}
+
+/// A delivery left in flight by an instance that died when its target was deleted or disabled
+/// is cancelled by a claim once its lease has run out; it is never handed out.
+pub(crate) async fn claims_cancel_what_a_dead_holder_left_of_a_gone_target<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    for delete in [false, true] {
+        let (wallet, webhook, _, _) = one_delivery(store).await;
+        let held = claim(store, &owner("dead"), T0, 10, &[]).await;
+        assert_eq!(held.len(), 1);
+        if delete {
+            store
+                .delete_webhook(wallet, webhook.id, at(1))
+                .await
+                .unwrap();
+        } else {
+            let mut off = store.get_webhook(wallet, webhook.id).await.unwrap();
+            off.enabled = false;
+            store.update_webhook(&off, at(1)).await.unwrap();
+        }
+        let after_lease = T0 + LEASE + Duration::from_secs(1);
+        assert!(
+            claim(store, &owner("b"), after_lease, 10, &[])
+                .await
+                .is_empty()
+        );
+        let left = deliveries_of(store, wallet).await;
+        assert!(
+            left.iter()
+                .all(|d| d.state().kind() == webhook_domain::DeliveryStateKind::Cancelled),
+            "{left:?}"
+        );
+        // Settling has nothing left to wait for.
+        assert_eq!(
+            store.settle_target(webhook.id, after_lease).await.unwrap(),
+            None
+        );
+    }
+}
+
+/// settle_target changes nothing for a live, enabled target.
+pub(crate) async fn settling_a_live_target_changes_nothing<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let (wallet, webhook, _, _) = one_delivery(store).await;
+    claim(store, &owner("a"), T0, 1, &[]).await;
+    store.publish(&event(wallet), None, T0).await.unwrap();
+    let before = deliveries_of(store, wallet).await;
+    assert_eq!(store.settle_target(webhook.id, at(1)).await.unwrap(), None);
+    assert_eq!(deliveries_of(store, wallet).await, before);
+}
+
+/// A requeue of a delivery whose target is deleted or disabled is `Conflict`, changing nothing.
+pub(crate) async fn requeue_refuses_a_gone_target<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -275,15 +390,41 @@ where
                 .await
                 .unwrap();
         } else {
-            let mut off = webhook.clone();
+            let mut off = store.get_webhook(wallet, webhook.id).await.unwrap();
             off.enabled = false;
             store.update_webhook(&off, at(1)).await.unwrap();
         }
-        // A requeue through the port does not look at the target; the claim must.
-        store.requeue(wallet, delivery.id(), at(2)).await.unwrap();
-        assert!(claim(store, &me, at(3), 10, &[]).await.is_empty());
-        assert_eq!(next_due(store, at(3), &[]).await, None);
+        let before = deliveries_of(store, wallet).await;
+        let err = store
+            .requeue(wallet, delivery.id(), at(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OutboxError::Conflict(_)), "{err:?}");
+        assert_eq!(deliveries_of(store, wallet).await, before);
     }
+}
+
+/// Turning `ordered` on keeps the deliveries already waiting, in the order they were stored,
+/// before the ones published after.
+pub(crate) async fn ordering_a_target_keeps_its_waiting_deliveries<S>(store: &S)
+where
+    S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
+{
+    let wallet = new_wallet(store).await;
+    let webhook = new_webhook(store, wallet, "https://a.example/in").await;
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        let e = event(wallet);
+        store.publish(&e, None, at(n)).await.unwrap();
+        expected.push(e.id());
+    }
+    let mut ordered = store.get_webhook(wallet, webhook.id).await.unwrap();
+    ordered.ordered = true;
+    store.update_webhook(&ordered, at(5)).await.unwrap();
+    let later = event(wallet);
+    store.publish(&later, None, at(6)).await.unwrap();
+    expected.push(later.id());
+    assert_eq!(drain_one_by_one(store, webhook.id, at(10)).await, expected);
 }
 
 /// next_due_at leaves out what a claim could not take: the targets in `skip`, and the
