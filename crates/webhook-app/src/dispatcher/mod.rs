@@ -79,8 +79,12 @@ impl std::fmt::Debug for Dispatcher {
 
 /// The least time between a claim that came back short and the next one.
 const CLAIM_GAP: Duration = Duration::from_millis(5);
-/// A claim under way: what it claimed, and how many it asked for.
-type ClaimTask = tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)>;
+/// A claim under way: what it claimed, how many it asked for, and its time.
+type ClaimTask = tokio::task::JoinHandle<(
+    Result<Vec<ClaimedDelivery>, OutboxError>,
+    usize,
+    OffsetDateTime,
+)>;
 
 /// Outcome writes outstanding at once; a further batch waits for one of them.
 const MAX_WRITES_IN_FLIGHT: usize = 2;
@@ -302,10 +306,11 @@ impl Dispatcher {
                 joined = async { p.claiming.as_mut().expect("guarded").await }, if p.claiming.is_some() => {
                     p.claiming = None;
                     match joined {
-                        Ok((Ok(claimed), asked)) => {
+                        Ok((Ok(claimed), asked, claimed_at)) => {
                             let full = claimed.len() == asked;
                             let admitted = p.slots.admit(claimed, self.clock.now());
                             self.act(&mut p, admitted).await;
+                            p.slots.forget_idle(claimed_at);
                             if full {
                                 // There may be more at once; the claim stands for a poll.
                                 claim_now = true;
@@ -321,7 +326,7 @@ impl Dispatcher {
                                 };
                             }
                         }
-                        Ok((Err(e), _)) => {
+                        Ok((Err(e), _, _)) => {
                             tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
                             next_poll = Instant::now() + Duration::from_secs(1);
                         }
@@ -369,7 +374,7 @@ impl Dispatcher {
         let claimer = Arc::clone(self);
         tokio::spawn(async move {
             let claimed = claimer.queue.claim_due(&claimer.owner, &request).await;
-            (claimed, limit as usize)
+            (claimed, limit as usize, request.now)
         })
     }
 
@@ -596,7 +601,7 @@ impl Dispatcher {
     /// back the rest, record everything.
     async fn drain(&self, mut p: Pipeline) {
         if let Some(claiming) = p.claiming.take()
-            && let Ok((Ok(claimed), _)) = claiming.await
+            && let Ok((Ok(claimed), _, _)) = claiming.await
         {
             let now = self.clock.now();
             self.give_back(claimed.into_iter().map(|c| c.delivery), now)
@@ -1660,5 +1665,44 @@ mod tests {
             sample(&metrics, NOW, "webhookd_outcomes_unrecorded_total").as_deref(),
             Some("4")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_shows_in_the_metrics_until_its_idle_target_is_forgotten() {
+        let target = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let mut queue = queue_without_writes(vec![claimed_for(target, 1)]);
+        queue
+            .expect_record_attempts()
+            .returning(|_, _| Ok(Vec::new()));
+        let transport = answering(vec![(target, 500)]);
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport, 2);
+        // A clock the test moves on.
+        let elapsed = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let read = Arc::clone(&elapsed);
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(move || {
+            NOW + time::Duration::seconds(read.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        let only = Arc::get_mut(&mut dispatcher).unwrap();
+        only.clock = Arc::new(clock);
+        only.config.circuit_breaker = webhook_domain::CircuitBreakerConfig {
+            failure_threshold: 1,
+            open_for: Duration::from_secs(30),
+        };
+        let metrics = Arc::clone(&dispatcher.metrics);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+
+        // The one attempt fails: the circuit opens for 30 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let open = "webhookd_circuit_open_targets";
+        assert_eq!(sample(&metrics, NOW, open).as_deref(), Some("1"));
+        // Its rest is over and it has no work: the next claims forget it.
+        elapsed.store(31, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = NOW + time::Duration::seconds(31);
+        assert_eq!(sample(&metrics, later, open).as_deref(), Some("0"));
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 }
