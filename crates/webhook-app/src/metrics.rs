@@ -2,7 +2,8 @@
 //! its text for `/metrics`.
 //!
 //! Events happen where they are counted: the API counts publishes, the dispatcher counts
-//! attempts and finished deliveries and reports its circuit breakers when one changes state.
+//! attempts, finished deliveries and outcome writes retried or given up, and reports its
+//! circuit breakers when one changes state.
 //! What lives elsewhere (the backlog in storage, the pool's connections) is read when
 //! `/metrics` is scraped and passed to [`Metrics::render`].
 //!
@@ -74,6 +75,8 @@ pub struct Metrics {
     events_published: Counter,
     attempts: Family<OutcomeLabels, Counter>,
     deliveries_finished: Family<StateLabels, Counter>,
+    outcome_write_retries: Counter,
+    outcomes_unrecorded: Counter,
     attempt_duration: Histogram,
     backlog_deliveries: Gauge,
     backlog_oldest_due_age: Gauge<f64, AtomicU64>,
@@ -115,6 +118,19 @@ impl Metrics {
             "deliveries_finished",
             "Deliveries that became final, by final state",
             deliveries_finished.clone(),
+        );
+        let outcome_write_retries = Counter::default();
+        registry.register(
+            "outcome_write_retries",
+            "Writes of attempt outcomes tried again after a failure",
+            outcome_write_retries.clone(),
+        );
+        let outcomes_unrecorded = Counter::default();
+        registry.register(
+            "outcomes_unrecorded",
+            "Attempt outcomes given up when their write kept failing until their leases (or the \
+             shutdown grace) ran out; their deliveries are attempted again",
+            outcomes_unrecorded.clone(),
         );
         // 1 ms doubling to 32.8 s: the attempts' range, up to the longest attempt timeout.
         let attempt_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -179,6 +195,8 @@ impl Metrics {
             events_published,
             attempts,
             deliveries_finished,
+            outcome_write_retries,
+            outcomes_unrecorded,
             attempt_duration,
             backlog_deliveries,
             backlog_oldest_due_age,
@@ -220,6 +238,16 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// Counts one write of outcomes tried again after it failed.
+    pub(crate) fn outcome_write_retried(&self) {
+        self.outcome_write_retries.inc();
+    }
+
+    /// Counts `count` outcomes whose write was given up.
+    pub(crate) fn outcomes_unrecorded(&self, count: usize) {
+        self.outcomes_unrecorded.inc_by(count as u64);
     }
 
     /// Replaces the dispatcher's report of its circuit breakers that are not closed.
@@ -377,6 +405,8 @@ mod tests {
             "webhookd_deliveries_finished_total{state=\"delivered\"} 0",
             "webhookd_deliveries_finished_total{state=\"exhausted\"} 0",
             "webhookd_deliveries_finished_total{state=\"cancelled\"} 0",
+            "webhookd_outcome_write_retries_total 0",
+            "webhookd_outcomes_unrecorded_total 0",
             "webhookd_attempt_duration_seconds_count 0",
             "webhookd_backlog_deliveries 0",
             "webhookd_backlog_oldest_due_age_seconds 0.0",

@@ -124,7 +124,10 @@ async fn publish_wakes_listeners_in_other_instances() {
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
         .await
         .expect("no wake-up after a publish in another instance");
-    let hooks = publisher.list_webhooks(wallet, Page::first(10)).await.unwrap();
+    let hooks = publisher
+        .list_webhooks(wallet, Page::first(10))
+        .await
+        .unwrap();
     publisher
         .delete_webhook(wallet, hooks[0].id, T0)
         .await

@@ -12,14 +12,16 @@
 mod slots;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use webhook_domain::{
-    CircuitBreakerConfig, Decision, Delivery, Jitter, OutboundMessage, RetryPolicy, WebhookId,
+    CancelReason, CircuitBreakerConfig, Decision, Delivery, DeliveryState, Jitter, OutboundMessage,
+    RetryPolicy, WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimRequest, ClaimedDelivery, Clock, DeliveryQueue, LeaseOwner,
@@ -77,11 +79,23 @@ impl std::fmt::Debug for Dispatcher {
 
 /// The least time between a claim that came back short and the next one.
 const CLAIM_GAP: Duration = Duration::from_millis(5);
-/// A claim under way: what it claimed, and how many it asked for.
-type ClaimTask = tokio::task::JoinHandle<(Result<Vec<ClaimedDelivery>, OutboxError>, usize)>;
+/// A claim under way: what it claimed, how many it asked for, and its time.
+type ClaimTask = tokio::task::JoinHandle<(
+    Result<Vec<ClaimedDelivery>, OutboxError>,
+    usize,
+    OffsetDateTime,
+)>;
 
 /// Outcome writes outstanding at once; a further batch waits for one of them.
 const MAX_WRITES_IN_FLIGHT: usize = 2;
+
+/// A failed outcome write is tried again after this long, doubling up to [`WRITE_RETRY_MAX`].
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// No write is tried again this close to the end of the earliest lease of its batch: the
+/// write itself takes time, and an outcome stored after the lease ran out could race the next
+/// claimer of the delivery (the store skips such a record anyway).
+const WRITE_LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// What an attempt task hands back.
 struct Finished {
@@ -91,6 +105,41 @@ struct Finished {
     ordered: bool,
     record: AttemptRecord,
     decision: Decision,
+    /// The end of the lease the attempt was made under: its outcome can be written until then.
+    leased_until: OffsetDateTime,
+}
+
+/// The shutdown as outcome writes see it: once it is asked for, a failed write is tried again
+/// only until the shutdown grace is over, counted from the first time it was seen, so that the
+/// drain stays bounded.
+#[derive(Debug, Clone)]
+struct Stopping {
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    deadline: Arc<OnceLock<Instant>>,
+}
+
+impl Stopping {
+    fn new(shutdown: watch::Receiver<bool>, grace: Duration) -> Self {
+        Self {
+            shutdown,
+            grace,
+            deadline: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The end of the shutdown grace, once a shutdown has been asked for.
+    fn deadline(&self) -> Option<Instant> {
+        let asked = *self.shutdown.borrow();
+        asked.then(|| *self.deadline.get_or_init(|| Instant::now() + self.grace))
+    }
+
+    /// Returns once a shutdown is asked for; never when none can be any more.
+    async fn asked(&mut self) {
+        if self.shutdown.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// The running pipeline's state, owned by [`Dispatcher::run`].
@@ -101,6 +150,8 @@ struct Pipeline {
     running: HashMap<tokio::task::Id, Delivery>,
     records: Vec<AttemptRecord>,
     first_record_at: Option<Instant>,
+    /// The earliest lease end of the deliveries of `records`.
+    records_leased_until: Option<OffsetDateTime>,
     gone: Vec<WebhookId>,
     /// What finished attempts let through, started (or given back) at the next step.
     admitted_later: Admitted,
@@ -112,12 +163,38 @@ struct Pipeline {
     /// The claim under way, if any (one at a time), with the number it asked for: while it
     /// runs, finished attempts keep freeing slots for deliveries that wait here.
     claiming: Option<ClaimTask>,
+    /// How long outcome writes may retry once a shutdown is asked for.
+    stopping: Stopping,
 }
 
 impl Pipeline {
     fn pending_admitted(&mut self, admitted: Admitted) {
         self.admitted_later.start.extend(admitted.start);
         self.admitted_later.release.extend(admitted.release);
+    }
+}
+
+/// Waits until `retry_at` and says yes, unless the time to give up (`lease_deadline`, or the
+/// end of a shutdown's grace) comes first: then says no at once.
+async fn wait_to_retry(
+    retry_at: Instant,
+    lease_deadline: Instant,
+    stopping: &mut Stopping,
+) -> bool {
+    loop {
+        let grace_end = stopping.deadline();
+        if retry_at >= grace_end.map_or(lease_deadline, |end| end.min(lease_deadline)) {
+            return false;
+        }
+        if grace_end.is_some() {
+            tokio::time::sleep_until(retry_at).await;
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(retry_at) => return true,
+            // Judge again with the grace's end.
+            () = stopping.asked() => {}
+        }
     }
 }
 
@@ -158,11 +235,13 @@ impl Dispatcher {
             running: HashMap::new(),
             records: Vec::new(),
             first_record_at: None,
+            records_leased_until: None,
             gone: Vec::new(),
             admitted_later: Admitted::default(),
             writes: JoinSet::new(),
             ordered_waiting: false,
             claiming: None,
+            stopping: Stopping::new(shutdown.clone(), self.config.shutdown_grace),
         };
         // Claim at once; afterwards when woken, polled, after a full claim, or once enough
         // attempts finished to refill their slots from one claim.
@@ -242,10 +321,11 @@ impl Dispatcher {
                 joined = async { p.claiming.as_mut().expect("guarded").await }, if p.claiming.is_some() => {
                     p.claiming = None;
                     match joined {
-                        Ok((Ok(claimed), asked)) => {
+                        Ok((Ok(claimed), asked, claimed_at)) => {
                             let full = claimed.len() == asked;
                             let admitted = p.slots.admit(claimed, self.clock.now());
                             self.act(&mut p, admitted).await;
+                            p.slots.forget_idle(claimed_at);
                             if full {
                                 // There may be more at once; the claim stands for a poll.
                                 claim_now = true;
@@ -261,7 +341,7 @@ impl Dispatcher {
                                 };
                             }
                         }
-                        Ok((Err(e), _)) => {
+                        Ok((Err(e), _, _)) => {
                             tracing::warn!(error = %e, "dispatcher cannot reach the database; retrying");
                             next_poll = Instant::now() + Duration::from_secs(1);
                         }
@@ -310,7 +390,7 @@ impl Dispatcher {
         let claimer = Arc::clone(self);
         tokio::spawn(async move {
             let claimed = claimer.queue.claim_due(&claimer.owner, &request).await;
-            (claimed, limit as usize)
+            (claimed, limit as usize, request.now)
         })
     }
 
@@ -354,6 +434,10 @@ impl Dispatcher {
                         let admitted = p.slots.finished(f.target, &f.record.attempt.outcome, now);
                         p.ordered_waiting |= f.ordered;
                         p.first_record_at.get_or_insert_with(Instant::now);
+                        p.records_leased_until = Some(
+                            p.records_leased_until
+                                .map_or(f.leased_until, |at| at.min(f.leased_until)),
+                        );
                         p.records.push(f.record);
                         p.pending_admitted(admitted);
                     }
@@ -396,6 +480,10 @@ impl Dispatcher {
         let records = std::mem::take(&mut p.records);
         let gone = std::mem::take(&mut p.gone);
         let ordered = std::mem::take(&mut p.ordered_waiting);
+        let leased_until = p
+            .records_leased_until
+            .take()
+            .unwrap_or_else(|| self.clock.now());
         p.first_record_at = None;
         // Bounded: with this many writes outstanding, the loop waits for one.
         let mut ordered_written = false;
@@ -403,29 +491,85 @@ impl Dispatcher {
             ordered_written |= matches!(p.writes.join_next().await, Some(Ok(true)));
         }
         let writer = Arc::clone(self);
+        let stopping = p.stopping.clone();
         p.writes.spawn(async move {
-            writer.write(records, gone).await;
-            ordered
+            writer.write(records, gone, leased_until, stopping).await && ordered
         });
         ordered_written
     }
 
-    /// Stores a batch of outcomes, then disables the targets that answered 410 Gone.
-    async fn write(&self, records: Vec<AttemptRecord>, gone: Vec<WebhookId>) {
-        match self.queue.record_attempts(&self.owner, &records).await {
-            Ok(lost) => {
-                self.metrics.outcomes_recorded(&records, &lost);
-                if !lost.is_empty() {
-                    tracing::warn!(
-                        count = lost.len(),
-                        "leases expired before outcomes were recorded"
-                    );
+    /// Stores a batch of outcomes, trying again after a failure while the leases of its
+    /// deliveries (the earliest ends at `leased_until`) hold and no shutdown's grace is over,
+    /// then disables the targets whose 410 Gone it stored. Returns whether it stored the batch.
+    ///
+    /// A batch that cannot be stored is counted and logged; its deliveries stay leased and
+    /// become due again when their leases run out, so those attempts are made again (and a 410
+    /// among them disables its target then).
+    async fn write(
+        &self,
+        records: Vec<AttemptRecord>,
+        gone: Vec<WebhookId>,
+        leased_until: OffsetDateTime,
+        mut stopping: Stopping,
+    ) -> bool {
+        let lease_left = Duration::try_from(leased_until - self.clock.now())
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(WRITE_LEASE_MARGIN);
+        let lease_deadline = Instant::now() + lease_left;
+        let mut backoff = WRITE_RETRY_FIRST;
+        let mut retries = 0_u32;
+        let lost = loop {
+            match self.queue.record_attempts(&self.owner, &records).await {
+                Ok(lost) => break lost,
+                Err(e) => {
+                    let retry_at = Instant::now() + backoff;
+                    if !wait_to_retry(retry_at, lease_deadline, &mut stopping).await {
+                        tracing::error!(
+                            error = %e,
+                            count = records.len(),
+                            retries,
+                            "cannot record outcomes; their deliveries will be attempted again \
+                             when their leases run out"
+                        );
+                        self.metrics.outcomes_unrecorded(records.len());
+                        return false;
+                    }
+                    if retries == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            count = records.len(),
+                            "cannot record outcomes; trying again while their leases hold"
+                        );
+                    }
+                    retries += 1;
+                    self.metrics.outcome_write_retried();
+                    backoff = (backoff * 2).min(WRITE_RETRY_MAX);
                 }
             }
-            // Unrecorded deliveries stay leased and become due again when the lease expires.
-            Err(e) => tracing::warn!(error = %e, count = records.len(), "cannot record outcomes"),
+        };
+        self.metrics.outcomes_recorded(&records, &lost);
+        if !lost.is_empty() {
+            tracing::warn!(
+                count = lost.len(),
+                "leases expired before outcomes were recorded"
+            );
         }
         for webhook in gone {
+            // Only a stored 410 disables: a lost one is attempted again by the next claimer.
+            let stored_gone = records.iter().any(|r| {
+                r.delivery.webhook_id() == webhook
+                    && !lost.contains(&r.delivery.id())
+                    && matches!(
+                        r.delivery.state(),
+                        DeliveryState::Cancelled {
+                            reason: CancelReason::TargetGone,
+                            ..
+                        }
+                    )
+            });
+            if !stored_gone {
+                continue;
+            }
             let now = self.clock.now();
             if let Err(e) = self.webhooks.disable_webhook(webhook, now).await {
                 tracing::warn!(%webhook, error = %e, "cannot disable a webhook that answered 410");
@@ -433,6 +577,7 @@ impl Dispatcher {
                 tracing::info!(%webhook, "webhook disabled: the target answered 410 Gone");
             }
         }
+        true
     }
 
     /// A target was deleted or disabled: gives back what of it waits for a slot or was let
@@ -492,7 +637,7 @@ impl Dispatcher {
     /// back the rest, record everything.
     async fn drain(&self, mut p: Pipeline) {
         if let Some(claiming) = p.claiming.take()
-            && let Ok((Ok(claimed), _)) = claiming.await
+            && let Ok((Ok(claimed), _, _)) = claiming.await
         {
             let now = self.clock.now();
             self.give_back(claimed.into_iter().map(|c| c.delivery), now)
@@ -507,7 +652,11 @@ impl Dispatcher {
             .map(|c| c.delivery)
             .chain(pending.release.into_iter().map(|(d, _)| d));
         self.give_back(held, now).await;
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        // The same end of the grace as the outcome writes retrying now see.
+        let deadline = p
+            .stopping
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + self.config.shutdown_grace);
         while !p.attempts.is_empty() {
             match tokio::time::timeout_at(deadline, p.attempts.join_next_with_id()).await {
                 Ok(Some(joined)) => self.on_joined(&mut p, joined),
@@ -534,8 +683,17 @@ impl Dispatcher {
             .await;
         while p.writes.join_next().await.is_some() {}
         if !p.records.is_empty() {
-            self.write(std::mem::take(&mut p.records), std::mem::take(&mut p.gone))
-                .await;
+            let leased_until = p
+                .records_leased_until
+                .take()
+                .unwrap_or_else(|| self.clock.now());
+            self.write(
+                std::mem::take(&mut p.records),
+                std::mem::take(&mut p.gone),
+                leased_until,
+                p.stopping.clone(),
+            )
+            .await;
         }
     }
 
@@ -559,6 +717,12 @@ impl Dispatcher {
             .as_ref()
             .unwrap_or(&self.config.default_retry_policy);
         let finished_at = self.clock.now();
+        // The lease the outcome is written under (the delivery is in flight, or `on_attempt`
+        // refuses it below).
+        let leased_until = match delivery.state() {
+            DeliveryState::InFlight { leased_until, .. } => leased_until,
+            _ => finished_at,
+        };
         let (next, decision) = match delivery.on_attempt(
             &report.outcome,
             policy,
@@ -595,6 +759,7 @@ impl Dispatcher {
             ordered: webhook.ordered,
             record,
             decision,
+            leased_until,
         })
     }
 
@@ -1372,6 +1537,271 @@ mod tests {
             2,
             "nothing started after the two in flight"
         );
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+
+    /// A mocked queue that hands out `batch` (honouring `skip` and `limit`) to claims at any
+    /// time, then nothing, and takes back whatever is given back; writes are left to the test.
+    fn queue_without_writes(batch: Vec<ClaimedDelivery>) -> MockDeliveryQueue {
+        let stored = Arc::new(std::sync::Mutex::new(batch));
+        let mut queue = MockDeliveryQueue::new();
+        queue.expect_claim_due().returning(move |_, request| {
+            let mut stored = stored.lock().unwrap();
+            let mut taken = Vec::new();
+            stored.retain(|c| {
+                let take =
+                    taken.len() < request.limit as usize && !request.skip.contains(&c.webhook.id);
+                if take {
+                    taken.push(c.clone());
+                }
+                !take
+            });
+            Ok(taken)
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
+        queue.expect_release().returning(|_, _| Ok(()));
+        queue
+    }
+
+    /// A transport that answers each target with the status `answers` gives it.
+    fn answering(answers: Vec<(WebhookId, u16)>) -> Arc<MockTransport> {
+        let mut transport = MockTransport::new();
+        transport.expect_send().returning(move |url, _, _| {
+            let (_, code) = answers
+                .iter()
+                .find(|(target, _)| url.as_str().ends_with(&target.to_string()))
+                .expect("a target of the test");
+            report(status(*code))
+        });
+        Arc::new(transport)
+    }
+
+    fn database_down() -> OutboxError {
+        OutboxError::Unavailable("the database is down".into())
+    }
+
+    /// The value of the sample `name` (without labels) in the rendered metrics.
+    fn sample(metrics: &Metrics, now: OffsetDateTime, name: &str) -> Option<String> {
+        let text = metrics
+            .render(now, None, crate::metrics::PoolUsage::default())
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_outcome_write_is_retried_and_a_410_disables_its_target_only_once_stored() {
+        let fine = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let gone = WebhookId::from_uuid(uuid::Uuid::from_u128(200));
+        let mut queue = queue_without_writes(vec![claimed_for(fine, 1), claimed_for(gone, 2)]);
+        // What the ports were asked, in order.
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let (records_tx, mut recorded) = tokio::sync::mpsc::unbounded_channel();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let written = Arc::clone(&log);
+        queue.expect_record_attempts().returning(move |_, batch| {
+            let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut ids: Vec<_> = batch.iter().map(|r| r.delivery.id().to_string()).collect();
+            ids.sort();
+            if call <= 2 {
+                written.lock().unwrap().push(format!("failed {ids:?}"));
+                return Err(database_down());
+            }
+            written.lock().unwrap().push(format!("stored {ids:?}"));
+            records_tx.send(batch.to_vec()).unwrap();
+            Ok(Vec::new())
+        });
+        let mut webhooks = MockWebhookRepository::new();
+        let disabled = Arc::clone(&log);
+        webhooks
+            .expect_disable_webhook()
+            .returning(move |webhook, _| {
+                disabled.lock().unwrap().push(format!("disabled {webhook}"));
+                Ok(())
+            });
+        let transport = answering(vec![(fine, 200), (gone, 410)]);
+        let dispatcher = dispatcher(queue, webhooks, transport, 2);
+        let metrics = Arc::clone(&dispatcher.metrics);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        let got = records(&mut recorded, 2).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+
+        assert_eq!(got.len(), 2, "each outcome stored once");
+        let both = format!(
+            "{:?}",
+            [
+                DeliveryId::from_uuid(uuid::Uuid::from_u128(1)).to_string(),
+                DeliveryId::from_uuid(uuid::Uuid::from_u128(2)).to_string(),
+            ]
+        );
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![
+                format!("failed {both}"),
+                format!("failed {both}"),
+                format!("stored {both}"),
+                format!("disabled {gone}"),
+            ],
+            "the same batch again until it is stored, then the 410 target disabled"
+        );
+        assert_eq!(
+            sample(&metrics, NOW, "webhookd_outcome_write_retries_total").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&metrics, NOW, "webhookd_outcomes_unrecorded_total").as_deref(),
+            Some("0")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_write_that_keeps_failing_stops_before_the_leases_end_and_is_counted() {
+        let start = Instant::now();
+        let fine = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let gone = WebhookId::from_uuid(uuid::Uuid::from_u128(200));
+        // Both leases end a minute after the claim (the clock stays at the claim's time).
+        let mut queue = queue_without_writes(vec![claimed_for(fine, 1), claimed_for(gone, 2)]);
+        let tries = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tried = Arc::clone(&tries);
+        queue.expect_record_attempts().returning(move |_, _| {
+            tried.lock().unwrap().push(Instant::now());
+            Err(database_down())
+        });
+        let disables = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&disables);
+        let mut webhooks = MockWebhookRepository::new();
+        webhooks.expect_disable_webhook().returning(move |_, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        let transport = answering(vec![(fine, 200), (gone, 410)]);
+        let dispatcher = dispatcher(queue, webhooks, transport, 2);
+        let metrics = Arc::clone(&dispatcher.metrics);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+
+        let tries = tries.lock().unwrap();
+        let lease_end = start + Duration::from_secs(60);
+        let last = *tries.last().expect("a write");
+        assert!(tries.len() > 10, "{} tries", tries.len());
+        assert!(
+            last < lease_end - Duration::from_millis(500),
+            "tried {:?} after the claim, with the leases ending at 60 s",
+            last - start
+        );
+        assert!(
+            last > lease_end - Duration::from_secs(5),
+            "gave up {:?} after the claim, long before the leases end",
+            last - start
+        );
+        assert_eq!(
+            disables.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a 410 whose attempt is not stored disables nothing"
+        );
+        assert_eq!(
+            sample(&metrics, NOW, "webhookd_outcomes_unrecorded_total").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&metrics, NOW, "webhookd_outcome_write_retries_total"),
+            Some((tries.len() - 1).to_string())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_ends_outcome_write_retries_within_its_grace() {
+        // Four outcomes written one by one to a database that is down: two writes retry and
+        // the loop waits for one of them to write the third.
+        let targets: Vec<_> = (1..=4)
+            .map(|n| WebhookId::from_uuid(uuid::Uuid::from_u128(100 * n)))
+            .collect();
+        let mut queue = queue_without_writes(
+            targets
+                .iter()
+                .zip(1..)
+                .map(|(target, n)| claimed_for(*target, n))
+                .collect(),
+        );
+        let tries = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tried = Arc::clone(&tries);
+        queue.expect_record_attempts().returning(move |_, _| {
+            tried.lock().unwrap().push(Instant::now());
+            Err(database_down())
+        });
+        let transport = answering(targets.iter().map(|t| (*t, 200)).collect());
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport, 2);
+        let grace = Duration::from_secs(3);
+        let only = Arc::get_mut(&mut dispatcher).unwrap();
+        only.config.record_batch = 1;
+        only.config.shutdown_grace = grace;
+        let metrics = Arc::clone(&dispatcher.metrics);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stopped_at = Instant::now();
+        stop.send(true).unwrap();
+        tokio::time::timeout(grace + Duration::from_secs(1), running)
+            .await
+            .expect("the shutdown ends within its grace")
+            .unwrap();
+
+        let tries = tries.lock().unwrap();
+        assert!(
+            tries.iter().any(|at| *at > stopped_at),
+            "writes are retried during the grace"
+        );
+        assert!(
+            tries.iter().all(|at| *at <= stopped_at + grace),
+            "no write is tried after the grace"
+        );
+        assert_eq!(
+            sample(&metrics, NOW, "webhookd_outcomes_unrecorded_total").as_deref(),
+            Some("4")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_shows_in_the_metrics_until_its_idle_target_is_forgotten() {
+        let target = WebhookId::from_uuid(uuid::Uuid::from_u128(100));
+        let mut queue = queue_without_writes(vec![claimed_for(target, 1)]);
+        queue
+            .expect_record_attempts()
+            .returning(|_, _| Ok(Vec::new()));
+        let transport = answering(vec![(target, 500)]);
+        let mut dispatcher = dispatcher(queue, MockWebhookRepository::new(), transport, 2);
+        // A clock the test moves on.
+        let elapsed = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let read = Arc::clone(&elapsed);
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(move || {
+            NOW + time::Duration::seconds(read.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        let only = Arc::get_mut(&mut dispatcher).unwrap();
+        only.clock = Arc::new(clock);
+        only.config.circuit_breaker = webhook_domain::CircuitBreakerConfig {
+            failure_threshold: 1,
+            open_for: Duration::from_secs(30),
+        };
+        let metrics = Arc::clone(&dispatcher.metrics);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+
+        // The one attempt fails: the circuit opens for 30 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let open = "webhookd_circuit_open_targets";
+        assert_eq!(sample(&metrics, NOW, open).as_deref(), Some("1"));
+        // Its rest is over and it has no work: the next claims forget it.
+        elapsed.store(31, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = NOW + time::Duration::seconds(31);
+        assert_eq!(sample(&metrics, later, open).as_deref(), Some("0"));
         stop.send(true).unwrap();
         running.await.unwrap();
     }

@@ -34,6 +34,8 @@ struct Target {
     spacing: Option<Duration>,
     /// When the rate limit lets the next attempt start.
     next_start: Option<OffsetDateTime>,
+    /// When the last attempt finished.
+    last_outcome_at: Option<OffsetDateTime>,
 }
 
 impl Target {
@@ -51,6 +53,32 @@ impl Target {
                 == CircuitState::Closed {
                     consecutive_failures: 0,
                 }
+    }
+
+    /// Nothing in flight or waiting, no rate limit holding the next start back, and a breaker
+    /// that would treat the next attempt as a fresh one does, or that nothing else would
+    /// settle:
+    /// - a closed one with no failure counted;
+    /// - an open breaker whose rest is over (it refuses nothing any more);
+    /// - a half-open one with no probe in flight (it would refuse every attempt for ever);
+    /// - a closed one whose last outcome is `rest` (the breaker's open period) old. Failures
+    ///   further apart than that are no burst the breaker could spare the target: opened by
+    ///   the last of them, it would have let the next through as a probe anyway. Failures that
+    ///   come back within it (retries of a slowly failing target) still reach the threshold.
+    fn forgettable(&self, now: OffsetDateTime, rest: Duration) -> bool {
+        if self.in_flight > 0 || !self.waiting.is_empty() || self.rate_limited_at(now) {
+            return false;
+        }
+        match self.breaker.state() {
+            CircuitState::Closed {
+                consecutive_failures: 0,
+            } => true,
+            CircuitState::Closed { .. } => self
+                .last_outcome_at
+                .is_none_or(|at| now >= webhook_domain::add_saturating(at, rest)),
+            CircuitState::Open { until } => now >= until,
+            CircuitState::HalfOpen { .. } => true,
+        }
     }
 }
 
@@ -109,6 +137,7 @@ impl Slots {
             waiting: VecDeque::new(),
             spacing: None,
             next_start: None,
+            last_outcome_at: None,
         })
     }
 
@@ -232,6 +261,7 @@ impl Slots {
     ) -> Admitted {
         let entry = self.target(target);
         entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.last_outcome_at = Some(now);
         let before = entry.breaker.state();
         entry.breaker = entry.breaker.on_result(healthy(outcome), now);
         let changed = visible_change(before, entry.breaker.state());
@@ -279,6 +309,23 @@ impl Slots {
         }
         let changed = visible_change(before, target.breaker.state());
         self.circuits_changed |= changed;
+    }
+
+    /// Forgets the targets that hold no work and whose breaker says nothing that a fresh one
+    /// would not (see [`Target::forgettable`]), telling [`Slots::circuit_changes`] when one of
+    /// them was not closed. It walks every target: call it once per claim, as [`Slots::skip`]
+    /// is, with the time the claim was made, once its deliveries are admitted. A target that
+    /// claim did not skip and that got nothing from it has no due work in storage, so its
+    /// rested breaker is forgotten without losing a probe.
+    pub(crate) fn forget_idle(&mut self, now: OffsetDateTime) {
+        let rest = self.breaker.open_for;
+        let mut visible = false;
+        self.targets.retain(|_, t| {
+            let forget = t.forgettable(now, rest);
+            visible |= forget && !matches!(t.breaker.state(), CircuitState::Closed { .. });
+            !forget
+        });
+        self.circuits_changed |= visible;
     }
 
     /// The breakers that are not closed, if one changed visibly since the last call: what the
@@ -529,6 +576,97 @@ mod tests {
             slots.targets.contains_key(&id(2)),
             "its failure still counts"
         );
+    }
+
+    #[test]
+    fn an_open_circuit_without_work_is_forgotten_once_its_rest_is_over() {
+        let mut slots = Slots::new(1, breaker(1));
+        slots.admit(vec![claimed(1, 0)], NOW);
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        let until = NOW + time::Duration::seconds(30);
+        assert_eq!(
+            slots.circuit_changes(),
+            Some(vec![(id(1), CircuitState::Open { until })])
+        );
+        // Still resting: kept, so that its next attempt is a single probe.
+        slots.forget_idle(until - time::Duration::milliseconds(1));
+        assert!(slots.targets.contains_key(&id(1)));
+        assert_eq!(slots.circuit_changes(), None);
+        // The rest is over and it holds nothing: forgotten, and no longer shown as not closed.
+        slots.forget_idle(until);
+        assert!(!slots.targets.contains_key(&id(1)));
+        assert_eq!(slots.circuit_changes(), Some(Vec::new()));
+        assert_eq!(slots.circuit_changes(), None);
+    }
+
+    #[test]
+    fn a_failure_count_without_work_is_forgotten_after_an_open_period_without_outcomes() {
+        let mut slots = Slots::new(1, breaker(5));
+        slots.admit(vec![claimed(1, 0)], NOW);
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        let later = NOW + time::Duration::seconds(20);
+        slots.admit(vec![claimed(1, 1)], later);
+        slots.finished(id(1), &AttemptOutcome::Timeout, later);
+        // A retry within the open period still adds to the count.
+        slots.forget_idle(later + time::Duration::seconds(29));
+        assert_eq!(
+            slots.targets.get(&id(1)).map(|t| t.breaker.state()),
+            Some(CircuitState::Closed {
+                consecutive_failures: 2
+            })
+        );
+        slots.forget_idle(later + time::Duration::seconds(30));
+        assert!(!slots.targets.contains_key(&id(1)));
+        assert_eq!(
+            slots.circuit_changes(),
+            None,
+            "a closed breaker is not shown"
+        );
+    }
+
+    #[test]
+    fn a_target_with_work_or_a_rate_limit_holding_a_start_is_not_forgotten() {
+        let mut slots = Slots::new(2, breaker(1));
+        // One attempt fails and opens the circuit while another is still in flight.
+        slots.admit(vec![claimed(1, 0), claimed(1, 1)], NOW);
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.forget_idle(NOW + time::Duration::minutes(5));
+        assert!(
+            slots.targets.contains_key(&id(1)),
+            "an attempt is in flight"
+        );
+
+        // A rate limit of one a second holds the next start of an idle, healthy target.
+        let mut slots = Slots::new(2, breaker(5));
+        let mut limited = claimed(2, 2);
+        limited.webhook.rate_limit = Some(webhook_domain::RateLimit::per_second(1).unwrap());
+        slots.admit(vec![limited], NOW);
+        slots.finished(id(2), &OK, NOW);
+        slots.forget_idle(NOW + time::Duration::milliseconds(999));
+        assert!(slots.targets.contains_key(&id(2)), "its rate limit holds");
+        slots.forget_idle(NOW + time::Duration::seconds(1));
+        assert!(!slots.targets.contains_key(&id(2)));
+    }
+
+    #[test]
+    fn a_half_open_circuit_with_no_probe_in_flight_is_forgotten() {
+        let mut slots = Slots::new(1, breaker(1));
+        slots.admit(vec![claimed(1, 0)], NOW);
+        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        let later = NOW + time::Duration::seconds(30);
+        slots.admit(vec![claimed(1, 1)], later);
+        assert_eq!(
+            slots.circuit_changes(),
+            Some(vec![(id(1), CircuitState::HalfOpen { probing: true })])
+        );
+        slots.forget_idle(later);
+        assert!(slots.targets.contains_key(&id(1)), "its probe is in flight");
+        // The probe's slot freed without an outcome (its attempt given up): nothing would
+        // ever settle the breaker, which refuses every attempt while half-open.
+        slots.targets.get_mut(&id(1)).unwrap().in_flight = 0;
+        slots.forget_idle(later);
+        assert!(!slots.targets.contains_key(&id(1)));
+        assert_eq!(slots.circuit_changes(), Some(Vec::new()));
     }
 
     #[test]
