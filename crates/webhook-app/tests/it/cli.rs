@@ -545,7 +545,29 @@ async fn publish_stores_an_event_that_the_dispatcher_delivers() {
     assert_eq!(envelope["id"], field(&published, "event").as_str());
     assert_eq!(envelope["data"], serde_json::json!({ "order": 42 }));
 
-    // Bad input is one line, and stores nothing.
+    // Bad input is one line, and stores nothing. The snapshot is taken once both outcomes are
+    // stored: the receiver gets a request before the dispatcher records its answer.
+    let outbox = service.store().await.outbox();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let deliveries = outbox
+            .list_deliveries(
+                WalletId::DEFAULT,
+                webhook_ports::DeliveryFilter {
+                    webhook_id: Some(hook.id),
+                    state: Some(webhook_domain::DeliveryStateKind::Delivered),
+                    ..webhook_ports::DeliveryFilter::default()
+                },
+                webhook_ports::Page::first(10),
+            )
+            .await
+            .unwrap();
+        if deliveries.len() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{deliveries:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let before = service.snapshot().await;
     for (args, input, expected) in [
         (
