@@ -13,6 +13,7 @@ mod delivery;
 mod global_webhook;
 mod misbehaving_receivers;
 mod observability;
+mod ordering;
 mod outage;
 mod problem_media_type;
 mod rest;

@@ -377,6 +377,11 @@ pub struct Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most at once so far.
+    in_flight: Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
 }
 
 /// Holds a gated receiver's requests until opened, and counts how many it holds at most.
@@ -514,6 +519,11 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let log = Arc::clone(&received);
+        let in_flight = Arc::new((
+            std::sync::atomic::AtomicUsize::new(0),
+            std::sync::atomic::AtomicUsize::new(0),
+        ));
+        let counted = Arc::clone(&in_flight);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -522,12 +532,17 @@ impl Receiver {
                 let log = Arc::clone(&log);
                 let script = Arc::clone(&script);
                 let gate = gate.clone();
+                let counted = Arc::clone(&counted);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let log = Arc::clone(&log);
                         let script = Arc::clone(&script);
                         let gate = gate.clone();
+                        let counted = Arc::clone(&counted);
                         async move {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let now = counted.0.fetch_add(1, SeqCst) + 1;
+                            counted.1.fetch_max(now, SeqCst);
                             let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
                             log.lock().unwrap().push(Received {
@@ -546,6 +561,7 @@ impl Receiver {
                                 .unwrap()
                                 .pop_front()
                                 .unwrap_or_else(|| Reply::status(200));
+                            counted.0.fetch_sub(1, SeqCst);
                             Ok::<_, hyper::Error>(reply.response())
                         }
                     });
@@ -555,11 +571,20 @@ impl Receiver {
                 });
             }
         });
-        Receiver { addr, received }
+        Receiver {
+            addr,
+            received,
+            in_flight,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn most_at_once(&self) -> usize {
+        self.in_flight.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many requests have arrived, without copying them.
