@@ -105,6 +105,8 @@ struct Finished {
     ordered: bool,
     record: AttemptRecord,
     decision: Decision,
+    /// The global webhook, which a 410 never disables: only its configuration changes it.
+    global: bool,
     /// The end of the lease the attempt was made under: its outcome can be written until then.
     leased_until: OffsetDateTime,
 }
@@ -428,7 +430,7 @@ impl Dispatcher {
                 let delivery = p.running.remove(&id);
                 match finished {
                     Some(f) => {
-                        if f.decision == Decision::DisableTarget {
+                        if f.decision == Decision::DisableTarget && !f.global {
                             p.gone.push(f.target);
                         }
                         let admitted = p.slots.finished(f.target, &f.record.attempt.outcome, now);
@@ -757,6 +759,7 @@ impl Dispatcher {
         Some(Finished {
             target: webhook.id,
             ordered: webhook.ordered,
+            global: webhook.scope == webhook_domain::WebhookScope::Global,
             record,
             decision,
             leased_until,
