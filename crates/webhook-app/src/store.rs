@@ -183,8 +183,17 @@ impl DatabaseStatus for StoreStatus {
     async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.migrated.load(Relaxed) {
-            let now = time::OffsetDateTime::now_utc();
-            self.store.queue().next_due_at(now, &[]).await?;
+            // One primary-key read: the database answers. Whether the default wallet exists
+            // does not matter.
+            match self
+                .store
+                .wallets()
+                .get_wallet(webhook_domain::WalletId::DEFAULT)
+                .await
+            {
+                Ok(_) | Err(webhook_ports::WalletStoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
             return Ok(Vec::new());
         }
         let pending = self.store.pending_migrations().await?;
