@@ -839,6 +839,26 @@ async fn publish_in(
     Ok(first_publish(event, targets.len()))
 }
 
+/// The events stored earlier that a batch publish in `$wallets` replays: those with one of
+/// `$ids` or one of the idempotency keys `$keys`. Both are unique per wallet only, and the
+/// wallets are asked for so that the primary key (wallet, id) and the key index (wallet, key)
+/// find them; a pair of another wallet of the batch may come back, and the caller keys what it
+/// reads by wallet.
+macro_rules! earlier_events {
+    ($wallets:expr, $ids:expr, $keys:expr) => {
+        // The wallet in both arms: PostgreSQL answers each arm from its own index and ORs
+        // the bitmaps; with the wallet outside the OR it reads the wallet's whole range.
+        events::table.filter(
+            events::wallet_id
+                .eq_any($wallets)
+                .and(events::id.eq_any($ids))
+                .or(events::wallet_id
+                    .eq_any($wallets)
+                    .and(events::idempotency_key.eq_any($keys))),
+        )
+    };
+}
+
 /// Publishes a batch inside the caller's transaction with one lookup of earlier events, one
 /// read of each wallet's targets, and multi-row inserts: what [`publish_in`] does per event.
 /// `Raced` when a concurrent transaction stored one of the events after the lookup.
@@ -857,12 +877,7 @@ async fn publish_bulk(
     wallets.sort_unstable();
     wallets.dedup();
     let wallet_texts: Vec<String> = wallets.iter().map(ToString::to_string).collect();
-    let earlier: Vec<(EventSummary, Option<String>)> = events::table
-        .filter(
-            events::id.eq_any(&ids).or(events::wallet_id
-                .eq_any(&wallet_texts)
-                .and(events::idempotency_key.eq_any(&keys))),
-        )
+    let earlier: Vec<(EventSummary, Option<String>)> = earlier_events!(&wallet_texts, &ids, &keys)
         .select((event_summary!(), events::idempotency_key))
         .load(c)
         .await?;
@@ -1990,6 +2005,21 @@ impl PgStore {
             Explain::<_, Text>::new("EXPLAIN ", recent_attempts_statement(wallet, &page, 100));
         add(
             "attempts of a page",
+            plan.load(&mut c).await.map_err(AdapterError::from)?,
+        );
+
+        // A batch a thousandth of the loaded events, as above.
+        let wallets = [wallet.to_string()];
+        let ids: Vec<String> = (0..BATCH / 10)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let plan = Explain::<_, Text>::new(
+            "EXPLAIN ",
+            earlier_events!(&wallets, &ids, &ids)
+                .select((event_summary!(), events::idempotency_key)),
+        );
+        add(
+            "events a batch publish replays",
             plan.load(&mut c).await.map_err(AdapterError::from)?,
         );
 

@@ -37,8 +37,8 @@ mod claims;
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
-    redelivery_batch, redelivery_candidates,
+    backlog, cancel_unleased, deliveries_listing, events_of_batch, leased_until, prune_candidates,
+    publish_targets, redelivery_batch, redelivery_candidates,
 };
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
@@ -1154,13 +1154,16 @@ impl DeliveryQueue for SqliteStore {
             // One read each for the events and the targets of the whole batch. Event ids are
             // unique per wallet: an event is found by its delivery's wallet too.
             let event_ids: Vec<&str> = rows.iter().map(|(r, _)| r.1.as_str()).collect();
-            let events: HashMap<(WalletId, EventId), Event> = events::table
-                .filter(events::id.eq_any(&event_ids))
-                .select(event_select!())
-                .load::<EventRow>(c)?
-                .into_iter()
-                .map(|row| row_to_event(row).map(|e| ((e.wallet_id(), e.id()), e)))
-                .collect::<Result<_, _>>()?;
+            let mut wallets: Vec<&str> = rows.iter().map(|(_, w)| w.as_str()).collect();
+            wallets.sort_unstable();
+            wallets.dedup();
+            let events: HashMap<(WalletId, EventId), Event> =
+                events_of_batch!(&wallets, &event_ids)
+                    .select(event_select!())
+                    .load::<EventRow>(c)?
+                    .into_iter()
+                    .map(|row| row_to_event(row).map(|e| ((e.wallet_id(), e.id()), e)))
+                    .collect::<Result<_, _>>()?;
             let webhook_ids: Vec<&str> = rows.iter().map(|(r, _)| r.2.as_str()).collect();
             let targets: HashMap<WebhookId, Webhook> = webhooks::table
                 .filter(webhooks::id.eq_any(&webhook_ids))
@@ -1388,6 +1391,13 @@ impl SqliteStore {
                 plan(c, redelivery_batch!(&window, 50_u32))?,
             ));
             let page: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "events of a claimed batch".to_owned(),
+                plan(
+                    c,
+                    events_of_batch!(&[wallet.to_string()], &page).select(event_select!()),
+                )?,
+            ));
             plans.push((
                 "attempts of a page".to_owned(),
                 plan(c, recent_attempts_statement(wallet, &page, 100))?,

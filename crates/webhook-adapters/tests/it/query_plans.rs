@@ -1,8 +1,9 @@
 //! The hot queries read indexes, not whole tables: with realistic volumes loaded (50,000
 //! deliveries, most of them finished) and statistics gathered, neither planner chooses a full
-//! scan of deliveries, events or attempts for the claim, a batch of outcomes, the listings, the
-//! attempts of a listed page, a redelivery step, the next due time, the backlog or a pruning
-//! batch. And with 200,000 deliveries waiting behind a resting target and a blocked ordered
+//! scan of deliveries, events or attempts for the claim (and, on SQLite, the events of a
+//! claimed batch), a batch of outcomes, the listings, the attempts of a listed page, a
+//! redelivery step, the next due time, the backlog, a pruning batch or (on PostgreSQL) a batch
+//! publish's lookup of earlier events. And with 200,000 deliveries waiting behind a resting target and a blocked ordered
 //! one, a claim for another tenant reads only what it takes.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -111,6 +112,16 @@ async fn sqlite_hot_queries_search_indexes() {
     );
     assert_reads_exhausted_rows_only("SQLite", &plans);
     assert_reads_attempts_by_delivery("SQLite", &plans);
+    // A skip-scan (`ANY(column)`) steps through every value of an index's first column: SQLite
+    // picks it here only because the loaded data has two wallets and statistics say so; with
+    // no statistics (a running webhookd's database) or many wallets the same statement reads
+    // the whole table.
+    for (name, plan) in &plans {
+        assert!(
+            !plan.contains("ANY("),
+            "SQLite: {name} skip-scans an index, which is a full scan without its statistics:\n{plan}"
+        );
+    }
 }
 
 /// The attempts of a listed page are read delivery by delivery through `attempts_by_delivery`.
