@@ -6,8 +6,9 @@
 //!   PostgreSQL (see `ci.rs`).
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
-//!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one), then
-//!   the criterion benches of webhook-adapters and webhook-domain.
+//!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one); a
+//!   full run then adds the order and delete checks and the criterion benches of
+//!   webhook-adapters and webhook-domain. `bench order` and `bench delete` run one check.
 //! - `reliability`: the fault scenarios (`webhookd-bench reliability` on a release build of
 //!   `webhookd`: SIGKILLs, a PostgreSQL outage, failover; extra arguments go to the harness,
 //!   `--quick`, `--scenarios`, `--seed`, `--no-docs`); writes its section of
@@ -73,7 +74,8 @@ fn main() -> anyhow::Result<()> {
             eprintln!("  ci     format check, clippy -D warnings, and every test (what CI runs)");
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!(
-                "  bench [--quick] [harness flags]  the end-to-end benchmark, then criterion"
+                "  bench [--quick] [harness flags]  the end-to-end benchmark, then the order and \
+                 delete checks and criterion; bench order|delete [flags]  one check"
             );
             eprintln!(
                 "  reliability [--quick] [--scenarios a,b] [--seed N] [--no-docs]  crashes, a \
@@ -174,9 +176,19 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 /// crate enables webhook-adapters' `testing` feature, which cargo would otherwise unify into
 /// the measured binary), then the harness run on the binary; every extra argument goes to the
 /// harness (`--quick`, sizes, `--scenarios`, `--webhookd-env`; see `webhookd-bench --help`).
-/// A full run then adds the criterion benches: webhook-adapters' `claim_complete`, and
-/// webhook-domain's when that crate has bench targets. `--quick` runs the quick harness only.
+/// A full run (no extra arguments) then adds the order and delete checks and the criterion
+/// benches: webhook-adapters' `claim_complete`, and webhook-domain's when that crate has bench
+/// targets. Other runs are the harness's alone. `cargo xtask bench order` (or `delete`) runs
+/// that check only, with the arguments that follow.
 fn bench(extra: &[String]) -> anyhow::Result<()> {
+    // `cargo xtask bench -- --quick` works as `cargo xtask bench --quick` does.
+    let extra = match extra.first() {
+        Some(first) if first == "--" => &extra[1..],
+        _ => extra,
+    };
+    let check = extra
+        .first()
+        .filter(|first| matches!(first.as_str(), "order" | "delete"));
     let quick = extra.iter().any(|a| a == "--quick");
     build_webhookd(&["--release"])?;
     cargo(&[
@@ -191,23 +203,26 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
     let metadata = cargo_metadata()?;
     let target = target_directory(&metadata)?;
     let release = target.join("release");
-    let webhookd = release.join("webhookd");
-    let out_dir = target.join("bench");
-    let mut args = vec![
-        "--webhookd".to_owned(),
-        webhookd.display().to_string(),
-        "--out-dir".to_owned(),
-        out_dir.display().to_string(),
-    ];
-    args.extend(extra.iter().cloned());
-    let harness = release.join("webhookd-bench");
-    run(
-        &harness.display().to_string(),
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    )?;
-    if quick {
+    let webhookd = release.join("webhookd").display().to_string();
+    let out_dir = target.join("bench").display().to_string();
+    let harness = release.join("webhookd-bench").display().to_string();
+    let run_check = |name: &str, rest: &[String]| {
+        let mut args = vec![name, "--webhookd", &webhookd, "--out-dir", &out_dir];
+        args.extend(rest.iter().map(String::as_str));
+        run(&harness, &args)
+    };
+    if let Some(check) = check {
+        return run_check(check, &extra[1..]);
+    }
+    let mut args = vec!["--webhookd", &webhookd, "--out-dir", &out_dir];
+    args.extend(extra.iter().map(String::as_str));
+    run(&harness, &args)?;
+    // A quick run, or one narrowed to some scenarios or sizes, is the harness's alone.
+    if quick || !extra.is_empty() {
         return Ok(());
     }
+    run_check("order", &[])?;
+    run_check("delete", &[])?;
     cargo(&[
         "bench",
         "--locked",

@@ -73,6 +73,31 @@ impl Http {
         })
     }
 
+    /// Sends `method` with an optional JSON body; answers the status and the whole body.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder().method(method.clone()).uri(url);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::from(body.unwrap_or_default())))?)
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
     pub(crate) async fn get(&self, url: &str) -> anyhow::Result<StatusCode> {
         let request = Request::builder()
             .method(Method::GET)
@@ -161,14 +186,51 @@ impl Api {
 
     /// Registers a webhook for the wallet of `key`.
     pub(crate) async fn register_webhook(&self, key: &str, url: &str) -> anyhow::Result<()> {
-        self.post_expecting(
-            "/events/webhooks",
-            &[("apikey", key)],
-            serde_json::json!({ "url": url }),
-            StatusCode::OK,
-        )
-        .await
-        .map(drop)
+        self.create_webhook(key, serde_json::json!({ "url": url }))
+            .await
+            .map(drop)
+    }
+
+    /// Registers the webhook `body` describes for the wallet of `key`; answers its id.
+    pub(crate) async fn create_webhook(
+        &self,
+        key: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let created = self
+            .post_expecting("/events/webhooks", &[("apikey", key)], body, StatusCode::OK)
+            .await?;
+        Ok(created["id"]
+            .as_str()
+            .context("a webhook answer without id")?
+            .to_owned())
+    }
+
+    /// Sends `method` to `path` as the wallet of `key` and fails unless it answers `expected`.
+    pub(crate) async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+        expected: StatusCode,
+    ) -> anyhow::Result<()> {
+        let (status, answer) = self
+            .http
+            .send(
+                method.clone(),
+                &self.url(path),
+                &[("apikey", key)],
+                body.map(|b| b.to_string()),
+            )
+            .await?;
+        if status != expected {
+            bail!(
+                "{method} {path} answered {status} (expected {expected}): {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        Ok(())
     }
 }
 

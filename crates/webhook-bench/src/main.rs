@@ -11,8 +11,10 @@
 //! both binaries and runs it; `--quick` is the two-minute check.
 
 mod api;
+mod backlog;
 mod ceiling;
 mod chart;
+mod checks;
 mod clock;
 mod driver;
 mod procfs;
@@ -59,7 +61,7 @@ struct Args {
     /// Do not write to --docs-dir, even in a full run.
     #[arg(long)]
     no_docs: bool,
-    /// Only these scenarios (S1,S2,S3,S4,S5,S6).
+    /// Only these scenarios (S1,S2,S3,S4,S5,S6,S7); with --quick, any of them at quick sizes.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Only these backends (sqlite,postgres).
@@ -99,6 +101,15 @@ struct Args {
     s5_events: Option<u64>,
     #[arg(long)]
     s6_events: Option<u64>,
+    /// Events waiting behind S7's down webhook.
+    #[arg(long)]
+    s7_backlog: Option<u64>,
+    /// S7's rate into the other wallet, events per second.
+    #[arg(long)]
+    s7_rate: Option<f64>,
+    /// Seconds of each of S7's measured runs.
+    #[arg(long)]
+    s7_seconds: Option<f64>,
     /// Deliveries of the storage ceiling (per backend).
     #[arg(long)]
     ceiling_deliveries: Option<u64>,
@@ -117,6 +128,11 @@ struct Args {
 enum Subcommand {
     /// The fault scenarios (crashes, a database outage, failover) instead of the benchmark.
     Reliability(reliability::Args),
+    /// Checks an ordered webhook's order: sequential batches, then concurrent publishes.
+    Order(checks::Args),
+    /// Counts requests a webhook's receiver gets after its DELETE, or its PATCH disabling
+    /// it, has answered.
+    Delete(checks::Args),
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -129,7 +145,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
-const ALL_SCENARIOS: [&str; 6] = ["S1", "S2", "S3", "S4", "S5", "S6"];
+const ALL_SCENARIOS: [&str; 7] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"];
 
 /// Sizes, and whether they are the defaults of the mode.
 fn sizes(args: &Args) -> (Sizes, bool) {
@@ -147,6 +163,9 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         s4_slow_ms: args.s4_slow_ms,
         s5_events: args.s5_events.unwrap_or(if q { 20_000 } else { 1_000_000 }),
         s6_events: args.s6_events.unwrap_or(if q { 2_000 } else { 20_000 }),
+        s7_backlog: args.s7_backlog.unwrap_or(if q { 10_000 } else { 50_000 }),
+        s7_rate: args.s7_rate.unwrap_or(10.0),
+        s7_seconds: args.s7_seconds.unwrap_or(if q { 10.0 } else { 30.0 }),
         deadline_secs: args.deadline_secs,
         s5_deadline_secs: args.s5_deadline_secs,
     };
@@ -158,6 +177,9 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         && args.s4_seconds.is_none()
         && args.s5_events.is_none()
         && args.s6_events.is_none()
+        && args.s7_backlog.is_none()
+        && args.s7_rate.is_none()
+        && args.s7_seconds.is_none()
         && args.ceiling_deliveries.is_none()
         && args.sink_requests.is_none()
         && args.in_flight == 64
@@ -191,6 +213,14 @@ fn size_rows(s: &Sizes, ceiling: u64, sink: u64) -> Vec<(String, String)> {
         ("S4 slow answer (ms)", s.s4_slow_ms.to_string()),
         ("S5 events", s.s5_events.to_string()),
         ("S6 events", s.s6_events.to_string()),
+        (
+            "S7 backlog behind the down webhook",
+            s.s7_backlog.to_string(),
+        ),
+        (
+            "S7 rate (events/s) × seconds, each run",
+            format!("{} × {}", s.s7_rate, s.s7_seconds),
+        ),
         ("storage ceiling deliveries", ceiling.to_string()),
         ("sink ceiling requests", sink.to_string()),
         (
@@ -211,6 +241,8 @@ async fn main() -> anyhow::Result<()> {
     let work = async {
         match args.command {
             Some(Subcommand::Reliability(reliability)) => reliability::run(reliability).await,
+            Some(Subcommand::Order(args)) => checks::order(args).await,
+            Some(Subcommand::Delete(args)) => checks::delete(args).await,
             None => run(args).await,
         }
     };
@@ -238,13 +270,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let scenarios: Vec<&str> = ALL_SCENARIOS
         .into_iter()
-        .filter(|id| {
-            if args.quick {
-                matches!(*id, "S1" | "S4")
-            } else {
-                true
-            }
-        })
+        // A quick run is S1 and S4 unless scenarios are named.
+        .filter(|id| args.scenarios.is_some() || !args.quick || matches!(*id, "S1" | "S4"))
         .filter(|id| wanted(id))
         .collect();
     let mut backends = Vec::new();
@@ -374,6 +401,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 "S5" => {}
                 "S6" => results.scenarios.push(bench.s6(backend).await?),
+                "S7" => {
+                    for ordered in [false, true] {
+                        let (control, backlog, isolation) = bench.s7(backend, ordered).await?;
+                        results.scenarios.push(control);
+                        results.scenarios.push(backlog);
+                        results.isolation.extend(isolation);
+                    }
+                }
                 _ => unreachable!("only known scenarios are listed"),
             }
         }

@@ -68,7 +68,8 @@ impl Results {
 /// One scenario on one backend.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Scenario {
-    /// `S1` ... `S6`; S4 is two runs, `S4 control` and `S4 slow`.
+    /// `S1` ... `S7`; S4 is two runs, `S4 control` and `S4 slow`, and S7 four (`S7 ordered
+    /// control`, `S7 ordered backlog`, and the same unordered).
     pub(crate) id: String,
     pub(crate) backend: Backend,
     pub(crate) setup: String,
@@ -128,11 +129,17 @@ impl Scenario {
     }
 }
 
-/// S4 on one backend: the fast webhooks' p99 beside a slow one, over the control's.
+/// One tenant's p99 beside another's trouble, over its p99 without: S4 (a slow webhook of the
+/// same wallet), S7 (another wallet's backlog behind a down target, ordered or not).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Isolation {
+    /// `S4`, `S7 ordered` or `S7 unordered`.
+    pub(crate) scenario: &'static str,
     pub(crate) backend: Backend,
     pub(crate) control_p99_ms: f64,
+    /// The p99 beside the trouble (S4's slow webhook, S7's backlog).
     pub(crate) with_slow_p99_ms: f64,
     pub(crate) ratio: f64,
+    /// The target: the ratio at most this.
+    pub(crate) bound: f64,
 }

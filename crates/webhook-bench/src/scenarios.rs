@@ -10,6 +10,7 @@
 //!   webhook answering after 2 s. Only the fast webhooks count.
 //! - S5 (PostgreSQL): a backlog published to an API-only instance, then drained by a full one.
 //! - S6: S1 through `POST /events/batch`.
+//! - S7 (in `backlog`): another wallet's latency beside a backlog behind a down target.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub(crate) struct Sizes {
     pub(crate) s4_slow_ms: u64,
     pub(crate) s5_events: u64,
     pub(crate) s6_events: u64,
+    pub(crate) s7_backlog: u64,
+    pub(crate) s7_rate: f64,
+    pub(crate) s7_seconds: f64,
     pub(crate) deadline_secs: u64,
     pub(crate) s5_deadline_secs: u64,
 }
@@ -55,29 +59,29 @@ pub(crate) struct Bench {
 
 /// A scenario as data: the sink's routes, each wallet's webhooks (by route path; wallet 0 is
 /// the default wallet), the routes that count, and how to publish.
-struct Setup {
-    id: &'static str,
-    description: String,
-    routes: Vec<Route>,
-    wallets: Vec<Vec<&'static str>>,
-    measured: Vec<&'static str>,
-    events: u64,
-    batch: usize,
-    pace: Pace,
+pub(crate) struct Setup {
+    pub(crate) id: &'static str,
+    pub(crate) description: String,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) wallets: Vec<Vec<&'static str>>,
+    pub(crate) measured: Vec<&'static str>,
+    pub(crate) events: u64,
+    pub(crate) batch: usize,
+    pub(crate) pace: Pace,
     /// Measure the idle RSS of the fresh webhookd before publishing.
-    idle_rss: bool,
+    pub(crate) idle_rss: bool,
 }
 
 /// CPU counters read before and after the measured part.
 #[derive(Debug, Clone, Copy)]
-struct Cpu {
+pub(crate) struct Cpu {
     webhookd: Option<u64>,
     postgres: Option<u64>,
     harness: Option<u64>,
 }
 
 impl Cpu {
-    fn read(webhookd: &Webhookd, backend: Backend) -> Self {
+    pub(crate) fn read(webhookd: &Webhookd, backend: Backend) -> Self {
         Self {
             webhookd: webhookd.cpu_ticks(),
             postgres: (backend == Backend::Postgres)
@@ -232,10 +236,12 @@ impl Bench {
             .await?;
         let isolation = match (control.latency, with_slow.latency) {
             (Some(c), Some(w)) if c.p99_ms > 0.0 => Some(Isolation {
+                scenario: "S4",
                 backend,
                 control_p99_ms: c.p99_ms,
                 with_slow_p99_ms: w.p99_ms,
                 ratio: w.p99_ms / c.p99_ms,
+                bound: 1.2,
             }),
             _ => None,
         };
@@ -369,7 +375,7 @@ impl Bench {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn figures(
+    pub(crate) fn figures(
         &self,
         setup: &Setup,
         backend: Backend,
@@ -584,7 +590,7 @@ fn latencies<'a>(
         .collect()
 }
 
-fn print_line(s: &Scenario) {
+pub(crate) fn print_line(s: &Scenario) {
     let rate = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0}"));
     let latency = s.latency.map_or_else(String::new, |l| {
         format!(

@@ -79,6 +79,9 @@ struct State {
     duplicates: AtomicU64,
     /// Requests whose event id could not be read.
     unmatched: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once (over all routes).
+    in_flight: AtomicU64,
+    most_at_once: AtomicU64,
 }
 
 impl State {
@@ -143,6 +146,8 @@ impl Sink {
             }),
             duplicates: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            most_at_once: AtomicU64::new(0),
         });
         let servers = listeners
             .into_iter()
@@ -223,6 +228,11 @@ impl Sink {
     pub(crate) fn unmatched(&self) -> u64 {
         self.state.unmatched.load(Ordering::Relaxed)
     }
+
+    /// The most requests the sink was answering at one time.
+    pub(crate) fn most_at_once(&self) -> u64 {
+        self.state.most_at_once.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Sink {
@@ -262,6 +272,19 @@ async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<Empty<Bytes>>, Infallible> {
     let at_ns = clock::now_ns();
+    let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    state.most_at_once.fetch_max(now, Ordering::Relaxed);
+    let answer = answer_counted(&state, route, req, at_ns).await;
+    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    Ok(answer)
+}
+
+async fn answer_counted(
+    state: &State,
+    route: usize,
+    req: Request<Incoming>,
+    at_ns: u64,
+) -> Response<Empty<Bytes>> {
     let route = (state.routes[route].path == req.uri().path()).then_some(route);
     let from_header = req
         .headers()
@@ -276,7 +299,7 @@ async fn answer(
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     let Some(route) = route else {
-        return Ok(status(StatusCode::NOT_FOUND));
+        return status(StatusCode::NOT_FOUND);
     };
     match from_header.or_else(|| event_id_in(&body)) {
         Some(event) => state.record(event.as_u128(), route, at_ns),
@@ -288,7 +311,7 @@ async fn answer(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    Ok(status(StatusCode::OK))
+    status(StatusCode::OK)
 }
 
 fn status(code: StatusCode) -> Response<Empty<Bytes>> {
