@@ -125,21 +125,18 @@ impl Bench {
         drop(webhookd);
         drop(database);
 
-        let isolation = match (control.latency, with_backlog.latency) {
-            (Some(c), Some(w)) if c.p99_ms > 0.0 => Some(Isolation {
-                scenario: if ordered {
-                    "S7 ordered"
-                } else {
-                    "S7 unordered"
-                },
-                backend,
-                control_p99_ms: c.p99_ms,
-                with_slow_p99_ms: w.p99_ms,
-                ratio: w.p99_ms / c.p99_ms,
-                bound: 2.0,
-            }),
-            _ => None,
+        let scenario = if ordered {
+            "S7 ordered"
+        } else {
+            "S7 unordered"
         };
+        let isolation = Isolation::of(
+            scenario,
+            backend,
+            control.latency,
+            with_backlog.latency,
+            2.0,
+        );
         Ok((control, with_backlog, isolation))
     }
 

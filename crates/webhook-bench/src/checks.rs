@@ -54,16 +54,7 @@ impl Args {
 
     /// The backends asked for; PostgreSQL must answer when it is asked for.
     async fn backends(&self) -> anyhow::Result<Vec<Backend>> {
-        let mut backends = Vec::new();
-        for (backend, name) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
-            if self
-                .backends
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|b| b.eq_ignore_ascii_case(name)))
-            {
-                backends.push(backend);
-            }
-        }
+        let backends = Backend::named(self.backends.as_deref());
         if backends.contains(&Backend::Postgres)
             && webhook_adapters::testing::PgTestSchema::create()
                 .await

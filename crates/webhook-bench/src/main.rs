@@ -274,16 +274,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .filter(|id| args.scenarios.is_some() || !args.quick || matches!(*id, "S1" | "S4"))
         .filter(|id| wanted(id))
         .collect();
-    let mut backends = Vec::new();
-    for (backend, name) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
-        if args
-            .backends
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|b| b.eq_ignore_ascii_case(name)))
-        {
-            backends.push(backend);
-        }
-    }
+    let mut backends = Backend::named(args.backends.as_deref());
     let mut skipped = Vec::new();
     if backends.contains(&Backend::Postgres)
         && webhook_adapters::testing::PgTestSchema::create()

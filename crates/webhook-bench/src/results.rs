@@ -143,3 +143,27 @@ pub(crate) struct Isolation {
     /// The target: the ratio at most this.
     pub(crate) bound: f64,
 }
+
+impl Isolation {
+    /// The comparison of two runs' latencies, when both have some and the control's p99 is
+    /// above zero.
+    pub(crate) fn of(
+        scenario: &'static str,
+        backend: Backend,
+        control: Option<Latency>,
+        with: Option<Latency>,
+        bound: f64,
+    ) -> Option<Self> {
+        match (control, with) {
+            (Some(c), Some(w)) if c.p99_ms > 0.0 => Some(Self {
+                scenario,
+                backend,
+                control_p99_ms: c.p99_ms,
+                with_slow_p99_ms: w.p99_ms,
+                ratio: w.p99_ms / c.p99_ms,
+                bound,
+            }),
+            _ => None,
+        }
+    }
+}

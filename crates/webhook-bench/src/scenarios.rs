@@ -234,17 +234,7 @@ impl Bench {
                 ),
             )
             .await?;
-        let isolation = match (control.latency, with_slow.latency) {
-            (Some(c), Some(w)) if c.p99_ms > 0.0 => Some(Isolation {
-                scenario: "S4",
-                backend,
-                control_p99_ms: c.p99_ms,
-                with_slow_p99_ms: w.p99_ms,
-                ratio: w.p99_ms / c.p99_ms,
-                bound: 1.2,
-            }),
-            _ => None,
-        };
+        let isolation = Isolation::of("S4", backend, control.latency, with_slow.latency, 1.2);
         Ok((control, with_slow, isolation))
     }
 

@@ -28,6 +28,17 @@ impl Backend {
             Self::Postgres => "PostgreSQL",
         }
     }
+
+    /// The backends a `--backends sqlite,postgres` list names (case aside); all without one.
+    pub(crate) fn named(list: Option<&[String]>) -> Vec<Self> {
+        [(Self::Sqlite, "sqlite"), (Self::Postgres, "postgres")]
+            .into_iter()
+            .filter(|(_, name)| {
+                list.is_none_or(|list| list.iter().any(|b| b.eq_ignore_ascii_case(name)))
+            })
+            .map(|(backend, _)| backend)
+            .collect()
+    }
 }
 
 /// A fresh, empty database: a temporary directory for SQLite, or a schema of its own in the
