@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci::run(),
         "tidy" => tidy::check_domain_is_pure()
             .and_then(|()| tidy::check_secrets_compare_in_constant_time())
+            .and_then(|()| tidy::check_app_boundaries())
             .map_err(anyhow::Error::msg),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "reliability" => reliability(&std::env::args().skip(2).collect::<Vec<_>>()),

@@ -9,7 +9,6 @@ use webhook_domain::{
 };
 use webhook_ports::{StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository};
 
-use crate::api::AdminCredential;
 use crate::config::{IdentusSettings, Role};
 use crate::secrets;
 
@@ -20,8 +19,8 @@ pub(crate) struct Bootstrapped {
     pub generated_default_key: Option<ApiKey>,
     /// An admin token that was generated because none was configured or stored. Shown once.
     pub generated_admin_token: Option<ApiKey>,
-    /// What `x-admin-api-key` is checked against.
-    pub admin: AdminCredential,
+    /// What `x-admin-api-key` is checked against: the admin token's salted hash.
+    pub admin: ApiKeyHash,
 }
 
 /// Settles the admin token; creates the default wallet on first start (with its key and,
@@ -81,27 +80,24 @@ async fn admin_credential(
     wallets: &dyn WalletRepository,
     identus: &IdentusSettings,
     now: OffsetDateTime,
-) -> anyhow::Result<(AdminCredential, Option<ApiKey>)> {
+) -> anyhow::Result<(ApiKeyHash, Option<ApiKey>)> {
     if let Some(text) = identus.admin_token.as_deref().filter(|t| !t.is_empty()) {
         let key = ApiKey::parse(text).map_err(|e| anyhow::anyhow!("ADMIN_TOKEN: {e}"))?;
-        return Ok((
-            AdminCredential::new(ApiKeyHash::new(&key, secrets::salt()?)),
-            None,
-        ));
+        return Ok((ApiKeyHash::new(&key, secrets::salt()?), None));
     }
     if let Some(hash) = wallets.admin_token().await? {
-        return Ok((AdminCredential::new(hash), None));
+        return Ok((hash, None));
     }
     let key = secrets::api_key()?;
     let hash = ApiKeyHash::new(&key, secrets::salt()?);
     if wallets.init_admin_token(&hash, now).await? {
-        return Ok((AdminCredential::new(hash), Some(key)));
+        return Ok((hash, Some(key)));
     }
     let stored = wallets
         .admin_token()
         .await?
         .context("the admin token was stored by another instance but cannot be read")?;
-    Ok((AdminCredential::new(stored), None))
+    Ok((stored, None))
 }
 
 async fn default_wallet(

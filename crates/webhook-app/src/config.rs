@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Deserializer, Serialize};
 use webhook_domain::{AddressPolicy, IpRange, RetryPolicy};
 
-use crate::store::Database;
+use crate::database::Database;
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Deserialize, Serialize)]

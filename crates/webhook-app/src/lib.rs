@@ -4,6 +4,7 @@
 pub mod api;
 mod bootstrap;
 pub mod config;
+mod database;
 pub mod dispatcher;
 pub mod listen;
 pub mod metrics;
@@ -146,13 +147,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         outbox: store.outbox(),
         jobs: store.jobs(),
         queue: store.queue(),
-        database: Arc::new(store::StoreStatus::new(store.clone())),
+        database: Arc::new(StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
         transport: transport.clone(),
         clock: clock.clone(),
         wake: wake.clone(),
         target_changes,
-        admin: Arc::new(bootstrapped.admin),
+        admin: Arc::new(api::AdminCredential::new(bootstrapped.admin)),
         known_keys: Arc::new(api::KnownKeys::new(secrets::salt()?)),
         auth_failures: Arc::new(api::AuthFailures::new(
             settings.api.auth_failure_limit,
@@ -265,4 +266,50 @@ fn start_delivery(
     });
     let dispatcher = tokio::spawn(dispatcher.run_with(wake, changes, shutdown));
     [retention, dispatcher]
+}
+
+/// The store as `/ready` sees it. Migrations only move forward, so once this binary's
+/// migrations are all applied, later probes only check that the database answers, through the
+/// pool, instead of opening a connection and taking the migration lock each time.
+#[derive(Debug)]
+struct StoreStatus {
+    store: Store,
+    migrated: std::sync::atomic::AtomicBool,
+}
+
+impl StoreStatus {
+    fn new(store: Store) -> Self {
+        Self {
+            store,
+            migrated: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl api::DatabaseStatus for StoreStatus {
+    async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.migrated.load(Relaxed) {
+            // One primary-key read: the database answers. Whether the default wallet exists
+            // does not matter.
+            match self
+                .store
+                .wallets()
+                .get_wallet(webhook_domain::WalletId::DEFAULT)
+                .await
+            {
+                Ok(_) | Err(webhook_ports::WalletStoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(Vec::new());
+        }
+        let pending = self.store.pending_migrations().await?;
+        self.migrated.store(pending.is_empty(), Relaxed);
+        Ok(pending)
+    }
+
+    fn pool(&self) -> metrics::PoolUsage {
+        self.store.pool_usage()
+    }
 }

@@ -11,8 +11,8 @@ use webhook_domain::{
 use webhook_ports::{Page, Published, StoredApiKey, WalletStoreError};
 
 use crate::config::ApiSettings;
+use crate::secrets;
 use crate::store::Store;
-use crate::{api, secrets};
 
 /// Wallets read per page when listing them all.
 const LIST_PAGE: u32 = 500;
@@ -37,7 +37,7 @@ pub fn event(
             limits.max_body_bytes
         );
     }
-    let depth = api::json::nesting_depth(data);
+    let depth = webhook_domain::json_nesting_depth(data);
     if depth > limits.max_json_depth {
         anyhow::bail!(
             "data: nested {depth} deep; api.max_json_depth allows {}",

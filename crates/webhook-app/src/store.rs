@@ -1,11 +1,9 @@
 //! The storage backend named by the database URL: embedded SQLite or PostgreSQL. The rest of
 //! the app sees only the ports.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webhook_adapters::{PgStore, SqliteStore};
@@ -13,32 +11,9 @@ use webhook_ports::{
     DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, WalletRepository, WebhookRepository,
 };
 
-use crate::api::DatabaseStatus;
 use crate::metrics::PoolUsage;
 
-/// Where the data lives, parsed from the database URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Database {
-    /// An SQLite file (`sqlite://<path>`, or the default under the data directory).
-    Sqlite(PathBuf),
-    /// A PostgreSQL server (`postgres://` or `postgresql://`); the URL may hold a password.
-    Postgres(String),
-}
-
-impl Database {
-    /// What to show an operator: the file, or the server and database without credentials.
-    pub fn describe(&self) -> String {
-        match self {
-            Database::Sqlite(path) => format!("SQLite file {}", path.display()),
-            Database::Postgres(url) => {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-                let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                let host_and_db = host_and_db.split('?').next().unwrap_or_default();
-                format!("PostgreSQL at {host_and_db}")
-            }
-        }
-    }
-}
+pub use crate::database::Database;
 
 /// An open store: every storage port over one backend.
 #[derive(Debug, Clone)]
@@ -157,66 +132,5 @@ impl Store {
             Store::Sqlite(s) => s.clone(),
             Store::Postgres(s) => s.clone(),
         }
-    }
-}
-
-/// The store as `/ready` sees it. Migrations only move forward, so once this binary's
-/// migrations are all applied, later probes only check that the database answers, through the
-/// pool, instead of opening a connection and taking the migration lock each time.
-#[derive(Debug)]
-pub struct StoreStatus {
-    store: Store,
-    migrated: std::sync::atomic::AtomicBool,
-}
-
-impl StoreStatus {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            migrated: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-#[async_trait]
-impl DatabaseStatus for StoreStatus {
-    async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.migrated.load(Relaxed) {
-            // One primary-key read: the database answers. Whether the default wallet exists
-            // does not matter.
-            match self
-                .store
-                .wallets()
-                .get_wallet(webhook_domain::WalletId::DEFAULT)
-                .await
-            {
-                Ok(_) | Err(webhook_ports::WalletStoreError::NotFound) => {}
-                Err(e) => return Err(e.into()),
-            }
-            return Ok(Vec::new());
-        }
-        let pending = self.store.pending_migrations().await?;
-        self.migrated.store(pending.is_empty(), Relaxed);
-        Ok(pending)
-    }
-
-    fn pool(&self) -> PoolUsage {
-        self.store.pool_usage()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn descriptions_never_show_credentials() {
-        let pg = Database::Postgres(
-            "postgres://app:s3cret@db.internal:5432/hooks?sslmode=require".into(),
-        );
-        assert_eq!(pg.describe(), "PostgreSQL at db.internal:5432/hooks");
-        let sqlite = Database::Sqlite(PathBuf::from("data/webhookd.db"));
-        assert_eq!(sqlite.describe(), "SQLite file data/webhookd.db");
     }
 }

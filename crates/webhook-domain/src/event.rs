@@ -295,6 +295,36 @@ impl EventDataError {
     }
 }
 
+/// The deepest nesting of objects and arrays in a JSON text (brackets inside strings do not
+/// count), read before parsing so that a text too deep is refused without building it: the
+/// limit on event data that every inbound path applies. Malformed text gets some number; the
+/// parser refuses it afterwards.
+pub fn json_nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 struct DataSchema {
     type_name: &'static str,
     id_field: &'static str,
@@ -395,5 +425,18 @@ fn shorten(text: &str) -> String {
     } else {
         let cut: String = text.chars().take(MAX).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings_only() {
+        assert_eq!(json_nesting_depth(br#"{"a": 1}"#), 1);
+        assert_eq!(json_nesting_depth(br#"{"a": [[{"b": {}}]]}"#), 5);
+        assert_eq!(json_nesting_depth(br#"{"a": "[[[[{{{{\"[["}"#), 1);
+        assert_eq!(json_nesting_depth(b"3"), 0);
     }
 }

@@ -23,7 +23,7 @@ pub use delivery::{
     AttemptOutcome, CancelReason, Decision, Delivery, DeliveryState, DeliveryStateKind,
     TransitionError, parse_retry_after,
 };
-pub use event::{Event, EventDataError, EventError, EventType, EventTypeError};
+pub use event::{Event, EventDataError, EventError, EventType, EventTypeError, json_nesting_depth};
 pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};
 pub use jobs::{JobState, JobStopReason, RedeliveryJob, RedeliveryWindowError};
 pub use message::OutboundMessage;
