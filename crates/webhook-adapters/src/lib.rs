@@ -3,7 +3,6 @@
 
 mod clock;
 mod http_transport;
-mod pool;
 mod postgres;
 mod publishing;
 mod queries;
@@ -23,6 +22,6 @@ pub mod testing;
 
 pub use clock::SystemClock;
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
-pub use pool::PoolState;
 pub use postgres::{PgOpenError, PgStore};
 pub use sqlite::{SqliteOpenError, SqliteStore};
+pub use webhook_ports::PoolState;

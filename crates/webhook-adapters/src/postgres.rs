@@ -26,17 +26,17 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
     Entity, EntityId, Event, EventId, JobState, RedeliveryJob, RedeliveryJobId, Wallet, WalletId,
     Webhook, WebhookId, WebhookScope,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
-    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
-    Published, RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository,
-    WalletStoreError, WebhookRepository, WebhookStoreError,
+    AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
+    DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned,
+    PublishItem, Published, RecentAttempts, RedeliveryJobs, Retention, StorageError,
+    StorageLifecycle, StoredApiKey, WalletRepository, WalletStoreError, Watch, WebhookRepository,
+    WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -208,16 +208,14 @@ impl PgStore {
         .map_err(|e| PgOpenError::Migrate(e.to_string()))?
     }
 
-    /// Listens for publishes from every instance on the database and calls
-    /// `wake.notify_one()` for each, so idle dispatchers start at once instead of at their
-    /// next poll; and for webhooks deleted or disabled by any instance, whose ids it sends on
-    /// `changes`, so that the dispatcher drops what it holds of them. Reconnects by itself
-    /// (waking once after each reconnect, in case a publish was missed meanwhile); runs until
-    /// the task is aborted.
+    /// Listens for publishes from every instance on the database and tells `listener` of each,
+    /// so idle dispatchers start at once instead of at their next poll; and of webhooks deleted
+    /// or disabled by any instance, so that the dispatcher drops what it holds of them.
+    /// Reconnects by itself (telling of a publish once after each reconnect, in case one was
+    /// missed meanwhile); runs until the task is aborted.
     pub fn forward_wakeups(
         &self,
-        wake: Arc<Notify>,
-        changes: tokio::sync::mpsc::UnboundedSender<WebhookId>,
+        listener: Arc<dyn ChangeListener>,
     ) -> tokio::task::JoinHandle<()> {
         let url = self.url.clone();
         tokio::spawn(async move {
@@ -227,16 +225,16 @@ impl PgStore {
                         let listen = format!("LISTEN {WAKE_CHANNEL}; LISTEN {TARGETS_CHANNEL}");
                         match conn.batch_execute(&listen).await {
                             Ok(()) => {
-                                wake.notify_one();
+                                listener.published();
                                 let mut stream = std::pin::pin!(conn.notifications_stream());
                                 while let Some(note) = stream.next().await {
                                     match note {
                                         Ok(note) if note.channel == TARGETS_CHANNEL => {
                                             if let Ok(id) = note.payload.parse() {
-                                                let _ = changes.send(id);
+                                                listener.target_changed(id);
                                             }
                                         }
-                                        Ok(_) => wake.notify_one(),
+                                        Ok(_) => listener.published(),
                                         Err(e) => {
                                             tracing::warn!(error = %e, "lost the publish listener");
                                             break;
@@ -304,6 +302,38 @@ impl PgStore {
 }
 
 type Conn = AsyncPgConnection;
+
+/// Aborts its task when dropped: the watch [`StorageLifecycle::watch_changes`] answers.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait]
+impl StorageLifecycle for PgStore {
+    async fn migrate(&self) -> Result<Vec<String>, StorageError> {
+        PgStore::migrate(self)
+            .await
+            .map_err(|e| StorageError(Box::new(e)))
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
+        PgStore::pending_migrations(self)
+            .await
+            .map_err(|e| StorageError(Box::new(e)))
+    }
+
+    fn pool_state(&self) -> PoolState {
+        PgStore::pool_state(self)
+    }
+
+    fn watch_changes(&self, listener: Arc<dyn ChangeListener>) -> Option<Watch> {
+        Some(Box::new(AbortOnDrop(self.forward_wakeups(listener))))
+    }
+}
 
 #[async_trait]
 impl WalletRepository for PgStore {

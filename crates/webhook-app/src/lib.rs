@@ -45,8 +45,8 @@ pub struct Running {
     pub generated_admin_token: Option<ApiKey>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Tasks that run until aborted (the PostgreSQL publish listener).
-    background: Vec<JoinHandle<()>>,
+    /// What runs until dropped: the watch of other instances' changes (PostgreSQL).
+    background: Option<webhook_ports::Watch>,
 }
 
 impl Running {
@@ -56,9 +56,7 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
-        for task in self.background {
-            task.abort();
-        }
+        drop(self.background);
     }
 }
 
@@ -128,13 +126,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     // from other instances through the database.
     let (target_changes, changes) = tokio::sync::mpsc::unbounded_channel();
     // Only a dispatcher needs to hear of other instances' publishes and changes.
-    let background: Vec<JoinHandle<()>> = if role.delivers() {
-        store
-            .forward_wakeups(wake.clone(), target_changes.clone())
-            .into_iter()
-            .collect()
+    let background = if role.delivers() {
+        store.watch_changes(Arc::new(Forward {
+            wake: wake.clone(),
+            changes: target_changes.clone(),
+        }))
     } else {
-        Vec::new()
+        None
     };
 
     let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
@@ -311,5 +309,22 @@ impl api::DatabaseStatus for StoreStatus {
 
     fn pool(&self) -> metrics::PoolUsage {
         self.store.pool_usage()
+    }
+}
+
+/// What the store's watch of other instances hears, handed to this process's dispatcher: a
+/// publish wakes it, a deleted or disabled webhook is dropped from what it holds.
+struct Forward {
+    wake: Arc<Notify>,
+    changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
+}
+
+impl webhook_ports::ChangeListener for Forward {
+    fn published(&self) {
+        self.wake.notify_one();
+    }
+
+    fn target_changed(&self, webhook: webhook_domain::WebhookId) {
+        let _ = self.changes.send(webhook);
     }
 }

@@ -1,14 +1,13 @@
-//! The storage backend named by the database URL: embedded SQLite or PostgreSQL. The rest of
-//! the app sees only the ports.
+//! The storage backend named by the database URL: embedded SQLite or PostgreSQL, opened here
+//! and held as one `Arc<dyn Storage>`. The rest of the app sees only the ports.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use webhook_adapters::{PgStore, SqliteStore};
 use webhook_ports::{
-    DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, WalletRepository, WebhookRepository,
+    ChangeListener, DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, Storage,
+    WalletRepository, Watch, WebhookRepository,
 };
 
 use crate::metrics::PoolUsage;
@@ -17,30 +16,29 @@ pub use crate::database::Database;
 
 /// An open store: every storage port over one backend.
 #[derive(Debug, Clone)]
-pub enum Store {
-    Sqlite(Arc<SqliteStore>),
-    Postgres(Arc<PgStore>),
-}
+pub struct Store(Arc<dyn Storage>);
 
 impl Store {
-    /// Opens (without migrating) the database with up to `pool_size` connections.
+    /// Opens (without migrating) the database with up to `pool_size` connections. The only
+    /// place that names a backend.
     ///
     /// # Errors
     /// When the file cannot be opened or the server cannot be reached.
     pub async fn open(database: &Database, pool_size: u32) -> anyhow::Result<Self> {
         let what = database.describe();
-        Ok(match database {
-            Database::Sqlite(path) => Store::Sqlite(Arc::new(
+        let storage: Arc<dyn Storage> = match database {
+            Database::Sqlite(path) => Arc::new(
                 SqliteStore::open(path, pool_size)
                     .await
                     .with_context(|| format!("cannot open the {what}"))?,
-            )),
-            Database::Postgres(url) => Store::Postgres(Arc::new(
+            ),
+            Database::Postgres(url) => Arc::new(
                 PgStore::connect(url, pool_size)
                     .await
                     .with_context(|| format!("cannot open the {what}"))?,
-            )),
-        })
+            ),
+        };
+        Ok(Self(storage))
     }
 
     /// Applies the pending migrations; returns their versions.
@@ -48,10 +46,7 @@ impl Store {
     /// # Errors
     /// When a migration fails (it is rolled back).
     pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
-        Ok(match self {
-            Store::Sqlite(s) => s.migrate().await?,
-            Store::Postgres(s) => s.migrate().await?,
-        })
+        Ok(self.0.migrate().await?)
     }
 
     /// The migrations not yet applied.
@@ -59,18 +54,12 @@ impl Store {
     /// # Errors
     /// When the migration table cannot be read.
     pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
-        Ok(match self {
-            Store::Sqlite(s) => s.pending_migrations().await?,
-            Store::Postgres(s) => s.pending_migrations().await?,
-        })
+        Ok(self.0.pending_migrations().await?)
     }
 
     /// The connection pool's numbers now, without I/O.
     pub fn pool_usage(&self) -> PoolUsage {
-        let state = match self {
-            Store::Sqlite(s) => s.pool_state(),
-            Store::Postgres(s) => s.pool_state(),
-        };
+        let state = self.0.pool_state();
         PoolUsage {
             connections: state.connections,
             idle: state.idle,
@@ -78,59 +67,35 @@ impl Store {
         }
     }
 
-    /// Wakes `wake` whenever any instance on the same database publishes, and sends on `changes`
-    /// the webhooks any instance deletes or disables (PostgreSQL `LISTEN`); `None` for SQLite,
-    /// where the API of this process tells its dispatcher itself.
-    pub fn forward_wakeups(
-        &self,
-        wake: Arc<Notify>,
-        changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
-    ) -> Option<JoinHandle<()>> {
-        match self {
-            Store::Sqlite(_) => None,
-            Store::Postgres(s) => Some(s.forward_wakeups(wake, changes)),
-        }
+    /// Tells `listener` whenever any instance on the same database publishes, and of the
+    /// webhooks any instance deletes or disables, until the answer is dropped; `None` where
+    /// the backend cannot hear other processes (SQLite), and the API of this process tells its
+    /// dispatcher itself.
+    pub fn watch_changes(&self, listener: Arc<dyn ChangeListener>) -> Option<Watch> {
+        self.0.watch_changes(listener)
     }
 
     pub fn wallets(&self) -> Arc<dyn WalletRepository> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 
     pub fn webhooks(&self) -> Arc<dyn WebhookRepository> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 
     pub fn outbox(&self) -> Arc<dyn EventOutbox> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 
     pub fn queue(&self) -> Arc<dyn DeliveryQueue> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 
     pub fn jobs(&self) -> Arc<dyn RedeliveryJobs> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 
     pub fn retention(&self) -> Arc<dyn Retention> {
-        match self {
-            Store::Sqlite(s) => s.clone(),
-            Store::Postgres(s) => s.clone(),
-        }
+        self.0.clone()
     }
 }

@@ -9,6 +9,7 @@
 
 mod clock;
 mod outbox;
+mod storage;
 mod tenancy;
 mod transport;
 mod webhooks;
@@ -19,6 +20,7 @@ pub use outbox::{
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
     Published, RecentAttempts, RedeliveryJobs, Retention,
 };
+pub use storage::{ChangeListener, PoolState, Storage, StorageError, StorageLifecycle, Watch};
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use transport::{AttemptReport, Transport};
 pub use webhooks::{WebhookRepository, WebhookStoreError};

@@ -275,6 +275,34 @@ impl SqliteStore {
 }
 
 #[async_trait]
+impl webhook_ports::StorageLifecycle for SqliteStore {
+    async fn migrate(&self) -> Result<Vec<String>, webhook_ports::StorageError> {
+        SqliteStore::migrate(self)
+            .await
+            .map_err(|e| webhook_ports::StorageError(Box::new(e)))
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<String>, webhook_ports::StorageError> {
+        SqliteStore::pending_migrations(self)
+            .await
+            .map_err(|e| webhook_ports::StorageError(Box::new(e)))
+    }
+
+    fn pool_state(&self) -> PoolState {
+        SqliteStore::pool_state(self)
+    }
+
+    /// None: SQLite has no channel between processes. A process's own API tells its
+    /// dispatcher; another process sharing the file learns at its next poll.
+    fn watch_changes(
+        &self,
+        _listener: std::sync::Arc<dyn webhook_ports::ChangeListener>,
+    ) -> Option<webhook_ports::Watch> {
+        None
+    }
+}
+
+#[async_trait]
 impl WalletRepository for SqliteStore {
     async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
         let row = (

@@ -3210,6 +3210,26 @@ where
 /// Expands to one test per contract rule for an adapter. `$fresh` is an async fn giving
 /// `Option<(guard, store)>`: a fresh, migrated store whose type has `faults()`, or `None` to
 /// skip (for a database server that may be absent outside CI).
+/// `StorageLifecycle`: on a migrated store, migrating again applies nothing and nothing is
+/// pending; the pool's numbers are consistent (read without I/O).
+pub(crate) async fn storage_lifecycle<S: webhook_ports::StorageLifecycle>(store: &S) {
+    assert_eq!(
+        store.pending_migrations().await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.pending_migrations().await.unwrap(),
+        Vec::<String>::new()
+    );
+    let pool = store.pool_state();
+    assert!(pool.max >= 1, "{pool:?}");
+    assert!(
+        pool.idle <= pool.connections && pool.connections <= pool.max,
+        "{pool:?}"
+    );
+}
+
 macro_rules! contract_suite {
     ($fresh:path) => {
         contract_suite!(@tests $fresh;
@@ -3230,7 +3250,7 @@ macro_rules! contract_suite {
             get_delivery_isolation
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
             redelivery_job_takes_only_earlier_finals redelivery_job_isolation
-            redelivery_job_stops_with_its_webhook pagination prune
+            redelivery_job_stops_with_its_webhook pagination prune storage_lifecycle
         );
 
         #[tokio::test]

@@ -105,7 +105,9 @@ fn event(wallet: WalletId) -> Event {
 }
 
 /// A publish through one store wakes a listener set up by another (another instance), and a
-/// webhook deleted or disabled through one is named to the listener of another.
+/// webhook deleted or disabled through one is named to the listener of another: the
+/// `watch_changes` rule of `StorageLifecycle` that only PostgreSQL keeps (SQLite answers no
+/// watch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_wakes_listeners_in_other_instances() {
     let Some((schema, publisher)) = fresh().await else {
@@ -114,7 +116,14 @@ async fn publish_wakes_listeners_in_other_instances() {
     let listener = PgStore::connect(&schema.url(), 1).await.unwrap();
     let wake = Arc::new(tokio::sync::Notify::new());
     let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
-    let task = listener.forward_wakeups(wake.clone(), changes);
+    let watch = webhook_ports::StorageLifecycle::watch_changes(
+        &listener,
+        Arc::new(Listener {
+            wake: wake.clone(),
+            changes,
+        }),
+    )
+    .expect("PostgreSQL hears other instances");
     // The forwarder wakes once when it starts listening: from then on nothing is missed.
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
         .await
@@ -136,7 +145,23 @@ async fn publish_wakes_listeners_in_other_instances() {
         .await
         .expect("no word of the deleted webhook in another instance");
     assert_eq!(named, Some(hooks[0].id));
-    task.abort();
+    drop(watch);
+}
+
+/// What a watch of other instances tells, as a test sees it.
+struct Listener {
+    wake: Arc<tokio::sync::Notify>,
+    changes: tokio::sync::mpsc::UnboundedSender<WebhookId>,
+}
+
+impl webhook_ports::ChangeListener for Listener {
+    fn published(&self) {
+        self.wake.notify_one();
+    }
+
+    fn target_changed(&self, webhook: WebhookId) {
+        let _ = self.changes.send(webhook);
+    }
 }
 
 /// Two dispatchers with their own pools (as two processes would have) share 10,000 deliveries:
