@@ -382,37 +382,16 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
     })
 }
 
-/// An outcome as (kind, status code).
+/// An outcome as (kind, status code): the kind by the domain's name for it.
 pub(crate) fn outcome_columns(outcome: &AttemptOutcome) -> (&'static str, Option<i32>) {
-    match outcome {
-        AttemptOutcome::Response { status, .. } => ("response", Some(i32::from(*status))),
-        AttemptOutcome::Timeout => ("timeout", None),
-        AttemptOutcome::ConnectionFailed => ("connection_failed", None),
-        AttemptOutcome::TlsFailed => ("tls_failed", None),
-        AttemptOutcome::ResponseTooLarge => ("response_too_large", None),
-        AttemptOutcome::AddressRefused => ("address_refused", None),
-    }
+    (outcome.kind().as_str(), outcome.status().map(i32::from))
 }
 
+/// The outcome of a stored kind and status code. A status that no `u16` holds counts as
+/// missing, which only a response needs.
 pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutcome, AdapterError> {
-    Ok(match kind {
-        "response" => AttemptOutcome::Response {
-            status: status
-                .and_then(|s| u16::try_from(s).ok())
-                .ok_or_else(|| AdapterError::corrupt("response without a status code"))?,
-            retry_after: None,
-        },
-        "timeout" => AttemptOutcome::Timeout,
-        "connection_failed" => AttemptOutcome::ConnectionFailed,
-        "tls_failed" => AttemptOutcome::TlsFailed,
-        "response_too_large" => AttemptOutcome::ResponseTooLarge,
-        "address_refused" => AttemptOutcome::AddressRefused,
-        other => {
-            return Err(AdapterError::corrupt(format_args!(
-                "unknown outcome {other:?}"
-            )));
-        }
-    })
+    AttemptOutcome::parse(kind, status.and_then(|s| u16::try_from(s).ok()))
+        .map_err(AdapterError::corrupt)
 }
 
 pub(crate) fn duration_micros(d: Duration) -> i64 {
@@ -1329,5 +1308,34 @@ mod tests {
         );
         check(Error::NotFound, false);
         check(Error::BrokenTransactionManager, false);
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_their_columns_and_bad_ones_are_corrupt() {
+        for outcome in [
+            AttemptOutcome::Response {
+                status: 410,
+                retry_after: None,
+            },
+            AttemptOutcome::Timeout,
+            AttemptOutcome::AddressRefused,
+        ] {
+            let (kind, status) = outcome_columns(&outcome);
+            assert_eq!(to_outcome(kind, status).unwrap(), outcome);
+        }
+        assert_eq!(
+            outcome_columns(&AttemptOutcome::ConnectionFailed),
+            ("connection_failed", None)
+        );
+        for (kind, status) in [
+            ("lost", None),
+            ("response", None),
+            ("response", Some(70_000)),
+        ] {
+            assert!(
+                matches!(to_outcome(kind, status), Err(AdapterError::Corrupt(_))),
+                "{kind} {status:?}"
+            );
+        }
     }
 }

@@ -22,22 +22,28 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use time::OffsetDateTime;
-use webhook_domain::{AttemptOutcome, CircuitState, DeliveryId, DeliveryState, WebhookId};
+use webhook_domain::{
+    AttemptOutcome, CircuitState, DeliveryId, DeliveryState, OutcomeKind, WebhookId,
+};
 use webhook_ports::{AttemptRecord, Backlog};
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Every value of the `outcome` label of `webhookd_attempts_total`.
-const OUTCOMES: [&str; 7] = [
-    "success",
-    "http_error",
-    "timeout",
-    "connection_failed",
-    "tls_failed",
-    "response_too_large",
-    "address_refused",
-];
+/// The `outcome` labels of a response, by [`AttemptOutcome::is_success`]: the metrics split
+/// the one kind in two.
+const RESPONSE_LABELS: [&str; 2] = ["success", "http_error"];
+
+/// Every value of the `outcome` label of `webhookd_attempts_total`: [`RESPONSE_LABELS`], then
+/// the domain's name of every other kind.
+fn outcome_labels() -> impl Iterator<Item = &'static str> {
+    RESPONSE_LABELS.into_iter().chain(
+        OutcomeKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != OutcomeKind::Response)
+            .map(OutcomeKind::as_str),
+    )
+}
 
 /// Every value of the `state` label of `webhookd_deliveries_finished_total`.
 const FINAL_STATES: [&str; 3] = ["delivered", "exhausted", "cancelled"];
@@ -184,7 +190,7 @@ impl Metrics {
             pool_max.clone(),
         );
         // Every label value shows from the start, so that rates over them are defined.
-        for outcome in OUTCOMES {
+        for outcome in outcome_labels() {
             attempts.get_or_create_owned(&OutcomeLabels { outcome });
         }
         for state in FINAL_STATES {
@@ -311,16 +317,13 @@ impl Metrics {
     }
 }
 
-/// The `outcome` label of an attempt.
+/// The `outcome` label of an attempt: one of [`outcome_labels`].
 fn outcome_label(outcome: &AttemptOutcome) -> &'static str {
-    match outcome {
-        AttemptOutcome::Response { .. } if outcome.is_success() => "success",
-        AttemptOutcome::Response { .. } => "http_error",
-        AttemptOutcome::Timeout => "timeout",
-        AttemptOutcome::ConnectionFailed => "connection_failed",
-        AttemptOutcome::TlsFailed => "tls_failed",
-        AttemptOutcome::ResponseTooLarge => "response_too_large",
-        AttemptOutcome::AddressRefused => "address_refused",
+    let [success, http_error] = RESPONSE_LABELS;
+    match outcome.kind() {
+        OutcomeKind::Response if outcome.is_success() => success,
+        OutcomeKind::Response => http_error,
+        other => other.as_str(),
     }
 }
 
@@ -419,7 +422,7 @@ mod tests {
         }
         assert_eq!(
             samples(&text, "webhookd_attempts_total{").len(),
-            OUTCOMES.len()
+            outcome_labels().count()
         );
         assert!(samples(&text, "webhookd_circuit_state{").is_empty());
         assert!(text.contains("# UNIT webhookd_attempt_duration_seconds seconds"));
@@ -429,7 +432,10 @@ mod tests {
     #[test]
     fn attempts_are_counted_by_outcome() {
         fn check(outcome: AttemptOutcome, label: &str) {
-            assert!(OUTCOMES.contains(&label), "{label} is shown from the start");
+            assert!(
+                outcome_labels().any(|l| l == label),
+                "{label} is shown from the start"
+            );
             let metrics = Metrics::new();
             metrics.attempt_finished(&outcome, Duration::from_millis(3));
             let text = render(&metrics);
@@ -461,6 +467,36 @@ mod tests {
         check(AttemptOutcome::TlsFailed, "tls_failed");
         check(AttemptOutcome::ResponseTooLarge, "response_too_large");
         check(AttemptOutcome::AddressRefused, "address_refused");
+    }
+
+    #[test]
+    fn every_outcome_kind_has_a_label_and_every_label_an_outcome() {
+        let labels: Vec<&str> = outcome_labels().collect();
+        assert_eq!(
+            labels,
+            [
+                "success",
+                "http_error",
+                "timeout",
+                "connection_failed",
+                "tls_failed",
+                "response_too_large",
+                "address_refused",
+            ]
+        );
+        let mut seen = Vec::new();
+        for kind in OutcomeKind::ALL {
+            // A response has two labels by its status; any other kind one, whatever it is given.
+            for status in [200, 500] {
+                let outcome = AttemptOutcome::parse(kind.as_str(), Some(status)).unwrap();
+                let label = outcome_label(&outcome);
+                assert!(labels.contains(&label), "{outcome:?} has label {label:?}");
+                if !seen.contains(&label) {
+                    seen.push(label);
+                }
+            }
+        }
+        assert_eq!(seen, labels, "every label is some kind's, in order");
     }
 
     #[test]

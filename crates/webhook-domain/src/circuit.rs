@@ -1,11 +1,12 @@
 //! A per-target circuit breaker as a pure state machine: after enough consecutive failures the
-//! target is left alone for a while, then one probe decides whether it is back.
+//! target is left alone for a while, then one probe decides whether it is back. Which attempt
+//! outcomes are failures of the target is decided here too.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::add_saturating;
+use crate::{AttemptOutcome, add_saturating};
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Records the outcome of an attempt that was allowed, at `now`: a failure when it
+    /// [counts against the target](counts_against_target), a success otherwise.
+    pub fn on_attempt(&self, outcome: &AttemptOutcome, now: OffsetDateTime) -> CircuitBreaker {
+        self.on_result(!counts_against_target(outcome), now)
+    }
+
     /// Records the result of an attempt that was allowed.
     pub fn on_result(&self, success: bool, now: OffsetDateTime) -> CircuitBreaker {
         let state = match (self.state, success) {
@@ -98,10 +105,98 @@ impl CircuitBreaker {
     }
 }
 
+/// Whether an attempt's outcome says that its target is down or overloaded: a 5xx, a 429, or no
+/// usable answer at all. A 4xx other than 429 is the target's answer about this request, not a
+/// sign that the target is down; a refused address is a property of the URL, not of the
+/// target's health.
+fn counts_against_target(outcome: &AttemptOutcome) -> bool {
+    match outcome {
+        AttemptOutcome::Response { status, .. } => *status >= 500 || *status == 429,
+        AttemptOutcome::AddressRefused => false,
+        AttemptOutcome::Timeout
+        | AttemptOutcome::ConnectionFailed
+        | AttemptOutcome::TlsFailed
+        | AttemptOutcome::ResponseTooLarge => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    fn response(status: u16) -> AttemptOutcome {
+        AttemptOutcome::Response {
+            status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn client_errors_do_not_open_the_circuit_but_server_errors_do() {
+        assert!(!counts_against_target(&response(404)));
+        assert!(counts_against_target(&response(503)));
+        assert!(counts_against_target(&response(429)));
+        assert!(counts_against_target(&AttemptOutcome::Timeout));
+    }
+
+    #[test]
+    fn which_outcomes_count_against_the_target() {
+        fn check(outcome: AttemptOutcome, counts: bool) {
+            assert_eq!(counts_against_target(&outcome), counts, "{outcome:?}");
+        }
+        for status in [200, 204, 301, 400, 401, 404, 410, 413, 428, 430, 499] {
+            check(response(status), false);
+        }
+        for status in [429, 500, 502, 503, 504, 599] {
+            check(response(status), true);
+        }
+        // Retry-After does not change the verdict.
+        check(
+            AttemptOutcome::Response {
+                status: 429,
+                retry_after: Some(Duration::from_secs(5)),
+            },
+            true,
+        );
+        check(AttemptOutcome::Timeout, true);
+        check(AttemptOutcome::ConnectionFailed, true);
+        check(AttemptOutcome::TlsFailed, true);
+        check(AttemptOutcome::ResponseTooLarge, true);
+        check(AttemptOutcome::AddressRefused, false);
+    }
+
+    #[test]
+    fn on_attempt_counts_failures_at_the_time_given_and_a_healthy_answer_resets_them() {
+        let t0 = datetime!(2026-01-01 00:00 UTC);
+        let config = CircuitBreakerConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(10),
+        };
+        let once = CircuitBreaker::new(config).on_attempt(&response(503), t0);
+        assert_eq!(
+            once.state(),
+            CircuitState::Closed {
+                consecutive_failures: 1
+            }
+        );
+        for healthy in [response(404), AttemptOutcome::AddressRefused] {
+            assert_eq!(
+                once.on_attempt(&healthy, t0).state(),
+                CircuitState::Closed {
+                    consecutive_failures: 0
+                },
+                "{healthy:?}"
+            );
+        }
+        let later = t0 + time::Duration::seconds(3);
+        assert_eq!(
+            once.on_attempt(&AttemptOutcome::Timeout, later).state(),
+            CircuitState::Open {
+                until: later + time::Duration::seconds(10)
+            }
+        );
+    }
 
     #[test]
     fn opens_after_threshold_probes_once_then_closes_on_success() {

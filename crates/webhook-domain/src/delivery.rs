@@ -180,6 +180,102 @@ impl AttemptOutcome {
             _ => None,
         }
     }
+
+    /// The outcome's kind, without its data.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            AttemptOutcome::Response { .. } => OutcomeKind::Response,
+            AttemptOutcome::Timeout => OutcomeKind::Timeout,
+            AttemptOutcome::ConnectionFailed => OutcomeKind::ConnectionFailed,
+            AttemptOutcome::TlsFailed => OutcomeKind::TlsFailed,
+            AttemptOutcome::ResponseTooLarge => OutcomeKind::ResponseTooLarge,
+            AttemptOutcome::AddressRefused => OutcomeKind::AddressRefused,
+        }
+    }
+
+    /// The outcome named `kind` (an [`OutcomeKind::as_str`]), with `status` for a response, as
+    /// storage keeps it. `retry_after` is not kept, so a response comes back without one; a
+    /// status beside any other kind is ignored.
+    ///
+    /// # Errors
+    /// [`AttemptOutcomeError::UnknownKind`] for a name that is no kind's, and
+    /// [`AttemptOutcomeError::MissingStatus`] for a response without a status.
+    pub fn parse(kind: &str, status: Option<u16>) -> Result<Self, AttemptOutcomeError> {
+        let kind = OutcomeKind::parse(kind)
+            .ok_or_else(|| AttemptOutcomeError::UnknownKind(kind.into()))?;
+        Ok(match kind {
+            OutcomeKind::Response => AttemptOutcome::Response {
+                status: status.ok_or(AttemptOutcomeError::MissingStatus)?,
+                retry_after: None,
+            },
+            OutcomeKind::Timeout => AttemptOutcome::Timeout,
+            OutcomeKind::ConnectionFailed => AttemptOutcome::ConnectionFailed,
+            OutcomeKind::TlsFailed => AttemptOutcome::TlsFailed,
+            OutcomeKind::ResponseTooLarge => AttemptOutcome::ResponseTooLarge,
+            OutcomeKind::AddressRefused => AttemptOutcome::AddressRefused,
+        })
+    }
+}
+
+/// An attempt outcome's name without its data: the one table of names that storage, the API
+/// and the metrics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutcomeKind {
+    /// [`AttemptOutcome::Response`]: `response`.
+    Response,
+    /// [`AttemptOutcome::Timeout`]: `timeout`.
+    Timeout,
+    /// [`AttemptOutcome::ConnectionFailed`]: `connection_failed`.
+    ConnectionFailed,
+    /// [`AttemptOutcome::TlsFailed`]: `tls_failed`.
+    TlsFailed,
+    /// [`AttemptOutcome::ResponseTooLarge`]: `response_too_large`.
+    ResponseTooLarge,
+    /// [`AttemptOutcome::AddressRefused`]: `address_refused`.
+    AddressRefused,
+}
+
+impl OutcomeKind {
+    /// Every kind, in the order of [`AttemptOutcome`]'s variants.
+    pub const ALL: [OutcomeKind; 6] = [
+        OutcomeKind::Response,
+        OutcomeKind::Timeout,
+        OutcomeKind::ConnectionFailed,
+        OutcomeKind::TlsFailed,
+        OutcomeKind::ResponseTooLarge,
+        OutcomeKind::AddressRefused,
+    ];
+
+    /// The kind's name, as stored and as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Response => "response",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::ConnectionFailed => "connection_failed",
+            OutcomeKind::TlsFailed => "tls_failed",
+            OutcomeKind::ResponseTooLarge => "response_too_large",
+            OutcomeKind::AddressRefused => "address_refused",
+        }
+    }
+
+    /// The kind named `name`; `None` for a name that is no kind's.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// An outcome's name and status that make no [`AttemptOutcome`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AttemptOutcomeError {
+    /// The name is no [`OutcomeKind`]'s.
+    #[error(
+        "outcome: unknown kind {0:?}; expected response, timeout, connection_failed, \
+         tls_failed, response_too_large or address_refused"
+    )]
+    UnknownKind(String),
+    /// A `response` without its status code.
+    #[error("outcome: a response needs its status code")]
+    MissingStatus,
 }
 
 /// What the caller must do after an attempt, besides storing the new state.
@@ -484,6 +580,89 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn outcome_kinds_round_trip_through_their_names() {
+        for kind in OutcomeKind::ALL {
+            assert_eq!(OutcomeKind::parse(kind.as_str()), Some(kind));
+        }
+        let outcomes = [
+            AttemptOutcome::Response {
+                status: 503,
+                retry_after: None,
+            },
+            AttemptOutcome::Timeout,
+            AttemptOutcome::ConnectionFailed,
+            AttemptOutcome::TlsFailed,
+            AttemptOutcome::ResponseTooLarge,
+            AttemptOutcome::AddressRefused,
+        ];
+        assert_eq!(
+            outcomes.map(|o| o.kind()),
+            OutcomeKind::ALL,
+            "one outcome of every kind, in order"
+        );
+        for outcome in outcomes {
+            let name = outcome.kind().as_str();
+            assert_eq!(
+                AttemptOutcome::parse(name, outcome.status()),
+                Ok(outcome),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn outcome_names_are_the_stored_ones() {
+        // Stored in the attempts table and shown by the API: these must never change.
+        assert_eq!(
+            OutcomeKind::ALL.map(OutcomeKind::as_str),
+            [
+                "response",
+                "timeout",
+                "connection_failed",
+                "tls_failed",
+                "response_too_large",
+                "address_refused",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_outcome_names_are_refused() {
+        for name in ["", "Response", "timed_out", "success", " timeout"] {
+            assert_eq!(OutcomeKind::parse(name), None, "{name:?}");
+            assert_eq!(
+                AttemptOutcome::parse(name, Some(200)),
+                Err(AttemptOutcomeError::UnknownKind(name.into())),
+                "{name:?}"
+            );
+        }
+        let refusal = AttemptOutcomeError::UnknownKind("lost".into()).to_string();
+        assert!(refusal.starts_with("outcome: unknown kind \"lost\"; expected "));
+        for kind in OutcomeKind::ALL {
+            assert!(refusal.contains(kind.as_str()), "{refusal} names {kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_response_needs_a_status_and_other_kinds_ignore_one() {
+        assert_eq!(
+            AttemptOutcome::parse("response", None),
+            Err(AttemptOutcomeError::MissingStatus)
+        );
+        assert_eq!(
+            AttemptOutcome::parse("response", Some(429)),
+            Ok(AttemptOutcome::Response {
+                status: 429,
+                retry_after: None
+            })
+        );
+        assert_eq!(
+            AttemptOutcome::parse("timeout", Some(200)),
+            Ok(AttemptOutcome::Timeout)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -369,6 +370,12 @@ impl RateLimit {
     pub fn get(self) -> u32 {
         self.0.get()
     }
+
+    /// The least time between the starts of two attempts at the target: 1/*r* seconds for *r*
+    /// attempts per second, rounded down to the nanosecond.
+    pub fn spacing(self) -> Duration {
+        Duration::from_secs(1) / self.get()
+    }
 }
 
 impl TryFrom<u32> for RateLimit {
@@ -441,6 +448,15 @@ impl Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limit_spaces_attempt_starts_evenly_over_a_second() {
+        let spacing = |r| RateLimit::per_second(r).unwrap().spacing();
+        assert_eq!(spacing(1), Duration::from_secs(1));
+        assert_eq!(spacing(4), Duration::from_millis(250));
+        assert_eq!(spacing(3), Duration::from_nanos(333_333_333));
+        assert_eq!(spacing(RateLimit::MAX), Duration::from_micros(100));
+    }
 
     #[test]
     fn keeps_the_url_as_registered() {

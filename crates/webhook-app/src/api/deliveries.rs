@@ -9,8 +9,8 @@ use axum::http::{StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use webhook_domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobStopReason,
-    RedeliveryJob, RedeliveryJobId, Timestamp, WalletId, WebhookId,
+    Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobStopReason, RedeliveryJob,
+    RedeliveryJobId, Timestamp, WalletId, WebhookId,
 };
 use webhook_ports::{AttemptLog, DeliveryFilter, EventOutbox, OutboxError, RecentAttempts};
 
@@ -39,24 +39,13 @@ pub(crate) struct AttemptResource {
     error: Option<String>,
 }
 
-fn outcome_name(outcome: &AttemptOutcome) -> &'static str {
-    match outcome {
-        AttemptOutcome::Response { .. } => "response",
-        AttemptOutcome::Timeout => "timeout",
-        AttemptOutcome::ConnectionFailed => "connection_failed",
-        AttemptOutcome::TlsFailed => "tls_failed",
-        AttemptOutcome::ResponseTooLarge => "response_too_large",
-        AttemptOutcome::AddressRefused => "address_refused",
-    }
-}
-
 impl AttemptResource {
     fn of(attempt: AttemptLog) -> Self {
         Self {
             number: attempt.number,
             started_at: Timestamp::from_datetime(attempt.started_at),
             duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
-            outcome: outcome_name(&attempt.outcome),
+            outcome: attempt.outcome.kind().as_str(),
             status_code: attempt.outcome.status(),
             response_body: attempt.response_excerpt,
             error: attempt.error,

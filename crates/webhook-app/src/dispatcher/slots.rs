@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, CircuitState, Delivery, WebhookId,
+    AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, CircuitState, Delivery, RateLimit,
+    WebhookId,
 };
 use webhook_ports::ClaimedDelivery;
 
@@ -101,20 +102,6 @@ fn visible_change(before: CircuitState, after: CircuitState) -> bool {
     match (before, after) {
         (CircuitState::Closed { .. }, CircuitState::Closed { .. }) => false,
         _ => before != after,
-    }
-}
-
-/// Whether an outcome says the target is healthy. A 4xx other than 429 is the target's answer
-/// about this request, not a sign that the target is down.
-pub(crate) fn healthy(outcome: &AttemptOutcome) -> bool {
-    match outcome {
-        AttemptOutcome::Response { status, .. } => *status < 500 && *status != 429,
-        // A refused address is a property of the URL, not of the target's health.
-        AttemptOutcome::AddressRefused => true,
-        AttemptOutcome::Timeout
-        | AttemptOutcome::ConnectionFailed
-        | AttemptOutcome::TlsFailed
-        | AttemptOutcome::ResponseTooLarge => false,
     }
 }
 
@@ -217,10 +204,7 @@ impl Slots {
                 admitted.release.push((delivery.delivery, now));
                 continue;
             }
-            let spacing = delivery
-                .webhook
-                .rate_limit
-                .map(|limit| Duration::from_secs(1) / limit.get());
+            let spacing = delivery.webhook.rate_limit.map(RateLimit::spacing);
             let target = self.target(id);
             target.spacing = spacing;
             if spacing.is_none() {
@@ -263,7 +247,7 @@ impl Slots {
         entry.in_flight = entry.in_flight.saturating_sub(1);
         entry.last_outcome_at = Some(now);
         let before = entry.breaker.state();
-        entry.breaker = entry.breaker.on_result(healthy(outcome), now);
+        entry.breaker = entry.breaker.on_attempt(outcome, now);
         let changed = visible_change(before, entry.breaker.state());
         self.circuits_changed |= changed;
         let mut admitted = Admitted::default();
@@ -667,23 +651,6 @@ mod tests {
         slots.forget_idle(later);
         assert!(!slots.targets.contains_key(&id(1)));
         assert_eq!(slots.circuit_changes(), Some(Vec::new()));
-    }
-
-    #[test]
-    fn client_errors_do_not_open_the_circuit_but_server_errors_do() {
-        assert!(healthy(&AttemptOutcome::Response {
-            status: 404,
-            retry_after: None
-        }));
-        assert!(!healthy(&AttemptOutcome::Response {
-            status: 503,
-            retry_after: None
-        }));
-        assert!(!healthy(&AttemptOutcome::Response {
-            status: 429,
-            retry_after: None
-        }));
-        assert!(!healthy(&AttemptOutcome::Timeout));
     }
 
     #[test]
