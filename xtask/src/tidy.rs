@@ -114,9 +114,10 @@ pub(crate) fn check_secrets_compare_in_constant_time() -> Result<(), String> {
     }
 }
 
-/// The modules of webhook-app that may name `webhook_adapters`: the store opens the backends.
-/// (`lib.rs` and `main.rs`, the composition root and the binary, may name anything.)
-const MAY_NAME_ADAPTERS: &[&str] = &["store"];
+/// The modules of webhook-app that may name `webhook_adapters`: `database` finds the backend a
+/// URL's scheme names in the adapters' registry, and `store` opens it. (`lib.rs` and `main.rs`,
+/// the composition root and the binary, may name anything.)
+const MAY_NAME_ADAPTERS: &[&str] = &["database", "store"];
 
 /// Fails when webhook-app's modules import each other in a circle (directly or through
 /// others), when a module other than the store names the adapters crate, or when a module

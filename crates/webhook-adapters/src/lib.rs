@@ -10,6 +10,7 @@ mod reachability;
 mod rows;
 // The diesel schema is public only to the tests (the drift check reads it); diesel types stay
 // out of the adapters' public surface otherwise.
+mod registry;
 #[cfg(feature = "testing")]
 pub mod schema;
 #[cfg(not(feature = "testing"))]
@@ -23,5 +24,6 @@ pub mod testing;
 pub use clock::SystemClock;
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
 pub use postgres::{PgOpenError, PgStore};
+pub use registry::{Opening, STORAGE_BACKENDS, StorageBackend, storage_backend};
 pub use sqlite::{SqliteOpenError, SqliteStore};
 pub use webhook_ports::PoolState;

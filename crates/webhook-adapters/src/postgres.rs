@@ -312,6 +312,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// PostgreSQL in the registry: `postgres://` or `postgresql://` URLs, as libpq takes them.
+pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
+    name: "PostgreSQL",
+    schemes: &["postgres", "postgresql"],
+    example: "postgres://user:password@host:port/database",
+    check: |_| Ok(()),
+    describe: |url| {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host_and_db = host_and_db.split('?').next().unwrap_or_default();
+        format!("PostgreSQL at {host_and_db}")
+    },
+    open: |url, pool_size| {
+        Box::pin(async move {
+            let store = PgStore::connect(&url, pool_size)
+                .await
+                .map_err(|e| StorageError(Box::new(e)))?;
+            Ok(Arc::new(store) as Arc<dyn webhook_ports::Storage>)
+        })
+    },
+};
+
 #[async_trait]
 impl StorageLifecycle for PgStore {
     async fn migrate(&self) -> Result<Vec<String>, StorageError> {

@@ -619,24 +619,12 @@ impl Settings {
     /// For any other URL; the message never repeats credentials.
     pub fn database(&self) -> anyhow::Result<Database> {
         let url = self.database_url.trim();
-        if url.is_empty() {
-            return Ok(Database::Sqlite(self.data_dir.join("webhookd.db")));
-        }
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                anyhow::bail!(
-                    "database_url: sqlite:// needs a file path, as in sqlite://data/webhookd.db"
-                );
-            }
-            return Ok(Database::Sqlite(PathBuf::from(path)));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Database::Postgres(url.to_owned()));
-        }
-        let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
-        anyhow::bail!(
-            "database_url: the scheme {scheme:?} is not supported; use sqlite://<path> or postgres://user:password@host:port/database"
-        )
+        let url = if url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("webhookd.db").display())
+        } else {
+            url.to_owned()
+        };
+        Database::parse(&url).map_err(|e| anyhow::anyhow!("database_url: {e}"))
     }
 }
 
@@ -810,7 +798,7 @@ mod tests {
         assert!(s.identus.default_wallet_enabled);
         assert_eq!(
             s.database().unwrap(),
-            Database::Sqlite(PathBuf::from("data/webhookd.db"))
+            Database::parse("sqlite://data/webhookd.db").unwrap()
         );
         assert!(s.migrate_on_start);
         assert_eq!(
@@ -966,7 +954,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.database().unwrap(),
-            Database::Postgres("postgres://app:pw@db:5432/hooks".into())
+            Database::parse("postgres://app:pw@db:5432/hooks").unwrap()
         );
         let s = Settings::build(
             None,
@@ -975,7 +963,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.database().unwrap(),
-            Database::Sqlite(PathBuf::from("/var/lib/webhookd/w.db"))
+            Database::parse("sqlite:///var/lib/webhookd/w.db").unwrap()
         );
         let s = Settings::build(None, &env(&[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "0")])).unwrap();
         assert_eq!(s.retention.max_age(), None);

@@ -1,10 +1,10 @@
-//! The storage backend named by the database URL: embedded SQLite or PostgreSQL, opened here
-//! and held as one `Arc<dyn Storage>`. The rest of the app sees only the ports.
+//! The storage backend named by the database URL (embedded SQLite or PostgreSQL, or any
+//! backend of `webhook_adapters::STORAGE_BACKENDS`), opened here and held as one
+//! `Arc<dyn Storage>`. The rest of the app sees only the ports.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use webhook_adapters::{PgStore, SqliteStore};
 use webhook_ports::{
     ChangeListener, DeliveryQueue, EventOutbox, RedeliveryJobs, Retention, Storage,
     WalletRepository, Watch, WebhookRepository,
@@ -19,25 +19,15 @@ pub use crate::database::Database;
 pub struct Store(Arc<dyn Storage>);
 
 impl Store {
-    /// Opens (without migrating) the database with up to `pool_size` connections. The only
-    /// place that names a backend.
+    /// Opens (without migrating) the database with up to `pool_size` connections, through the
+    /// backend its URL's scheme names.
     ///
     /// # Errors
     /// When the file cannot be opened or the server cannot be reached.
     pub async fn open(database: &Database, pool_size: u32) -> anyhow::Result<Self> {
-        let what = database.describe();
-        let storage: Arc<dyn Storage> = match database {
-            Database::Sqlite(path) => Arc::new(
-                SqliteStore::open(path, pool_size)
-                    .await
-                    .with_context(|| format!("cannot open the {what}"))?,
-            ),
-            Database::Postgres(url) => Arc::new(
-                PgStore::connect(url, pool_size)
-                    .await
-                    .with_context(|| format!("cannot open the {what}"))?,
-            ),
-        };
+        let storage = (database.storage_backend().open)(database.url().to_owned(), pool_size)
+            .await
+            .with_context(|| format!("cannot open the {}", database.describe()))?;
         Ok(Self(storage))
     }
 

@@ -274,6 +274,33 @@ impl SqliteStore {
     }
 }
 
+/// SQLite in the registry: `sqlite://<path>`, a file path after the scheme.
+pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
+    name: "SQLite",
+    schemes: &["sqlite"],
+    example: "sqlite://data/webhookd.db",
+    check: |url| match sqlite_path(url) {
+        Some(_) => Ok(()),
+        None => Err("sqlite:// needs a file path, as in sqlite://data/webhookd.db".to_owned()),
+    },
+    describe: |url| format!("SQLite file {}", sqlite_path(url).unwrap_or_default()),
+    open: |url, pool_size| {
+        Box::pin(async move {
+            let path = sqlite_path(&url).unwrap_or_default().to_owned();
+            let store = SqliteStore::open(Path::new(&path), pool_size)
+                .await
+                .map_err(|e| webhook_ports::StorageError(Box::new(e)))?;
+            Ok(std::sync::Arc::new(store) as std::sync::Arc<dyn webhook_ports::Storage>)
+        })
+    },
+};
+
+/// The file path of an `sqlite://` URL; `None` when it names none.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let (_, path) = url.split_once("://")?;
+    (!path.is_empty()).then_some(path)
+}
+
 #[async_trait]
 impl webhook_ports::StorageLifecycle for SqliteStore {
     async fn migrate(&self) -> Result<Vec<String>, webhook_ports::StorageError> {

@@ -436,7 +436,7 @@ async fn wallets_and_api_keys_are_made_on_the_database_directly() {
     let key = ApiKey::parse(&field(&made, "apikey")).unwrap();
 
     // Stored as a salted hash only.
-    let database = Database::Sqlite(path.clone());
+    let database = Database::parse(&sqlite_url(&path)).unwrap();
     let store = webhook_app::store::Store::open(&database, 1).await.unwrap();
     let stored = store
         .wallets()
@@ -492,10 +492,9 @@ async fn publish_stores_an_event_that_the_dispatcher_delivers() {
     let service = Service::start().await;
     let receiver = Receiver::start(&[]).await;
     let hook = register(&service, &receiver.url()).await;
-    let Database::Sqlite(path) = service.settings.database().unwrap() else {
-        unreachable!("the service runs on SQLite")
-    };
-    let url = sqlite_url(&path);
+    let database = service.settings.database().unwrap();
+    assert_eq!(database.backend(), "SQLite", "the service runs on SQLite");
+    let url = database.url().to_owned();
     let publish = |args: &[&str], input: &[u8]| {
         let mut command = webhookd();
         command

@@ -19,10 +19,7 @@ use webhook_ports::{DeliveryFilter, Page};
 use crate::utils::{Gate, Receiver, call};
 
 fn database(url: &str) -> Database {
-    match url.strip_prefix("sqlite://") {
-        Some(path) => Database::Sqlite(path.into()),
-        None => Database::Postgres(url.to_owned()),
-    }
+    Database::parse(url).unwrap()
 }
 
 const KEY: &str = "crash-test-key";

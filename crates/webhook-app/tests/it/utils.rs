@@ -110,15 +110,16 @@ impl Service {
 
     /// The whole database as text, table by table: equal snapshots mean nothing changed.
     pub async fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
-        match self.settings.database().unwrap() {
-            webhook_app::store::Database::Sqlite(path) => {
+        let database = self.settings.database().unwrap();
+        let url = database.url().to_owned();
+        match url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
                 tokio::task::spawn_blocking(move || webhook_adapters::snapshot::sqlite(&path))
                     .await
                     .unwrap()
             }
-            webhook_app::store::Database::Postgres(url) => {
-                webhook_adapters::snapshot::postgres(&url).await
-            }
+            None => webhook_adapters::snapshot::postgres(&url).await,
         }
     }
 
