@@ -8,6 +8,8 @@
 //! With the `mock` feature (and in this crate's tests) each trait has a mockall `Mock*` twin.
 
 mod clock;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod outbox;
 mod storage;
 mod tenancy;

@@ -2,8 +2,6 @@
 //! HTTP servers on 127.0.0.1.
 #![allow(clippy::unwrap_used)]
 
-#[macro_use]
-mod contract;
 mod postgres;
 mod query_plans;
 mod schema_drift;

@@ -14,7 +14,7 @@ use webhook_ports::{
     WalletRepository, WebhookRepository,
 };
 
-use crate::contract::{T0, at, exhaust_due, one_delivery, redelivery_job, token_hash};
+use webhook_ports::contract::{T0, at, exhaust_due, one_delivery, redelivery_job, token_hash};
 
 pub(crate) async fn fresh() -> Option<(TempDir, SqliteStore)> {
     let dir = tempfile::tempdir().unwrap();
@@ -25,7 +25,20 @@ pub(crate) async fn fresh() -> Option<(TempDir, SqliteStore)> {
     Some((dir, store))
 }
 
-contract_suite!(fresh);
+webhook_ports::contract_suite!(fresh);
+
+/// A publish that fails after writing its event leaves nothing (the rule needs the store's own
+/// fault injection, so it is called here rather than by the suite).
+#[tokio::test]
+async fn publish_fault_atomicity() {
+    let Some((_guard, store)) = fresh().await else {
+        return;
+    };
+    webhook_ports::contract::publish_fault_atomicity(&store, || {
+        store.faults().fail_next_publish_after_event()
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn migrate_reports_what_it_applied() {

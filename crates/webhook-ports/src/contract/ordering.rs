@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 
 /// A wallet with one ordered webhook.
-async fn ordered_target<S>(store: &S) -> (WalletId, Webhook)
+pub async fn ordered_target<S>(store: &S) -> (WalletId, Webhook)
 where
     S: WalletRepository + WebhookRepository,
 {
@@ -20,10 +20,10 @@ where
 }
 
 /// Records `outcome` for every claimed delivery and returns the claimed event ids.
-async fn settle<S: DeliveryQueue>(
+pub async fn settle<S: DeliveryQueue>(
     store: &S,
     me: &LeaseOwner,
-    claimed: &[webhook_ports::ClaimedDelivery],
+    claimed: &[crate::ClaimedDelivery],
     outcome: AttemptOutcome,
     now: OffsetDateTime,
 ) -> Vec<EventId> {
@@ -47,7 +47,7 @@ async fn settle<S: DeliveryQueue>(
 
 /// Claims and delivers the ordered target's deliveries one claim at a time until none is left,
 /// checking that each claim holds at most one of them; returns their events in that order.
-async fn drain_one_by_one<S: DeliveryQueue>(
+pub async fn drain_one_by_one<S: DeliveryQueue>(
     store: &S,
     target: WebhookId,
     now: OffsetDateTime,
@@ -70,7 +70,7 @@ async fn drain_one_by_one<S: DeliveryQueue>(
 
 /// Deliveries to an ordered target go out in the order their publishes committed, whatever
 /// times the callers passed as `now`, and a batch's in item order.
-pub(crate) async fn ordered_follows_commit_order<S>(store: &S)
+pub async fn ordered_follows_commit_order<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -97,7 +97,7 @@ where
 
 /// A requeued delivery of an ordered target waits while another of the target is in flight,
 /// then goes before the later ones that were not attempted yet.
-pub(crate) async fn ordered_requeue_waits_for_the_one_in_flight<S>(store: &S)
+pub async fn ordered_requeue_waits_for_the_one_in_flight<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -139,7 +139,7 @@ where
 
 /// Several claimers racing over an ordered target never hold two of its deliveries at once,
 /// and it receives them in publish order.
-pub(crate) async fn ordered_racing_claimers<S>(store: &S)
+pub async fn ordered_racing_claimers<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + Clone + 'static,
 {
@@ -203,7 +203,7 @@ where
 /// Publishes racing from several callers reach an ordered target in an order that respects
 /// every publish that had returned before another began (the commit order), even when the
 /// callers' clocks disagree.
-pub(crate) async fn ordered_racing_publishers<S>(store: &S)
+pub async fn ordered_racing_publishers<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue + Clone + 'static,
 {
@@ -262,7 +262,7 @@ where
 /// recorded; what the holder leaves unfinished is cancelled by `settle_target`, which until then
 /// reports the live lease. Claims never hand out the target's deliveries, and such deliveries
 /// do not count as due.
-pub(crate) async fn a_change_leaves_the_delivery_in_flight_to_its_holder<S>(store: &S)
+pub async fn a_change_leaves_the_delivery_in_flight_to_its_holder<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -323,7 +323,7 @@ where
 
 /// A delivery left in flight by an instance that died when its target was deleted or disabled
 /// is cancelled by a claim once its lease has run out; it is never handed out.
-pub(crate) async fn claims_cancel_what_a_dead_holder_left_of_a_gone_target<S>(store: &S)
+pub async fn claims_cancel_what_a_dead_holder_left_of_a_gone_target<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -362,7 +362,7 @@ where
 }
 
 /// settle_target changes nothing for a live, enabled target.
-pub(crate) async fn settling_a_live_target_changes_nothing<S>(store: &S)
+pub async fn settling_a_live_target_changes_nothing<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -375,7 +375,7 @@ where
 }
 
 /// A requeue of a delivery whose target is deleted or disabled is `Conflict`, changing nothing.
-pub(crate) async fn requeue_refuses_a_gone_target<S>(store: &S)
+pub async fn requeue_refuses_a_gone_target<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -406,7 +406,7 @@ where
 
 /// Turning `ordered` on keeps the deliveries already waiting, in the order they were stored,
 /// before the ones published after.
-pub(crate) async fn ordering_a_target_keeps_its_waiting_deliveries<S>(store: &S)
+pub async fn ordering_a_target_keeps_its_waiting_deliveries<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
@@ -429,7 +429,7 @@ where
 
 /// next_due_at leaves out what a claim could not take: the targets in `skip`, and the
 /// deliveries of an ordered target behind a first one that is not due.
-pub(crate) async fn next_due_at_leaves_out_what_cannot_be_claimed<S>(store: &S)
+pub async fn next_due_at_leaves_out_what_cannot_be_claimed<S>(store: &S)
 where
     S: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue,
 {
