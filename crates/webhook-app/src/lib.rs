@@ -137,9 +137,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 
     let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
     let metrics = Arc::new(Metrics::new());
-    let (publisher, publish_workers) = publisher::Publisher::start(store.outbox(), clock.clone());
+    let (publishing, publish_workers) = publisher::Publishing::start(
+        store.outbox(),
+        store.wallets(),
+        clock.clone(),
+        Some(metrics.clone()),
+        wake.clone(),
+    );
     let api_state = api::ApiState {
-        publisher,
+        publishing,
         wallets: store.wallets(),
         webhooks: store.webhooks(),
         outbox: store.outbox(),

@@ -3,14 +3,17 @@
 //! `apikey`). It goes through the same ports and domain rules as the API, so it stores exactly
 //! what the matching API call would; it must not grow rules of its own.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKey, ApiKeyHash, Event, EventId, EventType, Timestamp, Wallet, WalletId, WalletName,
 };
-use webhook_ports::{Page, Published, StoredApiKey, WalletStoreError};
+use webhook_ports::{Clock, Page, PublishItem, Published, StoredApiKey, WalletStoreError};
 
 use crate::config::ApiSettings;
+use crate::publisher::Publishing;
 use crate::secrets;
 use crate::store::Store;
 
@@ -58,7 +61,7 @@ pub fn event(
 }
 
 /// Stores `event` with one delivery per interested webhook of its wallet (and the global
-/// webhook), as `POST /events` does. Dispatchers on PostgreSQL are woken; on SQLite they find
+/// webhook) through the publishing service `POST /events` uses. Dispatchers on PostgreSQL are woken; on SQLite they find
 /// it at their next poll.
 ///
 /// # Errors
@@ -68,12 +71,37 @@ pub async fn publish(
     event: &Event,
     now: OffsetDateTime,
 ) -> anyhow::Result<Published> {
+    // The wallet is checked here first, for an operator's message on a missing one.
     existing_wallet(store, event.wallet_id()).await?;
-    store
-        .outbox()
-        .publish(event, None, now)
+    let (publishing, workers) = Publishing::start(
+        store.outbox(),
+        store.wallets(),
+        Arc::new(At(now)),
+        None,
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let item = PublishItem {
+        event: event.clone(),
+        idempotency: None,
+    };
+    let published = publishing
+        .publish(item, false)
         .await
-        .context("cannot store the event")
+        .context("cannot store the event")?;
+    drop(publishing);
+    for worker in workers {
+        worker.await.context("a publishing worker failed")?;
+    }
+    Ok(published)
+}
+
+/// The time of the CLI's one publish, as the publishing service reads it.
+struct At(OffsetDateTime);
+
+impl Clock for At {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
 }
 
 /// Creates a wallet named `name` with a new id.

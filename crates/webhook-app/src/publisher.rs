@@ -1,4 +1,5 @@
-//! Group commit for single publishes: concurrent `POST /events` requests are stored together,
+//! Publishing, the one service every inbound path calls ([`Publishing`]), and its group commit
+//! for single publishes: concurrent `POST /events` requests are stored together,
 //! in one transaction per group, so their commits share one disk flush. A request waits for no
 //! timer: a worker takes whatever has queued up while the previous group was committing, so a
 //! lone request is stored at once and a crowd is stored in a few transactions.
@@ -9,11 +10,14 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use webhook_ports::{
     BoxError, Clock, EventOutbox, OutboxError, PublishItem, Published, StorageRefusal,
+    WalletRepository, WalletStoreError,
 };
+
+use crate::metrics::Metrics;
 
 /// Requests stored in one transaction, at most.
 const MAX_GROUP: usize = 256;
@@ -127,6 +131,119 @@ fn answer(replies: Vec<Reply>, results: Vec<Result<Published, OutboxError>>) {
     for (reply, result) in replies.into_iter().zip(results) {
         // A request whose client went away still stored its event; nobody is told.
         let _ = reply.send(result);
+    }
+}
+
+/// Publishing as every inbound path does it (the REST API's single and batch publishes, the
+/// CLI, any future event source): the wallet checked when the caller could name any, the
+/// events stored (a single publish through the group commit, a batch in one transaction), new
+/// events counted, and the local dispatcher woken when deliveries were created. What it answers
+/// is committed: a source acknowledges its input only after it returns.
+#[derive(Clone)]
+pub(crate) struct Publishing {
+    singles: Publisher,
+    outbox: Arc<dyn EventOutbox>,
+    wallets: Arc<dyn WalletRepository>,
+    clock: Arc<dyn Clock>,
+    /// `None` where nothing is served from this process (the CLI).
+    metrics: Option<Arc<Metrics>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Publishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publishing").finish_non_exhaustive()
+    }
+}
+
+/// Why a publish was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    /// A wallet named by an event could not be read (`NotFound`: it does not exist).
+    #[error(transparent)]
+    Wallet(#[from] WalletStoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+impl Publishing {
+    /// Starts the group-commit workers (see [`Publisher::start`]); they stop once every clone
+    /// of the answer is dropped, after storing what was accepted.
+    pub(crate) fn start(
+        outbox: Arc<dyn EventOutbox>,
+        wallets: Arc<dyn WalletRepository>,
+        clock: Arc<dyn Clock>,
+        metrics: Option<Arc<Metrics>>,
+        wake: Arc<Notify>,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let (singles, workers) = Publisher::start(outbox.clone(), clock.clone());
+        let publishing = Self {
+            singles,
+            outbox,
+            wallets,
+            clock,
+            metrics,
+            wake,
+        };
+        (publishing, workers)
+    }
+
+    /// Stores one event, grouped with concurrent single publishes; with `check_wallet`, first
+    /// checks that its wallet exists (for callers that may name any wallet).
+    ///
+    /// # Errors
+    /// `Wallet(NotFound)` for a missing wallet; otherwise as [`EventOutbox::publish`].
+    pub(crate) async fn publish(
+        &self,
+        item: PublishItem,
+        check_wallet: bool,
+    ) -> Result<Published, PublishError> {
+        if check_wallet {
+            self.check_wallets(std::slice::from_ref(&item)).await?;
+        }
+        let published = self.singles.publish(item).await?;
+        self.after(std::slice::from_ref(&published));
+        Ok(published)
+    }
+
+    /// Stores a batch in one transaction: all events, or none; with `check_wallets`, first
+    /// checks that each named wallet exists.
+    ///
+    /// # Errors
+    /// `Wallet(NotFound)` for a missing wallet; otherwise as [`EventOutbox::publish_batch`].
+    pub(crate) async fn publish_batch(
+        &self,
+        items: &[PublishItem],
+        check_wallets: bool,
+    ) -> Result<Vec<Published>, PublishError> {
+        if check_wallets {
+            self.check_wallets(items).await?;
+        }
+        let published = self.outbox.publish_batch(items, self.clock.now()).await?;
+        self.after(&published);
+        Ok(published)
+    }
+
+    async fn check_wallets(&self, items: &[PublishItem]) -> Result<(), WalletStoreError> {
+        let mut seen = std::collections::HashSet::new();
+        for item in items {
+            let wallet = item.event.wallet_id();
+            if seen.insert(wallet) {
+                self.wallets.get_wallet(wallet).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts what was stored anew and wakes the dispatcher when it created deliveries.
+    fn after(&self, published: &[Published]) {
+        let fresh = published.iter().filter(|p| !p.replayed);
+        if let Some(metrics) = &self.metrics {
+            metrics.events_published(fresh.clone().count());
+        }
+        if fresh.clone().any(|p| p.deliveries > 0) {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -290,5 +407,135 @@ mod tests {
         for worker in workers {
             worker.await.unwrap();
         }
+    }
+
+    fn service(
+        outbox: MockEventOutbox,
+        wallets: webhook_ports::MockWalletRepository,
+        metrics: &Arc<Metrics>,
+        wake: &Arc<Notify>,
+    ) -> (Publishing, Vec<JoinHandle<()>>) {
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(|| datetime!(2026-11-29 00:00 UTC));
+        Publishing::start(
+            Arc::new(outbox),
+            Arc::new(wallets),
+            Arc::new(clock),
+            Some(metrics.clone()),
+            wake.clone(),
+        )
+    }
+
+    fn published_total(metrics: &Metrics) -> String {
+        let text = metrics
+            .render(
+                datetime!(2026-11-29 00:00 UTC),
+                None,
+                crate::metrics::PoolUsage::default(),
+            )
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("webhookd_events_published_total "))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_service_counts_new_events_and_wakes_only_for_new_deliveries() {
+        let mut outbox = MockEventOutbox::new();
+        outbox
+            .expect_publish_batch()
+            .times(1)
+            .returning(|items, _| {
+                // A new event with deliveries, a replay, a new event without deliveries.
+                Ok(vec![
+                    published(&items[0]),
+                    Published {
+                        replayed: true,
+                        ..published(&items[1])
+                    },
+                    Published {
+                        deliveries: 0,
+                        ..published(&items[2])
+                    },
+                ])
+            });
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(Notify::new());
+        let (publishing, _workers) = service(
+            outbox,
+            webhook_ports::MockWalletRepository::new(),
+            &metrics,
+            &wake,
+        );
+        let answers = publishing
+            .publish_batch(&[item(1), item(2), item(3)], false)
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 3);
+        assert_eq!(
+            published_total(&metrics),
+            "webhookd_events_published_total 2"
+        );
+        // The wake-up is stored as a permit: it was given.
+        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+            .await
+            .expect("deliveries were created: the dispatcher is woken");
+
+        // A replay (a lone single publish is stored by itself): nothing counted, no wake-up.
+        let mut outbox = MockEventOutbox::new();
+        outbox.expect_publish().times(1).returning(|event, _, _| {
+            Ok(Published {
+                event_id: event.id(),
+                deliveries: 1,
+                replayed: true,
+            })
+        });
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(Notify::new());
+        let (publishing, _workers) = service(
+            outbox,
+            webhook_ports::MockWalletRepository::new(),
+            &metrics,
+            &wake,
+        );
+        publishing.publish(item(4), false).await.unwrap();
+        assert_eq!(
+            published_total(&metrics),
+            "webhookd_events_published_total 0"
+        );
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), wake.notified())
+                .await
+                .is_err(),
+            "a replay woke the dispatcher"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_wallet_stores_nothing() {
+        let mut wallets = webhook_ports::MockWalletRepository::new();
+        wallets
+            .expect_get_wallet()
+            .times(1)
+            .returning(|_| Err(WalletStoreError::NotFound));
+        // No expectation on the outbox: a publish would panic.
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(Notify::new());
+        let (publishing, _workers) = service(MockEventOutbox::new(), wallets, &metrics, &wake);
+        let refused = publishing
+            .publish_batch(&[item(1), item(2)], true)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            refused,
+            PublishError::Wallet(WalletStoreError::NotFound)
+        ));
+        assert_eq!(
+            published_total(&metrics),
+            "webhookd_events_published_total 0"
+        );
     }
 }

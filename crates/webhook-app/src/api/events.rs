@@ -2,8 +2,6 @@
 //! only after the events and their deliveries are committed. A wallet key publishes into its
 //! own wallet; the admin key into any wallet named by `walletId`.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -158,16 +156,13 @@ fn to_item(
     Ok(PublishItem { event, idempotency })
 }
 
-/// The admin key may name any wallet; it must exist.
-async fn check_wallets(state: &ApiState, items: &[PublishItem]) -> Result<(), Problem> {
-    let mut seen: HashMap<WalletId, ()> = HashMap::new();
-    for item in items {
-        let wallet = item.event.wallet_id();
-        if seen.insert(wallet, ()).is_none() {
-            state.wallets.get_wallet(wallet).await?;
+impl From<crate::publisher::PublishError> for Problem {
+    fn from(e: crate::publisher::PublishError) -> Self {
+        match e {
+            crate::publisher::PublishError::Wallet(e) => e.into(),
+            crate::publisher::PublishError::Outbox(e) => e.into(),
         }
     }
-    Ok(())
 }
 
 /// Publishes one event.
@@ -202,16 +197,11 @@ pub(crate) async fn publish(
         })
         .transpose()?;
     let item = to_item(&state, caller, request, header_key, "")?;
-    if matches!(caller, Caller::Admin) {
-        check_wallets(&state, std::slice::from_ref(&item)).await?;
-    }
-    let published = state.publisher.publish(item).await?;
-    if !published.replayed {
-        state.metrics.events_published(1);
-        if published.deliveries > 0 {
-            state.wake.notify_one();
-        }
-    }
+    // The admin key may name any wallet; it must exist.
+    let published = state
+        .publishing
+        .publish(item, matches!(caller, Caller::Admin))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(published.into())))
 }
 
@@ -243,19 +233,10 @@ pub(crate) async fn publish_batch(
         .enumerate()
         .map(|(i, event)| to_item(&state, caller, event, None, &format!("events[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    if matches!(caller, Caller::Admin) {
-        check_wallets(&state, &items).await?;
-    }
     let published = state
-        .outbox
-        .publish_batch(&items, state.clock.now())
+        .publishing
+        .publish_batch(&items, matches!(caller, Caller::Admin))
         .await?;
-    state
-        .metrics
-        .events_published(published.iter().filter(|p| !p.replayed).count());
-    if published.iter().any(|p| p.deliveries > 0 && !p.replayed) {
-        state.wake.notify_one();
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {

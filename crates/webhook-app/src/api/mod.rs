@@ -44,7 +44,7 @@ pub struct ApiState {
     pub webhooks: Arc<dyn WebhookRepository>,
     pub outbox: Arc<dyn EventOutbox>,
     /// Single publishes go through it, to share commits with concurrent ones.
-    pub(crate) publisher: crate::publisher::Publisher,
+    pub(crate) publishing: crate::publisher::Publishing,
     pub jobs: Arc<dyn RedeliveryJobs>,
     /// Read for the backlog gauges when `/metrics` is scraped.
     pub queue: Arc<dyn DeliveryQueue>,
