@@ -4,8 +4,8 @@
 //! Claims are one statement with `FOR UPDATE SKIP LOCKED`, so concurrent claimers in any
 //! process never get the same row and never wait for each other; no lock or connection is
 //! held while a delivery is in flight. Outcomes of a whole batch are written with two
-//! statements. A publish that creates deliveries sends a `NOTIFY` on commit, which
-//! [`PgStore::forward_wakeups`] turns into an in-process wake-up in every instance.
+//! statements. A publish that creates deliveries sends a `NOTIFY` on commit, which the watch of
+//! [`StorageLifecycle::watch_changes`] turns into an in-process wake-up in every instance.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -213,10 +213,7 @@ impl PgStore {
     /// or disabled by any instance, so that the dispatcher drops what it holds of them.
     /// Reconnects by itself (telling of a publish once after each reconnect, in case one was
     /// missed meanwhile); runs until the task is aborted.
-    pub fn forward_wakeups(
-        &self,
-        listener: Arc<dyn ChangeListener>,
-    ) -> tokio::task::JoinHandle<()> {
+    fn forward_wakeups(&self, listener: Arc<dyn ChangeListener>) -> tokio::task::JoinHandle<()> {
         let url = self.url.clone();
         tokio::spawn(async move {
             loop {
@@ -303,6 +300,12 @@ impl PgStore {
 
 type Conn = AsyncPgConnection;
 
+impl From<PgOpenError> for StorageError {
+    fn from(e: PgOpenError) -> Self {
+        Self(Box::new(e))
+    }
+}
+
 /// Aborts its task when dropped: the watch [`StorageLifecycle::watch_changes`] answers.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -328,7 +331,7 @@ pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
         Box::pin(async move {
             let store = PgStore::connect(&url, pool_size)
                 .await
-                .map_err(|e| StorageError(Box::new(e)))?;
+                .map_err(StorageError::from)?;
             Ok(Arc::new(store) as Arc<dyn webhook_ports::Storage>)
         })
     },
@@ -337,15 +340,13 @@ pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
 #[async_trait]
 impl StorageLifecycle for PgStore {
     async fn migrate(&self) -> Result<Vec<String>, StorageError> {
-        PgStore::migrate(self)
-            .await
-            .map_err(|e| StorageError(Box::new(e)))
+        PgStore::migrate(self).await.map_err(StorageError::from)
     }
 
     async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
         PgStore::pending_migrations(self)
             .await
-            .map_err(|e| StorageError(Box::new(e)))
+            .map_err(StorageError::from)
     }
 
     fn pool_state(&self) -> PoolState {

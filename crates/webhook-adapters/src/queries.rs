@@ -109,19 +109,6 @@ macro_rules! prune_candidates {
 }
 pub(crate) use prune_candidates;
 
-/// The events a claimed batch delivers: `$wallets` and `$ids` list the batch's wallets and
-/// event ids (texts). Event ids are unique per wallet, so both are asked for, which lets the
-/// primary key (wallet, id) find them; a pair that was not asked for may come back too (an id
-/// of one wallet that another also uses), so callers key what they read by both.
-macro_rules! events_of_batch {
-    ($wallets:expr, $ids:expr) => {
-        events::table
-            .filter(events::wallet_id.eq_any($wallets))
-            .filter(events::id.eq_any($ids))
-    };
-}
-pub(crate) use events_of_batch;
-
 /// The webhooks a publish in `$wallet` (id text) may deliver to: the wallet's live, enabled
 /// webhooks and the global one. Each publish transaction reads them once per wallet.
 macro_rules! publish_targets {

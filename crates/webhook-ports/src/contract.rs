@@ -2,7 +2,7 @@
 //! per `MUST` rule (or small group of them) of these ports. Nothing here knows which adapter
 //! runs it. An adapter's tests (in this repository or not) define a `fresh()` that answers
 //! `Option<(guard, store)>` (a fresh, migrated store kept alive by the guard, or `None` to skip
-//! when its server is absent outside CI) and write one line, `crate::contract_suite!(fresh);`,
+//! when its server is absent outside CI) and write one line, `webhook_ports::contract_suite!(fresh);`,
 //! which makes one `#[tokio::test]` per rule (the adapter's tests need `tokio` with the
 //! `macros` and `rt-multi-thread` features).
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
@@ -3238,8 +3238,8 @@ pub async fn storage_lifecycle<S: crate::StorageLifecycle>(store: &S) {
 }
 
 /// Expands to one test per contract rule for an adapter: `contract_suite!(fresh);`. `fresh` is
-/// an async fn giving `Option<(guard, store)>`: a fresh, migrated store (a `Storage`, cloneable
-/// or shared so that racing tasks can hold it), or `None` to skip (for a database server that
+/// an async fn giving `Option<(guard, store)>`: a fresh, migrated store (a `Storage` that is
+/// `Clone`, as racing rules hand a clone to each task), or `None` to skip (for a database server that
 /// may be absent outside CI). Rules that need the adapter's own fault injection
 /// (`publish_fault_atomicity`) are called by the adapter's tests directly.
 #[macro_export]

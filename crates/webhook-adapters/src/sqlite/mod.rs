@@ -37,8 +37,8 @@ mod claims;
 use crate::PoolState;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, cancel_unleased, deliveries_listing, events_of_batch, leased_until, prune_candidates,
-    publish_targets, redelivery_batch, redelivery_candidates,
+    backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
+    redelivery_batch, redelivery_candidates,
 };
 use crate::rows::{
     AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
@@ -274,6 +274,18 @@ impl SqliteStore {
     }
 }
 
+/// The events a claimed batch delivers: `$wallets` and `$ids` list the batch's wallets and
+/// event ids (texts). Event ids are unique per wallet, so both are asked for, which lets the
+/// primary key (wallet, id) find them; a pair that was not asked for may come back too (an id
+/// of one wallet that another also uses), so callers key what they read by both.
+macro_rules! events_of_batch {
+    ($wallets:expr, $ids:expr) => {
+        events::table
+            .filter(events::wallet_id.eq_any($wallets))
+            .filter(events::id.eq_any($ids))
+    };
+}
+
 /// SQLite in the registry: `sqlite://<path>`, a file path after the scheme.
 pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
     name: "SQLite",
@@ -289,11 +301,17 @@ pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
             let path = sqlite_path(&url).unwrap_or_default().to_owned();
             let store = SqliteStore::open(Path::new(&path), pool_size)
                 .await
-                .map_err(|e| webhook_ports::StorageError(Box::new(e)))?;
+                .map_err(webhook_ports::StorageError::from)?;
             Ok(std::sync::Arc::new(store) as std::sync::Arc<dyn webhook_ports::Storage>)
         })
     },
 };
+
+impl From<SqliteOpenError> for webhook_ports::StorageError {
+    fn from(e: SqliteOpenError) -> Self {
+        Self(Box::new(e))
+    }
+}
 
 /// The file path of an `sqlite://` URL; `None` when it names none.
 fn sqlite_path(url: &str) -> Option<&str> {
@@ -306,13 +324,13 @@ impl webhook_ports::StorageLifecycle for SqliteStore {
     async fn migrate(&self) -> Result<Vec<String>, webhook_ports::StorageError> {
         SqliteStore::migrate(self)
             .await
-            .map_err(|e| webhook_ports::StorageError(Box::new(e)))
+            .map_err(webhook_ports::StorageError::from)
     }
 
     async fn pending_migrations(&self) -> Result<Vec<String>, webhook_ports::StorageError> {
         SqliteStore::pending_migrations(self)
             .await
-            .map_err(|e| webhook_ports::StorageError(Box::new(e)))
+            .map_err(webhook_ports::StorageError::from)
     }
 
     fn pool_state(&self) -> PoolState {
