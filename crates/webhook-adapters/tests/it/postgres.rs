@@ -161,6 +161,87 @@ async fn publish_wakes_listeners_in_other_instances() {
     drop(watch);
 }
 
+/// A watch whose connection the server cuts reconnects by itself: a webhook deleted after that,
+/// through another store, is still named to it (the `watch_changes` rule of
+/// `StorageLifecycle`). Other tests' listeners on the same database are cut too; they
+/// reconnect the same way, and a wake-up too many is all they see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_connection_is_cut_reconnects() {
+    let Some((schema, changer)) = fresh().await else {
+        return;
+    };
+    let watcher = PgStore::connect(&schema.url(), 1).await.unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let watch = webhook_ports::StorageLifecycle::watch_changes(
+        &watcher,
+        Arc::new(Listener {
+            wake: wake.clone(),
+            changes,
+        }),
+    )
+    .expect("PostgreSQL hears other instances");
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("the listener never started");
+
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let mut admin = diesel_async::AsyncPgConnection::establish(&schema.url())
+        .await
+        .unwrap();
+    let cut: Vec<bool> = diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN %' \
+         AND pid <> pg_backend_pid()",
+    )
+    .load::<Cut>(&mut admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| row.cut)
+    .collect();
+    assert!(cut.iter().any(|c| *c), "no listener connection was cut");
+
+    // A deletion is heard only once the listener is back: delete fresh webhooks until one of
+    // them is named. (Other tests' deletions on the same database are named to it too.)
+    let wallet = wallet_with_webhooks(&changer, 0).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut deleted = std::collections::HashSet::new();
+    'heard: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deletion was heard within 20 s of the cut: the watch did not reconnect"
+        );
+        let webhook = Webhook::new(
+            WebhookId::from_uuid(Uuid::new_v4()),
+            WebhookScope::Wallet(wallet),
+            WebhookUrl::parse("http://127.0.0.1:9/cut").unwrap(),
+            CustomHeaders::default(),
+            T0,
+        );
+        changer.create_webhook(&webhook, None).await.unwrap();
+        changer
+            .delete_webhook(wallet, webhook.id, T0)
+            .await
+            .unwrap();
+        deleted.insert(webhook.id);
+        let wait = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(named)) = tokio::time::timeout_at(wait, changed.recv()).await {
+            if deleted.contains(&named) {
+                break 'heard;
+            }
+        }
+    }
+    drop(watch);
+}
+
+/// One row of `pg_terminate_backend`.
+#[derive(diesel::QueryableByName)]
+struct Cut {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    cut: bool,
+}
+
 /// What a watch of other instances tells, as a test sees it.
 struct Listener {
     wake: Arc<tokio::sync::Notify>,
