@@ -114,6 +114,7 @@ mod tests {
     use webhook_domain::RetryPolicy;
 
     use super::*;
+    use crate::config::environment::env;
     use crate::database::Database;
 
     #[test]
@@ -157,5 +158,61 @@ mod tests {
             )
             .unwrap()
         );
+    }
+
+    #[test]
+    fn environment_overrides_defaults_under_both_naming_schemes() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_LISTEN", "0.0.0.0:9000"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "8"),
+                ("GLOBAL_WEBHOOK_URL", "http://localhost:9095"),
+                ("DEFAULT_WALLET_ENABLED", "false"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.dispatcher.batch_size, 8);
+        assert_eq!(
+            s.identus.global_webhook_url.as_deref(),
+            Some("http://localhost:9095")
+        );
+        assert!(!s.identus.default_wallet_enabled);
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_settings() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_SERVICE_HOST", "10.0.0.7"),
+                ("WEBHOOKD_SERVICE_PORT", "8080"),
+                ("WEBHOOKD_PORT", "tcp://10.0.0.7:8080"),
+                ("WEBHOOKD_PORT_8080_TCP_ADDR", "10.0.0.7"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dispatcher.batch_size, 7);
+        assert!(Settings::build(None, &env(&[("WEBHOOKD_SERVCE_HOST", "x")])).is_err());
+    }
+
+    /// The test support's variables (`WEBHOOKD_TEST_PG_URL`, `WEBHOOKD_TEST_SKIP_LOG`) reach
+    /// the `webhookd` that tests start, and a developer's shell: they must not stop a start.
+    #[test]
+    fn test_support_variables_are_not_settings() {
+        let s = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432"),
+                ("WEBHOOKD_TEST_SKIP_LOG", "/tmp/skipped.tsv"),
+                ("WEBHOOKD_DISPATCHER__BATCH_SIZE", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dispatcher.batch_size, 7);
+        assert!(Settings::build(None, &env(&[("WEBHOOKD_TESTS", "x")])).is_err());
     }
 }
