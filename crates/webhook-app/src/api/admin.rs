@@ -15,7 +15,10 @@ use webhook_ports::{StoredApiKey, WalletStoreError};
 
 use super::auth::AdminAuth;
 use super::json::JsonBody;
-use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
+use super::paging::{PageQuery, Paged, probe};
+use super::params::{path_id, query};
+use super::problem::Problem;
+use super::state::ApiState;
 use crate::secrets;
 
 /// `POST /wallets`, as Identus takes it. `seed` is accepted for compatibility and not used:

@@ -16,7 +16,10 @@ use webhook_ports::{AttemptLog, DeliveryFilter, EventOutbox, OutboxError, Recent
 
 use super::auth::WalletAuth;
 use super::json::JsonBody;
-use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
+use super::paging::{PageQuery, Paged, probe};
+use super::params::{path_id, query};
+use super::problem::Problem;
+use super::state::ApiState;
 use crate::redelivery;
 
 /// One attempt, as the log shows it.

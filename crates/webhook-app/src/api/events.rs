@@ -14,7 +14,9 @@ use webhook_ports::{Idempotency, PublishItem, Published};
 
 use super::auth::{Caller, WalletAuth};
 use super::json::JsonBody;
-use super::{ApiState, Problem, path_id};
+use super::params::path_id;
+use super::problem::Problem;
+use super::state::ApiState;
 
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;

@@ -6,7 +6,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::{ApiState, Problem};
+use super::problem::Problem;
+use super::state::ApiState;
 
 /// A JSON body of type `T`, refused with 415, 413, 400 or 422 problem bodies.
 #[derive(Debug)]

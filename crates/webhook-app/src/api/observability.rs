@@ -5,34 +5,20 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiState, Problem};
-use crate::metrics::{self, PoolUsage};
+use super::problem::Problem;
+use super::state::{ApiState, DatabaseStatus};
+use crate::metrics;
 
 /// The longest a readiness check waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest a scrape waits for the backlog; past it the backlog gauges keep their values.
 const BACKLOG_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What `/ready` and `/metrics` need of the database beyond the ports.
-#[async_trait]
-pub trait DatabaseStatus: Send + Sync {
-    /// The embedded migrations the database lacks.
-    ///
-    /// # Errors
-    /// When the database does not answer. The error may name the server, never a password;
-    /// it is logged, not sent.
-    async fn pending_migrations(&self) -> anyhow::Result<Vec<String>>;
-
-    /// The connection pool's numbers now, read without I/O.
-    fn pool(&self) -> PoolUsage;
-}
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
@@ -109,7 +95,10 @@ async fn readiness(database: &dyn DatabaseStatus) -> Result<(), Problem> {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+
     use super::*;
+    use crate::metrics::PoolUsage;
 
     /// A database that answers with `pending`, or fails with `error`, or never answers.
     enum FakeDatabase {

@@ -13,7 +13,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use super::{ApiState, admin, deliveries, events, webhooks};
+use super::problem::Problem;
+use super::state::ApiState;
+use super::{admin, deliveries, events, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,7 +33,7 @@ use super::{ApiState, admin, deliveries, events, webhooks};
         deliveries::list_for_event, deliveries::list_for_webhook, deliveries::get,
         deliveries::redeliver, deliveries::start_redelivery, deliveries::get_redelivery,
     ),
-    components(schemas(super::Problem)),
+    components(schemas(Problem)),
     modifiers(&Security, &ProblemMediaTypes),
     tags(
         (name = "admin", description = "Wallets and API keys (x-admin-api-key)"),

@@ -20,7 +20,10 @@ use webhook_ports::WebhookStoreError;
 
 use super::auth::WalletAuth;
 use super::json::{JsonBody, OptionalJsonBody};
-use super::{ApiState, PageQuery, Paged, Problem, path_id, probe, query};
+use super::paging::{PageQuery, Paged, probe};
+use super::params::{path_id, query};
+use super::problem::Problem;
+use super::state::ApiState;
 use crate::secrets;
 
 /// `POST /events/webhooks`. `url` and `customHeaders` are Identus's; the rest are ours. Other
