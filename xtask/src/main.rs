@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "ci" => ci::run(),
         "tidy" => tidy::check_domain_is_pure()
+            .and_then(|()| tidy::check_domain_does_no_io())
             .and_then(|()| tidy::check_secrets_compare_in_constant_time())
             .and_then(|()| tidy::check_app_boundaries())
             .map_err(anyhow::Error::msg),
