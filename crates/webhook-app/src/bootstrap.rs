@@ -16,11 +16,11 @@ use crate::secrets;
 #[derive(Debug)]
 pub(crate) struct Bootstrapped {
     /// A default-wallet key that was generated because none was configured. Shown once.
-    pub generated_default_key: Option<ApiKey>,
+    pub(crate) generated_default_key: Option<ApiKey>,
     /// An admin token that was generated because none was configured or stored. Shown once.
-    pub generated_admin_token: Option<ApiKey>,
+    pub(crate) generated_admin_token: Option<ApiKey>,
     /// What `x-admin-api-key` is checked against: the admin token's salted hash.
-    pub admin: ApiKeyHash,
+    pub(crate) admin: ApiKeyHash,
 }
 
 /// Settles the admin token; creates the default wallet on first start (with its key and,

@@ -7,11 +7,11 @@ pub mod config;
 mod database;
 pub mod dispatcher;
 pub mod listen;
-pub mod metrics;
+mod metrics;
 pub mod operator;
 mod publisher;
 mod redelivery;
-pub mod retention;
+mod retention;
 mod secrets;
 pub mod store;
 

@@ -28,7 +28,7 @@ use webhook_domain::{
 use webhook_ports::{AttemptRecord, Backlog};
 
 /// The content type of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The `outcome` labels of a response, by [`AttemptOutcome::is_success`]: the metrics split
 /// the one kind in two.
@@ -65,18 +65,18 @@ struct WebhookLabels {
 
 /// A connection pool's numbers, as the store reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolUsage {
+pub(crate) struct PoolUsage {
     /// Connections open, idle or in use.
-    pub connections: u32,
+    pub(crate) connections: u32,
     /// Open connections not in use.
-    pub idle: u32,
+    pub(crate) idle: u32,
     /// The most connections the pool opens.
-    pub max: u32,
+    pub(crate) max: u32,
 }
 
 /// Every metric of the service.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     events_published: Counter,
     attempts: Family<OutcomeLabels, Counter>,
@@ -105,7 +105,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers every metric, each at zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("webhookd");
         let events_published = Counter::default();
         registry.register(
@@ -270,7 +270,7 @@ impl Metrics {
     ///
     /// # Errors
     /// When the encoder fails (it writes to a `String`, so only on a bug of its own).
-    pub fn render(
+    pub(crate) fn render(
         &self,
         now: OffsetDateTime,
         backlog: Option<Backlog>,

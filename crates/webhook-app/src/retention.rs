@@ -14,7 +14,7 @@ use crate::config::RetentionSettings;
 ///
 /// # Errors
 /// The first storage error; batches removed before it stay removed.
-pub async fn prune_all(
+pub(crate) async fn prune_all(
     retention: &dyn Retention,
     before: time::OffsetDateTime,
     batch_size: u32,
@@ -49,7 +49,7 @@ pub async fn prune_all(
 const PROGRESS_EVERY: u64 = 10;
 
 /// Prunes at start and then every `settings.interval()` until `shutdown` turns true.
-pub async fn run(
+pub(crate) async fn run(
     retention: Arc<dyn Retention>,
     clock: Arc<dyn Clock>,
     settings: RetentionSettings,

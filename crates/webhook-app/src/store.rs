@@ -48,7 +48,7 @@ impl Store {
     }
 
     /// The connection pool's numbers now, without I/O.
-    pub fn pool_usage(&self) -> PoolUsage {
+    pub(crate) fn pool_usage(&self) -> PoolUsage {
         let state = self.0.pool_state();
         PoolUsage {
             connections: state.connections,
@@ -61,7 +61,7 @@ impl Store {
     /// webhooks any instance deletes or disables, until the answer is dropped; `None` where
     /// the backend cannot hear other processes (SQLite), and the API of this process tells its
     /// dispatcher itself.
-    pub fn watch_changes(&self, listener: Arc<dyn ChangeListener>) -> Option<Watch> {
+    pub(crate) fn watch_changes(&self, listener: Arc<dyn ChangeListener>) -> Option<Watch> {
         self.0.watch_changes(listener)
     }
 
@@ -77,7 +77,7 @@ impl Store {
         self.0.clone()
     }
 
-    pub fn queue(&self) -> Arc<dyn DeliveryQueue> {
+    pub(crate) fn queue(&self) -> Arc<dyn DeliveryQueue> {
         self.0.clone()
     }
 
@@ -85,7 +85,7 @@ impl Store {
         self.0.clone()
     }
 
-    pub fn retention(&self) -> Arc<dyn Retention> {
+    pub(crate) fn retention(&self) -> Arc<dyn Retention> {
         self.0.clone()
     }
 }

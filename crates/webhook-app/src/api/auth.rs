@@ -25,7 +25,7 @@ const ADMIN_HEADER: &str = "x-admin-api-key";
 
 /// The wallet that the `apikey` header authenticates.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WalletAuth(pub WalletId);
+pub(crate) struct WalletAuth(pub(crate) WalletId);
 
 /// A call authenticated with the admin key.
 #[derive(Debug, Clone, Copy)]

@@ -20,7 +20,7 @@ pub(crate) const MAX_TRACKED: usize = 16_384;
 
 /// The failure windows of recent client addresses.
 #[derive(Debug)]
-pub struct AuthFailures {
+pub(crate) struct AuthFailures {
     /// Failures allowed per window; 0 turns the limit off.
     limit: u32,
     window: Duration,
@@ -37,7 +37,7 @@ struct Window {
 
 impl AuthFailures {
     /// At most `limit` failures per address within `window`; `limit` 0 turns the limit off.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
         Self::bounded(limit, window, MAX_TRACKED)
     }
 

@@ -10,10 +10,10 @@ use webhook_domain::{ApiKey, ApiKeyHash, WalletId};
 
 /// The admin token as the API checks it: only its salted hash is held.
 #[derive(Debug)]
-pub struct AdminCredential(ApiKeyHash);
+pub(crate) struct AdminCredential(ApiKeyHash);
 
 impl AdminCredential {
-    pub fn new(hash: ApiKeyHash) -> Self {
+    pub(crate) fn new(hash: ApiKeyHash) -> Self {
         Self(hash)
     }
 
@@ -26,7 +26,7 @@ impl AdminCredential {
 /// database once a minute rather than on every request. Entries are salted digests, never the
 /// keys. Keys cannot be revoked yet; when they can, revocation must clear this.
 #[derive(Debug)]
-pub struct KnownKeys {
+pub(crate) struct KnownKeys {
     salt: [u8; 16],
     entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (WalletId, Instant)>>,
 }
@@ -37,7 +37,7 @@ const KNOWN_FOR: Duration = Duration::from_secs(60);
 const MAX_KNOWN: usize = 10_000;
 
 impl KnownKeys {
-    pub fn new(salt: [u8; 16]) -> Self {
+    pub(crate) fn new(salt: [u8; 16]) -> Self {
         Self {
             salt,
             entries: std::sync::Mutex::default(),

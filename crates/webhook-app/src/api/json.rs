@@ -11,7 +11,7 @@ use super::state::ApiState;
 
 /// A JSON body of type `T`, refused with 415, 413, 400 or 422 problem bodies.
 #[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = Problem;
@@ -27,7 +27,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
 
 /// A body that may be absent: an empty body is `None`, anything else must be JSON of type `T`.
 #[derive(Debug)]
-pub(crate) struct OptionalJsonBody<T>(pub Option<T>);
+pub(crate) struct OptionalJsonBody<T>(pub(crate) Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<ApiState> for OptionalJsonBody<T> {
     type Rejection = Problem;

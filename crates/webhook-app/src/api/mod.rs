@@ -26,13 +26,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-pub use auth_failures::AuthFailures;
-pub use credentials::{AdminCredential, KnownKeys};
-pub use problem::Problem;
-pub use state::{ApiState, DatabaseStatus};
+pub(crate) use auth_failures::AuthFailures;
+pub(crate) use credentials::{AdminCredential, KnownKeys};
+pub(crate) use problem::Problem;
+pub(crate) use state::{ApiState, DatabaseStatus};
 
 /// The whole API, with every resource route under `base_path`.
-pub fn router(state: ApiState, base_path: &str) -> Router {
+pub(crate) fn router(state: ApiState, base_path: &str) -> Router {
     let max_body = state.limits.max_body_bytes;
     let routes = Router::new()
         .route(

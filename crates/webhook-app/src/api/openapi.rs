@@ -149,7 +149,7 @@ fn too_many_failures() -> Response {
 }
 
 /// The document for an API served under `base_path`.
-pub fn document(base_path: &str) -> Document {
+pub(crate) fn document(base_path: &str) -> Document {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = Some(vec![Server::new(if base_path.is_empty() {

@@ -12,23 +12,23 @@ use serde::Serialize;
 
 /// An error answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    pub status: u16,
+pub(crate) struct Problem {
+    pub(crate) status: u16,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
+    pub(crate) instance: Option<String>,
     /// Seconds for the `Retry-After` header; not part of the body.
     #[serde(skip)]
     #[schema(ignore)]
-    pub retry_after_secs: Option<u64>,
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+    pub(crate) fn new(status: StatusCode, slug: &str, title: &str) -> Self {
         Self {
             status: status.as_u16(),
             kind: format!("https://webhookd.dev/problems/{slug}"),
@@ -40,17 +40,17 @@ impl Problem {
     }
 
     /// Adds a `Retry-After` header of `secs` seconds to the answer.
-    pub fn retry_after(mut self, secs: u64) -> Self {
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self
     }
 
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "bad-request",
@@ -59,7 +59,7 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn unprocessable(detail: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation",
@@ -68,7 +68,7 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn unauthorized(detail: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -77,7 +77,7 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn forbidden(detail: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -86,12 +86,12 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
             .detail(format!("{what} not found"))
     }
 
-    pub fn conflict(detail: impl Into<String>) -> Self {
+    pub(crate) fn conflict(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -100,7 +100,7 @@ impl Problem {
         .detail(detail)
     }
 
-    pub fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -119,7 +119,7 @@ impl Problem {
     }
 
     /// A failure of ours. The cause is logged, never sent.
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,39 +18,39 @@ use crate::metrics::{Metrics, PoolUsage};
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct ApiState {
-    pub wallets: Arc<dyn WalletRepository>,
-    pub webhooks: Arc<dyn WebhookRepository>,
-    pub outbox: Arc<dyn EventOutbox>,
+pub(crate) struct ApiState {
+    pub(crate) wallets: Arc<dyn WalletRepository>,
+    pub(crate) webhooks: Arc<dyn WebhookRepository>,
+    pub(crate) outbox: Arc<dyn EventOutbox>,
     /// Single publishes go through it, to share commits with concurrent ones.
     pub(crate) publishing: crate::publisher::Publishing,
-    pub jobs: Arc<dyn RedeliveryJobs>,
+    pub(crate) jobs: Arc<dyn RedeliveryJobs>,
     /// Read for the backlog gauges when `/metrics` is scraped.
-    pub queue: Arc<dyn DeliveryQueue>,
+    pub(crate) queue: Arc<dyn DeliveryQueue>,
     /// Asked by `/ready`, and for the pool gauges.
-    pub database: Arc<dyn DatabaseStatus>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) database: Arc<dyn DatabaseStatus>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).
-    pub transport: Arc<dyn Transport>,
-    pub clock: Arc<dyn Clock>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Notified after each publish or requeue, so an idle dispatcher starts at once.
-    pub wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     /// Told of each webhook deleted or disabled here, so the dispatcher of this process drops
     /// what it holds of it at once (other instances hear it through the database).
-    pub target_changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
-    pub admin: Arc<AdminCredential>,
+    pub(crate) target_changes: tokio::sync::mpsc::UnboundedSender<webhook_domain::WebhookId>,
+    pub(crate) admin: Arc<AdminCredential>,
     /// Wallet keys checked lately.
-    pub known_keys: Arc<KnownKeys>,
+    pub(crate) known_keys: Arc<KnownKeys>,
     /// Failed authentications per client address, for the 429 after too many.
-    pub auth_failures: Arc<AuthFailures>,
+    pub(crate) auth_failures: Arc<AuthFailures>,
     /// The SSRF guard's policy, to refuse a webhook URL whose host is a refused address
     /// already at registration; `None` when the guard is off.
-    pub address_policy: Option<Arc<webhook_domain::AddressPolicy>>,
-    pub limits: ApiSettings,
-    pub max_webhooks_per_wallet: u32,
-    pub attempt_timeout: std::time::Duration,
+    pub(crate) address_policy: Option<Arc<webhook_domain::AddressPolicy>>,
+    pub(crate) limits: ApiSettings,
+    pub(crate) max_webhooks_per_wallet: u32,
+    pub(crate) attempt_timeout: std::time::Duration,
     /// For the `servers` entry of the served OpenAPI document.
-    pub base_path: String,
+    pub(crate) base_path: String,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -61,7 +61,7 @@ impl std::fmt::Debug for ApiState {
 
 /// What `/ready` and `/metrics` need of the database beyond the ports.
 #[async_trait]
-pub trait DatabaseStatus: Send + Sync {
+pub(crate) trait DatabaseStatus: Send + Sync {
     /// The embedded migrations the database lacks.
     ///
     /// # Errors

@@ -17,9 +17,9 @@ mod validate;
 
 use std::path::Path;
 
+pub(crate) use schema::RetentionSettings;
 pub use schema::{
-    ApiSettings, DispatcherSettings, IdentusSettings, RetentionSettings, Role, Settings,
-    TransportSettings,
+    ApiSettings, DispatcherSettings, IdentusSettings, Role, Settings, TransportSettings,
 };
 
 use defaults::DEFAULTS;

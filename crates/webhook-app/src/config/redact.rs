@@ -102,7 +102,7 @@ fn redact_url(url: &str) -> String {
 impl Settings {
     /// A copy with every secret masked: the Identus API keys and admin token become `****`,
     /// and so do the passwords in `database_url` and in the webhook URLs.
-    pub fn redacted(&self) -> Settings {
+    pub(crate) fn redacted(&self) -> Settings {
         let mut masked = self.clone();
         masked.database_url = redact_url(&self.database_url);
         masked.identus = self.identus.redacted();

@@ -43,7 +43,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub dispatcher: DispatcherSettings,
     pub transport: TransportSettings,
-    pub retention: RetentionSettings,
+    pub(crate) retention: RetentionSettings,
     /// The Identus environment variables.
     pub identus: IdentusSettings,
 }
@@ -62,12 +62,12 @@ pub enum Role {
 
 impl Role {
     /// Whether this role serves the REST API.
-    pub fn serves_api(self) -> bool {
+    pub(crate) fn serves_api(self) -> bool {
         matches!(self, Role::All | Role::Api)
     }
 
     /// Whether this role delivers (and prunes history).
-    pub fn delivers(self) -> bool {
+    pub(crate) fn delivers(self) -> bool {
         matches!(self, Role::All | Role::Dispatcher)
     }
 
@@ -75,7 +75,7 @@ impl Role {
     /// that serve the API. A dispatcher-only instance delivers to the global webhook as stored
     /// and never changes it, so that one started with another (or no) environment cannot
     /// redirect, re-key or remove it.
-    pub fn owns_global_webhook(self) -> bool {
+    pub(crate) fn owns_global_webhook(self) -> bool {
         self.serves_api()
     }
 }
@@ -110,13 +110,13 @@ fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAd
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// Largest request body accepted; larger ones get 413.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Deepest JSON nesting accepted (objects and arrays), in request bodies and event data.
-    pub max_json_depth: usize,
+    pub(crate) max_json_depth: usize,
     /// Most events in one batch publish.
-    pub max_batch_events: usize,
+    pub(crate) max_batch_events: usize,
     /// How long a rotated-out signing secret keeps signing, unless the rotation says otherwise.
-    pub secret_rotation_grace_secs: u64,
+    pub(crate) secret_rotation_grace_secs: u64,
     /// Failed authentications one client address may make per window before it gets 429;
     /// 0 turns the limit off.
     pub auth_failure_limit: u32,
@@ -127,11 +127,11 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    pub fn auth_failure_window(&self) -> Duration {
+    pub(crate) fn auth_failure_window(&self) -> Duration {
         Duration::from_millis(self.auth_failure_window_ms)
     }
 
-    pub fn secret_rotation_grace(&self) -> Duration {
+    pub(crate) fn secret_rotation_grace(&self) -> Duration {
         Duration::from_secs(self.secret_rotation_grace_secs)
     }
 }
@@ -142,13 +142,13 @@ pub struct DispatcherSettings {
     /// Deliveries claimed (and attempted concurrently) at once.
     pub batch_size: u32,
     /// How long a claim is leased before another dispatcher may take it.
-    pub lease_ms: u64,
+    pub(crate) lease_ms: u64,
     /// Limit of one attempt, connect to last byte read.
     pub attempt_timeout_ms: u64,
     /// Longest idle sleep; publishes wake the dispatcher at once.
     pub poll_interval_ms: u64,
     /// Most attempts in flight in this instance, all targets together.
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Most attempts in flight to one target; its other deliveries wait in the database.
     pub max_in_flight_per_target: usize,
     /// Consecutive failures (timeouts, connection errors, 5xx, 429) that rest a target.
@@ -156,27 +156,27 @@ pub struct DispatcherSettings {
     /// How long a rested target gets no attempts before one probe.
     pub breaker_open_ms: u64,
     /// Outcomes written per database round trip, at most.
-    pub record_batch: usize,
+    pub(crate) record_batch: usize,
     /// Longest an outcome waits for its batch to fill.
-    pub record_delay_ms: u64,
+    pub(crate) record_delay_ms: u64,
     /// At shutdown, how long attempts in flight may finish before their leases are given back.
-    pub shutdown_grace_ms: u64,
+    pub(crate) shutdown_grace_ms: u64,
 }
 
 impl DispatcherSettings {
-    pub fn lease(&self) -> Duration {
+    pub(crate) fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
     }
 
-    pub fn attempt_timeout(&self) -> Duration {
+    pub(crate) fn attempt_timeout(&self) -> Duration {
         Duration::from_millis(self.attempt_timeout_ms)
     }
 
-    pub fn poll_interval(&self) -> Duration {
+    pub(crate) fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
     }
 
-    pub fn circuit_breaker(&self) -> webhook_domain::CircuitBreakerConfig {
+    pub(crate) fn circuit_breaker(&self) -> webhook_domain::CircuitBreakerConfig {
         webhook_domain::CircuitBreakerConfig {
             failure_threshold: self.breaker_failure_threshold.max(1),
             open_for: Duration::from_millis(self.breaker_open_ms),
@@ -195,7 +195,7 @@ pub struct TransportSettings {
     /// in the environment, comma-separated.
     pub allowed_cidrs: Vec<String>,
     /// Longest wait for the TCP connection, within the attempt's own timeout.
-    pub connect_timeout_ms: u64,
+    pub(crate) connect_timeout_ms: u64,
 }
 
 impl TransportSettings {
@@ -217,7 +217,7 @@ impl TransportSettings {
         Ok(AddressPolicy::new(allow))
     }
 
-    pub fn connect_timeout(&self) -> Duration {
+    pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
 }
@@ -225,23 +225,23 @@ impl TransportSettings {
 /// How long finished history is kept.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetentionSettings {
+pub(crate) struct RetentionSettings {
     /// Events whose deliveries are all finished are removed, with their deliveries and
     /// attempts, this many hours after they were published; 0 keeps everything.
-    pub max_age_hours: u64,
+    pub(crate) max_age_hours: u64,
     /// How often the pruning job runs.
-    pub interval_secs: u64,
+    pub(crate) interval_secs: u64,
     /// Events removed per transaction.
-    pub batch_size: u32,
+    pub(crate) batch_size: u32,
 }
 
 impl RetentionSettings {
     /// The age past which finished history is removed; `None` when retention is off.
-    pub fn max_age(&self) -> Option<Duration> {
+    pub(crate) fn max_age(&self) -> Option<Duration> {
         (self.max_age_hours > 0).then(|| Duration::from_secs(self.max_age_hours * 3600))
     }
 
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
     }
 }
@@ -253,7 +253,7 @@ impl RetentionSettings {
 pub struct IdentusSettings {
     pub global_webhook_url: Option<String>,
     pub global_webhook_api_key: Option<String>,
-    pub default_wallet_enabled: bool,
+    pub(crate) default_wallet_enabled: bool,
     pub default_wallet_webhook_url: Option<String>,
     pub default_wallet_webhook_api_key: Option<String>,
     pub default_wallet_auth_api_key: Option<String>,

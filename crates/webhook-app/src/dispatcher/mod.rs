@@ -34,25 +34,25 @@ use crate::metrics::Metrics;
 
 /// How the dispatcher works.
 #[derive(Debug, Clone)]
-pub struct DispatcherConfig {
+pub(crate) struct DispatcherConfig {
     /// Most deliveries claimed at once.
-    pub batch_size: u32,
-    pub lease: Duration,
-    pub attempt_timeout: Duration,
+    pub(crate) batch_size: u32,
+    pub(crate) lease: Duration,
+    pub(crate) attempt_timeout: Duration,
     /// Longest idle sleep; publishes wake the dispatcher at once.
-    pub poll_interval: Duration,
-    pub default_retry_policy: RetryPolicy,
+    pub(crate) poll_interval: Duration,
+    pub(crate) default_retry_policy: RetryPolicy,
     /// Most attempts in flight (and deliveries held waiting for a slot), all targets together.
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Most attempts in flight to one target.
-    pub max_in_flight_per_target: usize,
-    pub circuit_breaker: CircuitBreakerConfig,
+    pub(crate) max_in_flight_per_target: usize,
+    pub(crate) circuit_breaker: CircuitBreakerConfig,
     /// Outcomes are written once this many are waiting...
-    pub record_batch: usize,
+    pub(crate) record_batch: usize,
     /// ...or once the oldest has waited this long.
-    pub record_delay: Duration,
+    pub(crate) record_delay: Duration,
     /// At shutdown, how long attempts in flight may take before their leases are given back.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// The ports the dispatcher drives, and how it draws jitter.
@@ -222,7 +222,7 @@ impl Dispatcher {
     /// As [`Self::run`], hearing of deleted or disabled targets on `changes`: what waits here
     /// for a slot of such a target is given back at once and nothing more of it starts
     /// (attempts in flight end as they will).
-    pub async fn run_with(
+    pub(crate) async fn run_with(
         self: Arc<Self>,
         wake: Arc<Notify>,
         mut changes: mpsc::UnboundedReceiver<WebhookId>,
