@@ -22,7 +22,7 @@ const K8S_DIR: &str = "deploy/k8s";
 const SYSTEMD_UNIT: &str = "deploy/systemd/webhookd.service";
 const TOOLCHAIN: &str = "rust-toolchain.toml";
 /// Holds the built-in defaults, among them the drain bound.
-const CONFIG_RS: &str = "crates/webhook-app/src/config.rs";
+const CONFIG_RS: &str = "crates/webhook-app/src/config/defaults.rs";
 
 /// Answers 200 while the process runs.
 const LIVENESS_PATH: &str = "/health";
@@ -138,7 +138,7 @@ fn toolchain_channel(toml: &str) -> anyhow::Result<String> {
         .context("rust-toolchain.toml: no channel = \"...\" line")
 }
 
-/// `shutdown_grace_ms` in config.rs's built-in defaults, read from the source so that the
+/// `shutdown_grace_ms` in the built-in defaults (`config/defaults.rs`), read from the source so that the
 /// check follows the code.
 fn default_shutdown_grace_ms(config_rs: &str) -> anyhow::Result<u64> {
     config_rs
