@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use webhook_adapters::{HyperTransport, SystemClock, TransportConfig};
+use webhook_adapters::{DESTINATIONS, DestinationKind, Destinations, SystemClock, TransportConfig};
 use webhook_domain::ApiKey;
 use webhook_ports::{Clock, LeaseOwner};
 
@@ -58,6 +58,14 @@ impl Running {
         }
         drop(self.background);
     }
+}
+
+/// Adapters besides the built-in ones, for a team that builds its own binary around this crate
+/// (and for tests): each is one more entry here.
+#[derive(Debug, Default, Clone)]
+pub struct Extensions {
+    /// Destinations for more target URL schemes, besides [`DESTINATIONS`].
+    pub destinations: Vec<DestinationKind>,
 }
 
 /// Opens the database named by the settings and brings its schema up to date (or, with
@@ -96,14 +104,25 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    start_with(settings, &Extensions::default()).await
+}
+
+/// [`start`] with adapters besides the built-in ones.
+///
+/// # Errors
+/// As [`start`], and when an extension cannot be built or serves a scheme another serves.
+pub async fn start_with(settings: &Settings, extensions: &Extensions) -> anyhow::Result<Running> {
     let address_policy = settings.transport.address_policy()?;
-    let transport = HyperTransport::new(TransportConfig {
-        connect_timeout: settings.transport.connect_timeout(),
-        ssrf_guard: settings.transport.ssrf_guard,
-        address_policy: address_policy.clone(),
-        ..TransportConfig::default()
-    })
-    .context("transport")?;
+    let destinations = Destinations::open(
+        DESTINATIONS.iter().chain(&extensions.destinations),
+        &TransportConfig {
+            connect_timeout: settings.transport.connect_timeout(),
+            ssrf_guard: settings.transport.ssrf_guard,
+            address_policy: address_policy.clone(),
+            ..TransportConfig::default()
+        },
+    )?;
+    let schemes: Arc<[&'static str]> = destinations.schemes().into();
     if !settings.transport.ssrf_guard {
         tracing::warn!("the SSRF guard is off: targets may reach this host and its networks");
     }
@@ -135,7 +154,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         None
     };
 
-    let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
+    let transport: Arc<dyn webhook_ports::Destination> = Arc::new(destinations);
     let metrics = Arc::new(Metrics::new());
     let (publishing, publish_workers) = publisher::Publishing::start(
         store.outbox(),
@@ -154,6 +173,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         database: Arc::new(StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
         transport: transport.clone(),
+        schemes,
         clock: clock.clone(),
         wake: wake.clone(),
         target_changes,
@@ -231,7 +251,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 fn start_delivery(
     settings: &Settings,
     store: &Store,
-    transport: Arc<dyn webhook_ports::Transport>,
+    transport: Arc<dyn webhook_ports::Destination>,
     clock: Arc<dyn Clock>,
     (wake, changes): (
         Arc<Notify>,

@@ -1,4 +1,4 @@
-//! The ports: the traits the core needs from the outside world (storage, HTTP, the clock), each
+//! The ports: the traits the core needs from the outside world (storage, destinations, the clock), each
 //! with its contract. Adapters implement them; the app depends only on them.
 //!
 //! Every `MUST` in these docs is one case of the shared contract suite that runs against every
@@ -10,13 +10,14 @@
 mod clock;
 #[cfg(feature = "contract")]
 pub mod contract;
+mod destination;
 mod outbox;
 mod storage;
 mod tenancy;
-mod transport;
 mod webhooks;
 
 pub use clock::Clock;
+pub use destination::{AttemptReport, Destination};
 pub use outbox::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
@@ -24,17 +25,16 @@ pub use outbox::{
 };
 pub use storage::{ChangeListener, PoolState, Storage, StorageError, StorageLifecycle, Watch};
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
-pub use transport::{AttemptReport, Transport};
 pub use webhooks::{WebhookRepository, WebhookStoreError};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
+pub use destination::MockDestination;
+#[cfg(any(test, feature = "mock"))]
 pub use outbox::{MockDeliveryQueue, MockEventOutbox, MockRedeliveryJobs, MockRetention};
 #[cfg(any(test, feature = "mock"))]
 pub use tenancy::MockWalletRepository;
-#[cfg(any(test, feature = "mock"))]
-pub use transport::MockTransport;
 #[cfg(any(test, feature = "mock"))]
 pub use webhooks::MockWebhookRepository;
 

@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 use webhook_ports::{
-    Clock, DeliveryQueue, EventOutbox, RedeliveryJobs, Transport, WalletRepository,
+    Clock, DeliveryQueue, Destination, EventOutbox, RedeliveryJobs, WalletRepository,
     WebhookRepository,
 };
 
@@ -52,7 +52,9 @@ pub struct ApiState {
     pub database: Arc<dyn DatabaseStatus>,
     pub metrics: Arc<Metrics>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).
-    pub transport: Arc<dyn Transport>,
+    pub transport: Arc<dyn Destination>,
+    /// The target URL schemes that some destination serves.
+    pub schemes: Arc<[&'static str]>,
     pub clock: Arc<dyn Clock>,
     /// Notified after each publish or requeue, so an idle dispatcher starts at once.
     pub wake: Arc<Notify>,
