@@ -17,6 +17,7 @@ pub mod schema;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod snapshot;
+mod sources;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,5 +26,6 @@ pub use clock::SystemClock;
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
 pub use postgres::{PgOpenError, PgStore};
 pub use registry::{Opening, STORAGE_BACKENDS, StorageBackend, storage_backend};
+pub use sources::EVENT_SOURCES;
 pub use sqlite::{SqliteOpenError, SqliteStore};
 pub use webhook_ports::PoolState;

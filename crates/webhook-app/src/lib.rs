@@ -13,6 +13,7 @@ mod publisher;
 mod redelivery;
 pub mod retention;
 mod secrets;
+mod sources;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
 use metrics::Metrics;
 use store::Store;
+
+pub use sources::Extensions;
 
 /// A running service.
 #[derive(Debug)]
@@ -96,6 +99,19 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    start_with(settings, Extensions::default()).await
+}
+
+/// As [`start`], with what `extensions` registers (event sources) known beside the built-ins.
+///
+/// # Errors
+/// As [`start`]; also when a configured event source is unknown or refuses its URL.
+pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::Result<Running> {
+    let sources = sources::open(
+        &settings.sources,
+        webhook_adapters::EVENT_SOURCES,
+        &extensions,
+    )?;
     let address_policy = settings.transport.address_policy()?;
     let transport = HyperTransport::new(TransportConfig {
         connect_timeout: settings.transport.connect_timeout(),
@@ -144,6 +160,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         Some(metrics.clone()),
         wake.clone(),
     );
+    // First in `tasks`: sources hold the publishing service, whose workers end after them.
+    tasks.extend(sources.start(&publishing, role.serves_api(), &shutdown_rx));
     let api_state = api::ApiState {
         publishing,
         wallets: store.wallets(),
