@@ -78,14 +78,14 @@ pub enum SourceError {
     Backend(#[source] BoxError),
 }
 
-/// Resolves once the service is stopping. A source selects on it beside its reads (`&mut
-/// shutdown` can be polled again and again) and returns soon after.
-pub struct Shutdown(Pin<Box<dyn Future<Output = ()> + Send>>);
+/// Resolves once the service is stopping. A source selects on it beside its reads: `&mut
+/// shutdown` can be polled again and again, also after it has resolved (it stays resolved).
+pub struct Shutdown(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
 
 impl Shutdown {
     /// A shutdown signalled when `signal` resolves.
     pub fn new(signal: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(Box::pin(signal))
+        Self(Some(Box::pin(signal)))
     }
 }
 
@@ -93,7 +93,15 @@ impl Future for Shutdown {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
+        // An async block must not be polled once it has completed: remember that it did.
+        let Some(signal) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let polled = signal.as_mut().poll(cx);
+        if polled.is_ready() {
+            self.0 = None;
+        }
+        polled
     }
 }
 
@@ -175,6 +183,16 @@ mod tests {
         assert!(!KIND.serves("idler://x"));
         assert!(!KIND.serves("idle:x"));
         assert!(!KIND.serves("idle"));
+    }
+
+    #[test]
+    fn a_shutdown_stays_resolved() {
+        let mut shutdown = Shutdown::new(async {});
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..3 {
+            assert!(Pin::new(&mut shutdown).poll(&mut cx).is_ready());
+        }
     }
 
     #[test]

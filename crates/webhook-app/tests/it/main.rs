@@ -10,6 +10,7 @@ mod child;
 mod cli;
 mod crash;
 mod delivery;
+mod event_source;
 mod global_webhook;
 mod misbehaving_receivers;
 mod observability;
