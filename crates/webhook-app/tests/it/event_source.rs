@@ -22,9 +22,7 @@ use json_lines::JsonLines;
 /// A service with the JSON-lines source reading `file`.
 async fn service_reading(backend: Backend, file: &Path) -> Option<Service> {
     let url = format!("jsonl://{}", file.display());
-    // ANCHOR: register
     let extensions = Extensions::default().with_source(json_lines::KIND);
-    // ANCHOR_END: register
     Service::start_extended(backend, extensions, |s| s.sources = vec![url]).await
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod event_source;
+mod extending_doc;
 mod global_webhook;
 mod misbehaving_receivers;
 mod observability;

@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use webhook_domain::{Event, EventId, EventType, Timestamp, WalletId};
 use webhook_ports::{EventSource, PublishEvents, PublishItem, Shutdown, SourceError, SourceKind};
 
-// ANCHOR: kind
 /// `jsonl:///absolute/path/events.jsonl`.
 pub const KIND: SourceKind = SourceKind {
     name: "JSON lines",
@@ -25,7 +24,6 @@ pub const KIND: SourceKind = SourceKind {
     example: "jsonl:///var/lib/webhookd/events.jsonl",
     open: JsonLines::open,
 };
-// ANCHOR_END: kind
 
 /// How often the file is read again once every line in it is done.
 const POLL: Duration = Duration::from_millis(20);
@@ -154,7 +152,6 @@ fn unavailable(e: std::io::Error) -> SourceError {
     SourceError::Unavailable(Box::new(e))
 }
 
-// ANCHOR: run
 #[async_trait]
 impl EventSource for JsonLines {
     async fn run(
@@ -195,4 +192,3 @@ impl EventSource for JsonLines {
         }
     }
 }
-// ANCHOR_END: run
