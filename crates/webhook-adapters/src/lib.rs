@@ -18,6 +18,7 @@ pub mod schema;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod snapshot;
+mod sources;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,5 +31,6 @@ pub use registry::{
     DESTINATIONS, DestinationKind, Destinations, DestinationsError, Opening, STORAGE_BACKENDS,
     StorageBackend, storage_backend,
 };
+pub use sources::EVENT_SOURCES;
 pub use sqlite::{SqliteOpenError, SqliteStore};
 pub use webhook_ports::PoolState;

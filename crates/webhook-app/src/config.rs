@@ -41,6 +41,9 @@ pub struct Settings {
     /// otherwise be merged into.
     #[serde(default = "RetryPolicy::identus")]
     pub default_retry_policy: RetryPolicy,
+    /// Event sources to start beside the REST API, one URL each; a URL's scheme picks the
+    /// source (see `sources.rs`). Empty: events come in through the API and the CLI only.
+    pub sources: Vec<String>,
     pub api: ApiSettings,
     pub dispatcher: DispatcherSettings,
     pub transport: TransportSettings,
@@ -363,6 +366,7 @@ database_url = ""
 database_pool_size = 10
 migrate_on_start = true
 max_webhooks_per_wallet = 10
+sources = []
 
 [api]
 max_body_bytes = 262144
@@ -480,6 +484,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("transport.allowed_cidrs")
+                .with_list_parse_key("sources")
                 .source(Some(ours)),
         );
         for (variable, key) in IDENTUS_VARIABLES {
@@ -502,6 +507,7 @@ impl Settings {
     pub fn redacted(&self) -> Settings {
         let mut masked = self.clone();
         masked.database_url = redact_url(&self.database_url);
+        masked.sources = self.sources.iter().map(|url| redact_url(url)).collect();
         masked.identus = self.identus.redacted();
         masked
     }
@@ -1072,7 +1078,7 @@ mod tests {
         check(
             Some("listn = \"x\""),
             &[],
-            "listn: unknown setting; expected one of listen, role, base_path, data_dir, database_url, database_pool_size, migrate_on_start, max_webhooks_per_wallet, default_retry_policy, api, dispatcher, transport, retention, identus (in FILE)",
+            "listn: unknown setting; expected one of listen, role, base_path, data_dir, database_url, database_pool_size, migrate_on_start, max_webhooks_per_wallet, default_retry_policy, sources, api, dispatcher, transport, retention, identus (in FILE)",
         );
         check(
             Some("[retention]\nmax_age = 3"),

@@ -13,6 +13,7 @@ mod publisher;
 mod redelivery;
 pub mod retention;
 mod secrets;
+mod sources;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use webhook_adapters::{DESTINATIONS, DestinationKind, Destinations, SystemClock, TransportConfig};
 use webhook_domain::ApiKey;
-use webhook_ports::{Clock, LeaseOwner};
+use webhook_ports::{Clock, LeaseOwner, SourceKind};
 
 use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
@@ -60,12 +61,40 @@ impl Running {
     }
 }
 
-/// Adapters besides the built-in ones, for a team that builds its own binary around this crate
-/// (and for tests): each is one more entry here.
-#[derive(Debug, Default, Clone)]
+/// What an embedder adds to webhookd at start: event source kinds and destination kinds beside
+/// the built-in ones. `Extensions::default()` adds nothing: the built-in kinds are always known.
+/// A test registers an adapter of its own with `Extensions::default().with_source(KIND)` or
+/// `.with_destination(KIND)`, given to [`crate::start_with`].
+#[derive(Debug, Clone, Default)]
 pub struct Extensions {
-    /// Destinations for more target URL schemes, besides [`DESTINATIONS`].
-    pub destinations: Vec<DestinationKind>,
+    sources: Vec<SourceKind>,
+    destinations: Vec<DestinationKind>,
+}
+
+impl Extensions {
+    /// Makes `kind` deliver to the target URL schemes it serves.
+    #[must_use]
+    pub fn with_destination(mut self, kind: DestinationKind) -> Self {
+        self.destinations.push(kind);
+        self
+    }
+
+    /// The source kinds added.
+    pub(crate) fn sources(&self) -> &[SourceKind] {
+        &self.sources
+    }
+
+    /// The destination kinds added.
+    pub(crate) fn destinations(&self) -> &[DestinationKind] {
+        &self.destinations
+    }
+
+    /// Makes `kind` available to the `sources` setting, for the URL schemes it serves.
+    #[must_use]
+    pub fn with_source(mut self, kind: SourceKind) -> Self {
+        self.sources.push(kind);
+        self
+    }
 }
 
 /// Opens the database named by the settings and brings its schema up to date (or, with
@@ -104,17 +133,24 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
-    start_with(settings, &Extensions::default()).await
+    start_with(settings, Extensions::default()).await
 }
 
-/// [`start`] with adapters besides the built-in ones.
+/// As [`start`], with the adapters that `extensions` registers (event sources, destinations)
+/// known beside the built-ins.
 ///
 /// # Errors
-/// As [`start`], and when an extension cannot be built or serves a scheme another serves.
-pub async fn start_with(settings: &Settings, extensions: &Extensions) -> anyhow::Result<Running> {
+/// As [`start`]; also when a configured event source is unknown or refuses its URL, or a
+/// destination cannot be built or serves a scheme another serves.
+pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::Result<Running> {
+    let sources = sources::open(
+        &settings.sources,
+        webhook_adapters::EVENT_SOURCES,
+        &extensions,
+    )?;
     let address_policy = settings.transport.address_policy()?;
     let destinations = Destinations::open(
-        DESTINATIONS.iter().chain(&extensions.destinations),
+        DESTINATIONS.iter().chain(extensions.destinations()),
         &TransportConfig {
             connect_timeout: settings.transport.connect_timeout(),
             ssrf_guard: settings.transport.ssrf_guard,
@@ -163,6 +199,8 @@ pub async fn start_with(settings: &Settings, extensions: &Extensions) -> anyhow:
         Some(metrics.clone()),
         wake.clone(),
     );
+    // First in `tasks`: sources hold the publishing service, whose workers end after them.
+    tasks.extend(sources.start(&publishing, role.serves_api(), &shutdown_rx));
     let api_state = api::ApiState {
         publishing,
         wallets: store.wallets(),
