@@ -472,6 +472,11 @@ impl Webhook {
         aligned == *other
     }
 
+    /// The retry policy its deliveries follow: its own, or the service's `default`.
+    pub fn effective_retry_policy<'a>(&'a self, default: &'a RetryPolicy) -> &'a RetryPolicy {
+        self.retry_policy.as_ref().unwrap_or(default)
+    }
+
     /// Whether this target must get a delivery for `event`: it is enabled, its scope covers
     /// the event's wallet, and its filter (if any) accepts the event's type.
     pub fn wants(&self, event: &Event) -> bool {
@@ -666,6 +671,33 @@ mod tests {
             headers(&[("X-A", &long)]),
             Err(CustomHeadersError::ValueTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn a_target_follows_its_own_retry_policy_or_the_default() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let hook = Webhook::new(
+            WebhookId::from_uuid(uuid::Uuid::nil()),
+            WebhookScope::Global,
+            WebhookUrl::parse("https://a.example/hook").unwrap(),
+            CustomHeaders::default(),
+            at,
+        );
+        let default = RetryPolicy::identus();
+        assert_eq!(hook.effective_retry_policy(&default), &default);
+        let own = RetryPolicy::new(
+            crate::Backoff::Fixed {
+                interval: Duration::from_secs(1),
+            },
+            2,
+            None,
+        )
+        .unwrap();
+        let with_own = Webhook {
+            retry_policy: Some(own.clone()),
+            ..hook
+        };
+        assert_eq!(with_own.effective_retry_policy(&default), &own);
     }
 
     #[test]

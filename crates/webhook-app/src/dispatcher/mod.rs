@@ -717,10 +717,7 @@ impl Dispatcher {
             .await;
         self.metrics
             .attempt_finished(&report.detail, report.duration);
-        let policy = webhook
-            .retry_policy
-            .as_ref()
-            .unwrap_or(&self.config.default_retry_policy);
+        let policy = webhook.effective_retry_policy(&self.config.default_retry_policy);
         let finished_at = self.clock.now();
         // The lease the outcome is written under (the delivery is in flight, or `on_attempt`
         // refuses it below).
