@@ -20,7 +20,7 @@ use uuid::Uuid;
 use webhook_adapters::testing::PgTestSchema;
 use webhook_adapters::{PgStore, SqliteStore};
 use webhook_domain::{
-    AttemptOutcome, CustomHeaders, Event, EventId, EventType, Jitter, RetryPolicy, Timestamp,
+    AttemptDetail, CustomHeaders, Event, EventId, EventType, Jitter, RetryPolicy, Timestamp,
     Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
@@ -82,7 +82,7 @@ async fn claim_and_complete(
 ) -> Duration {
     fill(store, wallet, iters * u64::from(batch)).await;
     let owner = LeaseOwner("bench".to_owned());
-    let ok = AttemptOutcome::Response {
+    let ok = AttemptDetail::Response {
         status: 200,
         retry_after: None,
     };
@@ -108,14 +108,14 @@ async fn claim_and_complete(
             .map(|c| AttemptRecord {
                 delivery: c
                     .delivery
-                    .on_attempt(&ok, &RetryPolicy::identus(), now, Jitter::MAX)
+                    .on_attempt(&ok.outcome(), &RetryPolicy::identus(), now, Jitter::MAX)
                     .unwrap()
                     .0,
                 attempt: AttemptLog {
                     number: 1,
                     started_at: now,
                     duration: Duration::from_millis(3),
-                    outcome: ok,
+                    detail: ok,
                     response_excerpt: None,
                     error: None,
                 },

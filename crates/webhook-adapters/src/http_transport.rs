@@ -1,13 +1,13 @@
-//! The [`Transport`] port over HTTP with one pooled hyper-util client: POSTs a delivery's exact
-//! bytes and headers and turns whatever happens into an [`AttemptReport`]. `http` targets speak
+//! The HTTP [`Destination`]: `http` and `https` targets, with one pooled hyper-util client. It
+//! POSTs a delivery's exact bytes and headers and turns whatever happens into an
+//! [`AttemptReport`]: the outcome as the compatibility contract reads HTTP statuses
+//! ([`webhook_domain::AttemptOutcome::of_http_status`]), the status and a body excerpt as the detail. `http` targets speak
 //! HTTP/1.1; `https` targets go through rustls (Mozilla's roots plus any configured extra roots)
 //! and speak HTTP/2 or HTTP/1.1, as ALPN decides.
 //!
 //! The SSRF guard (on by default) judges every address before a connection is made: an IP
 //! literal host before the request is sent (the connector never resolves those), a name in
-//! `GuardedResolver`, which hands the connector only the addresses the [`AddressPolicy`]
-//! accepted, so the connector connects to exactly what was checked and a second DNS answer
-//! cannot slip past it.
+//! the [`Egress`] resolver, which hands the connector only the addresses the guard accepted.
 //!
 //! What it must not do: follow redirects (a 3xx is a response like any other), wait longer than
 //! the attempt's `timeout`, read more than `max_response_excerpt` bytes of a response body,
@@ -16,12 +16,9 @@
 //! stored webhook can supply.
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +30,6 @@ use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -41,18 +37,32 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use webhook_domain::{
-    AddressPolicy, AttemptOutcome, OutboundMessage, RefusedAddress, WebhookUrl, parse_retry_after,
+    AddressPolicy, AttemptDetail, OutboundMessage, RefusedAddress, WebhookUrl, parse_retry_after,
 };
-use webhook_ports::{AttemptReport, Transport};
+use webhook_ports::{AttemptReport, Destination};
+
+use crate::egress::{Egress, EgressError, GuardedResolver};
+use crate::registry::DestinationKind;
+
+/// The HTTP destination in the registry.
+pub(crate) const DESTINATION: DestinationKind = DestinationKind {
+    name: "HTTP",
+    schemes: WebhookUrl::HTTP_SCHEMES,
+    open: |config| {
+        let transport = HyperTransport::new(config.clone())?;
+        Ok(Arc::new(transport) as Arc<dyn Destination>)
+    },
+};
 
 /// The largest response head (status line and headers) read before giving up with
-/// [`AttemptOutcome::ResponseTooLarge`]. hyper refuses values below 8 KiB.
+/// [`AttemptDetail::ResponseTooLarge`]. hyper refuses values below 8 KiB.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// How long the operating system keeps probing an idle pooled connection.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// Settings of the HTTP transport.
+/// Settings of the network destinations: the SSRF guard every one of them connects through,
+/// and the HTTP destination's own.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
     /// Longest wait for the TCP connection, within the attempt's own timeout.
@@ -71,6 +81,13 @@ pub struct TransportConfig {
     pub ssrf_guard: bool,
     /// What the SSRF guard allows besides public addresses.
     pub address_policy: AddressPolicy,
+}
+
+impl TransportConfig {
+    /// The resolver and SSRF guard that a network destination connects through.
+    pub fn egress(&self) -> Egress {
+        Egress::new(self.ssrf_guard.then(|| self.address_policy.clone()))
+    }
 }
 
 impl Default for TransportConfig {
@@ -108,8 +125,8 @@ pub struct HyperTransport {
     /// fails with a message saying so, rather than sending something else.
     user_agent: Option<HeaderValue>,
     max_response_excerpt: usize,
-    /// The SSRF guard's policy; `None` when the guard is off.
-    guard: Option<Arc<AddressPolicy>>,
+    /// Name resolution behind the SSRF guard.
+    egress: Egress,
 }
 
 impl HyperTransport {
@@ -118,7 +135,8 @@ impl HyperTransport {
     /// # Errors
     /// When an extra root certificate is not PEM or not a certificate rustls accepts.
     pub fn new(config: TransportConfig) -> Result<Self, TransportConfigError> {
-        Self::build(config, Lookup::System)
+        let egress = config.egress();
+        Self::build(config, egress)
     }
 
     /// A transport whose resolver answers the names in `hosts` with their addresses instead of
@@ -134,22 +152,16 @@ impl HyperTransport {
         config: TransportConfig,
         hosts: &[(&str, &[IpAddr])],
     ) -> Result<Self, TransportConfigError> {
-        let hosts = hosts
-            .iter()
-            .map(|(name, addresses)| ((*name).to_owned(), addresses.to_vec()))
-            .collect();
-        Self::build(config, Lookup::Fixed(Arc::new(hosts)))
+        let egress = config.egress().with_fixed_hosts(hosts);
+        Self::build(config, egress)
     }
 
-    fn build(config: TransportConfig, lookup: Lookup) -> Result<Self, TransportConfigError> {
-        let guard = config
-            .ssrf_guard
-            .then(|| Arc::new(config.address_policy.clone()));
+    fn build(config: TransportConfig, egress: Egress) -> Result<Self, TransportConfigError> {
         Ok(Self {
-            client: build_client(&config, guard.clone(), lookup)?,
+            client: build_client(&config, &egress)?,
             user_agent: HeaderValue::from_str(&config.user_agent).ok(),
             max_response_excerpt: config.max_response_excerpt,
-            guard,
+            egress,
         })
     }
 
@@ -167,7 +179,7 @@ impl HyperTransport {
             .and_then(|value| parse_retry_after(value, OffsetDateTime::now_utc()));
         let excerpt = read_excerpt(response, self.max_response_excerpt, deadline).await;
         Attempt {
-            outcome: AttemptOutcome::Response {
+            detail: AttemptDetail::Response {
                 status,
                 retry_after,
             },
@@ -182,7 +194,7 @@ impl HyperTransport {
         url: &WebhookUrl,
         message: &OutboundMessage,
     ) -> Result<Request<Full<Bytes>>, Attempt> {
-        let failed = |error: String| Attempt::failed(AttemptOutcome::ConnectionFailed, error);
+        let failed = |error: String| Attempt::failed(AttemptDetail::ConnectionFailed, error);
         let user_agent = self.user_agent.clone().ok_or_else(|| {
             failed("transport: the configured user agent is not a valid HTTP header value".into())
         })?;
@@ -190,8 +202,8 @@ impl HyperTransport {
             .map_err(|_| failed("url: not a valid HTTP request target".into()))?;
         // The connector skips the resolver for IP literals, so they are judged here, on the very
         // host the connector will parse.
-        if let (Some(policy), Some(ip)) = (&self.guard, ip_literal(&uri)) {
-            policy.check(ip).map_err(Attempt::refused)?;
+        if let Some(ip) = ip_literal(&uri) {
+            self.egress.check(ip).map_err(Attempt::refused)?;
         }
         let mut request = Request::new(Full::new(Bytes::copy_from_slice(&message.body)));
         *request.method_mut() = Method::POST;
@@ -218,7 +230,7 @@ impl HyperTransport {
 }
 
 #[async_trait]
-impl Transport for HyperTransport {
+impl Destination for HyperTransport {
     async fn send(
         &self,
         url: &WebhookUrl,
@@ -233,7 +245,7 @@ impl Transport for HyperTransport {
                 .await
                 .unwrap_or_else(|_| {
                     Attempt::failed(
-                        AttemptOutcome::Timeout,
+                        AttemptDetail::Timeout,
                         format!("no response within {} ms", timeout.as_millis()),
                     )
                 }),
@@ -242,15 +254,14 @@ impl Transport for HyperTransport {
         tracing::debug!(
             host = url.host(),
             port = url.port(),
-            outcome = ?attempt.outcome,
+            detail = ?attempt.detail,
             duration_ms = duration.as_millis(),
             "webhook attempt"
         );
         AttemptReport {
-            outcome: attempt.outcome,
-            duration,
             response_excerpt: attempt.excerpt,
             error: attempt.error,
+            ..AttemptReport::of(attempt.detail, duration)
         }
     }
 }
@@ -269,13 +280,9 @@ fn ip_literal(uri: &Uri) -> Option<IpAddr> {
 /// The one place the connector and the pool are configured.
 fn build_client(
     config: &TransportConfig,
-    guard: Option<Arc<AddressPolicy>>,
-    lookup: Lookup,
+    egress: &Egress,
 ) -> Result<HttpClient, TransportConfigError> {
-    let mut http = HttpConnector::new_with_resolver(GuardedResolver {
-        policy: guard,
-        lookup,
-    });
+    let mut http = HttpConnector::new_with_resolver(egress.resolver());
     // The TLS layer above decides which schemes go through; it takes only http and https.
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
@@ -330,100 +337,17 @@ fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, Transport
         .with_no_client_auth())
 }
 
-/// The connector's resolver: the system resolver (through tokio), then the SSRF guard, which
-/// drops every refused address. Only the addresses it returns are ever connected to.
-#[derive(Debug, Clone)]
-struct GuardedResolver {
-    /// `None` when the guard is off.
-    policy: Option<Arc<AddressPolicy>>,
-    lookup: Lookup,
-}
-
-/// Where names are looked up: the system resolver, or (tests only) a fixed table.
-#[derive(Debug, Clone)]
-enum Lookup {
-    System,
-    #[cfg(feature = "testing")]
-    Fixed(Arc<std::collections::HashMap<String, Vec<IpAddr>>>),
-}
-
-impl Lookup {
-    async fn resolve(&self, name: &str) -> io::Result<Vec<SocketAddr>> {
-        match self {
-            // Port 0: the connector puts in the URL's port.
-            Lookup::System => Ok(tokio::net::lookup_host((name, 0)).await?.collect()),
-            #[cfg(feature = "testing")]
-            Lookup::Fixed(hosts) => hosts
-                .get(name)
-                .map(|addresses| addresses.iter().map(|&ip| SocketAddr::new(ip, 0)).collect())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "name not in the table")),
-        }
-    }
-}
-
-/// Why the resolver gave the connector no address.
-#[derive(Debug, Error)]
-enum ResolveError {
-    #[error("dns lookup failed")]
-    Lookup(#[source] io::Error),
-    /// Every address the name resolved to was refused; this is the first of them.
-    #[error("address refused: {0}")]
-    Refused(RefusedAddress),
-}
-
-type Resolving =
-    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, ResolveError>> + Send>>;
-
-impl tower_service::Service<Name> for GuardedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = ResolveError;
-    type Future = Resolving;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let policy = self.policy.clone();
-        let lookup = self.lookup.clone();
-        Box::pin(async move {
-            let resolved = lookup
-                .resolve(name.as_str())
-                .await
-                .map_err(ResolveError::Lookup)?
-                .into_iter();
-            let Some(policy) = policy else {
-                return Ok(resolved.collect::<Vec<_>>().into_iter());
-            };
-            let mut first_refused = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .filter(|addr| match policy.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(refused) => {
-                        first_refused.get_or_insert(refused);
-                        false
-                    }
-                })
-                .collect();
-            match first_refused {
-                Some(refused) if allowed.is_empty() => Err(ResolveError::Refused(refused)),
-                _ => Ok(allowed.into_iter()),
-            }
-        })
-    }
-}
-
 /// An attempt's result before its duration is known.
 struct Attempt {
-    outcome: AttemptOutcome,
+    detail: AttemptDetail,
     excerpt: Option<String>,
     error: Option<String>,
 }
 
 impl Attempt {
-    fn failed(outcome: AttemptOutcome, error: String) -> Self {
+    fn failed(detail: AttemptDetail, error: String) -> Self {
         Self {
-            outcome,
+            detail,
             excerpt: None,
             error: Some(error),
         }
@@ -432,7 +356,7 @@ impl Attempt {
     /// The guard refused the target's address; naming the address (never the URL) is safe.
     fn refused(refused: RefusedAddress) -> Self {
         Self::failed(
-            AttemptOutcome::AddressRefused,
+            AttemptDetail::AddressRefused,
             format!("address refused: {refused}"),
         )
     }
@@ -446,16 +370,16 @@ impl Attempt {
         let mut dns = false;
         let mut source: Option<&(dyn StdError + 'static)> = err.source();
         while let Some(cause) = source {
-            if let Some(ResolveError::Refused(refused)) = cause.downcast_ref::<ResolveError>() {
+            if let Some(EgressError::Refused(refused)) = cause.downcast_ref::<EgressError>() {
                 return Self::refused(*refused);
             }
             if let Some(tls_err) = cause.downcast_ref::<rustls::Error>() {
-                return Self::failed(AttemptOutcome::TlsFailed, tls_error_text(tls_err));
+                return Self::failed(AttemptDetail::TlsFailed, tls_error_text(tls_err));
             }
             if let Some(hyper_err) = cause.downcast_ref::<hyper::Error>() {
                 if hyper_err.is_parse_too_large() {
                     return Self::failed(
-                        AttemptOutcome::ResponseTooLarge,
+                        AttemptDetail::ResponseTooLarge,
                         format!(
                             "response head larger than {} KiB or with too many headers",
                             MAX_RESPONSE_HEAD / 1024
@@ -464,13 +388,13 @@ impl Attempt {
                 }
                 if hyper_err.is_parse() {
                     return Self::failed(
-                        AttemptOutcome::ConnectionFailed,
+                        AttemptDetail::ConnectionFailed,
                         "the response is not valid HTTP/1.1".to_owned(),
                     );
                 }
                 if hyper_err.is_incomplete_message() {
                     return Self::failed(
-                        AttemptOutcome::ConnectionFailed,
+                        AttemptDetail::ConnectionFailed,
                         "connection closed before a complete response".to_owned(),
                     );
                 }
@@ -496,7 +420,7 @@ impl Attempt {
                 None => "connection failed before a response".to_owned(),
             }
         };
-        Self::failed(AttemptOutcome::ConnectionFailed, error)
+        Self::failed(AttemptDetail::ConnectionFailed, error)
     }
 }
 

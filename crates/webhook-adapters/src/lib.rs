@@ -2,6 +2,7 @@
 //! here and nowhere else; no diesel or hyper type appears in a public signature.
 
 mod clock;
+mod egress;
 mod http_transport;
 mod postgres;
 mod publishing;
@@ -17,13 +18,19 @@ pub mod schema;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod snapshot;
+mod sources;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use clock::SystemClock;
+pub use egress::{Egress, EgressError};
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
 pub use postgres::{PgOpenError, PgStore};
-pub use registry::{Opening, STORAGE_BACKENDS, StorageBackend, storage_backend};
+pub use registry::{
+    DESTINATIONS, DestinationKind, Destinations, DestinationsError, Opening, STORAGE_BACKENDS,
+    StorageBackend, storage_backend,
+};
+pub use sources::EVENT_SOURCES;
 pub use sqlite::{SqliteOpenError, SqliteStore};
 pub use webhook_ports::PoolState;

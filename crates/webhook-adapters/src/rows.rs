@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryId,
+    ApiKeyHash, ApiKeyTag, AttemptDetail, CancelReason, CustomHeaders, Delivery, DeliveryId,
     DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
     JobStopReason, RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
     WalletName, Webhook, WebhookScope, WebhookUrl,
@@ -350,7 +350,7 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
     Ok(Webhook {
         id: parse_id(&row.id)?,
         scope,
-        url: WebhookUrl::parse(&row.url).map_err(AdapterError::corrupt)?,
+        url: WebhookUrl::parse_stored(&row.url).map_err(AdapterError::corrupt)?,
         custom_headers: from_json::<CustomHeaders>(&row.custom_headers)?,
         event_types: row
             .event_types
@@ -383,14 +383,14 @@ pub(crate) fn to_webhook(row: WebhookColumns) -> Result<Webhook, AdapterError> {
 }
 
 /// An outcome as (kind, status code): the kind by the domain's name for it.
-pub(crate) fn outcome_columns(outcome: &AttemptOutcome) -> (&'static str, Option<i32>) {
+pub(crate) fn outcome_columns(outcome: &AttemptDetail) -> (&'static str, Option<i32>) {
     (outcome.kind().as_str(), outcome.status().map(i32::from))
 }
 
 /// The outcome of a stored kind and status code. A status that no `u16` holds counts as
 /// missing, which only a response needs.
-pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptOutcome, AdapterError> {
-    AttemptOutcome::parse(kind, status.and_then(|s| u16::try_from(s).ok()))
+pub(crate) fn to_outcome(kind: &str, status: Option<i32>) -> Result<AttemptDetail, AdapterError> {
+    AttemptDetail::parse(kind, status.and_then(|s| u16::try_from(s).ok()))
         .map_err(AdapterError::corrupt)
 }
 
@@ -786,7 +786,7 @@ pub(crate) struct NewAttempt {
 impl NewAttempt {
     pub(crate) fn of(record: &webhook_ports::AttemptRecord) -> Self {
         let a = &record.attempt;
-        let (outcome, status_code) = outcome_columns(&a.outcome);
+        let (outcome, status_code) = outcome_columns(&a.detail);
         Self {
             delivery_id: record.delivery.id().to_string(),
             number: i32::try_from(a.number).unwrap_or(i32::MAX),
@@ -833,7 +833,7 @@ pub(crate) fn row_to_attempt(
         number: u32::try_from(number).map_err(AdapterError::corrupt)?,
         started_at: from_micros(started)?,
         duration: Duration::from_micros(u64::try_from(duration).unwrap_or_default()),
-        outcome: to_outcome(&outcome, status)?,
+        detail: to_outcome(&outcome, status)?,
         response_excerpt: excerpt,
         error,
     })
@@ -1313,18 +1313,18 @@ mod tests {
     #[test]
     fn outcomes_round_trip_through_their_columns_and_bad_ones_are_corrupt() {
         for outcome in [
-            AttemptOutcome::Response {
+            AttemptDetail::Response {
                 status: 410,
                 retry_after: None,
             },
-            AttemptOutcome::Timeout,
-            AttemptOutcome::AddressRefused,
+            AttemptDetail::Timeout,
+            AttemptDetail::AddressRefused,
         ] {
             let (kind, status) = outcome_columns(&outcome);
             assert_eq!(to_outcome(kind, status).unwrap(), outcome);
         }
         assert_eq!(
-            outcome_columns(&AttemptOutcome::ConnectionFailed),
+            outcome_columns(&AttemptDetail::ConnectionFailed),
             ("connection_failed", None)
         );
         for (kind, status) in [

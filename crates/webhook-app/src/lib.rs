@@ -13,6 +13,7 @@ mod publisher;
 mod redelivery;
 mod retention;
 mod secrets;
+mod sources;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -22,9 +23,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use webhook_adapters::{HyperTransport, SystemClock, TransportConfig};
+use webhook_adapters::{DESTINATIONS, DestinationKind, Destinations, SystemClock, TransportConfig};
 use webhook_domain::ApiKey;
-use webhook_ports::{Clock, LeaseOwner};
+use webhook_ports::{Clock, LeaseOwner, SourceKind};
 
 use config::Settings;
 use dispatcher::{Dispatcher, DispatcherConfig};
@@ -57,6 +58,42 @@ impl Running {
             let _ = task.await;
         }
         drop(self.background);
+    }
+}
+
+/// What an embedder adds to webhookd at start: event source kinds and destination kinds beside
+/// the built-in ones. `Extensions::default()` adds nothing: the built-in kinds are always known.
+/// A test registers an adapter of its own with `Extensions::default().with_source(KIND)` or
+/// `.with_destination(KIND)`, given to [`crate::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    sources: Vec<SourceKind>,
+    destinations: Vec<DestinationKind>,
+}
+
+impl Extensions {
+    /// Makes `kind` deliver to the target URL schemes it serves.
+    #[must_use]
+    pub fn with_destination(mut self, kind: DestinationKind) -> Self {
+        self.destinations.push(kind);
+        self
+    }
+
+    /// The source kinds added.
+    pub(crate) fn sources(&self) -> &[SourceKind] {
+        &self.sources
+    }
+
+    /// The destination kinds added.
+    pub(crate) fn destinations(&self) -> &[DestinationKind] {
+        &self.destinations
+    }
+
+    /// Makes `kind` available to the `sources` setting, for the URL schemes it serves.
+    #[must_use]
+    pub fn with_source(mut self, kind: SourceKind) -> Self {
+        self.sources.push(kind);
+        self
     }
 }
 
@@ -96,14 +133,32 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// When the database cannot be opened or migrated, the configuration is invalid, or the
 /// address cannot be bound; each error names what failed.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    start_with(settings, Extensions::default()).await
+}
+
+/// As [`start`], with the adapters that `extensions` registers (event sources, destinations)
+/// known beside the built-ins.
+///
+/// # Errors
+/// As [`start`]; also when a configured event source is unknown or refuses its URL, or a
+/// destination cannot be built or serves a scheme another serves.
+pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::Result<Running> {
+    let sources = sources::open(
+        &settings.sources,
+        webhook_adapters::EVENT_SOURCES,
+        &extensions,
+    )?;
     let address_policy = settings.transport.address_policy()?;
-    let transport = HyperTransport::new(TransportConfig {
-        connect_timeout: settings.transport.connect_timeout(),
-        ssrf_guard: settings.transport.ssrf_guard,
-        address_policy: address_policy.clone(),
-        ..TransportConfig::default()
-    })
-    .context("transport")?;
+    let destinations = Destinations::open(
+        DESTINATIONS.iter().chain(extensions.destinations()),
+        &TransportConfig {
+            connect_timeout: settings.transport.connect_timeout(),
+            ssrf_guard: settings.transport.ssrf_guard,
+            address_policy: address_policy.clone(),
+            ..TransportConfig::default()
+        },
+    )?;
+    let schemes: Arc<[&'static str]> = destinations.schemes().into();
     if !settings.transport.ssrf_guard {
         tracing::warn!("the SSRF guard is off: targets may reach this host and its networks");
     }
@@ -135,7 +190,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         None
     };
 
-    let transport: Arc<dyn webhook_ports::Transport> = Arc::new(transport);
+    let transport: Arc<dyn webhook_ports::Destination> = Arc::new(destinations);
     let metrics = Arc::new(Metrics::new());
     let (publishing, publish_workers) = publisher::Publishing::start(
         store.outbox(),
@@ -144,6 +199,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         Some(metrics.clone()),
         wake.clone(),
     );
+    // First in `tasks`: sources hold the publishing service, whose workers end after them.
+    tasks.extend(sources.start(&publishing, role.serves_api(), &shutdown_rx));
     let api_state = api::ApiState {
         publishing,
         wallets: store.wallets(),
@@ -154,6 +211,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         database: Arc::new(StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
         transport: transport.clone(),
+        schemes,
         clock: clock.clone(),
         wake: wake.clone(),
         target_changes,
@@ -231,7 +289,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
 fn start_delivery(
     settings: &Settings,
     store: &Store,
-    transport: Arc<dyn webhook_ports::Transport>,
+    transport: Arc<dyn webhook_ports::Destination>,
     clock: Arc<dyn Clock>,
     (wake, changes): (
         Arc<Notify>,

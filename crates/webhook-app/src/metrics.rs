@@ -23,14 +23,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CircuitState, DeliveryId, DeliveryState, OutcomeKind, WebhookId,
+    AttemptDetail, CircuitState, DeliveryId, DeliveryState, DetailKind, WebhookId,
 };
 use webhook_ports::{AttemptRecord, Backlog};
 
 /// The content type of [`Metrics::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The `outcome` labels of a response, by [`AttemptOutcome::is_success`]: the metrics split
+/// The `outcome` labels of a response, by [`AttemptDetail::is_success`]: the metrics split
 /// the one kind in two.
 const RESPONSE_LABELS: [&str; 2] = ["success", "http_error"];
 
@@ -38,10 +38,10 @@ const RESPONSE_LABELS: [&str; 2] = ["success", "http_error"];
 /// the domain's name of every other kind.
 fn outcome_labels() -> impl Iterator<Item = &'static str> {
     RESPONSE_LABELS.into_iter().chain(
-        OutcomeKind::ALL
+        DetailKind::ALL
             .into_iter()
-            .filter(|kind| *kind != OutcomeKind::Response)
-            .map(OutcomeKind::as_str),
+            .filter(|kind| *kind != DetailKind::Response)
+            .map(DetailKind::as_str),
     )
 }
 
@@ -222,7 +222,7 @@ impl Metrics {
     }
 
     /// Counts one attempt and observes how long it took.
-    pub(crate) fn attempt_finished(&self, outcome: &AttemptOutcome, duration: Duration) {
+    pub(crate) fn attempt_finished(&self, outcome: &AttemptDetail, duration: Duration) {
         self.attempts
             .get_or_create(&OutcomeLabels {
                 outcome: outcome_label(outcome),
@@ -318,11 +318,11 @@ impl Metrics {
 }
 
 /// The `outcome` label of an attempt: one of [`outcome_labels`].
-fn outcome_label(outcome: &AttemptOutcome) -> &'static str {
+fn outcome_label(outcome: &AttemptDetail) -> &'static str {
     let [success, http_error] = RESPONSE_LABELS;
     match outcome.kind() {
-        OutcomeKind::Response if outcome.is_success() => success,
-        OutcomeKind::Response => http_error,
+        DetailKind::Response if outcome.is_success() => success,
+        DetailKind::Response => http_error,
         other => other.as_str(),
     }
 }
@@ -391,7 +391,7 @@ mod tests {
                 number: 1,
                 started_at: NOW,
                 duration: Duration::from_millis(5),
-                outcome: AttemptOutcome::Timeout,
+                detail: AttemptDetail::Timeout,
                 response_excerpt: None,
                 error: None,
             },
@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_by_outcome() {
-        fn check(outcome: AttemptOutcome, label: &str) {
+        fn check(outcome: AttemptDetail, label: &str) {
             assert!(
                 outcome_labels().any(|l| l == label),
                 "{label} is shown from the start"
@@ -453,7 +453,7 @@ mod tests {
                 .count();
             assert_eq!(others, 1, "{outcome:?} counted once:\n{text}");
         }
-        let response = |status| AttemptOutcome::Response {
+        let response = |status| AttemptDetail::Response {
             status,
             retry_after: None,
         };
@@ -462,11 +462,11 @@ mod tests {
         check(response(302), "http_error");
         check(response(410), "http_error");
         check(response(503), "http_error");
-        check(AttemptOutcome::Timeout, "timeout");
-        check(AttemptOutcome::ConnectionFailed, "connection_failed");
-        check(AttemptOutcome::TlsFailed, "tls_failed");
-        check(AttemptOutcome::ResponseTooLarge, "response_too_large");
-        check(AttemptOutcome::AddressRefused, "address_refused");
+        check(AttemptDetail::Timeout, "timeout");
+        check(AttemptDetail::ConnectionFailed, "connection_failed");
+        check(AttemptDetail::TlsFailed, "tls_failed");
+        check(AttemptDetail::ResponseTooLarge, "response_too_large");
+        check(AttemptDetail::AddressRefused, "address_refused");
     }
 
     #[test]
@@ -477,6 +477,8 @@ mod tests {
             [
                 "success",
                 "http_error",
+                "accepted",
+                "declined",
                 "timeout",
                 "connection_failed",
                 "tls_failed",
@@ -485,10 +487,10 @@ mod tests {
             ]
         );
         let mut seen = Vec::new();
-        for kind in OutcomeKind::ALL {
+        for kind in DetailKind::ALL {
             // A response has two labels by its status; any other kind one, whatever it is given.
             for status in [200, 500] {
-                let outcome = AttemptOutcome::parse(kind.as_str(), Some(status)).unwrap();
+                let outcome = AttemptDetail::parse(kind.as_str(), Some(status)).unwrap();
                 let label = outcome_label(&outcome);
                 assert!(labels.contains(&label), "{outcome:?} has label {label:?}");
                 if !seen.contains(&label) {
@@ -502,8 +504,8 @@ mod tests {
     #[test]
     fn attempt_durations_fill_the_histogram() {
         let metrics = Metrics::new();
-        metrics.attempt_finished(&AttemptOutcome::Timeout, Duration::from_millis(12));
-        metrics.attempt_finished(&AttemptOutcome::Timeout, Duration::from_secs(30));
+        metrics.attempt_finished(&AttemptDetail::Timeout, Duration::from_millis(12));
+        metrics.attempt_finished(&AttemptDetail::Timeout, Duration::from_secs(30));
         let text = render(&metrics);
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(has("webhookd_attempt_duration_seconds_count 2"), "{text}");

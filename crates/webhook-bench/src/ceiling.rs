@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use webhook_adapters::{PgStore, SqliteStore};
 use webhook_domain::{
-    AttemptOutcome, CustomHeaders, Event, EventId, EventType, Jitter, RetryPolicy, Timestamp,
+    AttemptDetail, CustomHeaders, Event, EventId, EventType, Jitter, RetryPolicy, Timestamp,
     Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
@@ -159,7 +159,7 @@ async fn fill(store: &dyn Store, wallet: WalletId, deliveries: u64) -> anyhow::R
 /// Claims, completes and records every delivery, a batch at a time; the time it took.
 async fn claim_and_complete(store: &dyn Store, deliveries: u64) -> anyhow::Result<Duration> {
     let owner = LeaseOwner("bench-ceiling".to_owned());
-    let ok = AttemptOutcome::Response {
+    let ok = AttemptDetail::Response {
         status: 200,
         retry_after: None,
     };
@@ -187,12 +187,15 @@ async fn claim_and_complete(store: &dyn Store, deliveries: u64) -> anyhow::Resul
             .iter()
             .map(|c| {
                 Ok(AttemptRecord {
-                    delivery: c.delivery.on_attempt(&ok, &policy, now, Jitter::MAX)?.0,
+                    delivery: c
+                        .delivery
+                        .on_attempt(&ok.outcome(), &policy, now, Jitter::MAX)?
+                        .0,
                     attempt: AttemptLog {
                         number: 1,
                         started_at: now,
                         duration: Duration::from_millis(1),
-                        outcome: ok,
+                        detail: ok,
                         response_excerpt: None,
                         error: None,
                     },

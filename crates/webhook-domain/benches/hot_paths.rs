@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
 use webhook_domain::{
-    AttemptOutcome, Backoff, CustomHeaders, Delivery, DeliveryId, Event, EventId, EventType,
-    Jitter, OutboundMessage, RetryPolicy, SigningKeys, SigningSecret, Timestamp, WalletId, Webhook,
+    AttemptDetail, Backoff, CustomHeaders, Delivery, DeliveryId, Event, EventId, EventType, Jitter,
+    OutboundMessage, RetryPolicy, SigningKeys, SigningSecret, Timestamp, WalletId, Webhook,
     WebhookId, WebhookScope, WebhookUrl, sign,
 };
 
@@ -193,11 +193,11 @@ fn delivery(c: &mut Criterion) {
     let leased_until = NOW + time::Duration::seconds(60);
     let done = NOW + time::Duration::milliseconds(30);
     let policy = exponential();
-    let ok = AttemptOutcome::Response {
+    let ok = AttemptDetail::Response {
         status: 200,
         retry_after: None,
     };
-    let server_error = AttemptOutcome::Response {
+    let server_error = AttemptDetail::Response {
         status: 500,
         retry_after: None,
     };
@@ -209,7 +209,12 @@ fn delivery(c: &mut Criterion) {
                 black_box(&pending)
                     .claim(NOW, leased_until)
                     .unwrap()
-                    .on_attempt(black_box(outcome), &policy, done, Jitter::new(0.5))
+                    .on_attempt(
+                        &black_box(outcome).outcome(),
+                        &policy,
+                        done,
+                        Jitter::new(0.5),
+                    )
                     .unwrap()
             });
         });

@@ -76,9 +76,10 @@ impl CircuitBreaker {
     }
 
     /// Records the outcome of an attempt that was allowed, at `now`: a failure when it
-    /// [counts against the target](counts_against_target), a success otherwise.
+    /// [counts against the target](AttemptOutcome::counts_against_target), a success
+    /// otherwise.
     pub fn on_attempt(&self, outcome: &AttemptOutcome, now: OffsetDateTime) -> CircuitBreaker {
-        self.on_result(!counts_against_target(outcome), now)
+        self.on_result(!outcome.counts_against_target(), now)
     }
 
     /// Records the result of an attempt that was allowed.
@@ -105,28 +106,19 @@ impl CircuitBreaker {
     }
 }
 
-/// Whether an attempt's outcome says that its target is down or overloaded: a 5xx, a 429, or no
-/// usable answer at all. A 4xx other than 429 is the target's answer about this request, not a
-/// sign that the target is down; a refused address is a property of the URL, not of the
-/// target's health.
-fn counts_against_target(outcome: &AttemptOutcome) -> bool {
-    match outcome {
-        AttemptOutcome::Response { status, .. } => *status >= 500 || *status == 429,
-        AttemptOutcome::AddressRefused => false,
-        AttemptOutcome::Timeout
-        | AttemptOutcome::ConnectionFailed
-        | AttemptOutcome::TlsFailed
-        | AttemptOutcome::ResponseTooLarge => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AttemptDetail;
     use time::macros::datetime;
 
-    fn response(status: u16) -> AttemptOutcome {
-        AttemptOutcome::Response {
+    /// The rule as HTTP answers and failures on the way meet it.
+    fn counts_against_target(detail: &AttemptDetail) -> bool {
+        detail.outcome().counts_against_target()
+    }
+
+    fn response(status: u16) -> AttemptDetail {
+        AttemptDetail::Response {
             status,
             retry_after: None,
         }
@@ -137,12 +129,12 @@ mod tests {
         assert!(!counts_against_target(&response(404)));
         assert!(counts_against_target(&response(503)));
         assert!(counts_against_target(&response(429)));
-        assert!(counts_against_target(&AttemptOutcome::Timeout));
+        assert!(counts_against_target(&AttemptDetail::Timeout));
     }
 
     #[test]
     fn which_outcomes_count_against_the_target() {
-        fn check(outcome: AttemptOutcome, counts: bool) {
+        fn check(outcome: AttemptDetail, counts: bool) {
             assert_eq!(counts_against_target(&outcome), counts, "{outcome:?}");
         }
         for status in [200, 204, 301, 400, 401, 404, 410, 413, 428, 430, 499] {
@@ -153,17 +145,19 @@ mod tests {
         }
         // Retry-After does not change the verdict.
         check(
-            AttemptOutcome::Response {
+            AttemptDetail::Response {
                 status: 429,
                 retry_after: Some(Duration::from_secs(5)),
             },
             true,
         );
-        check(AttemptOutcome::Timeout, true);
-        check(AttemptOutcome::ConnectionFailed, true);
-        check(AttemptOutcome::TlsFailed, true);
-        check(AttemptOutcome::ResponseTooLarge, true);
-        check(AttemptOutcome::AddressRefused, false);
+        check(AttemptDetail::Timeout, true);
+        check(AttemptDetail::ConnectionFailed, true);
+        check(AttemptDetail::TlsFailed, true);
+        check(AttemptDetail::ResponseTooLarge, true);
+        check(AttemptDetail::AddressRefused, false);
+        check(AttemptDetail::Accepted, false);
+        check(AttemptDetail::Declined, false);
     }
 
     #[test]
@@ -173,16 +167,16 @@ mod tests {
             failure_threshold: 2,
             open_for: Duration::from_secs(10),
         };
-        let once = CircuitBreaker::new(config).on_attempt(&response(503), t0);
+        let once = CircuitBreaker::new(config).on_attempt(&response(503).outcome(), t0);
         assert_eq!(
             once.state(),
             CircuitState::Closed {
                 consecutive_failures: 1
             }
         );
-        for healthy in [response(404), AttemptOutcome::AddressRefused] {
+        for healthy in [response(404), AttemptDetail::AddressRefused] {
             assert_eq!(
-                once.on_attempt(&healthy, t0).state(),
+                once.on_attempt(&healthy.outcome(), t0).state(),
                 CircuitState::Closed {
                     consecutive_failures: 0
                 },
@@ -191,7 +185,8 @@ mod tests {
         }
         let later = t0 + time::Duration::seconds(3);
         assert_eq!(
-            once.on_attempt(&AttemptOutcome::Timeout, later).state(),
+            once.on_attempt(&AttemptDetail::Timeout.outcome(), later)
+                .state(),
             CircuitState::Open {
                 until: later + time::Duration::seconds(10)
             }

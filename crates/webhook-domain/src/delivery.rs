@@ -147,14 +147,73 @@ impl CancelReason {
     }
 }
 
-/// What one attempt came to, as the transport saw it.
+/// What one attempt came to, in the terms of the delivery's rules, whatever the destination's
+/// protocol. A destination reports one of these with an [`AttemptDetail`] for the log; the
+/// domain decides on the outcome alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The target answered with `status`. `retry_after` is the parsed `Retry-After` header.
+    /// The destination took the message (an HTTP 2xx, a broker's acknowledgement).
+    Delivered,
+    /// The destination answered and did not take the message (an HTTP 4xx, a broker's refusal).
+    /// Retried as the policy says; not a sign that the target is down.
+    Rejected,
+    /// The destination could not take the message now: no answer, a failure on the way, or an
+    /// answer that asks to come back (an HTTP 5xx or 429). Retried as the policy says, no
+    /// sooner than `not_before` after the attempt (bounded by [`MAX_RETRY_AFTER`]); counts
+    /// against the target's health.
+    RetryLater { not_before: Option<Duration> },
+    /// The destination says the target is gone for good (HTTP 410): the target is disabled and
+    /// the delivery cancelled.
+    Gone,
+    /// webhookd's own policy refused to send (the SSRF guard refused the target's address).
+    /// Never retried, and not the target's fault.
+    RefusedByPolicy,
+}
+
+impl AttemptOutcome {
+    /// The outcome of an HTTP answer with `status`, as the compatibility contract has it: 2xx
+    /// delivers, 410 is gone, 5xx and 429 ask to come back (after `retry_after` on 429 and 503,
+    /// where the header means it), and anything else is a rejection, retried all the same.
+    pub fn of_http_status(status: u16, retry_after: Option<Duration>) -> Self {
+        match status {
+            200..=299 => AttemptOutcome::Delivered,
+            410 => AttemptOutcome::Gone,
+            429 | 503 => AttemptOutcome::RetryLater {
+                not_before: retry_after,
+            },
+            500..=599 => AttemptOutcome::RetryLater { not_before: None },
+            _ => AttemptOutcome::Rejected,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, AttemptOutcome::Delivered)
+    }
+
+    /// Whether the outcome says the target is unwell, which is what a circuit breaker counts: a
+    /// rejection is the target's answer about this message, and a policy refusal is a property
+    /// of the URL, not of the target's health.
+    pub fn counts_against_target(&self) -> bool {
+        matches!(self, AttemptOutcome::RetryLater { .. })
+    }
+}
+
+/// What one attempt came to as the destination saw it, for the attempt log: the protocol's
+/// details behind an [`AttemptOutcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptDetail {
+    /// The target answered with `status` (an HTTP status code). `retry_after` is the parsed
+    /// `Retry-After` header.
     Response {
         status: u16,
         retry_after: Option<Duration>,
     },
+    /// The destination took the message, with no status code to tell (a broker's
+    /// acknowledgement).
+    Accepted,
+    /// The destination refused the message, with no status code to tell (a broker's negative
+    /// acknowledgement).
+    Declined,
     /// No complete answer within the attempt's time limit.
     Timeout,
     /// The connection could not be made or broke before an answer.
@@ -167,52 +226,76 @@ pub enum AttemptOutcome {
     AddressRefused,
 }
 
-impl AttemptOutcome {
-    /// A response with a status code of at least 200 and below 300.
+impl AttemptDetail {
+    /// The outcome that a destination reports with this detail when it has no rule of its own:
+    /// an HTTP status as [`AttemptOutcome::of_http_status`] reads it, an acceptance delivers, a
+    /// refusal is a rejection, a refused address a policy refusal, and every failure on the
+    /// way asks to come back.
+    pub fn outcome(&self) -> AttemptOutcome {
+        match *self {
+            AttemptDetail::Response {
+                status,
+                retry_after,
+            } => AttemptOutcome::of_http_status(status, retry_after),
+            AttemptDetail::Accepted => AttemptOutcome::Delivered,
+            AttemptDetail::Declined => AttemptOutcome::Rejected,
+            AttemptDetail::AddressRefused => AttemptOutcome::RefusedByPolicy,
+            AttemptDetail::Timeout
+            | AttemptDetail::ConnectionFailed
+            | AttemptDetail::TlsFailed
+            | AttemptDetail::ResponseTooLarge => AttemptOutcome::RetryLater { not_before: None },
+        }
+    }
+
+    /// A response with a status code of at least 200 and below 300, or an acceptance.
     pub fn is_success(&self) -> bool {
-        matches!(self, AttemptOutcome::Response { status, .. } if (200..300).contains(status))
+        self.outcome().is_success()
     }
 
     /// The HTTP status, when the target answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            AttemptOutcome::Response { status, .. } => Some(*status),
+            AttemptDetail::Response { status, .. } => Some(*status),
             _ => None,
         }
     }
 
     /// The outcome's kind, without its data.
-    pub fn kind(&self) -> OutcomeKind {
+    pub fn kind(&self) -> DetailKind {
         match self {
-            AttemptOutcome::Response { .. } => OutcomeKind::Response,
-            AttemptOutcome::Timeout => OutcomeKind::Timeout,
-            AttemptOutcome::ConnectionFailed => OutcomeKind::ConnectionFailed,
-            AttemptOutcome::TlsFailed => OutcomeKind::TlsFailed,
-            AttemptOutcome::ResponseTooLarge => OutcomeKind::ResponseTooLarge,
-            AttemptOutcome::AddressRefused => OutcomeKind::AddressRefused,
+            AttemptDetail::Response { .. } => DetailKind::Response,
+            AttemptDetail::Accepted => DetailKind::Accepted,
+            AttemptDetail::Declined => DetailKind::Declined,
+            AttemptDetail::Timeout => DetailKind::Timeout,
+            AttemptDetail::ConnectionFailed => DetailKind::ConnectionFailed,
+            AttemptDetail::TlsFailed => DetailKind::TlsFailed,
+            AttemptDetail::ResponseTooLarge => DetailKind::ResponseTooLarge,
+            AttemptDetail::AddressRefused => DetailKind::AddressRefused,
         }
     }
 
-    /// The outcome named `kind` (an [`OutcomeKind::as_str`]), with `status` for a response, as
+    /// The outcome named `kind` (an [`DetailKind::as_str`]), with `status` for a response, as
     /// storage keeps it. `retry_after` is not kept, so a response comes back without one; a
     /// status beside any other kind is ignored.
     ///
     /// # Errors
-    /// [`AttemptOutcomeError::UnknownKind`] for a name that is no kind's, and
-    /// [`AttemptOutcomeError::MissingStatus`] for a response without a status.
-    pub fn parse(kind: &str, status: Option<u16>) -> Result<Self, AttemptOutcomeError> {
-        let kind = OutcomeKind::parse(kind)
-            .ok_or_else(|| AttemptOutcomeError::UnknownKind(kind.into()))?;
+    /// [`AttemptDetailError::UnknownKind`] for a name that is no kind's, and
+    /// [`AttemptDetailError::MissingStatus`] for a response without a status.
+    pub fn parse(kind: &str, status: Option<u16>) -> Result<Self, AttemptDetailError> {
+        let kind =
+            DetailKind::parse(kind).ok_or_else(|| AttemptDetailError::UnknownKind(kind.into()))?;
         Ok(match kind {
-            OutcomeKind::Response => AttemptOutcome::Response {
-                status: status.ok_or(AttemptOutcomeError::MissingStatus)?,
+            DetailKind::Response => AttemptDetail::Response {
+                status: status.ok_or(AttemptDetailError::MissingStatus)?,
                 retry_after: None,
             },
-            OutcomeKind::Timeout => AttemptOutcome::Timeout,
-            OutcomeKind::ConnectionFailed => AttemptOutcome::ConnectionFailed,
-            OutcomeKind::TlsFailed => AttemptOutcome::TlsFailed,
-            OutcomeKind::ResponseTooLarge => AttemptOutcome::ResponseTooLarge,
-            OutcomeKind::AddressRefused => AttemptOutcome::AddressRefused,
+            DetailKind::Accepted => AttemptDetail::Accepted,
+            DetailKind::Declined => AttemptDetail::Declined,
+            DetailKind::Timeout => AttemptDetail::Timeout,
+            DetailKind::ConnectionFailed => AttemptDetail::ConnectionFailed,
+            DetailKind::TlsFailed => AttemptDetail::TlsFailed,
+            DetailKind::ResponseTooLarge => AttemptDetail::ResponseTooLarge,
+            DetailKind::AddressRefused => AttemptDetail::AddressRefused,
         })
     }
 }
@@ -220,41 +303,49 @@ impl AttemptOutcome {
 /// An attempt outcome's name without its data: the one table of names that storage, the API
 /// and the metrics use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OutcomeKind {
-    /// [`AttemptOutcome::Response`]: `response`.
+pub enum DetailKind {
+    /// [`AttemptDetail::Response`]: `response`.
     Response,
-    /// [`AttemptOutcome::Timeout`]: `timeout`.
+    /// [`AttemptDetail::Accepted`]: `accepted`.
+    Accepted,
+    /// [`AttemptDetail::Declined`]: `declined`.
+    Declined,
+    /// [`AttemptDetail::Timeout`]: `timeout`.
     Timeout,
-    /// [`AttemptOutcome::ConnectionFailed`]: `connection_failed`.
+    /// [`AttemptDetail::ConnectionFailed`]: `connection_failed`.
     ConnectionFailed,
-    /// [`AttemptOutcome::TlsFailed`]: `tls_failed`.
+    /// [`AttemptDetail::TlsFailed`]: `tls_failed`.
     TlsFailed,
-    /// [`AttemptOutcome::ResponseTooLarge`]: `response_too_large`.
+    /// [`AttemptDetail::ResponseTooLarge`]: `response_too_large`.
     ResponseTooLarge,
-    /// [`AttemptOutcome::AddressRefused`]: `address_refused`.
+    /// [`AttemptDetail::AddressRefused`]: `address_refused`.
     AddressRefused,
 }
 
-impl OutcomeKind {
-    /// Every kind, in the order of [`AttemptOutcome`]'s variants.
-    pub const ALL: [OutcomeKind; 6] = [
-        OutcomeKind::Response,
-        OutcomeKind::Timeout,
-        OutcomeKind::ConnectionFailed,
-        OutcomeKind::TlsFailed,
-        OutcomeKind::ResponseTooLarge,
-        OutcomeKind::AddressRefused,
+impl DetailKind {
+    /// Every kind, in the order of [`AttemptDetail`]'s variants.
+    pub const ALL: [DetailKind; 8] = [
+        DetailKind::Response,
+        DetailKind::Accepted,
+        DetailKind::Declined,
+        DetailKind::Timeout,
+        DetailKind::ConnectionFailed,
+        DetailKind::TlsFailed,
+        DetailKind::ResponseTooLarge,
+        DetailKind::AddressRefused,
     ];
 
     /// The kind's name, as stored and as the API shows it.
     pub fn as_str(self) -> &'static str {
         match self {
-            OutcomeKind::Response => "response",
-            OutcomeKind::Timeout => "timeout",
-            OutcomeKind::ConnectionFailed => "connection_failed",
-            OutcomeKind::TlsFailed => "tls_failed",
-            OutcomeKind::ResponseTooLarge => "response_too_large",
-            OutcomeKind::AddressRefused => "address_refused",
+            DetailKind::Response => "response",
+            DetailKind::Accepted => "accepted",
+            DetailKind::Declined => "declined",
+            DetailKind::Timeout => "timeout",
+            DetailKind::ConnectionFailed => "connection_failed",
+            DetailKind::TlsFailed => "tls_failed",
+            DetailKind::ResponseTooLarge => "response_too_large",
+            DetailKind::AddressRefused => "address_refused",
         }
     }
 
@@ -264,13 +355,13 @@ impl OutcomeKind {
     }
 }
 
-/// An outcome's name and status that make no [`AttemptOutcome`].
+/// An outcome's name and status that make no [`AttemptDetail`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AttemptOutcomeError {
-    /// The name is no [`OutcomeKind`]'s.
+pub enum AttemptDetailError {
+    /// The name is no [`DetailKind`]'s.
     #[error(
-        "outcome: unknown kind {0:?}; expected response, timeout, connection_failed, \
-         tls_failed, response_too_large or address_refused"
+        "outcome: unknown kind {0:?}; expected response, accepted, declined, timeout, \
+         connection_failed, tls_failed, response_too_large or address_refused"
     )]
     UnknownKind(String),
     /// A `response` without its status code.
@@ -433,9 +524,9 @@ impl Delivery {
 
     /// Applies the outcome of the attempt in flight.
     ///
-    /// 2xx delivers; 410 cancels and asks to disable the target; a refused address gives up at
-    /// once; anything else is retried as `policy` says, no sooner than a bounded `Retry-After`
-    /// on 429 or 503.
+    /// Delivered delivers; gone cancels and asks to disable the target; a policy refusal gives
+    /// up at once; a rejection or a retry-later is retried as `policy` says, no sooner than the
+    /// outcome's `not_before` bounded by [`MAX_RETRY_AFTER`].
     ///
     /// # Errors
     /// `NotAllowed` unless the delivery is in flight.
@@ -455,32 +546,31 @@ impl Delivery {
             ..self.clone()
         };
         let (state, decision) = match *outcome {
-            _ if outcome.is_success() => {
+            AttemptOutcome::Delivered => {
                 (DeliveryState::Delivered { at: now }, Decision::Delivered)
             }
-            AttemptOutcome::Response { status: 410, .. } => (
+            AttemptOutcome::Gone => (
                 DeliveryState::Cancelled {
                     at: now,
                     reason: CancelReason::TargetGone,
                 },
                 Decision::DisableTarget,
             ),
-            AttemptOutcome::AddressRefused => {
+            AttemptOutcome::RefusedByPolicy => {
                 (DeliveryState::Exhausted { at: now }, Decision::Exhausted)
             }
-            _ => {
-                let retry_after = match *outcome {
-                    AttemptOutcome::Response {
-                        status: 429 | 503,
-                        retry_after,
-                    } => retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
+            AttemptOutcome::Rejected | AttemptOutcome::RetryLater { .. } => {
+                let not_before = match *outcome {
+                    AttemptOutcome::RetryLater { not_before } => {
+                        not_before.map(|d| d.min(MAX_RETRY_AFTER))
+                    }
                     _ => None,
                 };
                 match policy.next_attempt(
                     attempted.attempts,
                     self.first_due,
                     now,
-                    retry_after,
+                    not_before,
                     jitter,
                 ) {
                     Some(at) => (DeliveryState::RetryScheduled { at }, Decision::RetryAt(at)),
@@ -584,29 +674,31 @@ mod tests {
 
     #[test]
     fn outcome_kinds_round_trip_through_their_names() {
-        for kind in OutcomeKind::ALL {
-            assert_eq!(OutcomeKind::parse(kind.as_str()), Some(kind));
+        for kind in DetailKind::ALL {
+            assert_eq!(DetailKind::parse(kind.as_str()), Some(kind));
         }
         let outcomes = [
-            AttemptOutcome::Response {
+            AttemptDetail::Response {
                 status: 503,
                 retry_after: None,
             },
-            AttemptOutcome::Timeout,
-            AttemptOutcome::ConnectionFailed,
-            AttemptOutcome::TlsFailed,
-            AttemptOutcome::ResponseTooLarge,
-            AttemptOutcome::AddressRefused,
+            AttemptDetail::Accepted,
+            AttemptDetail::Declined,
+            AttemptDetail::Timeout,
+            AttemptDetail::ConnectionFailed,
+            AttemptDetail::TlsFailed,
+            AttemptDetail::ResponseTooLarge,
+            AttemptDetail::AddressRefused,
         ];
         assert_eq!(
             outcomes.map(|o| o.kind()),
-            OutcomeKind::ALL,
+            DetailKind::ALL,
             "one outcome of every kind, in order"
         );
         for outcome in outcomes {
             let name = outcome.kind().as_str();
             assert_eq!(
-                AttemptOutcome::parse(name, outcome.status()),
+                AttemptDetail::parse(name, outcome.status()),
                 Ok(outcome),
                 "{name}"
             );
@@ -614,12 +706,77 @@ mod tests {
     }
 
     #[test]
+    fn http_statuses_make_the_outcomes_of_the_compatibility_contract() {
+        fn check(status: u16, retry_after: Option<Duration>, expected: AttemptOutcome) {
+            assert_eq!(
+                AttemptOutcome::of_http_status(status, retry_after),
+                expected,
+                "{status} {retry_after:?}"
+            );
+        }
+        let wait = Some(Duration::from_secs(7));
+        for status in [200, 201, 204, 299] {
+            check(status, wait, AttemptOutcome::Delivered);
+        }
+        check(410, wait, AttemptOutcome::Gone);
+        // Retry-After is read on 429 and 503 only, where it asks to come back later.
+        check(429, wait, AttemptOutcome::RetryLater { not_before: wait });
+        check(503, wait, AttemptOutcome::RetryLater { not_before: wait });
+        for status in [500, 502, 504, 599] {
+            check(
+                status,
+                wait,
+                AttemptOutcome::RetryLater { not_before: None },
+            );
+        }
+        // Anything else is a rejection, which is retried too ("non-2xx means retry").
+        for status in [
+            100, 199, 300, 301, 304, 400, 401, 404, 408, 409, 413, 499, 600,
+        ] {
+            check(status, wait, AttemptOutcome::Rejected);
+        }
+    }
+
+    #[test]
+    fn details_without_a_status_have_outcomes_of_their_own() {
+        fn check(detail: AttemptDetail, expected: AttemptOutcome) {
+            assert_eq!(detail.outcome(), expected, "{detail:?}");
+        }
+        let later = AttemptOutcome::RetryLater { not_before: None };
+        check(AttemptDetail::Accepted, AttemptOutcome::Delivered);
+        check(AttemptDetail::Declined, AttemptOutcome::Rejected);
+        check(
+            AttemptDetail::AddressRefused,
+            AttemptOutcome::RefusedByPolicy,
+        );
+        check(AttemptDetail::Timeout, later);
+        check(AttemptDetail::ConnectionFailed, later);
+        check(AttemptDetail::TlsFailed, later);
+        check(AttemptDetail::ResponseTooLarge, later);
+    }
+
+    #[test]
+    fn only_a_retry_later_counts_against_the_target() {
+        let counts = [
+            AttemptOutcome::Delivered,
+            AttemptOutcome::Rejected,
+            AttemptOutcome::RetryLater { not_before: None },
+            AttemptOutcome::Gone,
+            AttemptOutcome::RefusedByPolicy,
+        ]
+        .map(|o| o.counts_against_target());
+        assert_eq!(counts, [false, false, true, false, false]);
+    }
+
+    #[test]
     fn outcome_names_are_the_stored_ones() {
         // Stored in the attempts table and shown by the API: these must never change.
         assert_eq!(
-            OutcomeKind::ALL.map(OutcomeKind::as_str),
+            DetailKind::ALL.map(DetailKind::as_str),
             [
                 "response",
+                "accepted",
+                "declined",
                 "timeout",
                 "connection_failed",
                 "tls_failed",
@@ -632,16 +789,16 @@ mod tests {
     #[test]
     fn unknown_outcome_names_are_refused() {
         for name in ["", "Response", "timed_out", "success", " timeout"] {
-            assert_eq!(OutcomeKind::parse(name), None, "{name:?}");
+            assert_eq!(DetailKind::parse(name), None, "{name:?}");
             assert_eq!(
-                AttemptOutcome::parse(name, Some(200)),
-                Err(AttemptOutcomeError::UnknownKind(name.into())),
+                AttemptDetail::parse(name, Some(200)),
+                Err(AttemptDetailError::UnknownKind(name.into())),
                 "{name:?}"
             );
         }
-        let refusal = AttemptOutcomeError::UnknownKind("lost".into()).to_string();
+        let refusal = AttemptDetailError::UnknownKind("lost".into()).to_string();
         assert!(refusal.starts_with("outcome: unknown kind \"lost\"; expected "));
-        for kind in OutcomeKind::ALL {
+        for kind in DetailKind::ALL {
             assert!(refusal.contains(kind.as_str()), "{refusal} names {kind:?}");
         }
     }
@@ -649,19 +806,19 @@ mod tests {
     #[test]
     fn a_response_needs_a_status_and_other_kinds_ignore_one() {
         assert_eq!(
-            AttemptOutcome::parse("response", None),
-            Err(AttemptOutcomeError::MissingStatus)
+            AttemptDetail::parse("response", None),
+            Err(AttemptDetailError::MissingStatus)
         );
         assert_eq!(
-            AttemptOutcome::parse("response", Some(429)),
-            Ok(AttemptOutcome::Response {
+            AttemptDetail::parse("response", Some(429)),
+            Ok(AttemptDetail::Response {
                 status: 429,
                 retry_after: None
             })
         );
         assert_eq!(
-            AttemptOutcome::parse("timeout", Some(200)),
-            Ok(AttemptOutcome::Timeout)
+            AttemptDetail::parse("timeout", Some(200)),
+            Ok(AttemptDetail::Timeout)
         );
     }
 

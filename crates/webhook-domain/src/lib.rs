@@ -20,8 +20,8 @@ mod webhook;
 pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAddress};
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use delivery::{
-    AttemptOutcome, AttemptOutcomeError, CancelReason, Decision, Delivery, DeliveryState,
-    DeliveryStateKind, OutcomeKind, TransitionError, parse_retry_after,
+    AttemptDetail, AttemptDetailError, AttemptOutcome, CancelReason, Decision, Delivery,
+    DeliveryState, DeliveryStateKind, DetailKind, TransitionError, parse_retry_after,
 };
 pub use event::{Event, EventDataError, EventError, EventType, EventTypeError, json_nesting_depth};
 pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};

@@ -15,8 +15,18 @@ use crate::{Event, EventType, RetryPolicy, SigningKeys, WalletId, WebhookId};
 /// The longest URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
-/// An absolute `http` or `https` URL with a host and no userinfo or fragment. It keeps the
-/// text exactly as given (Identus answers with the URL as registered), and its parsed form.
+/// `"a"`, `"a or b"`, `"a, b or c"`: the schemes to name in an error.
+fn one_of(schemes: &[&str]) -> String {
+    match schemes {
+        [] => "a scheme that some destination serves".to_owned(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// An absolute URL with a host and no userinfo or fragment, of a scheme some destination serves
+/// (`http` and `https` unless the caller names others). It keeps the text exactly as given
+/// (Identus answers with the URL as registered), and its parsed form.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct WebhookUrl {
     text: String,
@@ -32,8 +42,8 @@ pub enum WebhookUrlError {
     InvalidCharacter,
     #[error("url: is not a valid absolute URL ({reason})")]
     Malformed { reason: String },
-    #[error("url: scheme {scheme:?} is not allowed; use http or https")]
-    Scheme { scheme: String },
+    #[error("url: scheme {scheme:?} is not allowed; use {allowed}")]
+    Scheme { scheme: String, allowed: String },
     #[error("url: has no host; give one such as https://example.com/hook")]
     MissingHost,
     #[error("url: must not contain a user name or password; send credentials in customHeaders")]
@@ -43,11 +53,37 @@ pub enum WebhookUrlError {
 }
 
 impl WebhookUrl {
-    /// Parses and validates a target URL.
+    /// The schemes [`Self::parse`] accepts: the HTTP destination's.
+    pub const HTTP_SCHEMES: &'static [&'static str] = &["http", "https"];
+
+    /// Parses and validates an `http` or `https` target URL.
     ///
     /// # Errors
     /// A [`WebhookUrlError`] that says what is wrong and what would be right.
     pub fn parse(text: &str) -> Result<Self, WebhookUrlError> {
+        Self::parse_with_schemes(text, Self::HTTP_SCHEMES)
+    }
+
+    /// Parses and validates a target URL whose scheme is one of `schemes` (lower case, as the
+    /// URL standard spells a parsed scheme): the schemes that the configured destinations serve.
+    ///
+    /// # Errors
+    /// A [`WebhookUrlError`] that says what is wrong and what would be right.
+    pub fn parse_with_schemes(text: &str, schemes: &[&str]) -> Result<Self, WebhookUrlError> {
+        Self::parse_where(text, Some(schemes))
+    }
+
+    /// Parses a target URL read back from storage, whatever its scheme: it was checked against
+    /// the destinations of its day when it was registered, and a destination that is gone since
+    /// is the dispatcher's to report, not a reason to refuse the stored webhook.
+    ///
+    /// # Errors
+    /// As [`Self::parse`], but never [`WebhookUrlError::Scheme`].
+    pub fn parse_stored(text: &str) -> Result<Self, WebhookUrlError> {
+        Self::parse_where(text, None)
+    }
+
+    fn parse_where(text: &str, schemes: Option<&[&str]>) -> Result<Self, WebhookUrlError> {
         if text.len() > MAX_URL_LEN {
             return Err(WebhookUrlError::TooLong { len: text.len() });
         }
@@ -59,9 +95,10 @@ impl WebhookUrl {
         let url = Url::parse(text).map_err(|e| WebhookUrlError::Malformed {
             reason: e.to_string(),
         })?;
-        if !matches!(url.scheme(), "http" | "https") {
+        if let Some(schemes) = schemes.filter(|s| !s.contains(&url.scheme())) {
             return Err(WebhookUrlError::Scheme {
                 scheme: url.scheme().chars().take(32).collect(),
+                allowed: one_of(schemes),
             });
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -77,6 +114,11 @@ impl WebhookUrl {
             text: text.to_owned(),
             parsed: url,
         })
+    }
+
+    /// The URL's scheme, in lower case: which destination sends to it.
+    pub fn scheme(&self) -> &str {
+        self.parsed.scheme()
     }
 
     /// The URL as registered.
@@ -430,6 +472,11 @@ impl Webhook {
         aligned == *other
     }
 
+    /// The retry policy its deliveries follow: its own, or the service's `default`.
+    pub fn effective_retry_policy<'a>(&'a self, default: &'a RetryPolicy) -> &'a RetryPolicy {
+        self.retry_policy.as_ref().unwrap_or(default)
+    }
+
     /// Whether this target must get a delivery for `event`: it is enabled, its scope covers
     /// the event's wallet, and its filter (if any) accepts the event's type.
     pub fn wants(&self, event: &Event) -> bool {
@@ -478,12 +525,51 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_schemes_the_caller_names_and_says_which_they_are() {
+        let schemes = ["http", "https", "memory"];
+        let url = WebhookUrl::parse_with_schemes("memory://inbox/a", &schemes).unwrap();
+        assert_eq!((url.scheme(), url.host()), ("memory", "inbox"));
+        assert_eq!(
+            WebhookUrl::parse_with_schemes("MEMORY://inbox", &schemes)
+                .unwrap()
+                .scheme(),
+            "memory",
+            "schemes are compared as the URL standard lowers them"
+        );
+        let refused = WebhookUrl::parse_with_schemes("nats://broker/subject", &schemes);
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "url: scheme \"nats\" is not allowed; use http, https or memory"
+        );
+        assert!(matches!(
+            WebhookUrl::parse("memory://inbox"),
+            Err(WebhookUrlError::Scheme { .. })
+        ));
+        assert_eq!(
+            WebhookUrl::parse_stored("nats://broker/subject")
+                .unwrap()
+                .scheme(),
+            "nats"
+        );
+        // The other rules hold whatever the scheme.
+        assert_eq!(
+            WebhookUrl::parse_with_schemes("memory://u:p@inbox", &schemes).unwrap_err(),
+            WebhookUrlError::Userinfo
+        );
+        assert_eq!(
+            WebhookUrl::parse_stored("nats://broker/s#x").unwrap_err(),
+            WebhookUrlError::Fragment
+        );
+    }
+
+    #[test]
     fn refuses_bad_urls_with_the_reason() {
         let cases: &[(&str, WebhookUrlError)] = &[
             (
                 "ftp://example.com",
                 WebhookUrlError::Scheme {
                     scheme: "ftp".into(),
+                    allowed: "http or https".into(),
                 },
             ),
             ("https://user:pw@example.com", WebhookUrlError::Userinfo),
@@ -498,6 +584,7 @@ mod tests {
                 "file:///etc/passwd",
                 WebhookUrlError::Scheme {
                     scheme: "file".into(),
+                    allowed: "http or https".into(),
                 },
             ),
         ];
@@ -584,6 +671,33 @@ mod tests {
             headers(&[("X-A", &long)]),
             Err(CustomHeadersError::ValueTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn a_target_follows_its_own_retry_policy_or_the_default() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let hook = Webhook::new(
+            WebhookId::from_uuid(uuid::Uuid::nil()),
+            WebhookScope::Global,
+            WebhookUrl::parse("https://a.example/hook").unwrap(),
+            CustomHeaders::default(),
+            at,
+        );
+        let default = RetryPolicy::identus();
+        assert_eq!(hook.effective_retry_policy(&default), &default);
+        let own = RetryPolicy::new(
+            crate::Backoff::Fixed {
+                interval: Duration::from_secs(1),
+            },
+            2,
+            None,
+        )
+        .unwrap();
+        let with_own = Webhook {
+            retry_policy: Some(own.clone()),
+            ..hook
+        };
+        assert_eq!(with_own.effective_retry_policy(&default), &own);
     }
 
     #[test]

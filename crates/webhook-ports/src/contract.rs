@@ -14,12 +14,13 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
 use webhook_domain::{
-    ApiKey, ApiKeyHash, ApiKeyTag, AttemptOutcome, Backoff, CancelReason, CustomHeaders, Delivery,
+    ApiKey, ApiKeyHash, ApiKeyTag, AttemptDetail, Backoff, CancelReason, CustomHeaders, Delivery,
     DeliveryId, DeliveryState, Entity, EntityId, Event, EventId, EventType, EventTypeFilter,
     Jitter, JobState, JobStopReason, RedeliveryJob, RedeliveryJobId, RetryPolicy, SigningKeys,
     SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope,
     WebhookUrl,
 };
+pub mod destination;
 mod ordering;
 pub use ordering::*;
 
@@ -116,12 +117,12 @@ pub fn owner(name: &str) -> LeaseOwner {
     LeaseOwner(name.to_owned())
 }
 
-pub fn log(number: u32, started_at: OffsetDateTime, outcome: AttemptOutcome) -> AttemptLog {
+pub fn log(number: u32, started_at: OffsetDateTime, outcome: AttemptDetail) -> AttemptLog {
     AttemptLog {
         number,
         started_at,
         duration: Duration::from_micros(150_250),
-        outcome,
+        detail: outcome,
         response_excerpt: Some("oops".to_owned()),
         error: None,
     }
@@ -167,8 +168,8 @@ pub async fn next_due<S: DeliveryQueue>(
     store.next_due_at(now, skip).await.unwrap()
 }
 
-pub fn status(code: u16) -> AttemptOutcome {
-    AttemptOutcome::Response {
+pub fn status(code: u16) -> AttemptDetail {
+    AttemptDetail::Response {
         status: code,
         retry_after: None,
     }
@@ -1658,7 +1659,12 @@ where
     let head = first.iter().find(|c| c.webhook.id == ordered.id).unwrap();
     let (retry, _) = head
         .delivery
-        .on_attempt(&status(500), &RetryPolicy::identus(), at(12), Jitter::MAX)
+        .on_attempt(
+            &status(500).outcome(),
+            &RetryPolicy::identus(),
+            at(12),
+            Jitter::MAX,
+        )
         .unwrap();
     store
         .record_attempts(
@@ -1699,7 +1705,12 @@ where
             .unwrap();
         assert_eq!(current.len(), 1);
         let (done, _) = current[0]
-            .on_attempt(&status(200), &RetryPolicy::identus(), at(18), Jitter::MAX)
+            .on_attempt(
+                &status(200).outcome(),
+                &RetryPolicy::identus(),
+                at(18),
+                Jitter::MAX,
+            )
             .unwrap();
         store
             .record_attempts(
@@ -1735,7 +1746,12 @@ where
     let outcome = status(500);
     let (next, _) = claimed
         .delivery
-        .on_attempt(&outcome, &RetryPolicy::identus(), at(1), Jitter::MAX)
+        .on_attempt(
+            &outcome.outcome(),
+            &RetryPolicy::identus(),
+            at(1),
+            Jitter::MAX,
+        )
         .unwrap();
     let first_log = log(1, T0, outcome);
     let lost = store
@@ -1771,7 +1787,12 @@ where
     assert_eq!(by_a.delivery.id(), by_b.delivery.id());
     let (late, _) = by_a
         .delivery
-        .on_attempt(&status(200), &RetryPolicy::identus(), at(37), Jitter::MAX)
+        .on_attempt(
+            &status(200).outcome(),
+            &RetryPolicy::identus(),
+            at(37),
+            Jitter::MAX,
+        )
         .unwrap();
     let lost = store
         .record_attempts(
@@ -1796,7 +1817,12 @@ where
     // b's record goes through.
     let (done, _) = by_b
         .delivery
-        .on_attempt(&status(204), &RetryPolicy::identus(), at(38), Jitter::MAX)
+        .on_attempt(
+            &status(204).outcome(),
+            &RetryPolicy::identus(),
+            at(38),
+            Jitter::MAX,
+        )
         .unwrap();
     let second_log = log(2, at(36), status(204));
     assert!(
@@ -1892,7 +1918,12 @@ where
     for c in first.iter().chain(&second) {
         let (done, _) = c
             .delivery
-            .on_attempt(&status(200), &RetryPolicy::identus(), at(11), Jitter::MAX)
+            .on_attempt(
+                &status(200).outcome(),
+                &RetryPolicy::identus(),
+                at(11),
+                Jitter::MAX,
+            )
             .unwrap();
         records.push(AttemptRecord {
             delivery: done,
@@ -1945,7 +1976,12 @@ where
     // A scheduled retry is due from its time on.
     let (retry, _) = first[0]
         .delivery
-        .on_attempt(&status(500), &RetryPolicy::identus(), at(11), Jitter::MAX)
+        .on_attempt(
+            &status(500).outcome(),
+            &RetryPolicy::identus(),
+            at(11),
+            Jitter::MAX,
+        )
         .unwrap();
     assert_eq!(retry.state(), DeliveryState::RetryScheduled { at: at(16) });
     let record = AttemptRecord {
@@ -2030,7 +2066,7 @@ where
     let (exhausted, _) = claimed
         .delivery
         .on_attempt(
-            &AttemptOutcome::AddressRefused,
+            &AttemptDetail::AddressRefused.outcome(),
             &RetryPolicy::identus(),
             at(1),
             Jitter::MAX,
@@ -2042,7 +2078,7 @@ where
             &a,
             &[AttemptRecord {
                 delivery: exhausted,
-                attempt: log(1, T0, AttemptOutcome::AddressRefused),
+                attempt: log(1, T0, AttemptDetail::AddressRefused),
             }],
         )
         .await
@@ -2082,7 +2118,12 @@ where
     );
     let (delivered, _) = again
         .delivery
-        .on_attempt(&status(200), &RetryPolicy::identus(), at(3), Jitter::MAX)
+        .on_attempt(
+            &status(200).outcome(),
+            &RetryPolicy::identus(),
+            at(3),
+            Jitter::MAX,
+        )
         .unwrap();
     store
         .record_attempts(
@@ -2112,12 +2153,17 @@ where
     let (wallet, webhook, _, delivery) = one_delivery(store).await;
     let a = owner("a");
     // Claims at `now`, applies `outcome` and records it under the number the dispatcher gives.
-    let attempt = async |now: OffsetDateTime, outcome: AttemptOutcome| {
+    let attempt = async |now: OffsetDateTime, outcome: AttemptDetail| {
         let claimed = claim(store, &a, now, 10, &[]).await;
         assert_eq!(claimed.len(), 1);
         let (next, _) = claimed[0]
             .delivery
-            .on_attempt(&outcome, &RetryPolicy::identus(), now, Jitter::MAX)
+            .on_attempt(
+                &outcome.outcome(),
+                &RetryPolicy::identus(),
+                now,
+                Jitter::MAX,
+            )
             .unwrap();
         let record = AttemptRecord {
             attempt: log(next.attempts_made(), now, outcome),
@@ -2133,7 +2179,7 @@ where
         (claimed[0].delivery.clone(), next)
     };
 
-    let (first, exhausted) = attempt(T0, AttemptOutcome::AddressRefused).await;
+    let (first, exhausted) = attempt(T0, AttemptDetail::AddressRefused).await;
     assert_eq!(first.attempts_made(), 0);
     assert_eq!(exhausted.attempts_made(), 1);
     assert_eq!(
@@ -2144,7 +2190,7 @@ where
     let requeued = store.requeue(wallet, delivery.id(), at(1)).await.unwrap();
     assert_eq!((requeued.attempts(), requeued.attempts_made()), (0, 1));
     assert_eq!(deliveries_of(store, wallet).await, vec![requeued]);
-    let (second, _) = attempt(at(1), AttemptOutcome::AddressRefused).await;
+    let (second, _) = attempt(at(1), AttemptDetail::AddressRefused).await;
     assert_eq!((second.attempts(), second.attempts_made()), (0, 1));
 
     let job = redelivery_job(wallet, webhook.id, T0, at(10), at(5));
@@ -2174,7 +2220,7 @@ where
 pub async fn attempt_due<S: DeliveryQueue>(
     store: &S,
     now: OffsetDateTime,
-    outcome: AttemptOutcome,
+    outcome: AttemptDetail,
     skip: &[WebhookId],
 ) -> usize {
     let policy = RetryPolicy::new(
@@ -2192,7 +2238,7 @@ pub async fn attempt_due<S: DeliveryQueue>(
         .map(|c| {
             let (next, _) = c
                 .delivery
-                .on_attempt(&outcome, &policy, now, Jitter::MAX)
+                .on_attempt(&outcome.outcome(), &policy, now, Jitter::MAX)
                 .unwrap();
             AttemptRecord {
                 attempt: log(next.attempts_made(), now, outcome),
@@ -2533,7 +2579,12 @@ pub async fn deliver_all<S: DeliveryQueue>(store: &S, now: OffsetDateTime) {
         .map(|c| {
             let (next, _) = c
                 .delivery
-                .on_attempt(&status(200), &RetryPolicy::identus(), now, Jitter::MAX)
+                .on_attempt(
+                    &status(200).outcome(),
+                    &RetryPolicy::identus(),
+                    now,
+                    Jitter::MAX,
+                )
                 .unwrap();
             AttemptRecord {
                 delivery: next,
@@ -2583,7 +2634,12 @@ where
             AttemptRecord {
                 delivery: c
                     .delivery
-                    .on_attempt(&outcome, &RetryPolicy::identus(), at(101), Jitter::MAX)
+                    .on_attempt(
+                        &outcome.outcome(),
+                        &RetryPolicy::identus(),
+                        at(101),
+                        Jitter::MAX,
+                    )
                     .unwrap()
                     .0,
                 attempt: log(1, at(101), outcome),
@@ -2674,7 +2730,7 @@ pub async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> us
             let (next, _) = c
                 .delivery
                 .on_attempt(
-                    &AttemptOutcome::AddressRefused,
+                    &AttemptDetail::AddressRefused.outcome(),
                     &RetryPolicy::identus(),
                     now,
                     Jitter::MAX,
@@ -2683,7 +2739,7 @@ pub async fn exhaust_due<S: DeliveryQueue>(store: &S, now: OffsetDateTime) -> us
             assert_eq!(next.state(), DeliveryState::Exhausted { at: now });
             AttemptRecord {
                 delivery: next,
-                attempt: log(1, now, AttemptOutcome::AddressRefused),
+                attempt: log(1, now, AttemptDetail::AddressRefused),
             }
         })
         .collect();

@@ -1,5 +1,5 @@
-//! The ports: the traits the core needs from the outside world (storage, HTTP, the clock), each
-//! with its contract. Adapters implement them; the app depends only on them.
+//! The ports: the traits the core needs from the outside world (storage, destinations, the clock,
+//! event sources), each with its contract. Adapters implement them; the app depends only on them.
 //!
 //! Every `MUST` in these docs is one case of the shared contract suite that runs against every
 //! adapter. Errors are typed per port, with variants a caller can act on and one opaque
@@ -10,31 +10,35 @@
 mod clock;
 #[cfg(feature = "contract")]
 pub mod contract;
+mod destination;
 mod outbox;
+mod source;
 mod storage;
 mod tenancy;
-mod transport;
 mod webhooks;
 
 pub use clock::Clock;
+pub use destination::{AttemptReport, Destination};
 pub use outbox::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
     Published, RecentAttempts, RedeliveryJobs, Retention,
 };
+pub use source::{EventSource, PublishError, PublishEvents, Shutdown, SourceError, SourceKind};
 pub use storage::{ChangeListener, PoolState, Storage, StorageError, StorageLifecycle, Watch};
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
-pub use transport::{AttemptReport, Transport};
 pub use webhooks::{WebhookRepository, WebhookStoreError};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
+pub use destination::MockDestination;
+#[cfg(any(test, feature = "mock"))]
 pub use outbox::{MockDeliveryQueue, MockEventOutbox, MockRedeliveryJobs, MockRetention};
 #[cfg(any(test, feature = "mock"))]
-pub use tenancy::MockWalletRepository;
+pub use source::MockPublishEvents;
 #[cfg(any(test, feature = "mock"))]
-pub use transport::MockTransport;
+pub use tenancy::MockWalletRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use webhooks::MockWebhookRepository;
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, RedeliveryJob,
+    AttemptDetail, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, RedeliveryJob,
     RedeliveryJobId, WalletId, Webhook, WebhookId,
 };
 
@@ -95,7 +95,7 @@ pub struct AttemptLog {
     pub number: u32,
     pub started_at: OffsetDateTime,
     pub duration: Duration,
-    pub outcome: AttemptOutcome,
+    pub detail: AttemptDetail,
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
 }

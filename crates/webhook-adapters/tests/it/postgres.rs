@@ -15,7 +15,7 @@ use uuid::Uuid;
 use webhook_adapters::PgStore;
 use webhook_adapters::testing::PgTestSchema;
 use webhook_domain::{
-    AttemptOutcome, CustomHeaders, DeliveryId, Event, EventId, EventType, Jitter, RetryPolicy,
+    AttemptDetail, CustomHeaders, DeliveryId, Event, EventId, EventType, Jitter, RetryPolicy,
     Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{
@@ -296,7 +296,7 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
                 if claimed.is_empty() {
                     break done;
                 }
-                let ok = AttemptOutcome::Response {
+                let ok = AttemptDetail::Response {
                     status: 200,
                     retry_after: None,
                 };
@@ -305,14 +305,14 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
                     .map(|c| AttemptRecord {
                         delivery: c
                             .delivery
-                            .on_attempt(&ok, &RetryPolicy::identus(), now, Jitter::MAX)
+                            .on_attempt(&ok.outcome(), &RetryPolicy::identus(), now, Jitter::MAX)
                             .unwrap()
                             .0,
                         attempt: AttemptLog {
                             number: 1,
                             started_at: now,
                             duration: Duration::from_millis(1),
-                            outcome: ok,
+                            detail: ok,
                             response_excerpt: None,
                             error: None,
                         },

@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use webhook_adapters::{HyperTransport, TransportConfig};
-use webhook_domain::{AddressPolicy, AttemptOutcome, IpRange, OutboundMessage, WebhookUrl};
-use webhook_ports::{AttemptReport, Transport};
+use webhook_domain::{AddressPolicy, AttemptDetail, IpRange, OutboundMessage, WebhookUrl};
+use webhook_ports::{AttemptReport, Destination};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -229,11 +229,15 @@ fn transport() -> HyperTransport {
 }
 
 async fn send(url: &WebhookUrl) -> AttemptReport {
-    transport().send(url, &message(), ATTEMPT_TIMEOUT).await
+    let report = transport().send(url, &message(), ATTEMPT_TIMEOUT).await;
+    // The HTTP destination has no rule of its own: its outcomes are the contract's reading of
+    // its details.
+    assert_eq!(report.outcome, report.detail.outcome(), "{report:?}");
+    report
 }
 
-fn response(status: u16, retry_after: Option<Duration>) -> AttemptOutcome {
-    AttemptOutcome::Response {
+fn response(status: u16, retry_after: Option<Duration>) -> AttemptDetail {
+    AttemptDetail::Response {
         status,
         retry_after,
     }
@@ -244,7 +248,7 @@ async fn posts_the_exact_body_and_headers() {
     let receiver = Receiver::start(Reply::status(200)).await;
     let report = send(&receiver.url("/hooks/in?tenant=acme")).await;
 
-    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.detail, response(200, None));
     assert_eq!(report.error, None);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
@@ -289,7 +293,7 @@ async fn reports_error_statuses_as_responses() {
     for status in [500, 410, 400, 404] {
         let receiver = Receiver::start(Reply::status(status)).await;
         let report = send(&receiver.url("/")).await;
-        assert_eq!(report.outcome, response(status, None), "{status}");
+        assert_eq!(report.detail, response(status, None), "{status}");
         assert_eq!(report.error, None);
         assert_eq!(receiver.requests().len(), 1);
     }
@@ -299,7 +303,7 @@ async fn reports_error_statuses_as_responses() {
 async fn parses_retry_after_in_seconds() {
     let receiver = Receiver::start(Reply::status(429).header("retry-after", "7")).await;
     let report = send(&receiver.url("/")).await;
-    assert_eq!(report.outcome, response(429, Some(Duration::from_secs(7))));
+    assert_eq!(report.detail, response(429, Some(Duration::from_secs(7))));
 }
 
 #[tokio::test]
@@ -311,15 +315,12 @@ async fn parses_retry_after_as_an_http_date() {
     let receiver =
         Receiver::start(Reply::status(503).header("retry-after", at.format(format).unwrap())).await;
     let report = send(&receiver.url("/")).await;
-    let AttemptOutcome::Response {
+    let AttemptDetail::Response {
         status: 503,
         retry_after: Some(wait),
-    } = report.outcome
+    } = report.detail
     else {
-        panic!(
-            "expected a 503 with a Retry-After, got {:?}",
-            report.outcome
-        );
+        panic!("expected a 503 with a Retry-After, got {:?}", report.detail);
     };
     // The date has whole seconds and the clock moves on during the attempt.
     assert!(
@@ -331,7 +332,7 @@ async fn parses_retry_after_as_an_http_date() {
 #[tokio::test]
 async fn ignores_a_retry_after_it_cannot_read() {
     let receiver = Receiver::start(Reply::status(503).header("retry-after", "soon")).await;
-    assert_eq!(send(&receiver.url("/")).await.outcome, response(503, None));
+    assert_eq!(send(&receiver.url("/")).await.detail, response(503, None));
 }
 
 #[tokio::test]
@@ -343,7 +344,7 @@ async fn never_follows_a_redirect() {
     .await;
     let report = send(&receiver.url("/")).await;
 
-    assert_eq!(report.outcome, response(302, None));
+    assert_eq!(report.detail, response(302, None));
     assert_eq!(receiver.requests().len(), 1);
     assert!(elsewhere.requests().is_empty());
     assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
@@ -360,7 +361,7 @@ async fn times_out_when_the_target_never_answers() {
     let started = std::time::Instant::now();
     let report = transport().send(&url, &message(), timeout).await;
 
-    assert_eq!(report.outcome, AttemptOutcome::Timeout);
+    assert_eq!(report.detail, AttemptDetail::Timeout);
     assert!(report.duration >= timeout, "{:?}", report.duration);
     assert!(
         report.duration < Duration::from_secs(5),
@@ -380,7 +381,7 @@ async fn reports_a_refused_connection_without_secrets() {
     let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/hook?token=q-s3cret")).unwrap();
     let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
 
-    assert_eq!(report.outcome, AttemptOutcome::ConnectionFailed);
+    assert_eq!(report.detail, AttemptDetail::ConnectionFailed);
     let error = report.error.unwrap();
     assert_eq!(error, "connection refused");
     assert!(!error.contains("s3cret"));
@@ -398,7 +399,7 @@ async fn refuses_a_header_value_http_cannot_carry() {
         .send(&receiver.url("/"), &message, ATTEMPT_TIMEOUT)
         .await;
 
-    assert_eq!(report.outcome, AttemptOutcome::ConnectionFailed);
+    assert_eq!(report.detail, AttemptDetail::ConnectionFailed);
     let error = report.error.unwrap();
     assert!(error.contains("X-Injected"), "{error}");
     assert!(!error.contains("s3cret"), "{error}");
@@ -432,7 +433,7 @@ async fn stops_reading_a_body_that_never_ends() {
     .await
     .expect("the attempt must stop reading, not wait for the end of the body");
 
-    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.detail, response(200, None));
     let excerpt = report.response_excerpt.unwrap();
     assert!(!excerpt.is_empty());
     assert!(excerpt.len() <= cap, "{}", excerpt.len());
@@ -458,7 +459,7 @@ async fn keeps_the_status_when_the_body_trickles_past_the_deadline() {
     let timeout = Duration::from_millis(400);
     let report = transport().send(&url, &message(), timeout).await;
 
-    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.detail, response(200, None));
     assert!(
         report.duration < Duration::from_secs(5),
         "{:?}",
@@ -480,7 +481,7 @@ async fn reports_an_oversized_response_head() {
     .await;
     let report = send(&url).await;
 
-    assert_eq!(report.outcome, AttemptOutcome::ResponseTooLarge);
+    assert_eq!(report.detail, AttemptDetail::ResponseTooLarge);
     assert!(report.error.is_some());
 }
 
@@ -488,7 +489,7 @@ async fn reports_an_oversized_response_head() {
 async fn keeps_a_short_body_as_the_excerpt() {
     let receiver = Receiver::start(Reply::status(200).body("ok")).await;
     let report = send(&receiver.url("/")).await;
-    assert_eq!(report.outcome, response(200, None));
+    assert_eq!(report.detail, response(200, None));
     assert_eq!(report.response_excerpt.as_deref(), Some("ok"));
 
     let empty = Receiver::start(Reply::status(204)).await;
@@ -502,7 +503,7 @@ async fn reuses_one_connection_for_sequential_sends() {
     let url = receiver.url("/");
     for _ in 0..2 {
         let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
-        assert_eq!(report.outcome, response(200, None));
+        assert_eq!(report.detail, response(200, None));
     }
 
     let requests = receiver.requests();
@@ -580,7 +581,7 @@ async fn reaches_an_https_target_over_http2_with_an_extra_root() {
     let url = receiver.url("/hooks/in?tenant=acme");
     for _ in 0..2 {
         let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
-        assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+        assert_eq!(report.detail, response(200, None), "{:?}", report.error);
         assert_eq!(report.response_excerpt.as_deref(), Some("ok"));
     }
 
@@ -598,7 +599,7 @@ async fn reaches_an_https_target_over_http2_with_an_extra_root() {
     let by_name =
         WebhookUrl::parse(&format!("https://localhost:{}/", receiver.addr.port())).unwrap();
     let report = transport.send(&by_name, &message(), ATTEMPT_TIMEOUT).await;
-    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+    assert_eq!(report.detail, response(200, None), "{:?}", report.error);
 }
 
 #[tokio::test]
@@ -608,7 +609,7 @@ async fn an_untrusted_certificate_fails_the_handshake_without_a_request() {
     let url = receiver.url("/hook?token=q-s3cret");
     let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
 
-    assert_eq!(report.outcome, AttemptOutcome::TlsFailed);
+    assert_eq!(report.detail, AttemptDetail::TlsFailed);
     assert_eq!(
         report.error.as_deref(),
         Some("tls handshake failed: the certificate is not signed by a trusted root")
@@ -630,7 +631,7 @@ async fn a_certificate_for_another_name_fails_the_handshake() {
         .send(&receiver.url("/"), &message(), ATTEMPT_TIMEOUT)
         .await;
 
-    assert_eq!(report.outcome, AttemptOutcome::TlsFailed);
+    assert_eq!(report.detail, AttemptDetail::TlsFailed);
     assert_eq!(
         report.error.as_deref(),
         Some("tls handshake failed: the certificate is not valid for the target's host")
@@ -644,8 +645,8 @@ async fn plain_http_on_an_https_port_is_a_tls_failure() {
     let url = WebhookUrl::parse(&format!("https://127.0.0.1:{}/", receiver.addr.port())).unwrap();
     let report = transport().send(&url, &message(), ATTEMPT_TIMEOUT).await;
     assert_eq!(
-        report.outcome,
-        AttemptOutcome::TlsFailed,
+        report.detail,
+        AttemptDetail::TlsFailed,
         "{:?}",
         report.error
     );
@@ -682,7 +683,7 @@ async fn check_refused_by(transport: &HyperTransport, hosts: &[&str], class: &st
     for host in hosts {
         let url = WebhookUrl::parse(&format!("{}?token=q-s3cret", receiver.url_via(host))).unwrap();
         let report = transport.send(&url, &message(), ATTEMPT_TIMEOUT).await;
-        assert_eq!(report.outcome, AttemptOutcome::AddressRefused, "{host}");
+        assert_eq!(report.detail, AttemptDetail::AddressRefused, "{host}");
         let error = report.error.unwrap();
         assert!(error.starts_with("address refused: "), "{host}: {error}");
         assert!(error.ends_with(&format!(" is {class}")), "{host}: {error}");
@@ -758,7 +759,7 @@ async fn refused_addresses_of_a_name_are_dropped_and_the_rest_connected() {
     let report = transport
         .send(&receiver.url_via("localhost"), &message(), ATTEMPT_TIMEOUT)
         .await;
-    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+    assert_eq!(report.detail, response(200, None), "{:?}", report.error);
     assert_eq!(receiver.requests().len(), 1);
 }
 
@@ -775,7 +776,7 @@ async fn the_guard_can_be_turned_off() {
             .send(&receiver.url_via(host), &message(), ATTEMPT_TIMEOUT)
             .await;
         assert_eq!(
-            report.outcome,
+            report.detail,
             response(200, None),
             "{host}: {:?}",
             report.error
@@ -827,7 +828,7 @@ async fn names_resolving_to_refused_addresses_are_refused() {
             ATTEMPT_TIMEOUT,
         )
         .await;
-    assert_eq!(report.outcome, response(200, None), "{:?}", report.error);
+    assert_eq!(report.detail, response(200, None), "{:?}", report.error);
     assert_eq!(receiver.requests().len(), 1);
     let unknown = allowed
         .send(
@@ -836,7 +837,7 @@ async fn names_resolving_to_refused_addresses_are_refused() {
             ATTEMPT_TIMEOUT,
         )
         .await;
-    assert_eq!(unknown.outcome, AttemptOutcome::ConnectionFailed);
+    assert_eq!(unknown.detail, AttemptDetail::ConnectionFailed);
     assert_eq!(unknown.error.as_deref(), Some("dns lookup failed"));
 }
 
@@ -854,13 +855,9 @@ async fn a_redirect_to_a_refused_or_other_address_is_not_followed() {
             let receiver =
                 Receiver::start(Reply::status(status).header("location", location.clone())).await;
             let report = send(&receiver.url("/")).await;
-            assert_eq!(
-                report.outcome,
-                response(status, None),
-                "{status} {location}"
-            );
+            assert_eq!(report.detail, response(status, None), "{status} {location}");
             assert!(
-                !report.outcome.is_success(),
+                !report.detail.is_success(),
                 "a redirect is a failed attempt"
             );
             assert_eq!(receiver.requests().len(), 1);
@@ -868,4 +865,84 @@ async fn a_redirect_to_a_refused_or_other_address_is_not_followed() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
+}
+
+/// The HTTP destination against the shared destination contract: each target is a receiver of
+/// its own on 127.0.0.1.
+mod contract {
+    use super::*;
+    use webhook_ports::contract::destination::{Answer, DestinationRig};
+
+    #[derive(Default)]
+    struct HttpRig {
+        receivers: tokio::sync::Mutex<Vec<(WebhookUrl, Receiver)>>,
+    }
+
+    async fn rig() -> HttpRig {
+        HttpRig::default()
+    }
+
+    #[async_trait::async_trait]
+    impl DestinationRig for HttpRig {
+        fn destination(&self, guarded: bool) -> Arc<dyn Destination> {
+            // Unguarded here means the guard allows loopback, where the receivers are;
+            // guarded means the default policy, which refuses it.
+            let config = if guarded {
+                TransportConfig::default()
+            } else {
+                local_config()
+            };
+            Arc::new(HyperTransport::new(config).unwrap())
+        }
+
+        async fn target(&self, answer: Answer) -> WebhookUrl {
+            let status = match answer {
+                Answer::Take => 200,
+                Answer::Refuse => 400,
+                Answer::Unavailable => 503,
+                Answer::Gone => 410,
+                Answer::Stall => {
+                    return misbehaving_target(|stream| async move {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(stream);
+                    })
+                    .await;
+                }
+            };
+            let receiver = Receiver::start(Reply::status(status)).await;
+            let url = receiver.url("/hook");
+            self.receivers.lock().await.push((url.clone(), receiver));
+            url
+        }
+
+        async fn received(&self, target: &WebhookUrl) -> Vec<OutboundMessage> {
+            let receivers = self.receivers.lock().await;
+            let Some((_, receiver)) = receivers.iter().find(|(url, _)| url == target) else {
+                return Vec::new();
+            };
+            receiver
+                .requests()
+                .into_iter()
+                .map(|r| OutboundMessage {
+                    body: r.body.to_vec(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(n, v)| {
+                            (
+                                n.as_str().to_owned(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect()
+        }
+
+        fn is_network(&self) -> bool {
+            true
+        }
+    }
+
+    webhook_ports::destination_contract_suite!(rig);
 }

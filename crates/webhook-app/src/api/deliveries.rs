@@ -30,8 +30,9 @@ pub(crate) struct AttemptResource {
     #[schema(value_type = String, format = DateTime)]
     started_at: Timestamp,
     duration_ms: u64,
-    /// `response`, `timeout`, `connection_failed`, `tls_failed`, `response_too_large` or
-    /// `address_refused`.
+    /// What the destination saw: `response` (with `statusCode`), `accepted` or `declined` (a
+    /// destination without status codes took or refused the message), `timeout`,
+    /// `connection_failed`, `tls_failed`, `response_too_large` or `address_refused`.
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_code: Option<u16>,
@@ -48,8 +49,8 @@ impl AttemptResource {
             number: attempt.number,
             started_at: Timestamp::from_datetime(attempt.started_at),
             duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
-            outcome: attempt.outcome.kind().as_str(),
-            status_code: attempt.outcome.status(),
+            outcome: attempt.detail.kind().as_str(),
+            status_code: attempt.detail.status(),
             response_body: attempt.response_excerpt,
             error: attempt.error,
         }
@@ -489,7 +490,7 @@ mod tests {
     use std::collections::HashMap;
 
     use time::macros::datetime;
-    use webhook_domain::AttemptOutcome;
+    use webhook_domain::AttemptDetail;
     use webhook_ports::{MockEventOutbox, Page};
 
     use super::*;
@@ -499,7 +500,7 @@ mod tests {
             number,
             started_at: datetime!(2026-01-01 00:00 UTC),
             duration: std::time::Duration::from_millis(3),
-            outcome: AttemptOutcome::Timeout,
+            detail: AttemptDetail::Timeout,
             response_excerpt: None,
             error: None,
         }

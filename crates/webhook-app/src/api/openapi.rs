@@ -329,14 +329,14 @@ mod tests {
         assert!(redeliver["responses"]["409"].is_object());
     }
 
-    /// The attempt log's `outcome` is an [`OutcomeKind`](webhook_domain::OutcomeKind)'s name;
+    /// The attempt log's `outcome` is an [`DetailKind`](webhook_domain::DetailKind)'s name;
     /// its description, written by hand, names every kind.
     #[test]
     fn the_document_names_every_attempt_outcome() {
         let doc = serde_json::to_value(super::document("/cloud-agent")).unwrap();
         let outcome = &doc["components"]["schemas"]["AttemptResource"]["properties"]["outcome"];
         let description = outcome["description"].as_str().unwrap();
-        for kind in webhook_domain::OutcomeKind::ALL {
+        for kind in webhook_domain::DetailKind::ALL {
             assert!(
                 description.contains(&format!("`{}`", kind.as_str())),
                 "{description:?} names {kind:?}"

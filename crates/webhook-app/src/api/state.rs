@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use webhook_ports::{
-    Clock, DeliveryQueue, EventOutbox, RedeliveryJobs, Transport, WalletRepository,
+    Clock, DeliveryQueue, Destination, EventOutbox, RedeliveryJobs, WalletRepository,
     WebhookRepository,
 };
 
@@ -31,7 +31,9 @@ pub(crate) struct ApiState {
     pub(crate) database: Arc<dyn DatabaseStatus>,
     pub(crate) metrics: Arc<Metrics>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).
-    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Destination>,
+    /// The target URL schemes that some destination serves.
+    pub(crate) schemes: Arc<[&'static str]>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Notified after each publish or requeue, so an idle dispatcher starts at once.
     pub(crate) wake: Arc<Notify>,

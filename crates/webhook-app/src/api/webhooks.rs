@@ -201,7 +201,7 @@ fn invalid(e: &dyn std::fmt::Display) -> Problem {
 }
 
 fn parse_url(text: &str, state: &ApiState) -> Result<WebhookUrl, Problem> {
-    let url = WebhookUrl::parse(text).map_err(|e| invalid(&e))?;
+    let url = WebhookUrl::parse_with_schemes(text, &state.schemes).map_err(|e| invalid(&e))?;
     // An address the SSRF guard would refuse at every attempt is refused now, while the caller
     // can still fix it. A name is judged at each attempt instead: what it resolves to changes.
     if let (Some(policy), Some(ip)) = (&state.address_policy, url.ip_host()) {
@@ -623,7 +623,7 @@ pub(crate) async fn test(
     Ok(Json(TestResult {
         delivered: report.outcome.is_success(),
         event_id: event.id(),
-        status_code: report.outcome.status(),
+        status_code: report.detail.status(),
         duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         response_body: report.response_excerpt,
         error: report.error,

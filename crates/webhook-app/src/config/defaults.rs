@@ -11,6 +11,7 @@ database_url = ""
 database_pool_size = 10
 migrate_on_start = true
 max_webhooks_per_wallet = 10
+sources = []
 
 [api]
 max_body_bytes = 262144

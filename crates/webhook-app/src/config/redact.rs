@@ -105,6 +105,7 @@ impl Settings {
     pub(crate) fn redacted(&self) -> Settings {
         let mut masked = self.clone();
         masked.database_url = redact_url(&self.database_url);
+        masked.sources = self.sources.iter().map(|url| redact_url(url)).collect();
         masked.identus = self.identus.redacted();
         masked
     }

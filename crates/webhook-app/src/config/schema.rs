@@ -40,6 +40,9 @@ pub struct Settings {
     /// otherwise be merged into.
     #[serde(default = "RetryPolicy::identus")]
     pub default_retry_policy: RetryPolicy,
+    /// Event sources to start beside the REST API, one URL each; a URL's scheme picks the
+    /// source (see `sources.rs`). Empty: events come in through the API and the CLI only.
+    pub sources: Vec<String>,
     pub api: ApiSettings,
     pub dispatcher: DispatcherSettings,
     pub transport: TransportSettings,

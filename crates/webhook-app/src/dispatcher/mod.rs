@@ -20,12 +20,12 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use webhook_domain::{
-    CancelReason, CircuitBreakerConfig, Decision, Delivery, DeliveryState, Jitter, OutboundMessage,
-    RetryPolicy, WebhookId,
+    AttemptOutcome, CancelReason, CircuitBreakerConfig, Decision, Delivery, DeliveryState, Jitter,
+    OutboundMessage, RetryPolicy, WebhookId,
 };
 use webhook_ports::{
-    AttemptLog, AttemptRecord, ClaimRequest, ClaimedDelivery, Clock, DeliveryQueue, LeaseOwner,
-    OutboxError, Transport, WebhookRepository,
+    AttemptLog, AttemptRecord, ClaimRequest, ClaimedDelivery, Clock, DeliveryQueue, Destination,
+    LeaseOwner, OutboxError, WebhookRepository,
 };
 
 use slots::{Admitted, Slots};
@@ -59,7 +59,7 @@ pub(crate) struct DispatcherConfig {
 pub struct Dispatcher {
     pub(crate) queue: Arc<dyn DeliveryQueue>,
     pub(crate) webhooks: Arc<dyn WebhookRepository>,
-    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Destination>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) jitter: fn() -> Jitter,
     pub(crate) owner: LeaseOwner,
@@ -104,6 +104,8 @@ struct Finished {
     /// is stored.
     ordered: bool,
     record: AttemptRecord,
+    /// What the attempt came to, which the target's circuit breaker counts.
+    outcome: AttemptOutcome,
     decision: Decision,
     /// The global webhook, which a 410 never disables: only its configuration changes it.
     global: bool,
@@ -433,7 +435,7 @@ impl Dispatcher {
                         if f.decision == Decision::DisableTarget && !f.global {
                             p.gone.push(f.target);
                         }
-                        let admitted = p.slots.finished(f.target, &f.record.attempt.outcome, now);
+                        let admitted = p.slots.finished(f.target, &f.outcome, now);
                         p.ordered_waiting |= f.ordered;
                         p.first_record_at.get_or_insert_with(Instant::now);
                         p.records_leased_until = Some(
@@ -447,9 +449,10 @@ impl Dispatcher {
                         // The delivery was not in flight (cannot happen with a correct claim):
                         // free its slot; its lease runs out.
                         if let Some(d) = delivery {
+                            // An outcome that says nothing of the target's health.
                             let admitted = p.slots.finished(
                                 d.webhook_id(),
-                                &webhook_domain::AttemptOutcome::AddressRefused,
+                                &AttemptOutcome::RefusedByPolicy,
                                 now,
                             );
                             p.pending_admitted(admitted);
@@ -463,7 +466,7 @@ impl Dispatcher {
                 if let Some(d) = p.running.remove(&e.id()) {
                     let admitted = p.slots.finished(
                         d.webhook_id(),
-                        &webhook_domain::AttemptOutcome::ConnectionFailed,
+                        &AttemptOutcome::RetryLater { not_before: None },
                         now,
                     );
                     p.pending_admitted(admitted);
@@ -713,11 +716,8 @@ impl Dispatcher {
             .send(&webhook.url, &message, self.config.attempt_timeout)
             .await;
         self.metrics
-            .attempt_finished(&report.outcome, report.duration);
-        let policy = webhook
-            .retry_policy
-            .as_ref()
-            .unwrap_or(&self.config.default_retry_policy);
+            .attempt_finished(&report.detail, report.duration);
+        let policy = webhook.effective_retry_policy(&self.config.default_retry_policy);
         let finished_at = self.clock.now();
         // The lease the outcome is written under (the delivery is in flight, or `on_attempt`
         // refuses it below).
@@ -742,6 +742,7 @@ impl Dispatcher {
             event = %event.id(),
             webhook = %webhook.id,
             outcome = ?report.outcome,
+            detail = ?report.detail,
             decision = ?decision,
             "attempt finished"
         );
@@ -750,7 +751,7 @@ impl Dispatcher {
                 number: next.attempts_made(),
                 started_at,
                 duration: report.duration,
-                outcome: report.outcome,
+                detail: report.detail,
                 response_excerpt: report.response_excerpt,
                 error: report.error,
             },
@@ -761,6 +762,7 @@ impl Dispatcher {
             ordered: webhook.ordered,
             global: webhook.scope == webhook_domain::WebhookScope::Global,
             record,
+            outcome: report.outcome,
             decision,
             leased_until,
         })
@@ -789,11 +791,11 @@ mod tests {
     use time::OffsetDateTime;
     use time::macros::datetime;
     use webhook_domain::{
-        AttemptOutcome, CustomHeaders, Delivery, DeliveryId, DeliveryState, Event, EventId,
+        AttemptDetail, CustomHeaders, Delivery, DeliveryId, DeliveryState, Event, EventId,
         EventType, Timestamp, WalletId, Webhook, WebhookId, WebhookScope, WebhookUrl,
     };
     use webhook_ports::{
-        AttemptReport, MockClock, MockDeliveryQueue, MockTransport, MockWebhookRepository,
+        AttemptReport, MockClock, MockDeliveryQueue, MockDestination, MockWebhookRepository,
     };
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
@@ -835,17 +837,12 @@ mod tests {
         }
     }
 
-    fn report(outcome: AttemptOutcome) -> AttemptReport {
-        AttemptReport {
-            outcome,
-            duration: Duration::from_millis(12),
-            response_excerpt: None,
-            error: None,
-        }
+    fn report(detail: AttemptDetail) -> AttemptReport {
+        AttemptReport::of(detail, Duration::from_millis(12))
     }
 
-    fn status(code: u16) -> AttemptOutcome {
-        AttemptOutcome::Response {
+    fn status(code: u16) -> AttemptDetail {
+        AttemptDetail::Response {
             status: code,
             retry_after: None,
         }
@@ -914,11 +911,11 @@ mod tests {
     /// recorded, then stops it. `expect_disable` says whether the webhook must be disabled.
     async fn one_attempt(
         claimed_delivery: ClaimedDelivery,
-        outcome: AttemptOutcome,
+        outcome: AttemptDetail,
         expect_disable: bool,
     ) -> Vec<AttemptRecord> {
         let (queue, mut recorded, _released) = queue_over(vec![claimed_delivery]);
-        let mut transport = MockTransport::new();
+        let mut transport = MockDestination::new();
         transport
             .expect_send()
             .times(1)
@@ -956,7 +953,7 @@ mod tests {
     fn dispatcher(
         queue: MockDeliveryQueue,
         webhooks: MockWebhookRepository,
-        transport: Arc<dyn Transport>,
+        transport: Arc<dyn Destination>,
         per_target: usize,
     ) -> Arc<Dispatcher> {
         let mut clock = MockClock::new();
@@ -994,7 +991,7 @@ mod tests {
             DeliveryState::Delivered { at: NOW }
         );
         assert_eq!(records[0].attempt.number, 1);
-        assert_eq!(records[0].attempt.outcome, status(204));
+        assert_eq!(records[0].attempt.detail, status(204));
         assert_eq!(records[0].attempt.duration, Duration::from_millis(12));
     }
 
@@ -1019,7 +1016,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let records = one_attempt(claimed(Some(policy), 0), AttemptOutcome::Timeout, false).await;
+        let records = one_attempt(claimed(Some(policy), 0), AttemptDetail::Timeout, false).await;
         assert_eq!(
             records[0].delivery.state(),
             DeliveryState::RetryScheduled {
@@ -1030,7 +1027,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_allowed_failure_exhausts_the_delivery() {
-        let records = one_attempt(claimed(None, 2), AttemptOutcome::ConnectionFailed, false).await;
+        let records = one_attempt(claimed(None, 2), AttemptDetail::ConnectionFailed, false).await;
         assert_eq!(
             records[0].delivery.state(),
             DeliveryState::Exhausted { at: NOW }
@@ -1071,7 +1068,7 @@ mod tests {
     #[tokio::test]
     async fn attempts_and_recorded_final_states_are_counted() {
         let (queue, mut recorded, _released) = queue_over(vec![claimed(None, 0)]);
-        let mut transport = MockTransport::new();
+        let mut transport = MockDestination::new();
         transport
             .expect_send()
             .times(1)
@@ -1098,7 +1095,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_queue_sends_and_records_nothing() {
         let (queue, mut recorded, _released) = queue_over(Vec::new());
-        let mut transport = MockTransport::new();
+        let mut transport = MockDestination::new();
         transport.expect_send().never();
         let dispatcher = dispatcher(queue, MockWebhookRepository::new(), Arc::new(transport), 16);
         let (stop, stopped) = watch::channel(false);
@@ -1119,7 +1116,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Transport for HangingTarget {
+    impl Destination for HangingTarget {
         async fn send(
             &self,
             url: &webhook_domain::WebhookUrl,
@@ -1389,7 +1386,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Transport for Failing {
+    impl Destination for Failing {
         async fn send(
             &self,
             _url: &webhook_domain::WebhookUrl,
@@ -1568,8 +1565,8 @@ mod tests {
     }
 
     /// A transport that answers each target with the status `answers` gives it.
-    fn answering(answers: Vec<(WebhookId, u16)>) -> Arc<MockTransport> {
-        let mut transport = MockTransport::new();
+    fn answering(answers: Vec<(WebhookId, u16)>) -> Arc<MockDestination> {
+        let mut transport = MockDestination::new();
         transport.expect_send().returning(move |url, _, _| {
             let (_, code) = answers
                 .iter()

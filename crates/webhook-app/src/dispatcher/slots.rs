@@ -370,6 +370,7 @@ mod tests {
     };
 
     use super::*;
+    use webhook_domain::AttemptDetail;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
 
@@ -418,7 +419,7 @@ mod tests {
         }
     }
 
-    const OK: AttemptOutcome = AttemptOutcome::Response {
+    const OK: AttemptDetail = AttemptDetail::Response {
         status: 200,
         retry_after: None,
     };
@@ -440,7 +441,7 @@ mod tests {
         assert_eq!(slots.skip(NOW), vec![id(1)]);
 
         // Each finished attempt of target 1 starts its next waiting delivery, in claim order.
-        let next = slots.finished(id(1), &OK, NOW);
+        let next = slots.finished(id(1), &OK.outcome(), NOW);
         assert_eq!(next.start.len(), 1);
         assert_eq!(
             next.start[0].delivery.id(),
@@ -448,7 +449,7 @@ mod tests {
         );
         assert_eq!(slots.in_flight(), 3);
         // Target 2 finishing frees a slot nobody waits for.
-        assert!(slots.finished(id(2), &OK, NOW).start.is_empty());
+        assert!(slots.finished(id(2), &OK.outcome(), NOW).start.is_empty());
         assert_eq!(slots.in_flight(), 2);
     }
 
@@ -458,10 +459,10 @@ mod tests {
         let admitted = slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
         assert_eq!(admitted.start.len(), 1);
         // First failure: still closed, the next one starts.
-        let after_first = slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        let after_first = slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         assert_eq!(after_first.start.len(), 1);
         // Second failure opens the circuit: the last waiting delivery goes back until it ends.
-        let after_second = slots.finished(id(1), &AttemptOutcome::ConnectionFailed, NOW);
+        let after_second = slots.finished(id(1), &AttemptDetail::ConnectionFailed.outcome(), NOW);
         assert!(after_second.start.is_empty());
         assert_eq!(after_second.release.len(), 1);
         assert_eq!(after_second.release[0].1, NOW + time::Duration::seconds(30));
@@ -473,7 +474,7 @@ mod tests {
         assert_eq!(probe.start.len(), 1, "one probe at a time");
         assert_eq!(slots.waiting(), 1);
         // A healthy probe closes the circuit and lets the next one start.
-        let after_probe = slots.finished(id(1), &OK, later);
+        let after_probe = slots.finished(id(1), &OK.outcome(), later);
         assert_eq!(after_probe.start.len(), 1);
         assert!(after_probe.release.is_empty());
         assert_eq!(slots.in_flight(), 1);
@@ -481,7 +482,7 @@ mod tests {
         // With more slots, a probe under way sends the others back for a moment.
         let mut wide = Slots::new(4, breaker(1));
         wide.admit(vec![claimed(2, 20)], NOW);
-        wide.finished(id(2), &AttemptOutcome::Timeout, NOW);
+        wide.finished(id(2), &AttemptDetail::Timeout.outcome(), NOW);
         let reopened = NOW + time::Duration::seconds(30);
         let admitted = wide.admit(vec![claimed(2, 21), claimed(2, 22)], reopened);
         assert_eq!(admitted.start.len(), 1);
@@ -495,10 +496,10 @@ mod tests {
         assert_eq!(slots.circuit_changes(), None);
         slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
         // One failure: still closed, nothing to report.
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         assert_eq!(slots.circuit_changes(), None);
         // The second opens the circuit.
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         let until = NOW + time::Duration::seconds(30);
         assert_eq!(
             slots.circuit_changes(),
@@ -511,7 +512,7 @@ mod tests {
             slots.circuit_changes(),
             Some(vec![(id(1), CircuitState::HalfOpen { probing: true })])
         );
-        slots.finished(id(1), &OK, until);
+        slots.finished(id(1), &OK.outcome(), until);
         assert_eq!(slots.circuit_changes(), Some(Vec::new()));
         assert_eq!(slots.circuit_changes(), None);
     }
@@ -553,8 +554,8 @@ mod tests {
     fn an_idle_target_is_forgotten_but_one_with_failures_is_kept() {
         let mut slots = Slots::new(2, breaker(5));
         slots.admit(vec![claimed(1, 0), claimed(2, 1)], NOW);
-        slots.finished(id(1), &OK, NOW);
-        slots.finished(id(2), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &OK.outcome(), NOW);
+        slots.finished(id(2), &AttemptDetail::Timeout.outcome(), NOW);
         assert!(!slots.targets.contains_key(&id(1)));
         assert!(
             slots.targets.contains_key(&id(2)),
@@ -566,7 +567,7 @@ mod tests {
     fn an_open_circuit_without_work_is_forgotten_once_its_rest_is_over() {
         let mut slots = Slots::new(1, breaker(1));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         let until = NOW + time::Duration::seconds(30);
         assert_eq!(
             slots.circuit_changes(),
@@ -587,10 +588,10 @@ mod tests {
     fn a_failure_count_without_work_is_forgotten_after_an_open_period_without_outcomes() {
         let mut slots = Slots::new(1, breaker(5));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         let later = NOW + time::Duration::seconds(20);
         slots.admit(vec![claimed(1, 1)], later);
-        slots.finished(id(1), &AttemptOutcome::Timeout, later);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), later);
         // A retry within the open period still adds to the count.
         slots.forget_idle(later + time::Duration::seconds(29));
         assert_eq!(
@@ -613,7 +614,7 @@ mod tests {
         let mut slots = Slots::new(2, breaker(1));
         // One attempt fails and opens the circuit while another is still in flight.
         slots.admit(vec![claimed(1, 0), claimed(1, 1)], NOW);
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         slots.forget_idle(NOW + time::Duration::minutes(5));
         assert!(
             slots.targets.contains_key(&id(1)),
@@ -625,7 +626,7 @@ mod tests {
         let mut limited = claimed(2, 2);
         limited.webhook.rate_limit = Some(webhook_domain::RateLimit::per_second(1).unwrap());
         slots.admit(vec![limited], NOW);
-        slots.finished(id(2), &OK, NOW);
+        slots.finished(id(2), &OK.outcome(), NOW);
         slots.forget_idle(NOW + time::Duration::milliseconds(999));
         assert!(slots.targets.contains_key(&id(2)), "its rate limit holds");
         slots.forget_idle(NOW + time::Duration::seconds(1));
@@ -636,7 +637,7 @@ mod tests {
     fn a_half_open_circuit_with_no_probe_in_flight_is_forgotten() {
         let mut slots = Slots::new(1, breaker(1));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptOutcome::Timeout, NOW);
+        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
         let later = NOW + time::Duration::seconds(30);
         slots.admit(vec![claimed(1, 1)], later);
         assert_eq!(

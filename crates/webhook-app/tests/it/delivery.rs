@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::json;
-use webhook_domain::{AttemptOutcome, DeliveryStateKind, WalletId};
+use webhook_domain::{AttemptDetail, DeliveryStateKind, WalletId};
 use webhook_ports::{DeliveryFilter, Page};
 
 use crate::utils::{
@@ -105,12 +105,12 @@ async fn three_attempts(mut service: Service) {
         .unwrap();
     let statuses: Vec<_> = attempts
         .iter()
-        .map(|a| (a.number, a.outcome.status()))
+        .map(|a| (a.number, a.detail.status()))
         .collect();
     assert_eq!(statuses, [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
     assert!(matches!(
-        attempts[2].outcome,
-        AttemptOutcome::Response { status: 200, .. }
+        attempts[2].detail,
+        AttemptDetail::Response { status: 200, .. }
     ));
 }
 
@@ -338,7 +338,7 @@ async fn refused_target(mut service: Service) {
         .await
         .unwrap();
     assert_eq!(attempts.len(), 1, "{attempts:?}");
-    assert_eq!(attempts[0].outcome, AttemptOutcome::AddressRefused);
+    assert_eq!(attempts[0].detail, AttemptDetail::AddressRefused);
     assert_eq!(
         attempts[0].error.as_deref(),
         Some("address refused: 127.0.0.1 is loopback")

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use webhook_domain::{AttemptOutcome, Backoff, CancelReason, DeliveryState, DeliveryStateKind};
+use webhook_domain::{AttemptDetail, Backoff, CancelReason, DeliveryState, DeliveryStateKind};
 use webhook_ports::AttemptLog;
 
 use crate::utils::{
@@ -27,8 +27,8 @@ fn fixed_policy(max_attempts: u32) -> webhook_domain::RetryPolicy {
 }
 
 /// The (number, outcome) of each attempt.
-fn outcomes(attempts: &[AttemptLog]) -> Vec<(u32, AttemptOutcome)> {
-    attempts.iter().map(|a| (a.number, a.outcome)).collect()
+fn outcomes(attempts: &[AttemptLog]) -> Vec<(u32, AttemptDetail)> {
+    attempts.iter().map(|a| (a.number, a.detail)).collect()
 }
 
 /// The time from one attempt's start to the next one's.
@@ -39,8 +39,8 @@ fn gaps(attempts: &[AttemptLog]) -> Vec<Duration> {
         .collect()
 }
 
-fn response(status: u16) -> AttemptOutcome {
-    AttemptOutcome::Response {
+fn response(status: u16) -> AttemptDetail {
+    AttemptDetail::Response {
         status,
         retry_after: None,
     }
@@ -111,7 +111,7 @@ async fn never_answers(backend: Backend) {
     assert_eq!(
         outcomes(&attempts),
         (1..=3)
-            .map(|n| (n, AttemptOutcome::Timeout))
+            .map(|n| (n, AttemptDetail::Timeout))
             .collect::<Vec<_>>()
     );
     let timeout = Duration::from_millis(TIMEOUT_MS);
@@ -150,7 +150,7 @@ async fn connection_refused(backend: Backend) {
     assert_eq!(
         outcomes(&attempts),
         (1..=3)
-            .map(|n| (n, AttemptOutcome::ConnectionFailed))
+            .map(|n| (n, AttemptDetail::ConnectionFailed))
             .collect::<Vec<_>>()
     );
     for attempt in &attempts {
@@ -252,7 +252,7 @@ async fn retry_after(backend: Backend) {
     let attempts = service.attempts(&delivery).await;
     let statuses: Vec<_> = attempts
         .iter()
-        .map(|a| (a.number, a.outcome.status()))
+        .map(|a| (a.number, a.detail.status()))
         .collect();
     assert_eq!(statuses, [(1, Some(429)), (2, Some(200))]);
     let gap = gaps(&attempts)[0];

@@ -42,6 +42,8 @@ pub struct Service {
     _dir: tempfile::TempDir,
     pub settings: Settings,
     _schema: Option<PgTestSchema>,
+    /// What it starts with beside the built-ins (a test-only event source), at restarts too.
+    extensions: webhook_app::Extensions,
 }
 
 impl Service {
@@ -59,6 +61,15 @@ impl Service {
     /// As [`Self::start_on`], with `adjust` applied to the test settings last.
     pub async fn start_with(
         backend: Backend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Service> {
+        Self::start_extended(backend, webhook_app::Extensions::default(), adjust).await
+    }
+
+    /// As [`Self::start_with`], with `extensions` registered.
+    pub async fn start_extended(
+        backend: Backend,
+        extensions: webhook_app::Extensions,
         adjust: impl FnOnce(&mut Settings),
     ) -> Option<Service> {
         let dir = tempfile::tempdir().unwrap();
@@ -87,13 +98,16 @@ impl Service {
         // Receivers listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
         settings.transport.allowed_cidrs = vec!["127.0.0.0/8".to_owned()];
         adjust(&mut settings);
-        let running = webhook_app::start(&settings).await.unwrap();
+        let running = webhook_app::start_with(&settings, extensions.clone())
+            .await
+            .unwrap();
         Some(Service {
             addr: running.addr.expect("a Service serves the API"),
             running: Some(running),
             _dir: dir,
             settings,
             _schema: schema,
+            extensions,
         })
     }
 
@@ -128,7 +142,9 @@ impl Service {
     pub async fn restart(&mut self, adjust: impl FnOnce(&mut Settings)) {
         self.stop().await;
         adjust(&mut self.settings);
-        let running = webhook_app::start(&self.settings).await.unwrap();
+        let running = webhook_app::start_with(&self.settings, self.extensions.clone())
+            .await
+            .unwrap();
         self.addr = running.addr.expect("a Service serves the API");
         self.running = Some(running);
     }

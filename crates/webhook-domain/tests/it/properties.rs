@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, Backoff, CancelReason, Decision, Delivery, DeliveryState, Jitter, RetryPolicy,
+    AttemptDetail, Backoff, CancelReason, Decision, Delivery, DeliveryState, Jitter, RetryPolicy,
     TransitionError, limits::MAX_RETRY_AFTER,
 };
 
@@ -59,38 +59,38 @@ fn retry_after() -> impl Strategy<Value = Option<Duration>> {
     prop::option::of((0..=3 * 3600u64).prop_map(Duration::from_secs))
 }
 
-fn response(status: u16, retry_after: Option<Duration>) -> AttemptOutcome {
-    AttemptOutcome::Response {
+fn response(status: u16, retry_after: Option<Duration>) -> AttemptDetail {
+    AttemptDetail::Response {
         status,
         retry_after,
     }
 }
 
 /// Every kind of outcome, successes and 410 included.
-fn any_outcome() -> impl Strategy<Value = AttemptOutcome> {
+fn any_outcome() -> impl Strategy<Value = AttemptDetail> {
     prop_oneof![
         3 => (prop_oneof![Just(200u16), Just(204), Just(410), 100..=599u16], retry_after())
             .prop_map(|(s, r)| response(s, r)),
-        1 => Just(AttemptOutcome::Timeout),
-        1 => Just(AttemptOutcome::ConnectionFailed),
-        1 => Just(AttemptOutcome::TlsFailed),
-        1 => Just(AttemptOutcome::ResponseTooLarge),
-        1 => Just(AttemptOutcome::AddressRefused),
+        1 => Just(AttemptDetail::Timeout),
+        1 => Just(AttemptDetail::ConnectionFailed),
+        1 => Just(AttemptDetail::TlsFailed),
+        1 => Just(AttemptDetail::ResponseTooLarge),
+        1 => Just(AttemptDetail::AddressRefused),
     ]
 }
 
 /// Failures that the policy retries: no 2xx, no 410, no refused address.
-fn retryable_failure() -> impl Strategy<Value = AttemptOutcome> {
+fn retryable_failure() -> impl Strategy<Value = AttemptDetail> {
     prop_oneof![
         4 => (
             prop_oneof![100..=199u16, 300..=409u16, 411..=599u16, Just(429), Just(503)],
             retry_after()
         )
             .prop_map(|(s, r)| response(s, r)),
-        1 => Just(AttemptOutcome::Timeout),
-        1 => Just(AttemptOutcome::ConnectionFailed),
-        1 => Just(AttemptOutcome::TlsFailed),
-        1 => Just(AttemptOutcome::ResponseTooLarge),
+        1 => Just(AttemptDetail::Timeout),
+        1 => Just(AttemptDetail::ConnectionFailed),
+        1 => Just(AttemptDetail::TlsFailed),
+        1 => Just(AttemptDetail::ResponseTooLarge),
     ]
 }
 
@@ -114,7 +114,7 @@ enum Step {
     },
     /// The attempt in flight ends with `outcome` after `took_ms`.
     Attempt {
-        outcome: AttemptOutcome,
+        outcome: AttemptDetail,
         jitter: Jitter,
         took_ms: u32,
     },
@@ -157,7 +157,7 @@ fn apply(d: &Delivery, step: &Step, policy: &RetryPolicy, now: &mut OffsetDateTi
             took_ms,
         } => {
             *now += Duration::from_millis(took_ms.into());
-            d.on_attempt(&outcome, policy, *now, jitter)
+            d.on_attempt(&outcome.outcome(), policy, *now, jitter)
                 .map(|(d, decision)| (d, Some(decision)))
         }
         Step::Release => d.release(*now).map(|d| (d, None)),
@@ -203,7 +203,7 @@ fn new_delivery() -> Delivery {
 /// the time the attempt ended.
 fn attempt(
     d: &Delivery,
-    outcome: &AttemptOutcome,
+    outcome: &AttemptDetail,
     policy: &RetryPolicy,
     jitter: Jitter,
     took: Duration,
@@ -211,7 +211,9 @@ fn attempt(
     let due = d.state().claimable_at().unwrap();
     let claimed = d.claim(due, due + Duration::from_secs(60)).unwrap();
     let now = due + took;
-    let (next, decision) = claimed.on_attempt(outcome, policy, now, jitter).unwrap();
+    let (next, decision) = claimed
+        .on_attempt(&outcome.outcome(), policy, now, jitter)
+        .unwrap();
     (next, decision, now)
 }
 
@@ -394,7 +396,7 @@ proptest! {
                 matches!(r, Err(TransitionError::NotAllowed { .. }))
             };
             prop_assert!(refused(d.claim(now, now + Duration::from_secs(60)).map(|_| ())));
-            prop_assert!(refused(d.on_attempt(&outcome, &policy, now, jitter).map(|_| ())));
+            prop_assert!(refused(d.on_attempt(&outcome.outcome(), &policy, now, jitter).map(|_| ())));
             prop_assert!(refused(d.release(now).map(|_| ())));
             prop_assert!(refused(d.cancel(reason, now).map(|_| ())));
             prop_assert!(refused(d.requeue(now).map(|_| ())));
@@ -444,7 +446,7 @@ proptest! {
             let (next, decision, now) = attempt(&d, failure, &policy, *jitter, ms(*took_ms));
             d = next;
             let retry_after = match *failure {
-                AttemptOutcome::Response { status: 429 | 503, retry_after } => {
+                AttemptDetail::Response { status: 429 | 503, retry_after } => {
                     retry_after.unwrap_or_default().min(MAX_RETRY_AFTER)
                 }
                 _ => Duration::ZERO,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use webhook_domain::{
-    AttemptOutcome, Backoff, Decision, Delivery, Jitter, RetryPolicy, RetryPolicyError,
+    AttemptDetail, Backoff, Decision, Delivery, Jitter, RetryPolicy, RetryPolicyError,
 };
 
 use crate::fixtures::{NOW, delivery_id, event_id, secs, webhook_id};
@@ -153,13 +153,15 @@ fn max_age_exhausts_a_delivery_whose_next_attempt_would_be_too_late() {
         Some(Duration::from_secs(25)),
     )
     .unwrap();
-    let failure = AttemptOutcome::Timeout;
+    let failure = AttemptDetail::Timeout;
     let mut d = Delivery::new(delivery_id(), event_id(), webhook_id(), NOW);
     let mut decisions = Vec::new();
     let mut now = NOW;
     loop {
         d = d.claim(now, now + secs(30)).unwrap();
-        let (next, decision) = d.on_attempt(&failure, &p, now, Jitter::MAX).unwrap();
+        let (next, decision) = d
+            .on_attempt(&failure.outcome(), &p, now, Jitter::MAX)
+            .unwrap();
         d = next;
         decisions.push(decision);
         match decision {
@@ -188,10 +190,11 @@ fn max_age_exhausts_a_delivery_whose_next_attempt_would_be_too_late() {
         .claim(NOW, NOW + secs(30))
         .unwrap()
         .on_attempt(
-            &AttemptOutcome::Response {
+            &AttemptDetail::Response {
                 status: 503,
                 retry_after: Some(Duration::from_secs(60)),
-            },
+            }
+            .outcome(),
             &p,
             NOW,
             Jitter::MAX,

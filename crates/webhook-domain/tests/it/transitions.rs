@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CancelReason, Decision, Delivery, DeliveryState, Jitter, RetryPolicy,
+    AttemptDetail, CancelReason, Decision, Delivery, DeliveryState, Jitter, RetryPolicy,
     TransitionError, limits::MAX_RETRY_AFTER,
 };
 
@@ -111,7 +111,7 @@ fn start(s: Start) -> Delivery {
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Claim,
-    Attempt(AttemptOutcome),
+    Attempt(AttemptDetail),
     Release,
     Cancel,
     Requeue,
@@ -132,7 +132,7 @@ fn check(from: Start, action: Action, expected: Expect) {
     let result = match action {
         Action::Claim => before.claim(NOW, LEASE).map(|d| (d, None)),
         Action::Attempt(outcome) => before
-            .on_attempt(&outcome, &policy, NOW, Jitter::MAX)
+            .on_attempt(&outcome.outcome(), &policy, NOW, Jitter::MAX)
             .map(|(d, decision)| (d, Some(decision))),
         Action::Release => before.release(NOW).map(|d| (d, None)),
         Action::Cancel => before
@@ -174,8 +174,8 @@ fn ok(state: DeliveryState, attempts: u32) -> Expect {
     Expect::Ok(state, attempts, None)
 }
 
-fn response(status: u16, retry_after: Option<u64>) -> AttemptOutcome {
-    AttemptOutcome::Response {
+fn response(status: u16, retry_after: Option<u64>) -> AttemptDetail {
+    AttemptDetail::Response {
         status,
         retry_after: retry_after.map(Duration::from_secs),
     }
@@ -193,7 +193,7 @@ enum Verdict {
 const HOUR: u64 = 3600;
 
 /// Every kind of outcome and what it leads to before the last attempt.
-fn outcomes() -> Vec<(AttemptOutcome, Verdict)> {
+fn outcomes() -> Vec<(AttemptDetail, Verdict)> {
     use Verdict::*;
     vec![
         (response(200, None), Delivered),
@@ -224,11 +224,11 @@ fn outcomes() -> Vec<(AttemptOutcome, Verdict)> {
         (response(503, Some(2 * HOUR)), RetryIn(3600)),
         (response(429, Some(u64::MAX)), RetryIn(3600)),
         (response(599, None), RetryIn(5)),
-        (AttemptOutcome::Timeout, RetryIn(5)),
-        (AttemptOutcome::ConnectionFailed, RetryIn(5)),
-        (AttemptOutcome::TlsFailed, RetryIn(5)),
-        (AttemptOutcome::ResponseTooLarge, RetryIn(5)),
-        (AttemptOutcome::AddressRefused, GiveUp),
+        (AttemptDetail::Timeout, RetryIn(5)),
+        (AttemptDetail::ConnectionFailed, RetryIn(5)),
+        (AttemptDetail::TlsFailed, RetryIn(5)),
+        (AttemptDetail::ResponseTooLarge, RetryIn(5)),
+        (AttemptDetail::AddressRefused, GiveUp),
     ]
 }
 
@@ -460,7 +460,9 @@ fn an_identus_delivery_from_first_claim_to_exhaustion_and_back() {
             }
         );
         now += secs(1);
-        let (next, decision) = d.on_attempt(&e500, &policy, now, Jitter::MAX).unwrap();
+        let (next, decision) = d
+            .on_attempt(&e500.outcome(), &policy, now, Jitter::MAX)
+            .unwrap();
         decisions.push(decision);
         d = next;
         assert_eq!(d.attempts(), attempt);
@@ -487,7 +489,7 @@ fn an_identus_delivery_from_first_claim_to_exhaustion_and_back() {
     assert_eq!((again.attempts(), again.first_due()), (0, later));
     let again = again.claim(later, later + secs(30)).unwrap();
     let (again, decision) = again
-        .on_attempt(&e500, &policy, later, Jitter::MAX)
+        .on_attempt(&e500.outcome(), &policy, later, Jitter::MAX)
         .unwrap();
     assert_eq!(
         (again.attempts(), decision),

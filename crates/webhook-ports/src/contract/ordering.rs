@@ -24,7 +24,7 @@ pub async fn settle<S: DeliveryQueue>(
     store: &S,
     me: &LeaseOwner,
     claimed: &[crate::ClaimedDelivery],
-    outcome: AttemptOutcome,
+    outcome: AttemptDetail,
     now: OffsetDateTime,
 ) -> Vec<EventId> {
     let records: Vec<AttemptRecord> = claimed
@@ -32,7 +32,12 @@ pub async fn settle<S: DeliveryQueue>(
         .map(|c| {
             let (next, _) = c
                 .delivery
-                .on_attempt(&outcome, &RetryPolicy::identus(), now, Jitter::MAX)
+                .on_attempt(
+                    &outcome.outcome(),
+                    &RetryPolicy::identus(),
+                    now,
+                    Jitter::MAX,
+                )
                 .unwrap();
             AttemptRecord {
                 delivery: next,
@@ -110,7 +115,7 @@ where
     // The first one is exhausted: the queue moves on to the second.
     let head = claim(store, &me, at(1), 10, &[]).await;
     assert_eq!(
-        settle(store, &me, &head, AttemptOutcome::AddressRefused, at(1)).await,
+        settle(store, &me, &head, AttemptDetail::AddressRefused, at(1)).await,
         [events[0].id()]
     );
     let second = claim(store, &me, at(2), 10, &[]).await;
@@ -383,7 +388,7 @@ where
         let (wallet, webhook, _, delivery) = one_delivery(store).await;
         let me = owner("a");
         let claimed = claim(store, &me, T0, 10, &[]).await;
-        settle(store, &me, &claimed, AttemptOutcome::AddressRefused, T0).await;
+        settle(store, &me, &claimed, AttemptDetail::AddressRefused, T0).await;
         if delete {
             store
                 .delete_webhook(wallet, webhook.id, at(1))
