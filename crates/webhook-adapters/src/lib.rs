@@ -3,6 +3,7 @@
 
 mod clock;
 mod http_transport;
+mod port_errors;
 mod postgres;
 mod publishing;
 mod queries;

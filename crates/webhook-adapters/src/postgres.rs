@@ -40,6 +40,7 @@ use webhook_ports::{
 };
 
 use crate::PoolState;
+use crate::port_errors::Classified;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
     backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
@@ -62,7 +63,20 @@ use crate::schema::{
     webhooks,
 };
 
+mod errors;
+
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// An error of this store with its driver error classified as PostgreSQL's: what becomes a
+/// port's error (by `?`, or by [`port`]).
+fn classified(e: impl Into<AdapterError>) -> Classified {
+    Classified::new(e.into(), errors::driver_fault)
+}
+
+/// A port's error for an error of this store.
+fn port<E: From<Classified>>(e: impl Into<AdapterError>) -> E {
+    classified(e).into()
+}
 
 /// The channel a publish notifies when it created deliveries.
 const WAKE_CHANNEL: &str = "webhookd_due";
@@ -361,7 +375,7 @@ impl StorageLifecycle for PgStore {
 #[async_trait]
 impl WalletRepository for PgStore {
     async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         diesel::insert_into(wallets::table)
             .values((
                 wallets::id.eq(wallet.id.to_string()),
@@ -371,36 +385,42 @@ impl WalletRepository for PgStore {
             ))
             .execute(&mut c)
             .await
-            .map_err(conflict_if_taken(format!("wallet {}", wallet.id)))?;
+            .map_err(conflict_if_taken(format!("wallet {}", wallet.id)))
+            .map_err(classified)?;
         Ok(())
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: (String, String, i64, i64) = wallets::table
             .find(id.to_string())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(to_wallet(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(to_wallet(row).map_err(classified)?)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<(String, String, i64, i64)> = wallets::table
             .order((wallets::created_at, wallets::id))
             .offset(offset(page))
             .limit(i64::from(page.limit))
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.into_iter().map(to_wallet).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        Ok(rows
+            .into_iter()
+            .map(to_wallet)
+            .collect::<Result<_, _>>()
+            .map_err(classified)?)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let wallet = key.wallet_id.to_string();
         // The foreign key refuses an unknown wallet; no separate read needed.
         let inserted = diesel::insert_into(api_keys::table)
@@ -419,12 +439,12 @@ impl WalletRepository for PgStore {
                 diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                 _,
             )) => Err(WalletStoreError::NotFound),
-            Err(e) => Err(AdapterError::from(e).into()),
+            Err(e) => Err(port(e)),
         }
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<ApiKeyRow> = api_keys::table
             .filter(api_keys::tag.eq(tag.0.as_slice()))
             .select((
@@ -435,15 +455,15 @@ impl WalletRepository for PgStore {
             ))
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         rows.into_iter()
             .map(|row| row_to_api_key(tag, row))
             .collect::<Result<_, AdapterError>>()
-            .map_err(Into::into)
+            .map_err(port)
     }
 
     async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // The foreign key refuses an unknown wallet and the primary key a taken id, both
         // before anything is stored; no separate read needed.
         let inserted = diesel::insert_into(entities::table)
@@ -453,35 +473,40 @@ impl WalletRepository for PgStore {
         match inserted {
             Ok(_) => Ok(()),
             Err(e) if is_foreign_key_violation(&e) => Err(WalletStoreError::NotFound),
-            Err(e) if is_unique_violation(&e) => {
-                Err(AdapterError::Conflict(format!("entity {}", entity.id)).into())
-            }
-            Err(e) => Err(AdapterError::from(e).into()),
+            Err(e) if is_unique_violation(&e) => Err(port(AdapterError::Conflict(format!(
+                "entity {}",
+                entity.id
+            )))),
+            Err(e) => Err(port(e)),
         }
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: EntityRow = entities::table
             .find(id.to_string())
             .select(EntityRow::as_select())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row.into_entity()?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(row.into_entity().map_err(classified)?)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: Option<AdminTokenRow> = admin_token::table
             .select(admin_token_select!())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?;
-        Ok(row.map(row_to_admin_token).transpose()?)
+            .map_err(classified)?;
+        Ok(row
+            .map(row_to_admin_token)
+            .transpose()
+            .map_err(classified)?)
     }
 
     async fn init_admin_token(
@@ -489,7 +514,7 @@ impl WalletRepository for PgStore {
         hash: &ApiKeyHash,
         now: OffsetDateTime,
     ) -> Result<bool, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // Of racing inserts of the one row, the first to commit stores it; the others wait
         // for it and then insert nothing.
         let inserted = diesel::insert_into(admin_token::table)
@@ -497,7 +522,7 @@ impl WalletRepository for PgStore {
             .on_conflict_do_nothing()
             .execute(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         Ok(inserted == 1)
     }
 }
@@ -567,7 +592,7 @@ impl WebhookRepository for PgStore {
         webhook: &Webhook,
         limit: Option<u32>,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             if let (Some(limit), Some(wallet)) = (limit, webhook_columns(webhook).wallet_id) {
                 // Lock the wallet row: concurrent creates in one wallet count one at a time.
@@ -591,7 +616,7 @@ impl WebhookRepository for PgStore {
             insert_webhook(c, webhook).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_webhook(
@@ -599,7 +624,7 @@ impl WebhookRepository for PgStore {
         wallet: WalletId,
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: WebhookRow = webhooks::table
             .filter(webhooks::id.eq(id.to_string()))
             .filter(webhooks::wallet_id.eq(wallet.to_string()))
@@ -608,9 +633,10 @@ impl WebhookRepository for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_webhook(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(row_to_webhook(row).map_err(classified)?)
     }
 
     async fn list_webhooks(
@@ -618,7 +644,7 @@ impl WebhookRepository for PgStore {
         wallet: WalletId,
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<WebhookRow> = webhooks::table
             .filter(webhooks::wallet_id.eq(wallet.to_string()))
             .filter(webhooks::deleted_at.is_null())
@@ -628,11 +654,12 @@ impl WebhookRepository for PgStore {
             .select(webhook_select!())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         Ok(rows
             .into_iter()
             .map(row_to_webhook)
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()
+            .map_err(classified)?)
     }
 
     async fn delete_webhook(
@@ -641,7 +668,7 @@ impl WebhookRepository for PgStore {
         id: WebhookId,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
@@ -664,7 +691,7 @@ impl WebhookRepository for PgStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn disable_webhook(
@@ -672,7 +699,7 @@ impl WebhookRepository for PgStore {
         id: WebhookId,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
@@ -700,7 +727,7 @@ impl WebhookRepository for PgStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetGone, now).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn set_global_webhook(
@@ -708,7 +735,7 @@ impl WebhookRepository for PgStore {
         webhook: Option<Webhook>,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             // Instances starting together replace the global webhook one at a time.
             diesel::sql_query(format!(
@@ -761,7 +788,7 @@ impl WebhookRepository for PgStore {
             }
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn update_webhook(
@@ -772,7 +799,7 @@ impl WebhookRepository for PgStore {
         let WebhookScope::Wallet(wallet) = webhook.scope else {
             return Err(WebhookStoreError::NotFound);
         };
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = webhook.id.to_string();
             // Locked, so that a concurrent change waits for this one and then finds the
@@ -811,7 +838,7 @@ impl WebhookRepository for PgStore {
             u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1102,7 +1129,7 @@ impl EventOutbox for PgStore {
         idempotency: Option<Idempotency>,
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let mut scope = self.publish_scope();
             let published = publish_in(c, &mut scope, event, idempotency.as_ref(), now).await?;
@@ -1110,11 +1137,11 @@ impl EventOutbox for PgStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: EventRow = events::table
             .filter(events::id.eq(id.to_string()))
             .filter(events::wallet_id.eq(wallet.to_string()))
@@ -1122,9 +1149,10 @@ impl EventOutbox for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_event(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(row_to_event(row).map_err(classified)?)
     }
 
     async fn list_deliveries(
@@ -1133,12 +1161,16 @@ impl EventOutbox for PgStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page)
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.iter().map(row_to_delivery).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        Ok(rows
+            .iter()
+            .map(row_to_delivery)
+            .collect::<Result<_, _>>()
+            .map_err(classified)?)
     }
 
     async fn list_attempts(
@@ -1146,7 +1178,7 @@ impl EventOutbox for PgStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let id = delivery.to_string();
         let owned: i64 = deliveries::table
             .filter(deliveries::id.eq(&id))
@@ -1154,7 +1186,7 @@ impl EventOutbox for PgStore {
             .count()
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         if owned == 0 {
             return Err(OutboxError::NotFound);
         }
@@ -1164,11 +1196,11 @@ impl EventOutbox for PgStore {
             .select(attempt_select!())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         rows.into_iter()
             .map(row_to_attempt)
             .collect::<Result<_, AdapterError>>()
-            .map_err(Into::into)
+            .map_err(port)
     }
 
     async fn list_attempts_of(
@@ -1180,13 +1212,13 @@ impl EventOutbox for PgStore {
         if deliveries.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<RecentAttemptRow> =
             recent_attempts_statement(wallet, deliveries, per_delivery)
                 .load(&mut c)
                 .await
-                .map_err(AdapterError::from)?;
-        Ok(group_recent_attempts(rows)?)
+                .map_err(classified)?;
+        Ok(group_recent_attempts(rows).map_err(classified)?)
     }
 
     async fn requeue(
@@ -1195,7 +1227,7 @@ impl EventOutbox for PgStore {
         delivery: DeliveryId,
         now: OffsetDateTime,
     ) -> Result<Delivery, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let row: DeliveryRow = deliveries::table
                 .filter(deliveries::id.eq(delivery.to_string()))
@@ -1229,7 +1261,7 @@ impl EventOutbox for PgStore {
             Ok(requeued)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn publish_batch(
@@ -1240,7 +1272,7 @@ impl EventOutbox for PgStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // A handful of statements for the whole batch; when a concurrent publish stored some
         // of the same events meanwhile, the batch is redone one event at a time.
         let bulk = c
@@ -1250,7 +1282,7 @@ impl EventOutbox for PgStore {
             })
             .await;
         if !matches!(bulk, Err(AdapterError::Raced)) {
-            return bulk.map_err(Into::into);
+            return bulk.map_err(port);
         }
         c.transaction::<_, AdapterError, _>(async |c| {
             let mut scope = self.publish_scope();
@@ -1263,7 +1295,7 @@ impl EventOutbox for PgStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_delivery(
@@ -1271,7 +1303,7 @@ impl EventOutbox for PgStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: DeliveryRow = deliveries::table
             .filter(deliveries::id.eq(delivery.to_string()))
             .filter(deliveries::wallet_id.eq(wallet.to_string()))
@@ -1279,9 +1311,10 @@ impl EventOutbox for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_delivery(&row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(row_to_delivery(&row).map_err(classified)?)
     }
 }
 
@@ -1611,7 +1644,7 @@ impl RedeliveryJobs for PgStore {
         &self,
         job: &RedeliveryJob,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let owned: i64 = webhooks::table
                 .filter(webhooks::id.eq(job.webhook_id.to_string()))
@@ -1638,7 +1671,7 @@ impl RedeliveryJobs for PgStore {
             Ok(stored)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_redelivery_job(
@@ -1646,7 +1679,7 @@ impl RedeliveryJobs for PgStore {
         wallet: WalletId,
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: RedeliveryJobRow = redelivery_jobs::table
             .filter(redelivery_jobs::id.eq(id.to_string()))
             .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
@@ -1654,24 +1687,26 @@ impl RedeliveryJobs for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row.into_job()?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        Ok(row.into_job().map_err(classified)?)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
             .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
             .order((redelivery_jobs::created_at, redelivery_jobs::id))
             .select(RedeliveryJobRow::as_select())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         Ok(rows
             .into_iter()
             .map(RedeliveryJobRow::into_job)
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()
+            .map_err(classified)?)
     }
 
     async fn step_redelivery_job(
@@ -1680,7 +1715,7 @@ impl RedeliveryJobs for PgStore {
         limit: u32,
         now: OffsetDateTime,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             // Locking the job makes steppers of one job take turns: the second sees the
             // first's progress, and a completed job is left alone.
@@ -1738,7 +1773,7 @@ impl RedeliveryJobs for PgStore {
             Ok(stepped)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1750,12 +1785,16 @@ impl DeliveryQueue for PgStore {
         request: &ClaimRequest,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let leased_until = webhook_domain::add_saturating(request.now, request.lease);
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<ClaimedRow> = claim_statement(request, leased_until, owner)
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.into_iter().map(to_claimed).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        Ok(rows
+            .into_iter()
+            .map(to_claimed)
+            .collect::<Result<_, _>>()
+            .map_err(classified)?)
     }
 
     async fn record_attempts(
@@ -1766,7 +1805,7 @@ impl DeliveryQueue for PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let changed: Vec<&Delivery> = records.iter().map(|r| &r.delivery).collect();
             let written = write_states(c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
@@ -1792,16 +1831,18 @@ impl DeliveryQueue for PgStore {
             Ok(lost)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn release(&self, owner: &LeaseOwner, released: &[Delivery]) -> Result<(), OutboxError> {
         if released.is_empty() {
             return Ok(());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let changed: Vec<&Delivery> = released.iter().collect();
-        write_states(&mut c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
+        write_states(&mut c, &changed, StateGuard::LeasedTo(&owner.0))
+            .await
+            .map_err(classified)?;
         Ok(())
     }
 
@@ -1810,12 +1851,12 @@ impl DeliveryQueue for PgStore {
         now: OffsetDateTime,
         skip: &[WebhookId],
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: NextDueRow = next_due_statement(now, skip)
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(row.next.map(from_micros).transpose()?)
+            .map_err(classified)?;
+        Ok(row.next.map(from_micros).transpose().map_err(classified)?)
     }
 
     async fn settle_target(
@@ -1824,7 +1865,7 @@ impl DeliveryQueue for PgStore {
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
         let id = webhook.to_string();
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let state: Option<(bool, Option<i64>)> = webhooks::table
                 .find(&id)
@@ -1845,23 +1886,23 @@ impl DeliveryQueue for PgStore {
             until.map(from_micros).transpose()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: (i64, Option<i64>) = backlog!(micros(now))
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(to_backlog(row)?)
+            .map_err(classified)?;
+        Ok(to_backlog(row).map_err(classified)?)
     }
 }
 
 #[async_trait]
 impl Retention for PgStore {
     async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let old: Vec<(String, String)> =
                 prune_candidates!(micros(before), limit).load(c).await?;
@@ -1911,7 +1952,7 @@ impl Retention for PgStore {
             })
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1930,7 +1971,7 @@ impl PgStore {
         use crate::queries::Explain;
         let owner = LeaseOwner("explain".to_owned());
         let leased_until = webhook_domain::add_saturating(request.now, request.lease);
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let mut plans = Vec::new();
         let explained = c
             .transaction::<(), AdapterError, _>(async |c| {
@@ -1954,7 +1995,7 @@ impl PgStore {
             .await;
         match explained {
             Err(AdapterError::NotFound) => Ok(plans),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(port(e)),
             Ok(()) => unreachable!("the transaction always rolls back"),
         }
     }
@@ -1980,7 +2021,7 @@ impl PgStore {
         // A batch a thousandth of the loaded table, as 500 would be of half a million rows:
         // for a batch close to the table's size a full scan is rightly cheaper.
         const BATCH: u32 = 50;
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let now = OffsetDateTime::now_utc();
         let owner = LeaseOwner("explain".to_owned());
         let mut plans = Vec::new();
@@ -2001,10 +2042,7 @@ impl PgStore {
                 &owner,
             ),
         );
-        add(
-            "claim",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("claim", plan.load(&mut c).await.map_err(classified)?);
 
         let sample: Vec<Delivery> = (0..BATCH)
             .map(|_| {
@@ -2026,14 +2064,14 @@ impl PgStore {
         );
         add(
             "record outcomes",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         let filters = crate::queries::listing_filters(event, webhook);
         for (name, filter) in filters {
             let query = deliveries_listing!(wallet, &filter, Page::first(100));
             let plan = Explain::<_, Text>::new("EXPLAIN ", query);
-            add(name, plan.load(&mut c).await.map_err(AdapterError::from)?);
+            add(name, plan.load(&mut c).await.map_err(classified)?);
         }
 
         let window = JobWindow {
@@ -2047,7 +2085,7 @@ impl PgStore {
         let plan = Explain::<_, Text>::new("EXPLAIN ", step);
         add(
             "redelivery step",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         // A page a thousandth of the table, as above.
@@ -2058,7 +2096,7 @@ impl PgStore {
             Explain::<_, Text>::new("EXPLAIN ", recent_attempts_statement(wallet, &page, 100));
         add(
             "attempts of a page",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         // A batch a thousandth of the loaded events, as above.
@@ -2073,21 +2111,15 @@ impl PgStore {
         );
         add(
             "events a batch publish replays",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         let plan = Explain::<_, Text>::new("EXPLAIN ", next_due_statement(now, &[webhook]));
 
-        add(
-            "next due",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("next due", plan.load(&mut c).await.map_err(classified)?);
 
         let plan = Explain::<_, Text>::new("EXPLAIN ", backlog!(micros(now)));
-        add(
-            "backlog",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("backlog", plan.load(&mut c).await.map_err(classified)?);
 
         let plan = Explain::<_, Text>::new(
             "EXPLAIN ",
@@ -2095,7 +2127,7 @@ impl PgStore {
         );
         add(
             "prune candidates",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
         Ok(plans)
     }
