@@ -9,9 +9,9 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, AttemptOutcome, CancelReason, CustomHeaders, Delivery, DeliveryId,
-    DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
-    JobStopReason, RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
-    WalletName, Webhook, WebhookScope, WebhookUrl,
+    DeliveryState, DeliveryStateKind, EarlierPublish, Entity, Event, EventType, EventTypeFilter,
+    JobState, JobStopReason, RateLimit, RedeliveryJob, Repeat, RetryPolicy, SigningKeys, Timestamp,
+    Wallet, WalletId, WalletName, Webhook, WebhookScope, WebhookUrl,
 };
 use webhook_ports::{Backlog, Idempotency, Page, Published, RecentAttempts};
 
@@ -508,29 +508,33 @@ macro_rules! event_summary {
 }
 pub(crate) use event_summary;
 
-/// What a publish of `event` answers when `earlier` (of the same wallet: event ids and
-/// idempotency keys are unique per wallet) was stored before, found by the idempotency key
-/// (`by_key`) or by the event id: a replay of the first result, or `Conflict` when the key came
-/// with another request.
+/// What a publish answers when `earlier` (of the same wallet: event ids and idempotency keys
+/// are unique per wallet) was stored before, found by the idempotency key (`by_key`) or by the
+/// event id: the domain's rule ([`EarlierPublish::replay`]), a replay of the first result or
+/// `Conflict`.
 pub(crate) fn replay(
     idempotency: Option<&Idempotency>,
     by_key: bool,
     earlier: EventSummary,
 ) -> Result<Published, AdapterError> {
     let (first_id, _wallet, fingerprint, count) = earlier;
-    // The fingerprint only matters when the key matched: a known event id published again
-    // under a new key is a plain replay.
-    if by_key
-        && let Some(idem) = idempotency
-        && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
-    {
-        return Err(AdapterError::Conflict(
-            "the idempotency key was used before with a different request".to_owned(),
-        ));
-    }
-    Ok(Published {
+    let earlier = EarlierPublish {
         event_id: parse_id(&first_id)?,
+        fingerprint: fingerprint.as_deref(),
         deliveries: u32::try_from(count).unwrap_or_default(),
+    };
+    let repeat = match idempotency {
+        Some(idem) if by_key => Repeat::SameKey {
+            fingerprint: &idem.fingerprint,
+        },
+        _ => Repeat::SameEventId,
+    };
+    let replay = earlier
+        .replay(repeat)
+        .map_err(|conflict| AdapterError::Conflict(conflict.to_string()))?;
+    Ok(Published {
+        event_id: replay.event_id,
+        deliveries: replay.deliveries,
         replayed: true,
     })
 }
@@ -586,7 +590,9 @@ pub(crate) fn requeue_all(
         .collect()
 }
 
-/// A pending delivery as inserted by a publish.
+/// A delivery as inserted by a publish: a domain [`Delivery`] (new ones come from
+/// [`webhook_domain::fan_out`]) with what only storage adds, its wallet (which finds its event)
+/// and its place in an ordered target's sequence.
 #[derive(Insertable)]
 #[diesel(table_name = deliveries)]
 pub(crate) struct NewDelivery {
@@ -597,6 +603,9 @@ pub(crate) struct NewDelivery {
     state: &'static str,
     due_at: Option<i64>,
     attempts: i32,
+    attempts_made: i32,
+    final_at: Option<i64>,
+    cancel_reason: Option<&'static str>,
     first_due: i64,
     created_at: i64,
     /// The place in its ordered target's sequence; `None` for other targets.
@@ -604,21 +613,21 @@ pub(crate) struct NewDelivery {
 }
 
 impl NewDelivery {
-    /// The delivery of `event` to `webhook`, due at `now`.
-    pub(crate) fn pending(
-        event: &Event,
-        webhook: webhook_domain::WebhookId,
-        now: OffsetDateTime,
-    ) -> Self {
+    /// The row of `delivery`, of an event of `wallet`, stored at `now`.
+    pub(crate) fn of(delivery: &Delivery, wallet: WalletId, now: OffsetDateTime) -> Self {
+        let state = DeliveryStateChange::of(delivery, None);
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            event_id: event.id().to_string(),
-            webhook_id: webhook.to_string(),
-            wallet_id: event.wallet_id().to_string(),
-            state: DeliveryStateKind::Pending.as_str(),
-            due_at: Some(micros(now)),
-            attempts: 0,
-            first_due: micros(now),
+            id: delivery.id().to_string(),
+            event_id: delivery.event_id().to_string(),
+            webhook_id: delivery.webhook_id().to_string(),
+            wallet_id: wallet.to_string(),
+            state: state.state,
+            due_at: state.due_at,
+            attempts: state.attempts,
+            attempts_made: state.attempts_made,
+            final_at: state.final_at,
+            cancel_reason: state.cancel_reason,
+            first_due: state.first_due,
             created_at: micros(now),
             seq: None,
         }

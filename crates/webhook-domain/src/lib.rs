@@ -11,6 +11,7 @@ mod event;
 mod ids;
 mod jobs;
 mod message;
+mod publish;
 mod retry;
 mod signature;
 mod tenancy;
@@ -27,6 +28,7 @@ pub use event::{Event, EventDataError, EventError, EventType, EventTypeError, js
 pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};
 pub use jobs::{JobState, JobStopReason, RedeliveryJob, RedeliveryWindowError};
 pub use message::OutboundMessage;
+pub use publish::{EarlierPublish, IdempotencyConflict, Repeat, Replay, fan_out};
 pub use retry::{Backoff, Jitter, RetryPolicy, RetryPolicyError};
 pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, sign, verify};
 pub use tenancy::{
