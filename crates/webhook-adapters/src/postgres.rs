@@ -561,9 +561,7 @@ async fn cancel_deliveries_of(
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    cancel_unleased!(webhook, reason, micros(now))
-        .execute(c)
-        .await?;
+    cancel_unleased!(webhook, reason, now).execute(c).await?;
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<Text, _>(TARGETS_CHANNEL)
         .bind::<Text, _>(webhook)
@@ -1356,7 +1354,8 @@ fn recent_attempts_statement(
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
-/// One claimed delivery joined with its event and target, as the claim statement returns it.
+/// One claimed delivery joined with its event and target, as the claim statement returns it:
+/// its state and due time as they were before the claim.
 #[derive(QueryableByName)]
 struct ClaimedRow {
     #[diesel(sql_type = Text)]
@@ -1455,7 +1454,9 @@ WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $2";
 /// another claimer holds it, the target gives nothing, never the row after it. Locks re-check
 /// the due time of rows that changed meanwhile. No statement walks a target's rows beyond what
 /// it takes. The ids travel as an array so that the update finds its rows through the primary
-/// key.
+/// key. Each row comes back with its state and due time from before the claim (`taken`), so
+/// that [`to_claimed`] makes the leased delivery with the domain's [`Delivery::claim`], the one
+/// statement of the rule, and refuses a row the rule would not lease.
 fn claim_sql() -> String {
     format!(
         "{TARGETS},
@@ -1484,9 +1485,9 @@ served AS (
     LIMIT $5
 ),
 unordered AS (
-    SELECT c.id, c.due_at FROM served AS s
+    SELECT c.id, c.due_at, c.state FROM served AS s
     CROSS JOIN LATERAL (
-        SELECT d.id, d.due_at FROM deliveries AS d
+        SELECT d.id, d.due_at, d.state FROM deliveries AS d
         WHERE d.webhook_id = s.webhook_id AND d.due_at <= $1
         ORDER BY d.due_at
         LIMIT LEAST($7, GREATEST(1, CEIL($5::numeric / (SELECT count(*) FROM served))))
@@ -1495,33 +1496,32 @@ unordered AS (
     WHERE NOT s.ordered
 ),
 heads AS (
-    SELECT d.id, d.due_at FROM deliveries AS d
+    SELECT d.id, d.due_at, d.state FROM deliveries AS d
     WHERE d.id IN (
         SELECT h.id FROM served AS s CROSS JOIN LATERAL ({ORDERED_HEAD}) AS h
         WHERE s.ordered)
       AND d.due_at <= $1
     FOR UPDATE SKIP LOCKED
 ),
+taken AS (
+    SELECT id, due_at, state FROM unordered UNION ALL SELECT id, due_at, state FROM heads
+),
 claimed AS (
     UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
-    WHERE id = ANY(ARRAY(
-        SELECT c.id FROM (SELECT id, due_at FROM unordered
-                          UNION ALL SELECT id, due_at FROM heads) AS c
-        ORDER BY c.due_at LIMIT $5
-    ))
-    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, attempts_made,
-              first_due
+    WHERE id = ANY(ARRAY(SELECT t.id FROM taken AS t ORDER BY t.due_at LIMIT $5))
+    RETURNING id, event_id, webhook_id, wallet_id, attempts, attempts_made, first_due
 )
-SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.attempts_made,
+SELECT c.id, c.event_id, c.webhook_id, t.state, t.due_at, c.attempts, c.attempts_made,
        c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
        w.created_at AS webhook_created_at, w.revision AS webhook_revision
 FROM claimed AS c
+JOIN taken AS t ON t.id = c.id
 JOIN events AS e ON e.wallet_id = c.wallet_id AND e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
-ORDER BY c.due_at, c.id",
+ORDER BY t.due_at, c.id",
         ORDERED_HEAD_OF_T = ORDERED_HEAD.replace("s.webhook_id", "t.webhook_id"),
         IN_FLIGHT_OF_T = IN_FLIGHT.replace("s.webhook_id", "t.webhook_id"),
         CANCELLED = DeliveryStateKind::Cancelled.as_str(),
@@ -1598,8 +1598,15 @@ struct NextDueRow {
     next: Option<i64>,
 }
 
-fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
-    let delivery = to_delivery(DeliveryColumns {
+/// A claimed row as the port hands it out: the delivery leased by [`Delivery::claim`] at
+/// `now` until `leased_until`, from its state before the claim. A row the domain would not
+/// lease means the statement and the rule disagree: `Corrupt`, never a lease handed out.
+fn to_claimed(
+    row: ClaimedRow,
+    now: OffsetDateTime,
+    leased_until: OffsetDateTime,
+) -> Result<ClaimedDelivery, AdapterError> {
+    let before = to_delivery(DeliveryColumns {
         id: &row.id,
         event_id: &row.event_id,
         webhook_id: &row.webhook_id,
@@ -1610,6 +1617,11 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         final_at: None,
         cancel_reason: None,
         first_due: row.first_due,
+    })?;
+    let delivery = before.claim(now, leased_until).map_err(|refused| {
+        AdapterError::corrupt(format_args!(
+            "the claim statement leased a delivery that the claim rule refuses: {refused}"
+        ))
     })?;
     let event = row_to_event((
         row.event_id,
@@ -1793,7 +1805,7 @@ impl DeliveryQueue for PgStore {
             .map_err(classified)?;
         Ok(rows
             .into_iter()
-            .map(to_claimed)
+            .map(|row| to_claimed(row, request.now, leased_until))
             .collect::<Result<_, _>>()
             .map_err(classified)?)
     }
@@ -1880,9 +1892,7 @@ impl DeliveryQueue for PgStore {
                 // Live and enabled, or unknown: nothing to settle.
                 _ => return Ok(None),
             };
-            cancel_unleased!(&id, reason, micros(now))
-                .execute(c)
-                .await?;
+            cancel_unleased!(&id, reason, now).execute(c).await?;
             let until: Option<i64> = leased_until!(&id, micros(now)).first(c).await?;
             until.map(from_micros).transpose()
         })

@@ -5,6 +5,7 @@
 //! randomness are arguments. It must not depend on tokio, hyper or diesel (a `tidy` test checks).
 
 mod address;
+mod cancellation;
 mod circuit;
 mod delivery;
 mod event;
@@ -19,6 +20,7 @@ mod timestamp;
 mod webhook;
 
 pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAddress};
+pub use cancellation::CANCELLED_WITH_TARGET;
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use delivery::{
     AttemptOutcome, AttemptOutcomeError, CancelReason, Decision, Delivery, DeliveryState,

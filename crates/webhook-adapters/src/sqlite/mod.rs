@@ -544,7 +544,7 @@ fn cancel_deliveries_of(
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    cancel_unleased!(webhook, reason, micros(now)).execute(c)?;
+    cancel_unleased!(webhook, reason, now).execute(c)?;
     Ok(())
 }
 
@@ -1355,7 +1355,7 @@ impl DeliveryQueue for SqliteStore {
                 // Live and enabled, or unknown: nothing to settle.
                 _ => return Ok(None),
             };
-            cancel_unleased!(&id, reason, micros(now)).execute(c)?;
+            cancel_unleased!(&id, reason, now).execute(c)?;
             let until: Option<i64> = leased_until!(&id, micros(now)).first(c)?;
             until.map(from_micros).transpose()
         })
