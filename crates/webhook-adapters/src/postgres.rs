@@ -401,7 +401,7 @@ impl WalletRepository for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(to_wallet(row).map_err(classified)?)
+        to_wallet(row).map_err(port)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
@@ -413,11 +413,10 @@ impl WalletRepository for PgStore {
             .load(&mut c)
             .await
             .map_err(classified)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(to_wallet)
             .collect::<Result<_, _>>()
-            .map_err(classified)?)
+            .map_err(port)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
@@ -493,7 +492,7 @@ impl WalletRepository for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(row.into_entity().map_err(classified)?)
+        row.into_entity().map_err(port)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
@@ -504,10 +503,7 @@ impl WalletRepository for PgStore {
             .await
             .optional()
             .map_err(classified)?;
-        Ok(row
-            .map(row_to_admin_token)
-            .transpose()
-            .map_err(classified)?)
+        row.map(row_to_admin_token).transpose().map_err(port)
     }
 
     async fn init_admin_token(
@@ -635,7 +631,7 @@ impl WebhookRepository for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(row_to_webhook(row).map_err(classified)?)
+        row_to_webhook(row).map_err(port)
     }
 
     async fn list_webhooks(
@@ -654,11 +650,10 @@ impl WebhookRepository for PgStore {
             .load(&mut c)
             .await
             .map_err(classified)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(row_to_webhook)
             .collect::<Result<_, _>>()
-            .map_err(classified)?)
+            .map_err(port)
     }
 
     async fn delete_webhook(
@@ -1151,7 +1146,7 @@ impl EventOutbox for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(row_to_event(row).map_err(classified)?)
+        row_to_event(row).map_err(port)
     }
 
     async fn list_deliveries(
@@ -1165,11 +1160,10 @@ impl EventOutbox for PgStore {
             .load(&mut c)
             .await
             .map_err(classified)?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(row_to_delivery)
             .collect::<Result<_, _>>()
-            .map_err(classified)?)
+            .map_err(port)
     }
 
     async fn list_attempts(
@@ -1217,7 +1211,7 @@ impl EventOutbox for PgStore {
                 .load(&mut c)
                 .await
                 .map_err(classified)?;
-        Ok(group_recent_attempts(rows).map_err(classified)?)
+        group_recent_attempts(rows).map_err(port)
     }
 
     async fn requeue(
@@ -1313,7 +1307,7 @@ impl EventOutbox for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(row_to_delivery(&row).map_err(classified)?)
+        row_to_delivery(&row).map_err(port)
     }
 }
 
@@ -1703,7 +1697,7 @@ impl RedeliveryJobs for PgStore {
             .map_err(classified)?
             .ok_or(AdapterError::NotFound)
             .map_err(classified)?;
-        Ok(row.into_job().map_err(classified)?)
+        row.into_job().map_err(port)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
@@ -1715,11 +1709,10 @@ impl RedeliveryJobs for PgStore {
             .load(&mut c)
             .await
             .map_err(classified)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(RedeliveryJobRow::into_job)
             .collect::<Result<_, _>>()
-            .map_err(classified)?)
+            .map_err(port)
     }
 
     async fn step_redelivery_job(
@@ -1803,11 +1796,10 @@ impl DeliveryQueue for PgStore {
             .load(&mut c)
             .await
             .map_err(classified)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| to_claimed(row, request.now, leased_until))
             .collect::<Result<_, _>>()
-            .map_err(classified)?)
+            .map_err(port)
     }
 
     async fn record_attempts(
@@ -1869,7 +1861,7 @@ impl DeliveryQueue for PgStore {
             .get_result(&mut c)
             .await
             .map_err(classified)?;
-        Ok(row.next.map(from_micros).transpose().map_err(classified)?)
+        row.next.map(from_micros).transpose().map_err(port)
     }
 
     async fn settle_target(
@@ -1906,7 +1898,7 @@ impl DeliveryQueue for PgStore {
             .get_result(&mut c)
             .await
             .map_err(classified)?;
-        Ok(to_backlog(row).map_err(classified)?)
+        to_backlog(row).map_err(port)
     }
 }
 
