@@ -4,6 +4,7 @@
 mod clock;
 mod egress;
 mod http_transport;
+mod port_errors;
 mod postgres;
 mod publishing;
 mod queries;

@@ -40,6 +40,7 @@ use webhook_ports::{
 };
 
 use crate::PoolState;
+use crate::port_errors::Classified;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
     backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
@@ -62,7 +63,20 @@ use crate::schema::{
     webhooks,
 };
 
+mod errors;
+
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// An error of this store with its driver error classified as PostgreSQL's: what becomes a
+/// port's error (by `?`, or by [`port`]).
+fn classified(e: impl Into<AdapterError>) -> Classified {
+    Classified::new(e.into(), errors::driver_fault)
+}
+
+/// A port's error for an error of this store.
+fn port<E: From<Classified>>(e: impl Into<AdapterError>) -> E {
+    classified(e).into()
+}
 
 /// The channel a publish notifies when it created deliveries.
 const WAKE_CHANNEL: &str = "webhookd_due";
@@ -73,7 +87,8 @@ const TARGETS_CHANNEL: &str = "webhookd_targets";
 /// Any fixed number, so that instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
 
-/// The most rows written by one multi-row insert (PostgreSQL allows 65,535 bind parameters).
+/// The most rows written by one multi-row insert (PostgreSQL allows 65,535 bind parameters,
+/// and a delivery takes 13).
 const INSERT_CHUNK: usize = 4_000;
 
 /// The longest wait for a pooled connection.
@@ -361,7 +376,7 @@ impl StorageLifecycle for PgStore {
 #[async_trait]
 impl WalletRepository for PgStore {
     async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         diesel::insert_into(wallets::table)
             .values((
                 wallets::id.eq(wallet.id.to_string()),
@@ -371,36 +386,41 @@ impl WalletRepository for PgStore {
             ))
             .execute(&mut c)
             .await
-            .map_err(conflict_if_taken(format!("wallet {}", wallet.id)))?;
+            .map_err(conflict_if_taken(format!("wallet {}", wallet.id)))
+            .map_err(classified)?;
         Ok(())
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: (String, String, i64, i64) = wallets::table
             .find(id.to_string())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(to_wallet(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        to_wallet(row).map_err(port)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<(String, String, i64, i64)> = wallets::table
             .order((wallets::created_at, wallets::id))
             .offset(offset(page))
             .limit(i64::from(page.limit))
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.into_iter().map(to_wallet).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        rows.into_iter()
+            .map(to_wallet)
+            .collect::<Result<_, _>>()
+            .map_err(port)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let wallet = key.wallet_id.to_string();
         // The foreign key refuses an unknown wallet; no separate read needed.
         let inserted = diesel::insert_into(api_keys::table)
@@ -419,12 +439,12 @@ impl WalletRepository for PgStore {
                 diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                 _,
             )) => Err(WalletStoreError::NotFound),
-            Err(e) => Err(AdapterError::from(e).into()),
+            Err(e) => Err(port(e)),
         }
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<ApiKeyRow> = api_keys::table
             .filter(api_keys::tag.eq(tag.0.as_slice()))
             .select((
@@ -435,15 +455,15 @@ impl WalletRepository for PgStore {
             ))
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         rows.into_iter()
             .map(|row| row_to_api_key(tag, row))
             .collect::<Result<_, AdapterError>>()
-            .map_err(Into::into)
+            .map_err(port)
     }
 
     async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // The foreign key refuses an unknown wallet and the primary key a taken id, both
         // before anything is stored; no separate read needed.
         let inserted = diesel::insert_into(entities::table)
@@ -453,35 +473,37 @@ impl WalletRepository for PgStore {
         match inserted {
             Ok(_) => Ok(()),
             Err(e) if is_foreign_key_violation(&e) => Err(WalletStoreError::NotFound),
-            Err(e) if is_unique_violation(&e) => {
-                Err(AdapterError::Conflict(format!("entity {}", entity.id)).into())
-            }
-            Err(e) => Err(AdapterError::from(e).into()),
+            Err(e) if is_unique_violation(&e) => Err(port(AdapterError::Conflict(format!(
+                "entity {}",
+                entity.id
+            )))),
+            Err(e) => Err(port(e)),
         }
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: EntityRow = entities::table
             .find(id.to_string())
             .select(EntityRow::as_select())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row.into_entity()?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        row.into_entity().map_err(port)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: Option<AdminTokenRow> = admin_token::table
             .select(admin_token_select!())
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?;
-        Ok(row.map(row_to_admin_token).transpose()?)
+            .map_err(classified)?;
+        row.map(row_to_admin_token).transpose().map_err(port)
     }
 
     async fn init_admin_token(
@@ -489,7 +511,7 @@ impl WalletRepository for PgStore {
         hash: &ApiKeyHash,
         now: OffsetDateTime,
     ) -> Result<bool, WalletStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // Of racing inserts of the one row, the first to commit stores it; the others wait
         // for it and then insert nothing.
         let inserted = diesel::insert_into(admin_token::table)
@@ -497,7 +519,7 @@ impl WalletRepository for PgStore {
             .on_conflict_do_nothing()
             .execute(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         Ok(inserted == 1)
     }
 }
@@ -535,9 +557,7 @@ async fn cancel_deliveries_of(
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    cancel_unleased!(webhook, reason, micros(now))
-        .execute(c)
-        .await?;
+    cancel_unleased!(webhook, reason, now).execute(c).await?;
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<Text, _>(TARGETS_CHANNEL)
         .bind::<Text, _>(webhook)
@@ -567,7 +587,7 @@ impl WebhookRepository for PgStore {
         webhook: &Webhook,
         limit: Option<u32>,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             if let (Some(limit), Some(wallet)) = (limit, webhook_columns(webhook).wallet_id) {
                 // Lock the wallet row: concurrent creates in one wallet count one at a time.
@@ -591,7 +611,7 @@ impl WebhookRepository for PgStore {
             insert_webhook(c, webhook).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_webhook(
@@ -599,7 +619,7 @@ impl WebhookRepository for PgStore {
         wallet: WalletId,
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: WebhookRow = webhooks::table
             .filter(webhooks::id.eq(id.to_string()))
             .filter(webhooks::wallet_id.eq(wallet.to_string()))
@@ -608,9 +628,10 @@ impl WebhookRepository for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_webhook(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        row_to_webhook(row).map_err(port)
     }
 
     async fn list_webhooks(
@@ -618,7 +639,7 @@ impl WebhookRepository for PgStore {
         wallet: WalletId,
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<WebhookRow> = webhooks::table
             .filter(webhooks::wallet_id.eq(wallet.to_string()))
             .filter(webhooks::deleted_at.is_null())
@@ -628,11 +649,11 @@ impl WebhookRepository for PgStore {
             .select(webhook_select!())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows
-            .into_iter()
+            .map_err(classified)?;
+        rows.into_iter()
             .map(row_to_webhook)
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()
+            .map_err(port)
     }
 
     async fn delete_webhook(
@@ -641,7 +662,7 @@ impl WebhookRepository for PgStore {
         id: WebhookId,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
@@ -664,7 +685,7 @@ impl WebhookRepository for PgStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn disable_webhook(
@@ -672,7 +693,7 @@ impl WebhookRepository for PgStore {
         id: WebhookId,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
@@ -700,7 +721,7 @@ impl WebhookRepository for PgStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetGone, now).await
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn set_global_webhook(
@@ -708,7 +729,7 @@ impl WebhookRepository for PgStore {
         webhook: Option<Webhook>,
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             // Instances starting together replace the global webhook one at a time.
             diesel::sql_query(format!(
@@ -761,7 +782,7 @@ impl WebhookRepository for PgStore {
             }
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn update_webhook(
@@ -772,7 +793,7 @@ impl WebhookRepository for PgStore {
         let WebhookScope::Wallet(wallet) = webhook.scope else {
             return Err(WebhookStoreError::NotFound);
         };
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let id = webhook.id.to_string();
             // Locked, so that a concurrent change waits for this one and then finds the
@@ -811,7 +832,7 @@ impl WebhookRepository for PgStore {
             u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -875,9 +896,9 @@ async fn publish_in(
             .await?;
         scope.add_targets(wallet, rows)?;
     }
-    let targets = scope.targets_of(event);
+    let deliveries = scope.fan_out(event, now);
     let inserted = diesel::insert_into(events::table)
-        .values(NewEvent::of(event, idempotency, targets.len(), now))
+        .values(NewEvent::of(event, idempotency, deliveries.len(), now))
         .on_conflict_do_nothing()
         .execute(c)
         .await?;
@@ -888,8 +909,8 @@ async fn publish_in(
             .ok_or_else(|| AdapterError::Conflict(format!("event id {} is taken", event.id())));
     }
     scope.fault_after_event()?;
-    scope.queue_deliveries(event, &targets, now);
-    Ok(first_publish(event, targets.len()))
+    scope.queue_deliveries(event, &deliveries, now);
+    Ok(first_publish(event, deliveries.len()))
 }
 
 /// The events stored earlier that a batch publish in `$wallets` replays: those with one of
@@ -1102,7 +1123,7 @@ impl EventOutbox for PgStore {
         idempotency: Option<Idempotency>,
         now: OffsetDateTime,
     ) -> Result<Published, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let mut scope = self.publish_scope();
             let published = publish_in(c, &mut scope, event, idempotency.as_ref(), now).await?;
@@ -1110,11 +1131,11 @@ impl EventOutbox for PgStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: EventRow = events::table
             .filter(events::id.eq(id.to_string()))
             .filter(events::wallet_id.eq(wallet.to_string()))
@@ -1122,9 +1143,10 @@ impl EventOutbox for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_event(row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        row_to_event(row).map_err(port)
     }
 
     async fn list_deliveries(
@@ -1133,12 +1155,15 @@ impl EventOutbox for PgStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page)
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.iter().map(row_to_delivery).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        rows.iter()
+            .map(row_to_delivery)
+            .collect::<Result<_, _>>()
+            .map_err(port)
     }
 
     async fn list_attempts(
@@ -1146,7 +1171,7 @@ impl EventOutbox for PgStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let id = delivery.to_string();
         let owned: i64 = deliveries::table
             .filter(deliveries::id.eq(&id))
@@ -1154,7 +1179,7 @@ impl EventOutbox for PgStore {
             .count()
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         if owned == 0 {
             return Err(OutboxError::NotFound);
         }
@@ -1164,11 +1189,11 @@ impl EventOutbox for PgStore {
             .select(attempt_select!())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
+            .map_err(classified)?;
         rows.into_iter()
             .map(row_to_attempt)
             .collect::<Result<_, AdapterError>>()
-            .map_err(Into::into)
+            .map_err(port)
     }
 
     async fn list_attempts_of(
@@ -1180,13 +1205,13 @@ impl EventOutbox for PgStore {
         if deliveries.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<RecentAttemptRow> =
             recent_attempts_statement(wallet, deliveries, per_delivery)
                 .load(&mut c)
                 .await
-                .map_err(AdapterError::from)?;
-        Ok(group_recent_attempts(rows)?)
+                .map_err(classified)?;
+        group_recent_attempts(rows).map_err(port)
     }
 
     async fn requeue(
@@ -1195,7 +1220,7 @@ impl EventOutbox for PgStore {
         delivery: DeliveryId,
         now: OffsetDateTime,
     ) -> Result<Delivery, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let row: DeliveryRow = deliveries::table
                 .filter(deliveries::id.eq(delivery.to_string()))
@@ -1229,7 +1254,7 @@ impl EventOutbox for PgStore {
             Ok(requeued)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn publish_batch(
@@ -1240,7 +1265,7 @@ impl EventOutbox for PgStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         // A handful of statements for the whole batch; when a concurrent publish stored some
         // of the same events meanwhile, the batch is redone one event at a time.
         let bulk = c
@@ -1250,7 +1275,7 @@ impl EventOutbox for PgStore {
             })
             .await;
         if !matches!(bulk, Err(AdapterError::Raced)) {
-            return bulk.map_err(Into::into);
+            return bulk.map_err(port);
         }
         c.transaction::<_, AdapterError, _>(async |c| {
             let mut scope = self.publish_scope();
@@ -1263,7 +1288,7 @@ impl EventOutbox for PgStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_delivery(
@@ -1271,7 +1296,7 @@ impl EventOutbox for PgStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: DeliveryRow = deliveries::table
             .filter(deliveries::id.eq(delivery.to_string()))
             .filter(deliveries::wallet_id.eq(wallet.to_string()))
@@ -1279,9 +1304,10 @@ impl EventOutbox for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row_to_delivery(&row)?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        row_to_delivery(&row).map_err(port)
     }
 }
 
@@ -1322,7 +1348,8 @@ fn recent_attempts_statement(
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
-/// One claimed delivery joined with its event and target, as the claim statement returns it.
+/// One claimed delivery joined with its event and target, as the claim statement returns it:
+/// its state and due time as they were before the claim.
 #[derive(QueryableByName)]
 struct ClaimedRow {
     #[diesel(sql_type = Text)]
@@ -1421,7 +1448,9 @@ WHERE f.webhook_id = s.webhook_id AND f.due_at > $1 AND f.state = $2";
 /// another claimer holds it, the target gives nothing, never the row after it. Locks re-check
 /// the due time of rows that changed meanwhile. No statement walks a target's rows beyond what
 /// it takes. The ids travel as an array so that the update finds its rows through the primary
-/// key.
+/// key. Each row comes back with its state and due time from before the claim (`taken`), so
+/// that [`to_claimed`] makes the leased delivery with the domain's [`Delivery::claim`], the one
+/// statement of the rule, and refuses a row the rule would not lease.
 fn claim_sql() -> String {
     format!(
         "{TARGETS},
@@ -1450,9 +1479,9 @@ served AS (
     LIMIT $5
 ),
 unordered AS (
-    SELECT c.id, c.due_at FROM served AS s
+    SELECT c.id, c.due_at, c.state FROM served AS s
     CROSS JOIN LATERAL (
-        SELECT d.id, d.due_at FROM deliveries AS d
+        SELECT d.id, d.due_at, d.state FROM deliveries AS d
         WHERE d.webhook_id = s.webhook_id AND d.due_at <= $1
         ORDER BY d.due_at
         LIMIT LEAST($7, GREATEST(1, CEIL($5::numeric / (SELECT count(*) FROM served))))
@@ -1461,33 +1490,32 @@ unordered AS (
     WHERE NOT s.ordered
 ),
 heads AS (
-    SELECT d.id, d.due_at FROM deliveries AS d
+    SELECT d.id, d.due_at, d.state FROM deliveries AS d
     WHERE d.id IN (
         SELECT h.id FROM served AS s CROSS JOIN LATERAL ({ORDERED_HEAD}) AS h
         WHERE s.ordered)
       AND d.due_at <= $1
     FOR UPDATE SKIP LOCKED
 ),
+taken AS (
+    SELECT id, due_at, state FROM unordered UNION ALL SELECT id, due_at, state FROM heads
+),
 claimed AS (
     UPDATE deliveries SET state = $2, due_at = $3, lease_owner = $4
-    WHERE id = ANY(ARRAY(
-        SELECT c.id FROM (SELECT id, due_at FROM unordered
-                          UNION ALL SELECT id, due_at FROM heads) AS c
-        ORDER BY c.due_at LIMIT $5
-    ))
-    RETURNING id, event_id, webhook_id, wallet_id, state, due_at, attempts, attempts_made,
-              first_due
+    WHERE id = ANY(ARRAY(SELECT t.id FROM taken AS t ORDER BY t.due_at LIMIT $5))
+    RETURNING id, event_id, webhook_id, wallet_id, attempts, attempts_made, first_due
 )
-SELECT c.id, c.event_id, c.webhook_id, c.state, c.due_at, c.attempts, c.attempts_made,
+SELECT c.id, c.event_id, c.webhook_id, t.state, t.due_at, c.attempts, c.attempts_made,
        c.first_due,
        e.wallet_id AS event_wallet_id, e.event_type, e.ts AS event_ts, e.data AS event_data,
        w.wallet_id AS webhook_wallet_id, w.url, w.custom_headers, w.event_types,
        w.signing_keys, w.retry_policy, w.enabled, w.ordered, w.rate_limit,
        w.created_at AS webhook_created_at, w.revision AS webhook_revision
 FROM claimed AS c
+JOIN taken AS t ON t.id = c.id
 JOIN events AS e ON e.wallet_id = c.wallet_id AND e.id = c.event_id
 JOIN webhooks AS w ON w.id = c.webhook_id
-ORDER BY c.due_at, c.id",
+ORDER BY t.due_at, c.id",
         ORDERED_HEAD_OF_T = ORDERED_HEAD.replace("s.webhook_id", "t.webhook_id"),
         IN_FLIGHT_OF_T = IN_FLIGHT.replace("s.webhook_id", "t.webhook_id"),
         CANCELLED = DeliveryStateKind::Cancelled.as_str(),
@@ -1564,8 +1592,15 @@ struct NextDueRow {
     next: Option<i64>,
 }
 
-fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
-    let delivery = to_delivery(DeliveryColumns {
+/// A claimed row as the port hands it out: the delivery leased by [`Delivery::claim`] at
+/// `now` until `leased_until`, from its state before the claim. A row the domain would not
+/// lease means the statement and the rule disagree: `Corrupt`, never a lease handed out.
+fn to_claimed(
+    row: ClaimedRow,
+    now: OffsetDateTime,
+    leased_until: OffsetDateTime,
+) -> Result<ClaimedDelivery, AdapterError> {
+    let before = to_delivery(DeliveryColumns {
         id: &row.id,
         event_id: &row.event_id,
         webhook_id: &row.webhook_id,
@@ -1576,6 +1611,11 @@ fn to_claimed(row: ClaimedRow) -> Result<ClaimedDelivery, AdapterError> {
         final_at: None,
         cancel_reason: None,
         first_due: row.first_due,
+    })?;
+    let delivery = before.claim(now, leased_until).map_err(|refused| {
+        AdapterError::corrupt(format_args!(
+            "the claim statement leased a delivery that the claim rule refuses: {refused}"
+        ))
     })?;
     let event = row_to_event((
         row.event_id,
@@ -1611,7 +1651,7 @@ impl RedeliveryJobs for PgStore {
         &self,
         job: &RedeliveryJob,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let owned: i64 = webhooks::table
                 .filter(webhooks::id.eq(job.webhook_id.to_string()))
@@ -1638,7 +1678,7 @@ impl RedeliveryJobs for PgStore {
             Ok(stored)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_redelivery_job(
@@ -1646,7 +1686,7 @@ impl RedeliveryJobs for PgStore {
         wallet: WalletId,
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: RedeliveryJobRow = redelivery_jobs::table
             .filter(redelivery_jobs::id.eq(id.to_string()))
             .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
@@ -1654,24 +1694,25 @@ impl RedeliveryJobs for PgStore {
             .first(&mut c)
             .await
             .optional()
-            .map_err(AdapterError::from)?
-            .ok_or(AdapterError::NotFound)?;
-        Ok(row.into_job()?)
+            .map_err(classified)?
+            .ok_or(AdapterError::NotFound)
+            .map_err(classified)?;
+        row.into_job().map_err(port)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
             .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
             .order((redelivery_jobs::created_at, redelivery_jobs::id))
             .select(RedeliveryJobRow::as_select())
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows
-            .into_iter()
+            .map_err(classified)?;
+        rows.into_iter()
             .map(RedeliveryJobRow::into_job)
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()
+            .map_err(port)
     }
 
     async fn step_redelivery_job(
@@ -1680,7 +1721,7 @@ impl RedeliveryJobs for PgStore {
         limit: u32,
         now: OffsetDateTime,
     ) -> Result<RedeliveryJob, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             // Locking the job makes steppers of one job take turns: the second sees the
             // first's progress, and a completed job is left alone.
@@ -1738,7 +1779,7 @@ impl RedeliveryJobs for PgStore {
             Ok(stepped)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1750,12 +1791,15 @@ impl DeliveryQueue for PgStore {
         request: &ClaimRequest,
     ) -> Result<Vec<ClaimedDelivery>, OutboxError> {
         let leased_until = webhook_domain::add_saturating(request.now, request.lease);
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let rows: Vec<ClaimedRow> = claim_statement(request, leased_until, owner)
             .load(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(rows.into_iter().map(to_claimed).collect::<Result<_, _>>()?)
+            .map_err(classified)?;
+        rows.into_iter()
+            .map(|row| to_claimed(row, request.now, leased_until))
+            .collect::<Result<_, _>>()
+            .map_err(port)
     }
 
     async fn record_attempts(
@@ -1766,7 +1810,7 @@ impl DeliveryQueue for PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let changed: Vec<&Delivery> = records.iter().map(|r| &r.delivery).collect();
             let written = write_states(c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
@@ -1792,16 +1836,18 @@ impl DeliveryQueue for PgStore {
             Ok(lost)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn release(&self, owner: &LeaseOwner, released: &[Delivery]) -> Result<(), OutboxError> {
         if released.is_empty() {
             return Ok(());
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let changed: Vec<&Delivery> = released.iter().collect();
-        write_states(&mut c, &changed, StateGuard::LeasedTo(&owner.0)).await?;
+        write_states(&mut c, &changed, StateGuard::LeasedTo(&owner.0))
+            .await
+            .map_err(classified)?;
         Ok(())
     }
 
@@ -1810,12 +1856,12 @@ impl DeliveryQueue for PgStore {
         now: OffsetDateTime,
         skip: &[WebhookId],
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: NextDueRow = next_due_statement(now, skip)
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(row.next.map(from_micros).transpose()?)
+            .map_err(classified)?;
+        row.next.map(from_micros).transpose().map_err(port)
     }
 
     async fn settle_target(
@@ -1824,7 +1870,7 @@ impl DeliveryQueue for PgStore {
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
         let id = webhook.to_string();
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let state: Option<(bool, Option<i64>)> = webhooks::table
                 .find(&id)
@@ -1838,30 +1884,28 @@ impl DeliveryQueue for PgStore {
                 // Live and enabled, or unknown: nothing to settle.
                 _ => return Ok(None),
             };
-            cancel_unleased!(&id, reason, micros(now))
-                .execute(c)
-                .await?;
+            cancel_unleased!(&id, reason, now).execute(c).await?;
             let until: Option<i64> = leased_until!(&id, micros(now)).first(c).await?;
             until.map(from_micros).transpose()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let row: (i64, Option<i64>) = backlog!(micros(now))
             .get_result(&mut c)
             .await
-            .map_err(AdapterError::from)?;
-        Ok(to_backlog(row)?)
+            .map_err(classified)?;
+        to_backlog(row).map_err(port)
     }
 }
 
 #[async_trait]
 impl Retention for PgStore {
     async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let old: Vec<(String, String)> =
                 prune_candidates!(micros(before), limit).load(c).await?;
@@ -1911,7 +1955,7 @@ impl Retention for PgStore {
             })
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1930,7 +1974,7 @@ impl PgStore {
         use crate::queries::Explain;
         let owner = LeaseOwner("explain".to_owned());
         let leased_until = webhook_domain::add_saturating(request.now, request.lease);
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let mut plans = Vec::new();
         let explained = c
             .transaction::<(), AdapterError, _>(async |c| {
@@ -1954,7 +1998,7 @@ impl PgStore {
             .await;
         match explained {
             Err(AdapterError::NotFound) => Ok(plans),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(port(e)),
             Ok(()) => unreachable!("the transaction always rolls back"),
         }
     }
@@ -1980,7 +2024,7 @@ impl PgStore {
         // A batch a thousandth of the loaded table, as 500 would be of half a million rows:
         // for a batch close to the table's size a full scan is rightly cheaper.
         const BATCH: u32 = 50;
-        let mut c = self.conn().await?;
+        let mut c = self.conn().await.map_err(classified)?;
         let now = OffsetDateTime::now_utc();
         let owner = LeaseOwner("explain".to_owned());
         let mut plans = Vec::new();
@@ -2001,10 +2045,7 @@ impl PgStore {
                 &owner,
             ),
         );
-        add(
-            "claim",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("claim", plan.load(&mut c).await.map_err(classified)?);
 
         let sample: Vec<Delivery> = (0..BATCH)
             .map(|_| {
@@ -2026,14 +2067,14 @@ impl PgStore {
         );
         add(
             "record outcomes",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         let filters = crate::queries::listing_filters(event, webhook);
         for (name, filter) in filters {
             let query = deliveries_listing!(wallet, &filter, Page::first(100));
             let plan = Explain::<_, Text>::new("EXPLAIN ", query);
-            add(name, plan.load(&mut c).await.map_err(AdapterError::from)?);
+            add(name, plan.load(&mut c).await.map_err(classified)?);
         }
 
         let window = JobWindow {
@@ -2047,7 +2088,7 @@ impl PgStore {
         let plan = Explain::<_, Text>::new("EXPLAIN ", step);
         add(
             "redelivery step",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         // A page a thousandth of the table, as above.
@@ -2058,7 +2099,7 @@ impl PgStore {
             Explain::<_, Text>::new("EXPLAIN ", recent_attempts_statement(wallet, &page, 100));
         add(
             "attempts of a page",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         // A batch a thousandth of the loaded events, as above.
@@ -2073,21 +2114,15 @@ impl PgStore {
         );
         add(
             "events a batch publish replays",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
 
         let plan = Explain::<_, Text>::new("EXPLAIN ", next_due_statement(now, &[webhook]));
 
-        add(
-            "next due",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("next due", plan.load(&mut c).await.map_err(classified)?);
 
         let plan = Explain::<_, Text>::new("EXPLAIN ", backlog!(micros(now)));
-        add(
-            "backlog",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
-        );
+        add("backlog", plan.load(&mut c).await.map_err(classified)?);
 
         let plan = Explain::<_, Text>::new(
             "EXPLAIN ",
@@ -2095,7 +2130,7 @@ impl PgStore {
         );
         add(
             "prune candidates",
-            plan.load(&mut c).await.map_err(AdapterError::from)?,
+            plan.load(&mut c).await.map_err(classified)?,
         );
         Ok(plans)
     }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use time::OffsetDateTime;
-use webhook_domain::{Event, WalletId, Webhook, WebhookId};
+use webhook_domain::{Delivery, DeliveryId, Event, WalletId, Webhook, WebhookId, fan_out};
 use webhook_ports::{PublishItem, Published};
 
 use crate::rows::{
@@ -73,29 +73,28 @@ impl PublishScope {
         Ok(())
     }
 
-    /// The targets that want `event`, among those read for its wallet.
-    pub(crate) fn targets_of(&self, event: &Event) -> Vec<WebhookId> {
-        self.targets
-            .get(&event.wallet_id())
-            .into_iter()
-            .flatten()
-            .filter(|webhook| webhook.wants(event))
-            .map(|webhook| webhook.id)
-            .collect()
+    /// The deliveries a first publish of `event` creates, by the domain's rule
+    /// ([`fan_out`]) over the targets read for its wallet, each with a new random id. Queue
+    /// them with [`Self::queue_deliveries`] once the event is stored.
+    pub(crate) fn fan_out(&self, event: &Event, now: OffsetDateTime) -> Vec<Delivery> {
+        let candidates = self.targets.get(&event.wallet_id()).into_iter().flatten();
+        fan_out(event, candidates, now, || {
+            DeliveryId::from_uuid(uuid::Uuid::new_v4())
+        })
     }
 
-    /// Queues one pending delivery of `event` to each of `targets`, due at `now`. Call after
+    /// Queues `deliveries` of `event`, stored at `now`, for the inserts at the end. Call after
     /// the event is stored: the deliveries refer to it.
     pub(crate) fn queue_deliveries(
         &mut self,
         event: &Event,
-        targets: &[WebhookId],
+        deliveries: &[Delivery],
         now: OffsetDateTime,
     ) {
         self.deliveries.extend(
-            targets
+            deliveries
                 .iter()
-                .map(|webhook| NewDelivery::pending(event, *webhook, now)),
+                .map(|delivery| NewDelivery::of(delivery, event.wallet_id(), now)),
         );
     }
 
@@ -151,8 +150,8 @@ impl PublishScope {
                 answers.push(replay(idempotency.as_ref(), found_by_key, first)?);
                 continue;
             }
-            let targets = self.targets_of(event);
-            let count = i32::try_from(targets.len()).unwrap_or(i32::MAX);
+            let deliveries = self.fan_out(event, now);
+            let count = i32::try_from(deliveries.len()).unwrap_or(i32::MAX);
             let summary = (
                 id.1.clone(),
                 wallet,
@@ -166,11 +165,11 @@ impl PublishScope {
             rows.push(NewEvent::of(
                 event,
                 idempotency.as_ref(),
-                targets.len(),
+                deliveries.len(),
                 now,
             ));
-            self.queue_deliveries(event, &targets, now);
-            answers.push(first_publish(event, targets.len()));
+            self.queue_deliveries(event, &deliveries, now);
+            answers.push(first_publish(event, deliveries.len()));
         }
         Ok((answers, rows))
     }

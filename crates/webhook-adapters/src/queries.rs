@@ -30,19 +30,31 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
-/// Cancels, as `$reason` (a [`webhook_domain::CancelReason`]) at `$now` (microseconds), the
-/// unfinished deliveries of the webhook `$webhook` (id text) that no lease live at `$now`
-/// holds. A delivery in flight is left to its holder, whose outcome or release comes next;
-/// what it leaves unfinished is cancelled by a later call, or by a claim that meets the target
-/// deleted or disabled.
+/// Cancels, as `$reason` (a [`webhook_domain::CancelReason`]) at `$now` (an
+/// `OffsetDateTime`), the deliveries of the webhook `$webhook` (id text) that the domain's rule
+/// cancels when a target goes away ([`webhook_domain::Delivery::cancel_with_target`]): those of
+/// a kind in [`webhook_domain::CANCELLED_WITH_TARGET`] that no lease live at `$now` holds
+/// ([`webhook_domain::DeliveryState::is_held_at`]: in flight with a due time, its lease's end,
+/// after now). They get the columns of the domain's cancelled state. A delivery in flight is
+/// left to its holder, whose outcome or release comes next; what it leaves unfinished is
+/// cancelled by a later call, or by a claim that meets the target deleted or disabled.
+///
+/// `due_at IS NOT NULL` says "unfinished" once more, in the form the index of unfinished rows
+/// (`deliveries_due_by_target`) is declared with, so that both planners use it.
 macro_rules! cancel_unleased {
     ($webhook:expr, $reason:expr, $now:expr) => {{
-        let now: i64 = $now;
-        let reason: webhook_domain::CancelReason = $reason;
+        let at: time::OffsetDateTime = $now;
+        let now = $crate::rows::micros(at);
+        let cancelled = $crate::rows::state_columns(webhook_domain::DeliveryState::Cancelled {
+            at,
+            reason: $reason,
+        });
+        let cancellable = webhook_domain::CANCELLED_WITH_TARGET.map(|kind| kind.as_str());
         diesel::update(
             deliveries::table
                 .filter(deliveries::webhook_id.eq($webhook))
                 .filter(deliveries::due_at.is_not_null())
+                .filter(deliveries::state.eq_any(cancellable))
                 .filter(
                     deliveries::state
                         .ne(webhook_domain::DeliveryStateKind::InFlight.as_str())
@@ -50,11 +62,11 @@ macro_rules! cancel_unleased {
                 ),
         )
         .set((
-            deliveries::state.eq(webhook_domain::DeliveryStateKind::Cancelled.as_str()),
-            deliveries::due_at.eq(None::<i64>),
+            deliveries::state.eq(cancelled.state),
+            deliveries::due_at.eq(cancelled.due_at),
             deliveries::lease_owner.eq(None::<String>),
-            deliveries::final_at.eq(Some(now)),
-            deliveries::cancel_reason.eq(Some(reason.as_str())),
+            deliveries::final_at.eq(cancelled.final_at),
+            deliveries::cancel_reason.eq(cancelled.cancel_reason),
         ))
     }};
 }

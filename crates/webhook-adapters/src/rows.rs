@@ -9,20 +9,18 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, AttemptDetail, CancelReason, CustomHeaders, Delivery, DeliveryId,
-    DeliveryState, DeliveryStateKind, Entity, Event, EventType, EventTypeFilter, JobState,
-    JobStopReason, RateLimit, RedeliveryJob, RetryPolicy, SigningKeys, Timestamp, Wallet, WalletId,
-    WalletName, Webhook, WebhookScope, WebhookUrl,
+    DeliveryState, DeliveryStateKind, EarlierPublish, Entity, Event, EventType, EventTypeFilter,
+    JobState, JobStopReason, RateLimit, RedeliveryJob, Repeat, RetryPolicy, SigningKeys, Timestamp,
+    Wallet, WalletId, WalletName, Webhook, WebhookScope, WebhookUrl,
 };
-use webhook_ports::{
-    Backlog, BoxError, Idempotency, OutboxError, Page, Published, RecentAttempts, StorageRefusal,
-    WalletStoreError, WebhookStoreError,
-};
+use webhook_ports::{Backlog, Idempotency, Page, Published, RecentAttempts};
 
 use crate::schema::{
     admin_token, attempts, deliveries, entities, events, redelivery_jobs, webhooks,
 };
 
-/// What went wrong inside an adapter, before it is translated into a port's error.
+/// What went wrong inside an adapter, before it is translated into a port's error (by
+/// [`crate::port_errors::Classified`], once the backend has classified a driver error).
 #[derive(Debug, Error)]
 pub(crate) enum AdapterError {
     #[error("not found")]
@@ -50,141 +48,8 @@ pub(crate) enum AdapterError {
 }
 
 impl AdapterError {
-    fn boxed(self) -> BoxError {
-        Box::new(self)
-    }
-
     pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
         AdapterError::Corrupt(what.to_string())
-    }
-
-    /// True when the database could not be reached, as opposed to refusing the operation.
-    fn is_unavailable(&self) -> bool {
-        match self {
-            AdapterError::Unavailable(_) => true,
-            AdapterError::Db(e) => lost_connection(e),
-            _ => false,
-        }
-    }
-
-    /// A port's `Unavailable` error when the database is out of reach or refused to write for
-    /// a reason of its disk or files (then with the [`StorageRefusal`] as its cause, which the
-    /// driver's text is logged beside, never passed on); its `Backend` error otherwise.
-    fn unavailable_or_backend<E>(
-        self,
-        unavailable: fn(BoxError) -> E,
-        backend: fn(BoxError) -> E,
-    ) -> E {
-        if let AdapterError::Db(e) = &self
-            && let Some(refusal) = storage_refusal(e)
-        {
-            tracing::error!(error = %e, "{refusal}");
-            return unavailable(Box::new(refusal));
-        }
-        if self.is_unavailable() {
-            unavailable(self.boxed())
-        } else {
-            backend(self.boxed())
-        }
-    }
-}
-
-/// The messages of the SQLSTATEs with which PostgreSQL ends a session when it shuts down
-/// (57P01 `admin_shutdown`, 57P02 `crash_shutdown`). diesel keeps a server error's message but
-/// not its SQLSTATE, so these are matched by their text (the server's default, English one).
-const SHUTDOWN_MESSAGES: [&str; 2] = [
-    "terminating connection due to administrator command",
-    "terminating connection because of crash of another server process",
-];
-
-/// Whether a driver error means that the connection is gone (the server stopped, restarted or
-/// cut it) rather than that the server refused the operation. diesel-async reports a closed
-/// connection as `UnableToSendCommand` (an error without SQLSTATE); a transaction whose
-/// statement was cut off fails with the error of its ROLLBACK, which cannot be sent either,
-/// possibly inside `RollbackErrorOnCommit`; a statement running when the server shut down gets
-/// one of [`SHUTDOWN_MESSAGES`]. (On SQLite, `UnableToSendCommand` means the blocking thread
-/// could not run the work: the runtime is shutting down.)
-fn lost_connection(e: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind as Kind, Error};
-    match e {
-        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
-        Error::DatabaseError(Kind::Unknown, info) => SHUTDOWN_MESSAGES
-            .iter()
-            .any(|m| info.message().starts_with(m)),
-        Error::RollbackErrorOnCommit {
-            rollback_error,
-            commit_error,
-        } => lost_connection(rollback_error) || lost_connection(commit_error),
-        _ => false,
-    }
-}
-
-/// The refusal behind a driver error, when the database said that its disk is full, that it is
-/// read-only, or that a write failed. diesel gives these no kind of their own (but PostgreSQL's
-/// read-only transactions), so they are told by the texts SQLite (`sqlite3_errstr`) and the
-/// operating system (quoted by PostgreSQL) use for them, which do not change.
-fn storage_refusal(e: &diesel::result::Error) -> Option<StorageRefusal> {
-    use diesel::result::{DatabaseErrorKind, Error};
-    const TEXTS: [(&str, StorageRefusal); 5] = [
-        // SQLITE_FULL, which SQLite answers on ENOSPC.
-        ("database or disk is full", StorageRefusal::DiskFull),
-        // ENOSPC as PostgreSQL quotes it ("could not extend file ...").
-        ("No space left on device", StorageRefusal::DiskFull),
-        // SQLITE_READONLY: the file was opened read-only.
-        (
-            "attempt to write a readonly database",
-            StorageRefusal::ReadOnly,
-        ),
-        // EROFS as PostgreSQL quotes it.
-        ("Read-only file system", StorageRefusal::ReadOnly),
-        // SQLITE_IOERR: any other failed write (EFBIG past a file-size limit, EROFS or EPERM on
-        // an open file, EIO).
-        ("disk I/O error", StorageRefusal::WriteFailed),
-    ];
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
-            Some(StorageRefusal::ReadOnly)
-        }
-        Error::DatabaseError(_, info) => TEXTS
-            .iter()
-            .find(|(text, _)| info.message().contains(text))
-            .map(|&(_, refusal)| refusal),
-        Error::RollbackErrorOnCommit { commit_error, .. } => storage_refusal(commit_error),
-        _ => None,
-    }
-}
-
-impl From<AdapterError> for WalletStoreError {
-    fn from(e: AdapterError) -> Self {
-        match e {
-            AdapterError::NotFound => WalletStoreError::NotFound,
-            AdapterError::Conflict(what) => WalletStoreError::Conflict(what),
-            _ => e.unavailable_or_backend(WalletStoreError::Unavailable, WalletStoreError::Backend),
-        }
-    }
-}
-
-impl From<AdapterError> for WebhookStoreError {
-    fn from(e: AdapterError) -> Self {
-        match e {
-            AdapterError::NotFound => WebhookStoreError::NotFound,
-            AdapterError::Conflict(what) => WebhookStoreError::Conflict(what),
-            AdapterError::LimitReached(limit) => WebhookStoreError::LimitReached { limit },
-            AdapterError::Stale => WebhookStoreError::Stale,
-            _ => {
-                e.unavailable_or_backend(WebhookStoreError::Unavailable, WebhookStoreError::Backend)
-            }
-        }
-    }
-}
-
-impl From<AdapterError> for OutboxError {
-    fn from(e: AdapterError) -> Self {
-        match e {
-            AdapterError::NotFound => OutboxError::NotFound,
-            AdapterError::Conflict(what) => OutboxError::Conflict(what),
-            _ => e.unavailable_or_backend(OutboxError::Unavailable, OutboxError::Backend),
-        }
     }
 }
 
@@ -643,29 +508,33 @@ macro_rules! event_summary {
 }
 pub(crate) use event_summary;
 
-/// What a publish of `event` answers when `earlier` (of the same wallet: event ids and
-/// idempotency keys are unique per wallet) was stored before, found by the idempotency key
-/// (`by_key`) or by the event id: a replay of the first result, or `Conflict` when the key came
-/// with another request.
+/// What a publish answers when `earlier` (of the same wallet: event ids and idempotency keys
+/// are unique per wallet) was stored before, found by the idempotency key (`by_key`) or by the
+/// event id: the domain's rule ([`EarlierPublish::replay`]), a replay of the first result or
+/// `Conflict`.
 pub(crate) fn replay(
     idempotency: Option<&Idempotency>,
     by_key: bool,
     earlier: EventSummary,
 ) -> Result<Published, AdapterError> {
     let (first_id, _wallet, fingerprint, count) = earlier;
-    // The fingerprint only matters when the key matched: a known event id published again
-    // under a new key is a plain replay.
-    if by_key
-        && let Some(idem) = idempotency
-        && fingerprint.as_deref() != Some(idem.fingerprint.as_str())
-    {
-        return Err(AdapterError::Conflict(
-            "the idempotency key was used before with a different request".to_owned(),
-        ));
-    }
-    Ok(Published {
+    let earlier = EarlierPublish {
         event_id: parse_id(&first_id)?,
+        fingerprint: fingerprint.as_deref(),
         deliveries: u32::try_from(count).unwrap_or_default(),
+    };
+    let repeat = match idempotency {
+        Some(idem) if by_key => Repeat::SameKey {
+            fingerprint: &idem.fingerprint,
+        },
+        _ => Repeat::SameEventId,
+    };
+    let replay = earlier
+        .replay(repeat)
+        .map_err(|conflict| AdapterError::Conflict(conflict.to_string()))?;
+    Ok(Published {
+        event_id: replay.event_id,
+        deliveries: replay.deliveries,
         replayed: true,
     })
 }
@@ -721,7 +590,9 @@ pub(crate) fn requeue_all(
         .collect()
 }
 
-/// A pending delivery as inserted by a publish.
+/// A delivery as inserted by a publish: a domain [`Delivery`] (new ones come from
+/// [`webhook_domain::fan_out`]) with what only storage adds, its wallet (which finds its event)
+/// and its place in an ordered target's sequence.
 #[derive(Insertable)]
 #[diesel(table_name = deliveries)]
 pub(crate) struct NewDelivery {
@@ -732,6 +603,9 @@ pub(crate) struct NewDelivery {
     state: &'static str,
     due_at: Option<i64>,
     attempts: i32,
+    attempts_made: i32,
+    final_at: Option<i64>,
+    cancel_reason: Option<&'static str>,
     first_due: i64,
     created_at: i64,
     /// The place in its ordered target's sequence; `None` for other targets.
@@ -739,21 +613,21 @@ pub(crate) struct NewDelivery {
 }
 
 impl NewDelivery {
-    /// The delivery of `event` to `webhook`, due at `now`.
-    pub(crate) fn pending(
-        event: &Event,
-        webhook: webhook_domain::WebhookId,
-        now: OffsetDateTime,
-    ) -> Self {
+    /// The row of `delivery`, of an event of `wallet`, stored at `now`.
+    pub(crate) fn of(delivery: &Delivery, wallet: WalletId, now: OffsetDateTime) -> Self {
+        let state = DeliveryStateChange::of(delivery, None);
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            event_id: event.id().to_string(),
-            webhook_id: webhook.to_string(),
-            wallet_id: event.wallet_id().to_string(),
-            state: DeliveryStateKind::Pending.as_str(),
-            due_at: Some(micros(now)),
-            attempts: 0,
-            first_due: micros(now),
+            id: delivery.id().to_string(),
+            event_id: delivery.event_id().to_string(),
+            webhook_id: delivery.webhook_id().to_string(),
+            wallet_id: wallet.to_string(),
+            state: state.state,
+            due_at: state.due_at,
+            attempts: state.attempts,
+            attempts_made: state.attempts_made,
+            final_at: state.final_at,
+            cancel_reason: state.cancel_reason,
+            first_due: state.first_due,
             created_at: micros(now),
             seq: None,
         }
@@ -1156,159 +1030,7 @@ impl JobWindow {
 
 #[cfg(test)]
 mod tests {
-    use diesel::connection::SimpleConnection;
-    use diesel::result::{DatabaseErrorKind, Error};
-
     use super::*;
-
-    fn driver(kind: DatabaseErrorKind, message: &str) -> Error {
-        Error::DatabaseError(kind, Box::new(message.to_owned()))
-    }
-
-    /// The error SQLite gives for `sql` on a connection to `url` prepared with `setup`.
-    fn sqlite_error(url: &str, setup: &str, sql: &str) -> Error {
-        let mut conn = SqliteConnection::establish(url).unwrap();
-        conn.batch_execute(setup).unwrap();
-        conn.batch_execute(sql).unwrap_err()
-    }
-
-    #[test]
-    fn refusals_are_told_by_the_drivers_texts() {
-        let check = |error: Error, expected: Option<StorageRefusal>| {
-            assert_eq!(storage_refusal(&error), expected, "{error}");
-        };
-        let unknown = DatabaseErrorKind::Unknown;
-        check(
-            driver(unknown, "database or disk is full"),
-            Some(StorageRefusal::DiskFull),
-        );
-        check(
-            driver(
-                unknown,
-                "could not extend file \"base/5/16384\": No space left on device",
-            ),
-            Some(StorageRefusal::DiskFull),
-        );
-        check(
-            driver(unknown, "attempt to write a readonly database"),
-            Some(StorageRefusal::ReadOnly),
-        );
-        check(
-            driver(
-                DatabaseErrorKind::ReadOnlyTransaction,
-                "cannot execute INSERT in a read-only transaction",
-            ),
-            Some(StorageRefusal::ReadOnly),
-        );
-        check(
-            driver(unknown, "disk I/O error"),
-            Some(StorageRefusal::WriteFailed),
-        );
-        check(
-            Error::RollbackErrorOnCommit {
-                commit_error: Box::new(driver(unknown, "disk I/O error")),
-                rollback_error: Box::new(Error::BrokenTransactionManager),
-            },
-            Some(StorageRefusal::WriteFailed),
-        );
-        check(driver(DatabaseErrorKind::UniqueViolation, "UNIQUE"), None);
-        check(driver(unknown, "no such table: events"), None);
-        check(Error::NotFound, None);
-    }
-
-    #[test]
-    fn sqlite_out_of_pages_is_a_full_disk() {
-        // `max_page_count` makes SQLite answer SQLITE_FULL, as it does on ENOSPC.
-        let error = sqlite_error(
-            ":memory:",
-            "PRAGMA max_page_count = 3; CREATE TABLE t (b BLOB);",
-            "INSERT INTO t VALUES (zeroblob(100000));",
-        );
-        assert_eq!(storage_refusal(&error), Some(StorageRefusal::DiskFull));
-    }
-
-    #[test]
-    fn a_sqlite_file_opened_read_only_is_read_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ro.db");
-        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-        conn.batch_execute("CREATE TABLE t (n INTEGER);").unwrap();
-        drop(conn);
-        let error = sqlite_error(
-            &format!("file:{}?mode=ro", path.display()),
-            "",
-            "INSERT INTO t VALUES (1);",
-        );
-        assert_eq!(storage_refusal(&error), Some(StorageRefusal::ReadOnly));
-    }
-
-    #[test]
-    fn a_refusal_reaches_the_port_as_unavailable_with_its_kind() {
-        let error: OutboxError = AdapterError::Db(driver(
-            DatabaseErrorKind::Unknown,
-            "database or disk is full",
-        ))
-        .into();
-        let OutboxError::Unavailable(cause) = error else {
-            panic!("expected Unavailable, got {error:?}");
-        };
-        assert_eq!(
-            cause.downcast_ref::<StorageRefusal>(),
-            Some(&StorageRefusal::DiskFull)
-        );
-        // Other driver failures stay opaque.
-        let error: OutboxError =
-            AdapterError::Db(driver(DatabaseErrorKind::Unknown, "no such table: events")).into();
-        assert!(matches!(error, OutboxError::Backend(_)), "{error:?}");
-    }
-
-    #[test]
-    fn a_lost_connection_is_unavailable_and_a_refused_operation_is_not() {
-        let check = |error: Error, unavailable: bool| {
-            let text = error.to_string();
-            assert_eq!(lost_connection(&error), unavailable, "{text}");
-            assert_eq!(
-                AdapterError::Db(error).is_unavailable(),
-                unavailable,
-                "{text}"
-            );
-        };
-        check(
-            driver(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
-            true,
-        );
-        check(driver(DatabaseErrorKind::ClosedConnection, "closed"), true);
-        check(
-            driver(
-                DatabaseErrorKind::Unknown,
-                "terminating connection due to administrator command",
-            ),
-            true,
-        );
-        check(
-            Error::RollbackErrorOnCommit {
-                rollback_error: Box::new(driver(
-                    DatabaseErrorKind::UnableToSendCommand,
-                    "connection closed",
-                )),
-                commit_error: Box::new(driver(
-                    DatabaseErrorKind::Unknown,
-                    "could not serialize access",
-                )),
-            },
-            true,
-        );
-        check(
-            driver(DatabaseErrorKind::Unknown, "division by zero"),
-            false,
-        );
-        check(
-            driver(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
-            false,
-        );
-        check(Error::NotFound, false);
-        check(Error::BrokenTransactionManager, false);
-    }
 
     #[test]
     fn outcomes_round_trip_through_their_columns_and_bad_ones_are_corrupt() {

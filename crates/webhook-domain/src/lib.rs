@@ -5,12 +5,14 @@
 //! randomness are arguments. It must not depend on tokio, hyper or diesel (a `tidy` test checks).
 
 mod address;
+mod cancellation;
 mod circuit;
 mod delivery;
 mod event;
 mod ids;
 mod jobs;
 mod message;
+mod publish;
 mod retry;
 mod signature;
 mod tenancy;
@@ -18,6 +20,7 @@ mod timestamp;
 mod webhook;
 
 pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAddress};
+pub use cancellation::CANCELLED_WITH_TARGET;
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use delivery::{
     AttemptDetail, AttemptDetailError, AttemptOutcome, CancelReason, Decision, Delivery,
@@ -27,6 +30,7 @@ pub use event::{Event, EventDataError, EventError, EventType, EventTypeError, js
 pub use ids::{DeliveryId, EntityId, EventId, RedeliveryJobId, WalletId, WebhookId};
 pub use jobs::{JobState, JobStopReason, RedeliveryJob, RedeliveryWindowError};
 pub use message::OutboundMessage;
+pub use publish::{EarlierPublish, IdempotencyConflict, Repeat, Replay, fan_out};
 pub use retry::{Backoff, Jitter, RetryPolicy, RetryPolicyError};
 pub use signature::{RetiringSecret, SignatureError, SigningKeys, SigningSecret, sign, verify};
 pub use tenancy::{

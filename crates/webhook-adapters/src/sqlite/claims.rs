@@ -110,7 +110,7 @@ fn live(
 fn sweep_dead_targets(
     c: &mut SqliteConnection,
     targets: &[(String, i64)],
-    now: i64,
+    now: time::OffsetDateTime,
 ) -> Result<(), AdapterError> {
     let ids: Vec<&str> = targets.iter().map(|(id, _)| id.as_str()).collect();
     let dead: Vec<(String, Option<i64>)> = webhooks::table
@@ -168,7 +168,7 @@ pub(super) fn candidates(
         .into_iter()
         .filter(|(_, earliest)| *earliest <= now)
         .collect();
-    sweep_dead_targets(c, &targets, now)?;
+    sweep_dead_targets(c, &targets, request.now)?;
     let live = live(c, &targets, &skip)?;
     let mut served: Vec<(Served, Option<CandidateRow>)> = Vec::new();
     for (id, earliest) in targets {

@@ -33,8 +33,10 @@ use webhook_ports::{
 };
 
 mod claims;
+mod errors;
 
 use crate::PoolState;
+use crate::port_errors::Classified;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
     backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
@@ -57,8 +59,19 @@ use crate::schema::{
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// An error of this store with its driver error classified as SQLite's: what becomes a
+/// port's error (by `?`, or by [`port`]).
+fn classified(e: impl Into<AdapterError>) -> Classified {
+    Classified::new(e.into(), errors::driver_fault)
+}
+
+/// A port's error for an error of this store.
+fn port<E: From<Classified>>(e: impl Into<AdapterError>) -> E {
+    classified(e).into()
+}
+
 /// The most rows written by one multi-row insert: SQLite allows 32,766 bind parameters, and a
-/// delivery takes 10.
+/// delivery takes 13.
 const INSERT_CHUNK: usize = 2_000;
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
@@ -365,7 +378,7 @@ impl WalletRepository for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
@@ -378,7 +391,7 @@ impl WalletRepository for SqliteStore {
             to_wallet(row)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
@@ -391,7 +404,7 @@ impl WalletRepository for SqliteStore {
             rows.into_iter().map(to_wallet).collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
@@ -414,7 +427,7 @@ impl WalletRepository for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
@@ -433,7 +446,7 @@ impl WalletRepository for SqliteStore {
                 .collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
@@ -451,7 +464,7 @@ impl WalletRepository for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
@@ -465,7 +478,7 @@ impl WalletRepository for SqliteStore {
                 .into_entity()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
@@ -477,7 +490,7 @@ impl WalletRepository for SqliteStore {
             row.map(row_to_admin_token).transpose()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn init_admin_token(
@@ -495,7 +508,7 @@ impl WalletRepository for SqliteStore {
             Ok(inserted == 1)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -531,7 +544,7 @@ fn cancel_deliveries_of(
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    cancel_unleased!(webhook, reason, micros(now)).execute(c)?;
+    cancel_unleased!(webhook, reason, now).execute(c)?;
     Ok(())
 }
 
@@ -581,7 +594,7 @@ impl WebhookRepository for SqliteStore {
             insert_webhook(c, &webhook)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_webhook(
@@ -601,7 +614,7 @@ impl WebhookRepository for SqliteStore {
             row_to_webhook(row)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn list_webhooks(
@@ -621,7 +634,7 @@ impl WebhookRepository for SqliteStore {
             rows.into_iter().map(row_to_webhook).collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn delete_webhook(
@@ -650,7 +663,7 @@ impl WebhookRepository for SqliteStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn disable_webhook(
@@ -683,7 +696,7 @@ impl WebhookRepository for SqliteStore {
             cancel_deliveries_of(c, &id, CancelReason::TargetGone, now)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn set_global_webhook(
@@ -732,7 +745,7 @@ impl WebhookRepository for SqliteStore {
             }
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn update_webhook(
@@ -773,7 +786,7 @@ impl WebhookRepository for SqliteStore {
             u64::try_from(revision + 1).map_err(AdapterError::corrupt)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -834,13 +847,13 @@ fn publish_in(
         let rows: Vec<WebhookRow> = publish_targets!(wallet.to_string()).load(c)?;
         scope.add_targets(wallet, rows)?;
     }
-    let targets = scope.targets_of(event);
+    let deliveries = scope.fan_out(event, now);
     diesel::insert_into(events::table)
-        .values(NewEvent::of(event, idempotency, targets.len(), now))
+        .values(NewEvent::of(event, idempotency, deliveries.len(), now))
         .execute(c)?;
     scope.fault_after_event()?;
-    scope.queue_deliveries(event, &targets, now);
-    Ok(first_publish(event, targets.len()))
+    scope.queue_deliveries(event, &deliveries, now);
+    Ok(first_publish(event, deliveries.len()))
 }
 
 /// Inserts the deliveries queued in `scope` with multi-row statements.
@@ -933,7 +946,7 @@ impl EventOutbox for SqliteStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
@@ -948,7 +961,7 @@ impl EventOutbox for SqliteStore {
             row_to_event(row)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn list_deliveries(
@@ -962,7 +975,7 @@ impl EventOutbox for SqliteStore {
             rows.iter().map(row_to_delivery).collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn list_attempts(
@@ -988,7 +1001,7 @@ impl EventOutbox for SqliteStore {
             rows.into_iter().map(row_to_attempt).collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn list_attempts_of(
@@ -1007,7 +1020,7 @@ impl EventOutbox for SqliteStore {
             group_recent_attempts(rows)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn requeue(
@@ -1039,7 +1052,7 @@ impl EventOutbox for SqliteStore {
             Ok(requeued)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn publish_batch(
@@ -1064,7 +1077,7 @@ impl EventOutbox for SqliteStore {
             Ok(published)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_delivery(
@@ -1083,7 +1096,7 @@ impl EventOutbox for SqliteStore {
             row_to_delivery(&row)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1117,7 +1130,7 @@ impl RedeliveryJobs for SqliteStore {
             Ok(stored)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn get_redelivery_job(
@@ -1136,7 +1149,7 @@ impl RedeliveryJobs for SqliteStore {
                 .into_job()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
@@ -1149,7 +1162,7 @@ impl RedeliveryJobs for SqliteStore {
             rows.into_iter().map(RedeliveryJobRow::into_job).collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn step_redelivery_job(
@@ -1197,7 +1210,7 @@ impl RedeliveryJobs for SqliteStore {
             Ok(stepped)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1269,7 +1282,7 @@ impl DeliveryQueue for SqliteStore {
                 .collect()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn record_attempts(
@@ -1293,7 +1306,7 @@ impl DeliveryQueue for SqliteStore {
             Ok(lost)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn release(&self, owner: &LeaseOwner, released: &[Delivery]) -> Result<(), OutboxError> {
@@ -1306,7 +1319,7 @@ impl DeliveryQueue for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn next_due_at(
@@ -1321,7 +1334,7 @@ impl DeliveryQueue for SqliteStore {
                 .transpose()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn settle_target(
@@ -1342,18 +1355,18 @@ impl DeliveryQueue for SqliteStore {
                 // Live and enabled, or unknown: nothing to settle.
                 _ => return Ok(None),
             };
-            cancel_unleased!(&id, reason, micros(now)).execute(c)?;
+            cancel_unleased!(&id, reason, now).execute(c)?;
             let until: Option<i64> = leased_until!(&id, micros(now)).first(c)?;
             until.map(from_micros).transpose()
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
         self.read(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
             .await
-            .map_err(Into::into)
+            .map_err(port)
     }
 }
 
@@ -1400,7 +1413,7 @@ impl Retention for SqliteStore {
             })
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }
 
@@ -1478,6 +1491,6 @@ impl SqliteStore {
             Ok(plans)
         })
         .await
-        .map_err(Into::into)
+        .map_err(port)
     }
 }

@@ -8,8 +8,8 @@
 //!   the size its database files have, so any write that would grow them fails with `EFBIG`
 //!   (the child ignores SIGXFSZ, see `child.rs`), and raised again for the recovery. SQLite
 //!   reports `EFBIG` as a failed write (`SQLITE_IOERR`), not as `SQLITE_FULL` (which it keeps for
-//!   `ENOSPC`); both are refusals, and the unit tests of `webhook_adapters::rows` cover the
-//!   `SQLITE_FULL` text with SQLite's `max_page_count`.
+//!   `ENOSPC`); both are refusals, and the unit tests of `webhook_adapters`' `sqlite::errors`
+//!   cover `SQLITE_FULL` with SQLite's `max_page_count`.
 //! - A read-only database: `chattr +i` on its files. `chmod 0444` does not do: root ignores
 //!   permission bits, and an open file stays writable through its descriptor whatever its mode,
 //!   whereas an immutable file refuses writes through descriptors already open (`EPERM`) and
