@@ -21,6 +21,7 @@ mod schema;
 pub mod snapshot;
 mod sources;
 mod sqlite;
+mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -28,8 +28,8 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryState, DeliveryStateKind,
-    Entity, EntityId, Event, EventId, JobState, RedeliveryJob, RedeliveryJobId, Wallet, WalletId,
-    Webhook, WebhookId, WebhookScope,
+    Entity, EntityId, Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook,
+    WebhookId, WebhookScope,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
@@ -48,15 +48,13 @@ use crate::queries::{
 };
 use crate::reachability::Reachability;
 use crate::rows::{
-    AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryColumns, DeliveryRow,
-    DeliveryStateChange, EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow,
-    NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow,
-    TARGET_NOT_LIVE, WebhookColumns, WebhookRow, WebhookSettingsChange, admin_token_select,
-    attempt_select, conflict_if_taken, delivery_select, event_select, event_summary, from_micros,
+    AdapterError, DeliveryColumns, DeliveryRow, DeliveryStateChange, EntityRow, EventSummary,
+    JobProgressChange, JobWindow, NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob,
+    RecentAttemptRow, RedeliveryJobRow, TARGET_NOT_LIVE, WebhookColumns, WebhookRow,
+    WebhookSettingsChange, conflict_if_taken, delivery_select, event_summary, from_micros,
     group_recent_attempts, is_foreign_key_violation, is_unique_violation, job_stop_reason, micros,
-    offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, state_columns, to_backlog,
-    to_delivery, to_wallet, to_webhook, webhook_columns, webhook_select,
+    requeue_all, revision_column, row_to_delivery, row_to_event, row_to_webhook, state_columns,
+    to_delivery, to_webhook, webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
@@ -64,6 +62,11 @@ use crate::schema::{
 };
 
 mod errors;
+
+/// The statements both backends run alike ([`crate::statements`]), for PostgreSQL's connection.
+mod statements {
+    crate::statements::shared_statements!(diesel_async::AsyncPgConnection, diesel_async; [async]; [.await]);
+}
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -393,30 +396,12 @@ impl WalletRepository for PgStore {
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: (String, String, i64, i64) = wallets::table
-            .find(id.to_string())
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        to_wallet(row).map_err(port)
+        statements::wallet(&mut c, id).await.map_err(port)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let rows: Vec<(String, String, i64, i64)> = wallets::table
-            .order((wallets::created_at, wallets::id))
-            .offset(offset(page))
-            .limit(i64::from(page.limit))
-            .load(&mut c)
-            .await
-            .map_err(classified)?;
-        rows.into_iter()
-            .map(to_wallet)
-            .collect::<Result<_, _>>()
-            .map_err(port)
+        statements::wallets_page(&mut c, page).await.map_err(port)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
@@ -445,21 +430,7 @@ impl WalletRepository for PgStore {
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let rows: Vec<ApiKeyRow> = api_keys::table
-            .filter(api_keys::tag.eq(tag.0.as_slice()))
-            .select((
-                api_keys::wallet_id,
-                api_keys::salt,
-                api_keys::digest,
-                api_keys::created_at,
-            ))
-            .load(&mut c)
-            .await
-            .map_err(classified)?;
-        rows.into_iter()
-            .map(|row| row_to_api_key(tag, row))
-            .collect::<Result<_, AdapterError>>()
-            .map_err(port)
+        statements::api_keys_tagged(&mut c, tag).await.map_err(port)
     }
 
     async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
@@ -483,27 +454,12 @@ impl WalletRepository for PgStore {
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: EntityRow = entities::table
-            .find(id.to_string())
-            .select(EntityRow::as_select())
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        row.into_entity().map_err(port)
+        statements::entity(&mut c, id).await.map_err(port)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: Option<AdminTokenRow> = admin_token::table
-            .select(admin_token_select!())
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(classified)?;
-        row.map(row_to_admin_token).transpose().map_err(port)
+        statements::admin_token(&mut c).await.map_err(port)
     }
 
     async fn init_admin_token(
@@ -620,18 +576,7 @@ impl WebhookRepository for PgStore {
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: WebhookRow = webhooks::table
-            .filter(webhooks::id.eq(id.to_string()))
-            .filter(webhooks::wallet_id.eq(wallet.to_string()))
-            .filter(webhooks::deleted_at.is_null())
-            .select(webhook_select!())
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        row_to_webhook(row).map_err(port)
+        statements::webhook(&mut c, wallet, id).await.map_err(port)
     }
 
     async fn list_webhooks(
@@ -640,19 +585,8 @@ impl WebhookRepository for PgStore {
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let rows: Vec<WebhookRow> = webhooks::table
-            .filter(webhooks::wallet_id.eq(wallet.to_string()))
-            .filter(webhooks::deleted_at.is_null())
-            .order((webhooks::created_at, webhooks::id))
-            .offset(offset(page))
-            .limit(i64::from(page.limit))
-            .select(webhook_select!())
-            .load(&mut c)
+        statements::webhooks_page(&mut c, wallet, page)
             .await
-            .map_err(classified)?;
-        rows.into_iter()
-            .map(row_to_webhook)
-            .collect::<Result<_, _>>()
             .map_err(port)
     }
 
@@ -836,38 +770,6 @@ impl WebhookRepository for PgStore {
     }
 }
 
-/// The first publish of this event id or idempotency key in the event's wallet, if any, as a
-/// replay; `Conflict` when the key was used with another request.
-async fn earlier_publish(
-    c: &mut Conn,
-    event: &Event,
-    idempotency: Option<&Idempotency>,
-) -> Result<Option<Published>, AdapterError> {
-    let by_key: Option<EventSummary> = match idempotency {
-        Some(idem) => events::table
-            .filter(events::wallet_id.eq(event.wallet_id().to_string()))
-            .filter(events::idempotency_key.eq(&idem.key))
-            .select(event_summary!())
-            .first(c)
-            .await
-            .optional()?,
-        None => None,
-    };
-    let found_by_key = by_key.is_some();
-    let earlier = match by_key {
-        Some(found) => Some(found),
-        None => events::table
-            .find((event.wallet_id().to_string(), event.id().to_string()))
-            .select(event_summary!())
-            .first(c)
-            .await
-            .optional()?,
-    };
-    earlier
-        .map(|earlier| replay(idempotency, found_by_key, earlier))
-        .transpose()
-}
-
 /// Publishes one event inside the caller's transaction, as [`EventOutbox::publish`] does: the
 /// answer of an earlier publish (also one earlier in the same transaction), or the event
 /// stored, with its deliveries queued in `scope` for [`insert_deliveries`].
@@ -878,7 +780,7 @@ async fn publish_in(
     idempotency: Option<&Idempotency>,
     now: OffsetDateTime,
 ) -> Result<Published, AdapterError> {
-    if let Some(first) = earlier_publish(c, event, idempotency).await? {
+    if let Some(first) = statements::earlier_publish(c, event, idempotency).await? {
         return Ok(first);
     }
     #[cfg(feature = "testing")]
@@ -904,7 +806,7 @@ async fn publish_in(
         .await?;
     if inserted == 0 {
         // A concurrent publish of the same id or key committed first: answer as it did.
-        return earlier_publish(c, event, idempotency)
+        return statements::earlier_publish(c, event, idempotency)
             .await?
             .ok_or_else(|| AdapterError::Conflict(format!("event id {} is taken", event.id())));
     }
@@ -1136,17 +1038,7 @@ impl EventOutbox for PgStore {
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: EventRow = events::table
-            .filter(events::id.eq(id.to_string()))
-            .filter(events::wallet_id.eq(wallet.to_string()))
-            .select(event_select!())
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        row_to_event(row).map_err(port)
+        statements::event(&mut c, wallet, id).await.map_err(port)
     }
 
     async fn list_deliveries(
@@ -1156,13 +1048,8 @@ impl EventOutbox for PgStore {
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page)
-            .load(&mut c)
+        statements::deliveries_page(&mut c, wallet, &filter, page)
             .await
-            .map_err(classified)?;
-        rows.iter()
-            .map(row_to_delivery)
-            .collect::<Result<_, _>>()
             .map_err(port)
     }
 
@@ -1172,27 +1059,8 @@ impl EventOutbox for PgStore {
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let id = delivery.to_string();
-        let owned: i64 = deliveries::table
-            .filter(deliveries::id.eq(&id))
-            .filter(deliveries::wallet_id.eq(wallet.to_string()))
-            .count()
-            .get_result(&mut c)
+        statements::attempts_of(&mut c, wallet, delivery)
             .await
-            .map_err(classified)?;
-        if owned == 0 {
-            return Err(OutboxError::NotFound);
-        }
-        let rows: Vec<AttemptRow> = attempts::table
-            .filter(attempts::delivery_id.eq(&id))
-            .order(attempts::id)
-            .select(attempt_select!())
-            .load(&mut c)
-            .await
-            .map_err(classified)?;
-        rows.into_iter()
-            .map(row_to_attempt)
-            .collect::<Result<_, AdapterError>>()
             .map_err(port)
     }
 
@@ -1297,17 +1165,9 @@ impl EventOutbox for PgStore {
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: DeliveryRow = deliveries::table
-            .filter(deliveries::id.eq(delivery.to_string()))
-            .filter(deliveries::wallet_id.eq(wallet.to_string()))
-            .select(delivery_select!())
-            .first(&mut c)
+        statements::delivery(&mut c, wallet, delivery)
             .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        row_to_delivery(&row).map_err(port)
+            .map_err(port)
     }
 }
 
@@ -1687,31 +1547,15 @@ impl RedeliveryJobs for PgStore {
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: RedeliveryJobRow = redelivery_jobs::table
-            .filter(redelivery_jobs::id.eq(id.to_string()))
-            .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
-            .select(RedeliveryJobRow::as_select())
-            .first(&mut c)
+        statements::redelivery_job(&mut c, wallet, id)
             .await
-            .optional()
-            .map_err(classified)?
-            .ok_or(AdapterError::NotFound)
-            .map_err(classified)?;
-        row.into_job().map_err(port)
+            .map_err(port)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
-            .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
-            .order((redelivery_jobs::created_at, redelivery_jobs::id))
-            .select(RedeliveryJobRow::as_select())
-            .load(&mut c)
+        statements::running_redelivery_jobs(&mut c)
             .await
-            .map_err(classified)?;
-        rows.into_iter()
-            .map(RedeliveryJobRow::into_job)
-            .collect::<Result<_, _>>()
             .map_err(port)
     }
 
@@ -1894,11 +1738,7 @@ impl DeliveryQueue for PgStore {
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        let row: (i64, Option<i64>) = backlog!(micros(now))
-            .get_result(&mut c)
-            .await
-            .map_err(classified)?;
-        to_backlog(row).map_err(port)
+        statements::backlog(&mut c, now).await.map_err(port)
     }
 }
 

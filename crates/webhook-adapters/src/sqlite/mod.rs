@@ -22,7 +22,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use time::OffsetDateTime;
 use webhook_domain::{
     ApiKeyHash, ApiKeyTag, CancelReason, Delivery, DeliveryId, DeliveryStateKind, Entity, EntityId,
-    Event, EventId, JobState, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook, WebhookId,
+    Event, EventId, RedeliveryJob, RedeliveryJobId, Wallet, WalletId, Webhook, WebhookId,
     WebhookScope,
 };
 use webhook_ports::{
@@ -43,19 +43,22 @@ use crate::queries::{
     redelivery_batch, redelivery_candidates,
 };
 use crate::rows::{
-    AdapterError, AdminTokenRow, ApiKeyRow, AttemptRow, DeliveryRow, DeliveryStateChange,
-    EntityRow, EventRow, EventSummary, JobProgressChange, JobWindow, NewAdminToken, NewAttempt,
-    NewEvent, NewRedeliveryJob, RecentAttemptRow, RedeliveryJobRow, TARGET_NOT_LIVE, WebhookRow,
-    WebhookSettingsChange, admin_token_select, attempt_select, conflict_if_taken, delivery_select,
-    event_select, event_summary, from_micros, group_recent_attempts, job_stop_reason, micros,
-    offset, replay, requeue_all, revision_column, row_to_admin_token, row_to_api_key,
-    row_to_attempt, row_to_delivery, row_to_event, row_to_webhook, to_backlog, to_json, to_wallet,
+    AdapterError, DeliveryRow, DeliveryStateChange, EntityRow, EventRow, JobProgressChange,
+    JobWindow, NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow,
+    RedeliveryJobRow, TARGET_NOT_LIVE, WebhookRow, WebhookSettingsChange, conflict_if_taken,
+    delivery_select, event_select, from_micros, group_recent_attempts, job_stop_reason, micros,
+    requeue_all, revision_column, row_to_delivery, row_to_event, row_to_webhook, to_json,
     webhook_columns, webhook_select,
 };
 use crate::schema::{
     admin_token, api_keys, attempts, deliveries, entities, events, redelivery_jobs, wallets,
     webhooks,
 };
+
+/// The statements both backends run alike ([`crate::statements`]), for SQLite's connection.
+mod statements {
+    crate::statements::shared_statements!(diesel::sqlite::SqliteConnection, diesel; []; []);
+}
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -382,29 +385,15 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_wallet(&self, id: WalletId) -> Result<Wallet, WalletStoreError> {
-        self.read(move |c| {
-            let row: (String, String, i64, i64) = wallets::table
-                .find(id.to_string())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?;
-            to_wallet(row)
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::wallet(c, id))
+            .await
+            .map_err(port)
     }
 
     async fn list_wallets(&self, page: Page) -> Result<Vec<Wallet>, WalletStoreError> {
-        self.read(move |c| {
-            let rows: Vec<(String, String, i64, i64)> = wallets::table
-                .order((wallets::created_at, wallets::id))
-                .offset(offset(page))
-                .limit(i64::from(page.limit))
-                .load(c)?;
-            rows.into_iter().map(to_wallet).collect()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::wallets_page(c, page))
+            .await
+            .map_err(port)
     }
 
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
@@ -431,22 +420,9 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn find_api_keys(&self, tag: ApiKeyTag) -> Result<Vec<StoredApiKey>, WalletStoreError> {
-        self.read(move |c| {
-            let rows: Vec<ApiKeyRow> = api_keys::table
-                .filter(api_keys::tag.eq(tag.0.to_vec()))
-                .select((
-                    api_keys::wallet_id,
-                    api_keys::salt,
-                    api_keys::digest,
-                    api_keys::created_at,
-                ))
-                .load(c)?;
-            rows.into_iter()
-                .map(|row| row_to_api_key(tag, row))
-                .collect()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::api_keys_tagged(c, tag))
+            .await
+            .map_err(port)
     }
 
     async fn create_entity(&self, entity: &Entity) -> Result<(), WalletStoreError> {
@@ -468,29 +444,13 @@ impl WalletRepository for SqliteStore {
     }
 
     async fn get_entity(&self, id: EntityId) -> Result<Entity, WalletStoreError> {
-        self.read(move |c| {
-            entities::table
-                .find(id.to_string())
-                .select(EntityRow::as_select())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?
-                .into_entity()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::entity(c, id))
+            .await
+            .map_err(port)
     }
 
     async fn admin_token(&self) -> Result<Option<ApiKeyHash>, WalletStoreError> {
-        self.read(|c| {
-            let row: Option<AdminTokenRow> = admin_token::table
-                .select(admin_token_select!())
-                .first(c)
-                .optional()?;
-            row.map(row_to_admin_token).transpose()
-        })
-        .await
-        .map_err(port)
+        self.read(statements::admin_token).await.map_err(port)
     }
 
     async fn init_admin_token(
@@ -602,19 +562,9 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         id: WebhookId,
     ) -> Result<Webhook, WebhookStoreError> {
-        self.read(move |c| {
-            let row: WebhookRow = webhooks::table
-                .filter(webhooks::id.eq(id.to_string()))
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
-                .filter(webhooks::deleted_at.is_null())
-                .select(webhook_select!())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?;
-            row_to_webhook(row)
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::webhook(c, wallet, id))
+            .await
+            .map_err(port)
     }
 
     async fn list_webhooks(
@@ -622,19 +572,9 @@ impl WebhookRepository for SqliteStore {
         wallet: WalletId,
         page: Page,
     ) -> Result<Vec<Webhook>, WebhookStoreError> {
-        self.read(move |c| {
-            let rows: Vec<WebhookRow> = webhooks::table
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
-                .filter(webhooks::deleted_at.is_null())
-                .order((webhooks::created_at, webhooks::id))
-                .offset(offset(page))
-                .limit(i64::from(page.limit))
-                .select(webhook_select!())
-                .load(c)?;
-            rows.into_iter().map(row_to_webhook).collect()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::webhooks_page(c, wallet, page))
+            .await
+            .map_err(port)
     }
 
     async fn delete_webhook(
@@ -799,36 +739,6 @@ fn write_state(c: &mut SqliteConnection, delivery: &Delivery) -> Result<(), Adap
     Ok(())
 }
 
-/// The first publish of this event id or idempotency key in the event's wallet, if any, as a
-/// replay; `Conflict` when the key was used with another request.
-fn earlier_publish(
-    c: &mut SqliteConnection,
-    event: &Event,
-    idempotency: Option<&Idempotency>,
-) -> Result<Option<Published>, AdapterError> {
-    let by_key: Option<EventSummary> = match idempotency {
-        Some(idem) => events::table
-            .filter(events::wallet_id.eq(event.wallet_id().to_string()))
-            .filter(events::idempotency_key.eq(&idem.key))
-            .select(event_summary!())
-            .first(c)
-            .optional()?,
-        None => None,
-    };
-    let found_by_key = by_key.is_some();
-    let earlier = match by_key {
-        Some(found) => Some(found),
-        None => events::table
-            .find((event.wallet_id().to_string(), event.id().to_string()))
-            .select(event_summary!())
-            .first(c)
-            .optional()?,
-    };
-    earlier
-        .map(|earlier| replay(idempotency, found_by_key, earlier))
-        .transpose()
-}
-
 /// Publishes one event inside the caller's transaction, as [`EventOutbox::publish`] does: the
 /// answer of an earlier publish (also one earlier in the same transaction), or the event
 /// stored, with its deliveries queued in `scope` for [`insert_deliveries`].
@@ -839,7 +749,7 @@ fn publish_in(
     idempotency: Option<&Idempotency>,
     now: OffsetDateTime,
 ) -> Result<Published, AdapterError> {
-    if let Some(first) = earlier_publish(c, event, idempotency)? {
+    if let Some(first) = statements::earlier_publish(c, event, idempotency)? {
         return Ok(first);
     }
     let wallet = event.wallet_id();
@@ -950,18 +860,9 @@ impl EventOutbox for SqliteStore {
     }
 
     async fn get_event(&self, wallet: WalletId, id: EventId) -> Result<Event, OutboxError> {
-        self.read(move |c| {
-            let row: EventRow = events::table
-                .filter(events::id.eq(id.to_string()))
-                .filter(events::wallet_id.eq(wallet.to_string()))
-                .select(event_select!())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?;
-            row_to_event(row)
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::event(c, wallet, id))
+            .await
+            .map_err(port)
     }
 
     async fn list_deliveries(
@@ -970,12 +871,9 @@ impl EventOutbox for SqliteStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
-        self.read(move |c| {
-            let rows: Vec<DeliveryRow> = deliveries_listing!(wallet, &filter, page).load(c)?;
-            rows.iter().map(row_to_delivery).collect()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::deliveries_page(c, wallet, &filter, page))
+            .await
+            .map_err(port)
     }
 
     async fn list_attempts(
@@ -983,25 +881,9 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Vec<AttemptLog>, OutboxError> {
-        self.read(move |c| {
-            let id = delivery.to_string();
-            let owned: i64 = deliveries::table
-                .filter(deliveries::id.eq(&id))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
-                .count()
-                .get_result(c)?;
-            if owned == 0 {
-                return Err(AdapterError::NotFound);
-            }
-            let rows: Vec<AttemptRow> = attempts::table
-                .filter(attempts::delivery_id.eq(&id))
-                .order(attempts::id)
-                .select(attempt_select!())
-                .load(c)?;
-            rows.into_iter().map(row_to_attempt).collect()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::attempts_of(c, wallet, delivery))
+            .await
+            .map_err(port)
     }
 
     async fn list_attempts_of(
@@ -1085,18 +967,9 @@ impl EventOutbox for SqliteStore {
         wallet: WalletId,
         delivery: DeliveryId,
     ) -> Result<Delivery, OutboxError> {
-        self.read(move |c| {
-            let row: DeliveryRow = deliveries::table
-                .filter(deliveries::id.eq(delivery.to_string()))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
-                .select(delivery_select!())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?;
-            row_to_delivery(&row)
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::delivery(c, wallet, delivery))
+            .await
+            .map_err(port)
     }
 }
 
@@ -1138,31 +1011,15 @@ impl RedeliveryJobs for SqliteStore {
         wallet: WalletId,
         id: RedeliveryJobId,
     ) -> Result<RedeliveryJob, OutboxError> {
-        self.read(move |c| {
-            redelivery_jobs::table
-                .filter(redelivery_jobs::id.eq(id.to_string()))
-                .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
-                .select(RedeliveryJobRow::as_select())
-                .first(c)
-                .optional()?
-                .ok_or(AdapterError::NotFound)?
-                .into_job()
-        })
-        .await
-        .map_err(port)
+        self.read(move |c| statements::redelivery_job(c, wallet, id))
+            .await
+            .map_err(port)
     }
 
     async fn running_redelivery_jobs(&self) -> Result<Vec<RedeliveryJob>, OutboxError> {
-        self.read(|c| {
-            let rows: Vec<RedeliveryJobRow> = redelivery_jobs::table
-                .filter(redelivery_jobs::state.eq(JobState::Running.as_str()))
-                .order((redelivery_jobs::created_at, redelivery_jobs::id))
-                .select(RedeliveryJobRow::as_select())
-                .load(c)?;
-            rows.into_iter().map(RedeliveryJobRow::into_job).collect()
-        })
-        .await
-        .map_err(port)
+        self.read(statements::running_redelivery_jobs)
+            .await
+            .map_err(port)
     }
 
     async fn step_redelivery_job(
@@ -1364,7 +1221,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, OutboxError> {
-        self.read(move |c| to_backlog(backlog!(micros(now)).get_result(c)?))
+        self.read(move |c| statements::backlog(c, now))
             .await
             .map_err(port)
     }

@@ -1,0 +1,299 @@
+//! The statements both SQL backends run alike, written once. diesel's query DSL is the same
+//! for SQLite's synchronous connection and for diesel-async's PostgreSQL connection; only the
+//! call differs, since one is awaited and the other is not. So each statement is a function in
+//! [`shared_statements!`], which each backend expands once, in a module of its own, for its
+//! connection and the crate of its `RunQueryDsl`: `shared_statements!(AsyncPgConnection,
+//! diesel_async; [async]; [.await])` for PostgreSQL, `shared_statements!(SqliteConnection,
+//! diesel; []; [])` for SQLite. A third backend gets them all with one such line.
+//!
+//! A statement goes here only when both backends mean it to the letter. Writes that lock rows
+//! (PostgreSQL's `FOR UPDATE` and `FOR SHARE`, where SQLite has one writer) and statements
+//! planned for one backend's indexes stay in that backend's module.
+
+/// The shared statements, as functions of a connection `$conn` run with `$run::RunQueryDsl`;
+/// `$($async)?` makes them `async` and `$($await)*` awaits each run, for a connection that
+/// needs it.
+macro_rules! shared_statements {
+    ($conn:ty, $run:ident; [$($async:tt)?]; [$($await:tt)*]) => {
+        use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
+        use $run::RunQueryDsl;
+
+        /// The wallet `id`.
+        pub(crate) $($async)? fn wallet(
+            c: &mut $conn,
+            id: webhook_domain::WalletId,
+        ) -> Result<webhook_domain::Wallet, $crate::rows::AdapterError> {
+            use $crate::schema::wallets;
+            let row: (String, String, i64, i64) = wallets::table
+                .find(id.to_string())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?;
+            $crate::rows::to_wallet(row)
+        }
+
+        /// A page of the wallets, oldest first.
+        pub(crate) $($async)? fn wallets_page(
+            c: &mut $conn,
+            page: webhook_ports::Page,
+        ) -> Result<Vec<webhook_domain::Wallet>, $crate::rows::AdapterError> {
+            use $crate::schema::wallets;
+            let rows: Vec<(String, String, i64, i64)> = wallets::table
+                .order((wallets::created_at, wallets::id))
+                .offset($crate::rows::offset(page))
+                .limit(i64::from(page.limit))
+                .load(c)
+                $($await)*?;
+            rows.into_iter().map($crate::rows::to_wallet).collect()
+        }
+
+        /// The API keys whose tag is `tag`.
+        pub(crate) $($async)? fn api_keys_tagged(
+            c: &mut $conn,
+            tag: webhook_domain::ApiKeyTag,
+        ) -> Result<Vec<webhook_ports::StoredApiKey>, $crate::rows::AdapterError> {
+            use $crate::schema::api_keys;
+            let rows: Vec<$crate::rows::ApiKeyRow> = api_keys::table
+                .filter(api_keys::tag.eq(tag.0.as_slice()))
+                .select((
+                    api_keys::wallet_id,
+                    api_keys::salt,
+                    api_keys::digest,
+                    api_keys::created_at,
+                ))
+                .load(c)
+                $($await)*?;
+            rows.into_iter()
+                .map(|row| $crate::rows::row_to_api_key(tag, row))
+                .collect()
+        }
+
+        /// The entity `id`.
+        pub(crate) $($async)? fn entity(
+            c: &mut $conn,
+            id: webhook_domain::EntityId,
+        ) -> Result<webhook_domain::Entity, $crate::rows::AdapterError> {
+            use $crate::schema::entities;
+            entities::table
+                .find(id.to_string())
+                .select($crate::rows::EntityRow::as_select())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?
+                .into_entity()
+        }
+
+        /// The admin token's hash, once it is set.
+        pub(crate) $($async)? fn admin_token(
+            c: &mut $conn,
+        ) -> Result<Option<webhook_domain::ApiKeyHash>, $crate::rows::AdapterError> {
+            use $crate::schema::admin_token;
+            let row: Option<$crate::rows::AdminTokenRow> = admin_token::table
+                .select($crate::rows::admin_token_select!())
+                .first(c)
+                $($await)*
+                .optional()?;
+            row.map($crate::rows::row_to_admin_token).transpose()
+        }
+
+        /// The wallet's webhook `id`, unless deleted.
+        pub(crate) $($async)? fn webhook(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            id: webhook_domain::WebhookId,
+        ) -> Result<webhook_domain::Webhook, $crate::rows::AdapterError> {
+            use $crate::schema::webhooks;
+            let row: $crate::rows::WebhookRow = webhooks::table
+                .filter(webhooks::id.eq(id.to_string()))
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .select($crate::rows::webhook_select!())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?;
+            $crate::rows::row_to_webhook(row)
+        }
+
+        /// A page of the wallet's webhooks that are not deleted, oldest first.
+        pub(crate) $($async)? fn webhooks_page(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            page: webhook_ports::Page,
+        ) -> Result<Vec<webhook_domain::Webhook>, $crate::rows::AdapterError> {
+            use $crate::schema::webhooks;
+            let rows: Vec<$crate::rows::WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::deleted_at.is_null())
+                .order((webhooks::created_at, webhooks::id))
+                .offset($crate::rows::offset(page))
+                .limit(i64::from(page.limit))
+                .select($crate::rows::webhook_select!())
+                .load(c)
+                $($await)*?;
+            rows.into_iter().map($crate::rows::row_to_webhook).collect()
+        }
+
+        /// The wallet's event `id`.
+        pub(crate) $($async)? fn event(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            id: webhook_domain::EventId,
+        ) -> Result<webhook_domain::Event, $crate::rows::AdapterError> {
+            use $crate::schema::events;
+            let row: $crate::rows::EventRow = events::table
+                .filter(events::id.eq(id.to_string()))
+                .filter(events::wallet_id.eq(wallet.to_string()))
+                .select($crate::rows::event_select!())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?;
+            $crate::rows::row_to_event(row)
+        }
+
+        /// The wallet's delivery `id`.
+        pub(crate) $($async)? fn delivery(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            id: webhook_domain::DeliveryId,
+        ) -> Result<webhook_domain::Delivery, $crate::rows::AdapterError> {
+            use $crate::schema::deliveries;
+            let row: $crate::rows::DeliveryRow = deliveries::table
+                .filter(deliveries::id.eq(id.to_string()))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .select($crate::rows::delivery_select!())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?;
+            $crate::rows::row_to_delivery(&row)
+        }
+
+        /// A page of the wallet's deliveries matching `filter`, oldest first.
+        pub(crate) $($async)? fn deliveries_page(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            filter: &webhook_ports::DeliveryFilter,
+            page: webhook_ports::Page,
+        ) -> Result<Vec<webhook_domain::Delivery>, $crate::rows::AdapterError> {
+            use $crate::rows::delivery_select;
+            use $crate::schema::deliveries;
+            let rows: Vec<$crate::rows::DeliveryRow> =
+                $crate::queries::deliveries_listing!(wallet, filter, page)
+                    .load(c)
+                    $($await)*?;
+            rows.iter().map($crate::rows::row_to_delivery).collect()
+        }
+
+        /// Every attempt of the wallet's delivery `id`, in order; `NotFound` when the wallet
+        /// has no such delivery.
+        pub(crate) $($async)? fn attempts_of(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            delivery: webhook_domain::DeliveryId,
+        ) -> Result<Vec<webhook_ports::AttemptLog>, $crate::rows::AdapterError> {
+            use $crate::schema::{attempts, deliveries};
+            let id = delivery.to_string();
+            let owned: i64 = deliveries::table
+                .filter(deliveries::id.eq(&id))
+                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .count()
+                .get_result(c)
+                $($await)*?;
+            if owned == 0 {
+                return Err($crate::rows::AdapterError::NotFound);
+            }
+            let rows: Vec<$crate::rows::AttemptRow> = attempts::table
+                .filter(attempts::delivery_id.eq(&id))
+                .order(attempts::id)
+                .select($crate::rows::attempt_select!())
+                .load(c)
+                $($await)*?;
+            rows.into_iter().map($crate::rows::row_to_attempt).collect()
+        }
+
+        /// The wallet's bulk redelivery job `id`.
+        pub(crate) $($async)? fn redelivery_job(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            id: webhook_domain::RedeliveryJobId,
+        ) -> Result<webhook_domain::RedeliveryJob, $crate::rows::AdapterError> {
+            use $crate::schema::redelivery_jobs;
+            redelivery_jobs::table
+                .filter(redelivery_jobs::id.eq(id.to_string()))
+                .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
+                .select($crate::rows::RedeliveryJobRow::as_select())
+                .first(c)
+                $($await)*
+                .optional()?
+                .ok_or($crate::rows::AdapterError::NotFound)?
+                .into_job()
+        }
+
+        /// Every running bulk redelivery job, oldest first.
+        pub(crate) $($async)? fn running_redelivery_jobs(
+            c: &mut $conn,
+        ) -> Result<Vec<webhook_domain::RedeliveryJob>, $crate::rows::AdapterError> {
+            use $crate::schema::redelivery_jobs;
+            let rows: Vec<$crate::rows::RedeliveryJobRow> = redelivery_jobs::table
+                .filter(redelivery_jobs::state.eq(webhook_domain::JobState::Running.as_str()))
+                .order((redelivery_jobs::created_at, redelivery_jobs::id))
+                .select($crate::rows::RedeliveryJobRow::as_select())
+                .load(c)
+                $($await)*?;
+            rows.into_iter()
+                .map($crate::rows::RedeliveryJobRow::into_job)
+                .collect()
+        }
+
+        /// The deliveries due at `now` and the earliest due time among them.
+        pub(crate) $($async)? fn backlog(
+            c: &mut $conn,
+            now: time::OffsetDateTime,
+        ) -> Result<webhook_ports::Backlog, $crate::rows::AdapterError> {
+            use $crate::schema::deliveries;
+            let row: (i64, Option<i64>) = $crate::queries::backlog!($crate::rows::micros(now))
+                .get_result(c)
+                $($await)*?;
+            $crate::rows::to_backlog(row)
+        }
+
+        /// The first publish of this event id or idempotency key in the event's wallet, if
+        /// any, as a replay; `Conflict` when the key was used with another request.
+        pub(crate) $($async)? fn earlier_publish(
+            c: &mut $conn,
+            event: &webhook_domain::Event,
+            idempotency: Option<&webhook_ports::Idempotency>,
+        ) -> Result<Option<webhook_ports::Published>, $crate::rows::AdapterError> {
+            use $crate::rows::event_summary;
+            use $crate::schema::events;
+            let by_key: Option<$crate::rows::EventSummary> = match idempotency {
+                Some(idem) => events::table
+                    .filter(events::wallet_id.eq(event.wallet_id().to_string()))
+                    .filter(events::idempotency_key.eq(&idem.key))
+                    .select(event_summary!())
+                    .first(c)
+                    $($await)*
+                    .optional()?,
+                None => None,
+            };
+            let found_by_key = by_key.is_some();
+            let earlier = match by_key {
+                Some(found) => Some(found),
+                None => events::table
+                    .find((event.wallet_id().to_string(), event.id().to_string()))
+                    .select(event_summary!())
+                    .first(c)
+                    $($await)*
+                    .optional()?,
+            };
+            earlier
+                .map(|earlier| $crate::rows::replay(idempotency, found_by_key, earlier))
+                .transpose()
+        }
+    };
+}
+pub(crate) use shared_statements;
