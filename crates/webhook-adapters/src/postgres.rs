@@ -353,6 +353,20 @@ pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
             Ok(Arc::new(store) as Arc<dyn webhook_ports::Storage>)
         })
     },
+    #[cfg(feature = "testing")]
+    testing: crate::testing::TestSupport {
+        // A schema of its own, dropped with the guard.
+        fresh: |_dir| {
+            Box::pin(async move {
+                let schema = crate::testing::PgTestSchema::create().await?;
+                Some(crate::testing::FreshDatabase {
+                    url: schema.url(),
+                    guard: Box::new(schema),
+                })
+            })
+        },
+        snapshot: |url| Box::pin(async move { crate::snapshot::postgres(&url).await }),
+    },
 };
 
 #[async_trait]

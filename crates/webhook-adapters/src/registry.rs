@@ -35,6 +35,10 @@ pub struct StorageBackend {
     /// Opens (without migrating) the database `url` names, with up to `pool_size`
     /// connections.
     pub open: fn(url: String, pool_size: u32) -> Opening,
+    /// What tests need of the backend (feature `testing`): a fresh database, and the whole
+    /// content of one as text.
+    #[cfg(feature = "testing")]
+    pub testing: crate::testing::TestSupport,
 }
 
 /// Every storage backend, the embedded default first.

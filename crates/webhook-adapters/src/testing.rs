@@ -2,6 +2,7 @@
 //! PostgreSQL schemas for tests that run in parallel, with a record of the tests that skipped
 //! PostgreSQL because it was not there.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,4 +220,42 @@ mod tests {
             "api::postgres::a\tPostgreSQL is not reachable\nb\ta reason over two lines\n"
         );
     }
+}
+
+/// A fresh, empty database for one test, and what keeps it (a schema dropped on drop).
+pub struct FreshDatabase {
+    /// Its URL, for `database_url`.
+    pub url: String,
+    /// Dropped when the test is done with the database.
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for FreshDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreshDatabase")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What tests need of a storage backend, given beside it in its `StorageBackend`, so that the
+/// tests of the app reach every backend through the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct TestSupport {
+    /// A fresh database, as a file under the test's directory or on the backend's server;
+    /// `None` to skip when the server is absent (which fails under `CI=true` instead).
+    pub fresh: fn(dir: &Path) -> futures_util::future::BoxFuture<'static, Option<FreshDatabase>>,
+    /// The whole content of the database `url` names, table by table, as text: equal
+    /// snapshots mean that nothing changed.
+    pub snapshot:
+        fn(url: String) -> futures_util::future::BoxFuture<'static, BTreeMap<String, String>>,
+}
+
+/// The snapshot ([`TestSupport::snapshot`]) of the database `url` names, by its backend.
+///
+/// # Panics
+/// When no backend serves the URL's scheme, or the database cannot be read: this is for tests.
+pub async fn snapshot(url: &str) -> BTreeMap<String, String> {
+    let backend = crate::storage_backend(url).expect("a storage backend serves the URL");
+    (backend.testing.snapshot)(url.to_owned()).await
 }

@@ -321,6 +321,27 @@ pub(crate) const BACKEND: crate::StorageBackend = crate::StorageBackend {
             Ok(std::sync::Arc::new(store) as std::sync::Arc<dyn webhook_ports::Storage>)
         })
     },
+    #[cfg(feature = "testing")]
+    testing: crate::testing::TestSupport {
+        // The caller's directory keeps the file: nothing more to hold.
+        fresh: |dir| {
+            let url = format!("sqlite://{}", dir.join("webhookd.db").display());
+            Box::pin(async move {
+                Some(crate::testing::FreshDatabase {
+                    url,
+                    guard: Box::new(()),
+                })
+            })
+        },
+        snapshot: |url| {
+            Box::pin(async move {
+                let path = sqlite_path(&url).unwrap_or_default().to_owned();
+                tokio::task::spawn_blocking(move || crate::snapshot::sqlite(Path::new(&path)))
+                    .await
+                    .expect("the snapshot task")
+            })
+        },
+    },
 };
 
 impl From<SqliteOpenError> for webhook_ports::StorageError {

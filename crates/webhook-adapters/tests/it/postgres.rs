@@ -449,3 +449,55 @@ async fn racing_batches_store_each_event_once() {
         .unwrap();
     assert_eq!(all.len(), 2 * EVENTS);
 }
+
+/// The migrations create what the diesel schema module says ([`crate::schema_drift`]).
+#[tokio::test]
+async fn migrations_match_the_schema_module() {
+    use crate::schema_drift::{Described, assert_same, diesel_type, with_null};
+    use diesel::QueryableByName;
+    use diesel_async::RunQueryDsl;
+    #[derive(QueryableByName)]
+    struct Col {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        column_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data_type: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        nullable: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        primary_key: bool,
+    }
+    let Some(schema) = webhook_adapters::testing::PgTestSchema::create().await else {
+        return;
+    };
+    let store = PgStore::connect(&schema.url(), 1).await.unwrap();
+    store.migrate().await.unwrap();
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(&schema.url())
+        .await
+        .unwrap();
+    let cols: Vec<Col> = diesel::sql_query(
+        "SELECT c.table_name::text, c.column_name::text, c.data_type::text, \
+                c.is_nullable = 'YES' AS nullable, \
+                c.column_name = 'id' AS primary_key \
+         FROM information_schema.columns AS c \
+         WHERE c.table_schema = current_schema() AND c.table_name NOT LIKE '__diesel%' \
+         ORDER BY c.table_name, c.ordinal_position",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut actual: Vec<(String, Described)> = Vec::new();
+    for c in cols {
+        if actual.last().is_none_or(|t| t.0 != c.table_name) {
+            actual.push((c.table_name.clone(), Vec::new()));
+        }
+        let ty = with_null(diesel_type(&c.data_type, c.primary_key), c.nullable);
+        if let Some(table) = actual.last_mut() {
+            table.1.push((c.column_name, ty));
+        }
+    }
+    assert_same("PostgreSQL", actual);
+}

@@ -213,3 +213,54 @@ async fn reads_go_on_while_another_connection_writes() {
         .unwrap();
     holder.join().unwrap();
 }
+
+/// The migrations create what the diesel schema module says ([`crate::schema_drift`]).
+#[tokio::test]
+async fn migrations_match_the_schema_module() {
+    use crate::schema_drift::{assert_same, diesel_type, with_null};
+    use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+    #[derive(QueryableByName)]
+    struct Col {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        r#type: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        notnull: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pk: i32,
+    }
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drift.db");
+    let store = SqliteStore::open(&path, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    let tables: Vec<Name> = diesel::sql_query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    let actual = tables
+        .into_iter()
+        .map(|t| {
+            let cols: Vec<Col> = diesel::sql_query(format!("PRAGMA table_info({})", t.name))
+                .load(&mut conn)
+                .unwrap();
+            let described = cols
+                .into_iter()
+                .map(|c| {
+                    let ty = diesel_type(&c.r#type, c.pk == 1);
+                    (c.name, with_null(ty, c.notnull == 0 && c.pk == 0))
+                })
+                .collect();
+            (t.name, described)
+        })
+        .collect();
+    assert_same("SQLite", actual);
+}

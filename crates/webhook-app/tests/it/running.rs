@@ -498,15 +498,9 @@ async fn secrets_stay_out_of_the_output(database_url: Option<String>) {
     // Keys are stored hashed: neither the configured nor the generated wallet key, nor the
     // admin token, is in the database in clear. (Signing secrets and custom header values are
     // stored as given: deliveries need them in clear.)
-    let stored = match database_url {
-        Some(url) => webhook_adapters::snapshot::postgres(&url).await,
-        None => {
-            let path = dir.path().join("webhookd.db");
-            tokio::task::spawn_blocking(move || webhook_adapters::snapshot::sqlite(&path))
-                .await
-                .unwrap()
-        }
-    };
+    let url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("webhookd.db").display()));
+    let stored = webhook_adapters::testing::snapshot(&url).await;
     let stored = format!("{stored:?}");
     assert!(stored.contains("webhooks"), "the snapshot holds the tables");
     for key in [ADMIN_TOKEN, WALLET_KEY, generated_key.as_str()] {

@@ -17,7 +17,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use webhook_adapters::testing::PgTestSchema;
 use webhook_app::config::Settings;
 use webhook_app::store::Store;
 use webhook_domain::{
@@ -28,11 +27,24 @@ use webhook_ports::{AttemptLog, DeliveryFilter, Page};
 pub const API_KEY: &str = "test-wallet-key";
 pub const ADMIN_KEY: &str = "test-admin-key";
 
-/// Which storage backend a service under test runs on.
+/// Which storage backend a service under test runs on: the tests' names for entries of
+/// `webhook_adapters::STORAGE_BACKENDS`, whose test support makes its fresh databases and reads
+/// them back. A backend the tests should run on is one more name here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// Its entry in the registry.
+    pub fn storage(self) -> &'static webhook_adapters::StorageBackend {
+        let scheme = match self {
+            Backend::Sqlite => "sqlite://",
+            Backend::Postgres => "postgres://",
+        };
+        webhook_adapters::storage_backend(scheme).expect("a registered backend")
+    }
 }
 
 /// The service under test. Dropping it removes its database (the directory, or the schema).
@@ -41,7 +53,7 @@ pub struct Service {
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
     pub settings: Settings,
-    _schema: Option<PgTestSchema>,
+    _database: webhook_adapters::testing::FreshDatabase,
     /// What it starts with beside the built-ins (a test-only event source), at restarts too.
     extensions: webhook_app::Extensions,
 }
@@ -74,14 +86,8 @@ impl Service {
     ) -> Option<Service> {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::defaults().unwrap();
-        let schema = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                let schema = PgTestSchema::create().await?;
-                settings.database_url = schema.url();
-                Some(schema)
-            }
-        };
+        let database = (backend.storage().testing.fresh)(dir.path()).await?;
+        settings.database_url = database.url.clone();
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.data_dir = dir.path().to_owned();
         settings.identus.default_wallet_auth_api_key = Some(API_KEY.to_owned());
@@ -106,7 +112,7 @@ impl Service {
             running: Some(running),
             _dir: dir,
             settings,
-            _schema: schema,
+            _database: database,
             extensions,
         })
     }
@@ -124,17 +130,7 @@ impl Service {
 
     /// The whole database as text, table by table: equal snapshots mean nothing changed.
     pub async fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
-        let database = self.settings.database().unwrap();
-        let url = database.url().to_owned();
-        match url.strip_prefix("sqlite://") {
-            Some(path) => {
-                let path = std::path::PathBuf::from(path);
-                tokio::task::spawn_blocking(move || webhook_adapters::snapshot::sqlite(&path))
-                    .await
-                    .unwrap()
-            }
-            None => webhook_adapters::snapshot::postgres(&url).await,
-        }
+        webhook_adapters::testing::snapshot(self.settings.database().unwrap().url()).await
     }
 
     /// Stops the service and starts it again on the same database, with `adjust` applied to
