@@ -5,7 +5,7 @@ pub mod api;
 mod bootstrap;
 pub mod config;
 mod database;
-pub mod dispatcher;
+mod dispatcher;
 pub mod listen;
 mod metrics;
 pub mod operator;

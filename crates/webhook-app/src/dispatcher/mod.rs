@@ -56,7 +56,7 @@ pub(crate) struct DispatcherConfig {
 }
 
 /// The ports the dispatcher drives, and how it draws jitter.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     pub(crate) queue: Arc<dyn DeliveryQueue>,
     pub(crate) webhooks: Arc<dyn WebhookRepository>,
     pub(crate) transport: Arc<dyn Destination>,
@@ -213,8 +213,10 @@ async fn sleep_until_opt(at: Option<Instant>) {
 impl Dispatcher {
     /// Runs until `shutdown` turns true, then stops claiming, gives back the leases of what
     /// waits for a slot, lets attempts in flight finish for up to `shutdown_grace`, gives back
-    /// the leases of the rest, and records every outcome it has.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+    /// the leases of the rest, and records every outcome it has. (The service runs
+    /// [`Self::run_with`]; this is for the tests here.)
+    #[cfg(test)]
+    pub(crate) async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
         // No word of deleted or disabled targets: the sender stays here, so the channel never
         // closes.
         let (_none, changes) = mpsc::unbounded_channel();
