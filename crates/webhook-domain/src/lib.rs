@@ -7,6 +7,7 @@
 mod address;
 mod cancellation;
 mod circuit;
+mod concurrency;
 mod delivery;
 mod event;
 mod ids;
@@ -22,6 +23,9 @@ mod webhook;
 pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAddress};
 pub use cancellation::CANCELLED_WITH_TARGET;
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+pub use concurrency::{
+    AdaptiveLimit, ConcurrencyLimits, ConcurrencyLimitsError, LATENCY_TOLERANCE,
+};
 pub use delivery::{
     AttemptDetail, AttemptDetailError, AttemptOutcome, CancelReason, Decision, Delivery,
     DeliveryState, DeliveryStateKind, DetailKind, TransitionError, parse_retry_after,

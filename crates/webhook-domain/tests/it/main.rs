@@ -6,6 +6,7 @@
 
 mod addresses;
 mod circuit;
+mod concurrency;
 mod envelope;
 mod event_data;
 mod fixtures;
