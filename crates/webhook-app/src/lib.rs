@@ -318,7 +318,7 @@ fn start_delivery(
             poll_interval: settings.dispatcher.poll_interval(),
             default_retry_policy: settings.default_retry_policy.clone(),
             max_in_flight: settings.dispatcher.max_in_flight,
-            max_in_flight_per_target: settings.dispatcher.max_in_flight_per_target,
+            per_target: settings.dispatcher.per_target(),
             circuit_breaker: settings.dispatcher.circuit_breaker(),
             record_batch: settings.dispatcher.record_batch,
             record_delay: Duration::from_millis(settings.dispatcher.record_delay_ms),

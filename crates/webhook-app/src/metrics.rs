@@ -90,6 +90,9 @@ pub(crate) struct Metrics {
     circuit_state: Family<WebhookLabels, Gauge>,
     /// The breakers that are not closed, as the dispatcher last reported them.
     circuits: Mutex<Vec<(WebhookId, CircuitState)>>,
+    target_inflight_limit: Family<WebhookLabels, Gauge>,
+    /// The in-flight limits that moved from their start, as the dispatcher last reported them.
+    limits: Mutex<Vec<(WebhookId, u32)>>,
     pool_connections: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
@@ -171,6 +174,12 @@ impl Metrics {
             "Circuit breaker state of each target whose breaker is not closed: 1 half-open, 2 open",
             circuit_state.clone(),
         );
+        let target_inflight_limit = Family::<WebhookLabels, Gauge>::default();
+        registry.register(
+            "target_inflight_limit",
+            "Adaptive in-flight limit of each target whose limit moved from its initial value",
+            target_inflight_limit.clone(),
+        );
         let pool_connections = Gauge::default();
         registry.register(
             "db_pool_connections",
@@ -209,6 +218,8 @@ impl Metrics {
             circuit_open_targets,
             circuit_state,
             circuits: Mutex::new(Vec::new()),
+            target_inflight_limit,
+            limits: Mutex::new(Vec::new()),
             pool_connections,
             pool_idle,
             pool_max,
@@ -264,6 +275,14 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = not_closed;
     }
 
+    /// Replaces the dispatcher's report of the in-flight limits that moved from their start.
+    pub(crate) fn limits_changed(&self, moved: Vec<(WebhookId, u32)>) {
+        *self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = moved;
+    }
+
     /// The OpenMetrics text of every metric, with the backlog gauges set from `backlog` (left
     /// as last set when it is `None`, i.e. could not be read), the pool gauges from `pool`,
     /// and the circuit gauges from the breakers last reported, judged at `now`.
@@ -310,6 +329,20 @@ impl Metrics {
             }
         }
         self.circuit_open_targets.set(not_closed);
+
+        let limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.target_inflight_limit.clear();
+        for (webhook, limit) in limits {
+            self.target_inflight_limit
+                .get_or_create(&WebhookLabels {
+                    webhook: webhook.to_string(),
+                })
+                .set(i64::from(limit));
+        }
 
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
@@ -642,5 +675,25 @@ mod tests {
         let text = render(&metrics);
         assert!(samples(&text, "webhookd_circuit_state{").is_empty());
         assert!(has(&text, "webhookd_circuit_open_targets 0"), "{text}");
+    }
+
+    #[test]
+    fn in_flight_limits_show_only_while_moved_from_their_start() {
+        let metrics = Metrics::new();
+        let label = |n| {
+            format!(
+                "webhookd_target_inflight_limit{{webhook=\"{}\"}}",
+                webhook(n)
+            )
+        };
+        let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+        metrics.limits_changed(vec![(webhook(1), 40), (webhook(2), 3)]);
+        let text = render(&metrics);
+        assert!(has(&text, &format!("{} 40", label(1))), "{text}");
+        assert!(has(&text, &format!("{} 3", label(2))), "{text}");
+        metrics.limits_changed(vec![(webhook(2), 6)]);
+        let text = render(&metrics);
+        assert!(samples(&text, &label(1)).is_empty(), "{text}");
+        assert!(has(&text, &format!("{} 6", label(2))), "{text}");
     }
 }

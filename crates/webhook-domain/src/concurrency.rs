@@ -129,9 +129,11 @@ impl AdaptiveLimit {
         self.limits
     }
 
-    /// Whether it is where a target not heard from starts: a fresh one would behave the same.
+    /// Whether it behaves as a target not heard from does: at the initial limit, still in
+    /// slow start. (The latency baseline alone is no reason to remember a target: a fresh one
+    /// learns it from its first answer.)
     pub fn is_fresh(&self) -> bool {
-        *self == Self::new(self.limits)
+        self.limit == self.limits.initial && self.slow_start && self.last_decrease.is_none()
     }
 
     /// Learns from an attempt that ended at `now` after `latency`, while `in_flight` attempts
@@ -143,6 +145,10 @@ impl AdaptiveLimit {
         in_flight: u32,
         now: OffsetDateTime,
     ) -> AdaptiveLimit {
+        if self.limits.floor == self.limits.ceiling {
+            // A fixed limit: nothing to learn.
+            return *self;
+        }
         if outcome.counts_against_target() {
             return self.on_strain(latency, now);
         }
@@ -326,12 +332,31 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_back_where_it_started_after_strain_is_not_fresh_but_one_with_only_a_baseline_is() {
+        let l = AdaptiveLimit::new(limits(1, 4, 64));
+        assert!(l.is_fresh());
+        assert!(l.on_attempt(&OK, MS, 1, at(0)).is_fresh());
+        let strained = l.on_attempt(&STRAIN, MS, 4, at(0));
+        assert!(!strained.is_fresh());
+        let mut back = strained;
+        for i in 0..100 {
+            back = back.on_attempt(&OK, MS, back.limit(), at(10 + i));
+            if back.limit() == 4 {
+                break;
+            }
+        }
+        assert_eq!(back.limit(), 4);
+        assert!(!back.is_fresh(), "out of slow start for good");
+    }
+
+    #[test]
     fn a_fixed_limit_never_moves() {
         let mut l = AdaptiveLimit::new(ConcurrencyLimits::fixed(16));
         for i in 0..50 {
             let outcome = if i % 3 == 0 { STRAIN } else { OK };
             l = l.on_attempt(&outcome, MS, 16, at(i * 1_000));
             assert_eq!(l.limit(), 16);
+            assert!(l.is_fresh());
         }
     }
 }

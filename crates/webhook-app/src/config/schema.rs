@@ -152,7 +152,12 @@ pub struct DispatcherSettings {
     pub poll_interval_ms: u64,
     /// Most attempts in flight in this instance, all targets together.
     pub(crate) max_in_flight: usize,
-    /// Most attempts in flight to one target; its other deliveries wait in the database.
+    /// The fewest attempts in flight a target's adaptive limit goes down to.
+    pub min_in_flight_per_target: usize,
+    /// Where a target's in-flight limit starts, before its answers move it.
+    pub initial_in_flight_per_target: usize,
+    /// Most attempts in flight to one target, however well it answers; its other deliveries
+    /// wait in the database.
     pub max_in_flight_per_target: usize,
     /// Consecutive failures (timeouts, connection errors, 5xx, 429) that rest a target.
     pub breaker_failure_threshold: u32,
@@ -177,6 +182,19 @@ impl DispatcherSettings {
 
     pub(crate) fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The bounds of each target's adaptive in-flight limit (checked by validation).
+    pub(crate) fn per_target(&self) -> webhook_domain::ConcurrencyLimits {
+        let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        webhook_domain::ConcurrencyLimits::new(
+            bound(self.min_in_flight_per_target).max(1),
+            bound(self.initial_in_flight_per_target),
+            bound(self.max_in_flight_per_target).max(1),
+        )
+        .unwrap_or_else(|_| {
+            webhook_domain::ConcurrencyLimits::fixed(bound(self.max_in_flight_per_target))
+        })
     }
 
     pub(crate) fn circuit_breaker(&self) -> webhook_domain::CircuitBreakerConfig {

@@ -24,6 +24,16 @@ impl Settings {
         if self.dispatcher.max_in_flight_per_target == 0 {
             anyhow::bail!("dispatcher.max_in_flight_per_target: must be at least 1, got 0");
         }
+        if self.dispatcher.min_in_flight_per_target == 0 {
+            anyhow::bail!("dispatcher.min_in_flight_per_target: must be at least 1, got 0");
+        }
+        if self.dispatcher.min_in_flight_per_target > self.dispatcher.max_in_flight_per_target {
+            anyhow::bail!(
+                "dispatcher.min_in_flight_per_target: must be at most dispatcher.max_in_flight_per_target ({}), got {}",
+                self.dispatcher.max_in_flight_per_target,
+                self.dispatcher.min_in_flight_per_target
+            );
+        }
         if self.dispatcher.record_batch == 0 {
             anyhow::bail!("dispatcher.record_batch: must be at least 1, got 0");
         }

@@ -20,8 +20,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use webhook_domain::{
-    AttemptOutcome, CancelReason, CircuitBreakerConfig, Decision, Delivery, DeliveryState, Jitter,
-    OutboundMessage, RetryPolicy, WebhookId,
+    AttemptOutcome, CancelReason, CircuitBreakerConfig, ConcurrencyLimits, Decision, Delivery,
+    DeliveryState, Jitter, OutboundMessage, RetryPolicy, WebhookId,
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, ClaimRequest, ClaimedDelivery, Clock, DeliveryQueue, Destination,
@@ -44,8 +44,8 @@ pub(crate) struct DispatcherConfig {
     pub(crate) default_retry_policy: RetryPolicy,
     /// Most attempts in flight (and deliveries held waiting for a slot), all targets together.
     pub(crate) max_in_flight: usize,
-    /// Most attempts in flight to one target.
-    pub(crate) max_in_flight_per_target: usize,
+    /// The bounds of each target's in-flight limit, which adapts between them.
+    pub(crate) per_target: ConcurrencyLimits,
     pub(crate) circuit_breaker: CircuitBreakerConfig,
     /// Outcomes are written once this many are waiting...
     pub(crate) record_batch: usize,
@@ -233,10 +233,7 @@ impl Dispatcher {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut p = Pipeline {
-            slots: Slots::new(
-                self.config.max_in_flight_per_target,
-                self.config.circuit_breaker,
-            ),
+            slots: Slots::new(self.config.per_target, self.config.circuit_breaker),
             attempts: JoinSet::new(),
             running: HashMap::new(),
             records: Vec::new(),
@@ -260,7 +257,7 @@ impl Dispatcher {
         let mut next_claim_at = Instant::now();
         let mut finished_since_claim = 0_usize;
         let refill = (self.config.batch_size as usize)
-            .min(self.config.max_in_flight_per_target)
+            .min(self.config.per_target.initial() as usize)
             .div_ceil(2)
             .max(1);
         loop {
@@ -375,6 +372,9 @@ impl Dispatcher {
             if let Some(not_closed) = p.slots.circuit_changes() {
                 self.metrics.circuits_changed(not_closed);
             }
+            if let Some(limits) = p.slots.limit_changes() {
+                self.metrics.limits_changed(limits);
+            }
         }
         self.drain(p).await;
     }
@@ -390,7 +390,7 @@ impl Dispatcher {
             lease: self.config.lease,
             limit,
             // A target holding this many is skipped anyway (see `slots`).
-            per_target: u32::try_from(2 * self.config.max_in_flight_per_target).unwrap_or(u32::MAX),
+            per_target: self.config.per_target.ceiling().saturating_mul(2),
             skip: p.slots.skip(self.clock.now()),
         };
         let claimer = Arc::clone(self);
@@ -437,7 +437,9 @@ impl Dispatcher {
                         if f.decision == Decision::DisableTarget && !f.global {
                             p.gone.push(f.target);
                         }
-                        let admitted = p.slots.finished(f.target, &f.outcome, now);
+                        let admitted =
+                            p.slots
+                                .finished(f.target, &f.outcome, f.record.attempt.duration, now);
                         p.ordered_waiting |= f.ordered;
                         p.first_record_at.get_or_insert_with(Instant::now);
                         p.records_leased_until = Some(
@@ -455,6 +457,7 @@ impl Dispatcher {
                             let admitted = p.slots.finished(
                                 d.webhook_id(),
                                 &AttemptOutcome::RefusedByPolicy,
+                                Duration::ZERO,
                                 now,
                             );
                             p.pending_admitted(admitted);
@@ -469,6 +472,7 @@ impl Dispatcher {
                     let admitted = p.slots.finished(
                         d.webhook_id(),
                         &AttemptOutcome::RetryLater { not_before: None },
+                        Duration::ZERO,
                         now,
                     );
                     p.pending_admitted(admitted);
@@ -974,7 +978,7 @@ mod tests {
                 poll_interval: Duration::from_millis(50),
                 default_retry_policy: RetryPolicy::identus(),
                 max_in_flight: 64,
-                max_in_flight_per_target: per_target,
+                per_target: ConcurrencyLimits::fixed(u32::try_from(per_target).unwrap()),
                 circuit_breaker: webhook_domain::CircuitBreakerConfig::default(),
                 record_batch: 8,
                 record_delay: Duration::from_millis(5),

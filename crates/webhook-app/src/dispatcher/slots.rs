@@ -2,8 +2,10 @@
 //! their target, and which go back to storage because their target's circuit is open. No I/O
 //! and no clock reads: the dispatcher passes `now` and acts on the answers.
 //!
-//! A target holds at most `per_target` attempts in flight, and a target with a rate limit of
-//! *r* per second starts at most one attempt every 1/*r* seconds. Deliveries claimed beyond
+//! A target holds at most its in-flight limit of attempts, which adapts to what it sustains
+//! ([`AdaptiveLimit`]: it grows while the target answers healthily at its limit, halves on
+//! strain, between the configured floor and ceiling), and a target with a rate limit of *r*
+//! per second starts at most one attempt every 1/*r* seconds. Deliveries claimed beyond
 //! that wait here (a busy target is skipped by claims once it holds twice its slots, so at most
 //! that plus one claim's worth); the rest of its backlog stays in storage.
 
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, CircuitState, Delivery, RateLimit,
-    WebhookId,
+    AdaptiveLimit, AttemptOutcome, CircuitBreaker, CircuitBreakerConfig, CircuitState,
+    ConcurrencyLimits, Delivery, RateLimit, WebhookId,
 };
 use webhook_ports::ClaimedDelivery;
 
@@ -29,6 +31,8 @@ pub(crate) struct Admitted {
 #[derive(Debug)]
 struct Target {
     in_flight: usize,
+    /// How many may be in flight, as learnt from the target's answers.
+    concurrency: AdaptiveLimit,
     breaker: CircuitBreaker,
     waiting: VecDeque<ClaimedDelivery>,
     /// The spacing of attempts under the target's rate limit, as last seen in a claim.
@@ -40,6 +44,10 @@ struct Target {
 }
 
 impl Target {
+    fn limit(&self) -> usize {
+        self.concurrency.limit() as usize
+    }
+
     fn rate_limited_at(&self, now: OffsetDateTime) -> bool {
         self.next_start.is_some_and(|at| now < at)
     }
@@ -50,6 +58,7 @@ impl Target {
         self.in_flight == 0
             && self.waiting.is_empty()
             && !self.rate_limited_at(now)
+            && self.concurrency.is_fresh()
             && self.breaker.state()
                 == CircuitState::Closed {
                     consecutive_failures: 0,
@@ -66,17 +75,24 @@ impl Target {
     ///   further apart than that are no burst the breaker could spare the target: opened by
     ///   the last of them, it would have let the next through as a probe anyway. Failures that
     ///   come back within it (retries of a slowly failing target) still reach the threshold.
+    ///
+    /// A learnt in-flight limit is kept as long: a target busy again within it starts where
+    /// it left off.
     fn forgettable(&self, now: OffsetDateTime, rest: Duration) -> bool {
         if self.in_flight > 0 || !self.waiting.is_empty() || self.rate_limited_at(now) {
+            return false;
+        }
+        let quiet_for_rest = self
+            .last_outcome_at
+            .is_none_or(|at| now >= webhook_domain::add_saturating(at, rest));
+        if !self.concurrency.is_fresh() && !quiet_for_rest {
             return false;
         }
         match self.breaker.state() {
             CircuitState::Closed {
                 consecutive_failures: 0,
             } => true,
-            CircuitState::Closed { .. } => self
-                .last_outcome_at
-                .is_none_or(|at| now >= webhook_domain::add_saturating(at, rest)),
+            CircuitState::Closed { .. } => quiet_for_rest,
             CircuitState::Open { until } => now >= until,
             CircuitState::HalfOpen { .. } => true,
         }
@@ -86,7 +102,7 @@ impl Target {
 /// The dispatcher's view of every target it has seen.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    per_target: usize,
+    concurrency: ConcurrencyLimits,
     breaker: CircuitBreakerConfig,
     targets: HashMap<WebhookId, Target>,
     /// Targets deleted or disabled, until when: what a claim under way brings of them is given
@@ -94,6 +110,8 @@ pub(crate) struct Slots {
     dropped: HashMap<WebhookId, OffsetDateTime>,
     /// A breaker changed in a way the metrics show since [`Slots::circuit_changes`].
     circuits_changed: bool,
+    /// An in-flight limit changed since [`Slots::limit_changes`].
+    limits_changed: bool,
 }
 
 /// Whether a breaker's change shows in the metrics: any change except a closed breaker's count
@@ -106,20 +124,23 @@ fn visible_change(before: CircuitState, after: CircuitState) -> bool {
 }
 
 impl Slots {
-    pub(crate) fn new(per_target: usize, breaker: CircuitBreakerConfig) -> Self {
+    pub(crate) fn new(concurrency: ConcurrencyLimits, breaker: CircuitBreakerConfig) -> Self {
         Self {
-            per_target: per_target.max(1),
+            concurrency,
             breaker,
             targets: HashMap::new(),
             dropped: HashMap::new(),
             circuits_changed: false,
+            limits_changed: false,
         }
     }
 
     fn target(&mut self, id: WebhookId) -> &mut Target {
         let breaker = self.breaker;
+        let concurrency = self.concurrency;
         self.targets.entry(id).or_insert_with(|| Target {
             in_flight: 0,
+            concurrency: AdaptiveLimit::new(concurrency),
             breaker: CircuitBreaker::new(breaker),
             waiting: VecDeque::new(),
             spacing: None,
@@ -142,7 +163,7 @@ impl Slots {
     fn skipped(&self, t: &Target, now: OffsetDateTime) -> bool {
         // Up to one slot-full waits in memory, so finished attempts are replaced without a
         // round trip to storage.
-        t.in_flight + t.waiting.len() >= 2 * self.per_target
+        t.in_flight + t.waiting.len() >= 2 * t.limit()
             || !t.breaker.try_acquire(now).1
             || (t.rate_limited_at(now) && !t.waiting.is_empty())
     }
@@ -230,26 +251,35 @@ impl Slots {
     pub(crate) fn next_rate_start(&self) -> Option<OffsetDateTime> {
         self.targets
             .values()
-            .filter(|t| !t.waiting.is_empty() && t.in_flight < self.per_target)
+            .filter(|t| !t.waiting.is_empty() && t.in_flight < t.limit())
             .filter_map(|t| t.next_start)
             .min()
     }
 
-    /// Frees the slot of a finished attempt, feeds its outcome to the target's breaker, and
-    /// says what may start (or must go back) as a result.
+    /// Frees the slot of a finished attempt that took `latency`, feeds its outcome to the
+    /// target's breaker and in-flight limit, and says what may start (or must go back) as a
+    /// result.
     pub(crate) fn finished(
         &mut self,
         target: WebhookId,
         outcome: &AttemptOutcome,
+        latency: Duration,
         now: OffsetDateTime,
     ) -> Admitted {
         let entry = self.target(target);
+        let limit = entry.concurrency.limit();
+        let in_flight = u32::try_from(entry.in_flight).unwrap_or(u32::MAX);
+        entry.concurrency = entry
+            .concurrency
+            .on_attempt(outcome, latency, in_flight, now);
+        let limit_changed = entry.concurrency.limit() != limit;
         entry.in_flight = entry.in_flight.saturating_sub(1);
         entry.last_outcome_at = Some(now);
         let before = entry.breaker.state();
         entry.breaker = entry.breaker.on_attempt(outcome, now);
         let changed = visible_change(before, entry.breaker.state());
         self.circuits_changed |= changed;
+        self.limits_changed |= limit_changed;
         let mut admitted = Admitted::default();
         self.pump(target, now, &mut admitted);
         // A target with nothing to remember is forgotten, so the map holds only the targets
@@ -263,10 +293,9 @@ impl Slots {
     /// Starts waiting deliveries while the target has slots and its circuit allows; releases
     /// them all when the circuit is open.
     fn pump(&mut self, id: WebhookId, now: OffsetDateTime, admitted: &mut Admitted) {
-        let per_target = self.per_target;
         let target = self.target(id);
         let before = target.breaker.state();
-        while target.in_flight < per_target && !target.waiting.is_empty() {
+        while target.in_flight < target.limit() && !target.waiting.is_empty() {
             if target.rate_limited_at(now) {
                 break;
             }
@@ -304,12 +333,15 @@ impl Slots {
     pub(crate) fn forget_idle(&mut self, now: OffsetDateTime) {
         let rest = self.breaker.open_for;
         let mut visible = false;
+        let mut learnt = false;
         self.targets.retain(|_, t| {
             let forget = t.forgettable(now, rest);
             visible |= forget && !matches!(t.breaker.state(), CircuitState::Closed { .. });
+            learnt |= forget && !t.concurrency.is_fresh();
             !forget
         });
         self.circuits_changed |= visible;
+        self.limits_changed |= learnt;
     }
 
     /// The breakers that are not closed, if one changed visibly since the last call: what the
@@ -323,6 +355,22 @@ impl Slots {
                 .iter()
                 .map(|(id, t)| (*id, t.breaker.state()))
                 .filter(|(_, state)| !matches!(state, CircuitState::Closed { .. }))
+                .collect(),
+        )
+    }
+
+    /// The in-flight limit of each target whose limit is not the initial one, if one changed
+    /// since the last call: what the metrics show, sent only when it changed.
+    pub(crate) fn limit_changes(&mut self) -> Option<Vec<(WebhookId, u32)>> {
+        if !std::mem::take(&mut self.limits_changed) {
+            return None;
+        }
+        let initial = self.concurrency.initial();
+        Some(
+            self.targets
+                .iter()
+                .map(|(id, t)| (*id, t.concurrency.limit()))
+                .filter(|(_, limit)| *limit != initial)
                 .collect(),
         )
     }
@@ -419,6 +467,55 @@ mod tests {
         }
     }
 
+    /// A target answering healthily at its limit gets more attempts at once; strain halves
+    /// what it gets; a learnt limit outlives a quiet moment and is reported to the metrics.
+    #[test]
+    fn a_targets_in_flight_limit_follows_its_answers() {
+        let limits = ConcurrencyLimits::new(1, 2, 8).unwrap();
+        let mut slots = Slots::new(limits, breaker(100));
+        let claimed: Vec<_> = (1..=20).map(|n| claimed(1, n)).collect();
+        let mut started = slots.admit(claimed[..4].to_vec(), NOW).start.len();
+        assert_eq!(started, 2, "the initial limit");
+        assert_eq!(slots.limit_changes(), None);
+        // A healthy answer at the limit: one slot freed and one more granted.
+        let healthy = OK.outcome();
+        let latency = Duration::from_millis(10);
+        let after = slots.finished(id(1), &healthy, latency, NOW);
+        assert_eq!(after.start.len(), 2);
+        started += after.start.len() - 1;
+        assert_eq!(slots.in_flight(), started);
+        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 3)]));
+        slots.admit(claimed[4..].to_vec(), NOW);
+        assert_eq!(slots.in_flight(), 3);
+        // Strain halves the limit: nothing new starts until fewer than one is in flight.
+        let strain = AttemptDetail::Timeout.outcome();
+        let later = NOW + time::Duration::seconds(1);
+        assert!(
+            slots
+                .finished(id(1), &strain, latency, later)
+                .start
+                .is_empty()
+        );
+        assert_eq!(slots.in_flight(), 2);
+        assert!(
+            slots
+                .finished(id(1), &strain, latency, later)
+                .start
+                .is_empty()
+        );
+        assert_eq!(slots.in_flight(), 1);
+        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 1)]));
+        // Drained and quiet for less than the breaker's rest: the learnt limit is kept.
+        slots.drain_waiting();
+        slots.finished(id(1), &healthy, latency, later);
+        slots.forget_idle(later + time::Duration::seconds(1));
+        assert!(slots.targets.contains_key(&id(1)));
+        // Quiet for the rest: forgotten, and the metrics told.
+        slots.forget_idle(later + time::Duration::seconds(31));
+        assert!(!slots.targets.contains_key(&id(1)));
+        assert_eq!(slots.limit_changes(), Some(Vec::new()));
+    }
+
     const OK: AttemptDetail = AttemptDetail::Response {
         status: 200,
         retry_after: None,
@@ -426,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_target_holds_at_most_its_slots_and_the_rest_wait() {
-        let mut slots = Slots::new(2, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(2), breaker(5));
         let batch = (0..5)
             .map(|n| claimed(1, n))
             .chain([claimed(2, 9)])
@@ -441,7 +538,7 @@ mod tests {
         assert_eq!(slots.skip(NOW), vec![id(1)]);
 
         // Each finished attempt of target 1 starts its next waiting delivery, in claim order.
-        let next = slots.finished(id(1), &OK.outcome(), NOW);
+        let next = slots.finished(id(1), &OK.outcome(), Duration::ZERO, NOW);
         assert_eq!(next.start.len(), 1);
         assert_eq!(
             next.start[0].delivery.id(),
@@ -449,20 +546,35 @@ mod tests {
         );
         assert_eq!(slots.in_flight(), 3);
         // Target 2 finishing frees a slot nobody waits for.
-        assert!(slots.finished(id(2), &OK.outcome(), NOW).start.is_empty());
+        assert!(
+            slots
+                .finished(id(2), &OK.outcome(), Duration::ZERO, NOW)
+                .start
+                .is_empty()
+        );
         assert_eq!(slots.in_flight(), 2);
     }
 
     #[test]
     fn an_open_circuit_sends_the_target_waiting_deliveries_back_until_it_may_probe() {
-        let mut slots = Slots::new(1, breaker(2));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(2));
         let admitted = slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
         assert_eq!(admitted.start.len(), 1);
         // First failure: still closed, the next one starts.
-        let after_first = slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        let after_first = slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         assert_eq!(after_first.start.len(), 1);
         // Second failure opens the circuit: the last waiting delivery goes back until it ends.
-        let after_second = slots.finished(id(1), &AttemptDetail::ConnectionFailed.outcome(), NOW);
+        let after_second = slots.finished(
+            id(1),
+            &AttemptDetail::ConnectionFailed.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         assert!(after_second.start.is_empty());
         assert_eq!(after_second.release.len(), 1);
         assert_eq!(after_second.release[0].1, NOW + time::Duration::seconds(30));
@@ -474,15 +586,20 @@ mod tests {
         assert_eq!(probe.start.len(), 1, "one probe at a time");
         assert_eq!(slots.waiting(), 1);
         // A healthy probe closes the circuit and lets the next one start.
-        let after_probe = slots.finished(id(1), &OK.outcome(), later);
+        let after_probe = slots.finished(id(1), &OK.outcome(), Duration::ZERO, later);
         assert_eq!(after_probe.start.len(), 1);
         assert!(after_probe.release.is_empty());
         assert_eq!(slots.in_flight(), 1);
 
         // With more slots, a probe under way sends the others back for a moment.
-        let mut wide = Slots::new(4, breaker(1));
+        let mut wide = Slots::new(ConcurrencyLimits::fixed(4), breaker(1));
         wide.admit(vec![claimed(2, 20)], NOW);
-        wide.finished(id(2), &AttemptDetail::Timeout.outcome(), NOW);
+        wide.finished(
+            id(2),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         let reopened = NOW + time::Duration::seconds(30);
         let admitted = wide.admit(vec![claimed(2, 21), claimed(2, 22)], reopened);
         assert_eq!(admitted.start.len(), 1);
@@ -492,14 +609,24 @@ mod tests {
 
     #[test]
     fn circuit_changes_are_reported_once_each_and_not_for_failures_below_the_threshold() {
-        let mut slots = Slots::new(1, breaker(2));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(2));
         assert_eq!(slots.circuit_changes(), None);
         slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
         // One failure: still closed, nothing to report.
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         assert_eq!(slots.circuit_changes(), None);
         // The second opens the circuit.
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         let until = NOW + time::Duration::seconds(30);
         assert_eq!(
             slots.circuit_changes(),
@@ -512,14 +639,14 @@ mod tests {
             slots.circuit_changes(),
             Some(vec![(id(1), CircuitState::HalfOpen { probing: true })])
         );
-        slots.finished(id(1), &OK.outcome(), until);
+        slots.finished(id(1), &OK.outcome(), Duration::ZERO, until);
         assert_eq!(slots.circuit_changes(), Some(Vec::new()));
         assert_eq!(slots.circuit_changes(), None);
     }
 
     #[test]
     fn a_rate_limited_target_starts_one_attempt_per_interval() {
-        let mut slots = Slots::new(10, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(10), breaker(5));
         let limited = |n| {
             let mut c = claimed(1, n);
             c.webhook.rate_limit = Some(webhook_domain::RateLimit::per_second(4).unwrap());
@@ -552,10 +679,15 @@ mod tests {
 
     #[test]
     fn an_idle_target_is_forgotten_but_one_with_failures_is_kept() {
-        let mut slots = Slots::new(2, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(2), breaker(5));
         slots.admit(vec![claimed(1, 0), claimed(2, 1)], NOW);
-        slots.finished(id(1), &OK.outcome(), NOW);
-        slots.finished(id(2), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(id(1), &OK.outcome(), Duration::ZERO, NOW);
+        slots.finished(
+            id(2),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         assert!(!slots.targets.contains_key(&id(1)));
         assert!(
             slots.targets.contains_key(&id(2)),
@@ -565,9 +697,14 @@ mod tests {
 
     #[test]
     fn an_open_circuit_without_work_is_forgotten_once_its_rest_is_over() {
-        let mut slots = Slots::new(1, breaker(1));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(1));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         let until = NOW + time::Duration::seconds(30);
         assert_eq!(
             slots.circuit_changes(),
@@ -586,12 +723,22 @@ mod tests {
 
     #[test]
     fn a_failure_count_without_work_is_forgotten_after_an_open_period_without_outcomes() {
-        let mut slots = Slots::new(1, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(5));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         let later = NOW + time::Duration::seconds(20);
         slots.admit(vec![claimed(1, 1)], later);
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), later);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            later,
+        );
         // A retry within the open period still adds to the count.
         slots.forget_idle(later + time::Duration::seconds(29));
         assert_eq!(
@@ -611,10 +758,15 @@ mod tests {
 
     #[test]
     fn a_target_with_work_or_a_rate_limit_holding_a_start_is_not_forgotten() {
-        let mut slots = Slots::new(2, breaker(1));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(2), breaker(1));
         // One attempt fails and opens the circuit while another is still in flight.
         slots.admit(vec![claimed(1, 0), claimed(1, 1)], NOW);
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         slots.forget_idle(NOW + time::Duration::minutes(5));
         assert!(
             slots.targets.contains_key(&id(1)),
@@ -622,11 +774,11 @@ mod tests {
         );
 
         // A rate limit of one a second holds the next start of an idle, healthy target.
-        let mut slots = Slots::new(2, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(2), breaker(5));
         let mut limited = claimed(2, 2);
         limited.webhook.rate_limit = Some(webhook_domain::RateLimit::per_second(1).unwrap());
         slots.admit(vec![limited], NOW);
-        slots.finished(id(2), &OK.outcome(), NOW);
+        slots.finished(id(2), &OK.outcome(), Duration::ZERO, NOW);
         slots.forget_idle(NOW + time::Duration::milliseconds(999));
         assert!(slots.targets.contains_key(&id(2)), "its rate limit holds");
         slots.forget_idle(NOW + time::Duration::seconds(1));
@@ -635,9 +787,14 @@ mod tests {
 
     #[test]
     fn a_half_open_circuit_with_no_probe_in_flight_is_forgotten() {
-        let mut slots = Slots::new(1, breaker(1));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(1));
         slots.admit(vec![claimed(1, 0)], NOW);
-        slots.finished(id(1), &AttemptDetail::Timeout.outcome(), NOW);
+        slots.finished(
+            id(1),
+            &AttemptDetail::Timeout.outcome(),
+            Duration::ZERO,
+            NOW,
+        );
         let later = NOW + time::Duration::seconds(30);
         slots.admit(vec![claimed(1, 1)], later);
         assert_eq!(
@@ -656,7 +813,7 @@ mod tests {
 
     #[test]
     fn waiting_deliveries_near_their_lease_end_are_handed_back() {
-        let mut slots = Slots::new(1, breaker(5));
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(1), breaker(5));
         slots.admit((0..3).map(|n| claimed(1, n)).collect(), NOW);
         assert!(slots.take_expiring(NOW).is_empty());
         let expiring = slots.take_expiring(NOW + time::Duration::minutes(2));

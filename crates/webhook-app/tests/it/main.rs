@@ -3,6 +3,7 @@
 //! on 127.0.0.1:0.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod adaptive;
 mod api;
 mod bad_input;
 mod bulk_redelivery;

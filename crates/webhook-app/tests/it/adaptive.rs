@@ -1,0 +1,44 @@
+//! Adaptive per-target concurrency end to end: a slow but healthy receiver is sent more
+//! attempts at once than its limit starts at, up to the ceiling and never beyond it. (How the
+//! limit moves on each kind of answer is tested without I/O, in `webhook_domain::concurrency`
+//! and `dispatcher::slots`.)
+
+use std::time::Duration;
+
+use crate::utils::{Backend, Receiver, Service, publish, register};
+
+const EVENTS: usize = 120;
+
+async fn a_slow_healthy_receiver_gets_more_at_once(backend: Backend) {
+    let Some(service) = Service::start_with(backend, |s| {
+        s.dispatcher.min_in_flight_per_target = 1;
+        s.dispatcher.initial_in_flight_per_target = 4;
+        s.dispatcher.max_in_flight_per_target = 24;
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start_slow(Duration::from_millis(300)).await;
+    register(&service, &receiver.url()).await;
+    for _ in 0..EVENTS {
+        publish(&service).await;
+    }
+    let got = receiver.wait_for(EVENTS).await;
+    assert_eq!(got.len(), EVENTS);
+    let most = receiver.most_at_once();
+    // Each healthy answer at the limit raises it: from 4 it doubles per round trip while the
+    // backlog lasts. More than twice the start shows it grew; the ceiling is never passed.
+    assert!(most > 8, "at most {most} at once: the limit did not grow");
+    assert!(most <= 24, "{most} at once, above the ceiling of 24");
+}
+
+#[tokio::test]
+async fn a_slow_healthy_receiver_gets_more_attempts_at_once_than_the_limit_starts_at() {
+    a_slow_healthy_receiver_gets_more_at_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_slow_healthy_receiver_gets_more_attempts_at_once_than_the_limit_starts_at() {
+    a_slow_healthy_receiver_gets_more_at_once(Backend::Postgres).await;
+}
