@@ -195,6 +195,7 @@ impl Bench {
             batch: 1,
             pace,
             idle_rss: false,
+            drained: Vec::new(),
         };
         let mut scenario = self.figures(
             &setup,

@@ -70,6 +70,9 @@ pub(crate) struct Setup {
     pub(crate) pace: Pace,
     /// Measure the idle RSS of the fresh webhookd before publishing.
     pub(crate) idle_rss: bool,
+    /// Routes not measured whose backlog is waited for afterwards (up to the deadline), to
+    /// report how fast they drained.
+    pub(crate) drained: Vec<&'static str>,
 }
 
 /// CPU counters read before and after the measured part.
@@ -116,6 +119,7 @@ impl Bench {
                     in_flight: s.in_flight,
                 },
                 idle_rss: true,
+                drained: Vec::new(),
             },
         )
         .await
@@ -146,6 +150,7 @@ impl Bench {
                     in_flight: s.in_flight,
                 },
                 idle_rss: false,
+                drained: Vec::new(),
             },
         )
         .await
@@ -173,6 +178,7 @@ impl Bench {
                     max_in_flight: 512,
                 },
                 idle_rss: false,
+                drained: Vec::new(),
             },
         )
         .await
@@ -205,6 +211,7 @@ impl Bench {
                 max_in_flight: 512,
             },
             idle_rss: false,
+            drained: Vec::new(),
         };
         let base = format!(
             "{:.0} events/s for {:.0} s, open loop, alternating between wallet A (webhook \
@@ -224,14 +231,17 @@ impl Bench {
         let (with_slow, _) = self
             .run(
                 backend,
-                setup(
-                    "S4 slow",
-                    format!(
-                        "{base}; wallet A also has /slow, answering after {} ms",
-                        s.s4_slow_ms
-                    ),
-                    vec![vec!["/fast-a", "/slow"], vec!["/fast-b"]],
-                ),
+                Setup {
+                    drained: vec!["/slow"],
+                    ..setup(
+                        "S4 slow",
+                        format!(
+                            "{base}; wallet A also has /slow, answering after {} ms",
+                            s.s4_slow_ms
+                        ),
+                        vec![vec!["/fast-a", "/slow"], vec!["/fast-b"]],
+                    )
+                },
             )
             .await?;
         let isolation = Isolation::of("S4", backend, control.latency, with_slow.latency, 1.2);
@@ -257,6 +267,7 @@ impl Bench {
                     in_flight: s.batch_in_flight,
                 },
                 idle_rss: false,
+                drained: Vec::new(),
             },
         )
         .await
@@ -264,6 +275,50 @@ impl Bench {
     }
 
     /// Runs one setup; answers the scenario and, when asked, the idle RSS.
+    /// Waits (up to the deadline) for every delivery to each of `setup.drained`, and says how
+    /// fast each drained: from the first publish to its last delivery.
+    async fn drain(
+        &self,
+        setup: &Setup,
+        sink: &Sink,
+        published: &Published,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for path in &setup.drained {
+            let route = sink.route(path).context("a drained path without a route")?;
+            let expected: u64 = setup
+                .wallets
+                .iter()
+                .zip(&published.accepted_per_wallet)
+                .filter(|(paths, _)| paths.contains(path))
+                .map(|(_, &accepted)| accepted)
+                .sum();
+            let complete = sink
+                .wait_for(
+                    &[route],
+                    expected,
+                    tokio::time::Instant::now() + self.deadline(),
+                )
+                .await;
+            let receipts: Vec<u64> = sink
+                .receipts()
+                .into_iter()
+                .filter(|r| r.route == route)
+                .map(|r| r.at_ns)
+                .collect();
+            let last = receipts.iter().copied().max().unwrap_or(published.first_start_ns);
+            let seconds = last.saturating_sub(published.first_start_ns) as f64 / 1e9;
+            notes.push(format!(
+                "{path} drained: {} of {expected} deliveries{} in {seconds:.1} s from the first \
+                 publish ({:.0}/s)",
+                receipts.len(),
+                if complete { "" } else { " (deadline passed)" },
+                receipts.len() as f64 / seconds.max(1e-9),
+            ));
+        }
+        Ok(notes)
+    }
+
     async fn run(&self, backend: Backend, setup: Setup) -> anyhow::Result<(Scenario, Option<u64>)> {
         eprintln!("{} on {}: {}", setup.id, backend.name(), setup.description);
         let capacity = setup.events as usize * setup.routes.len();
@@ -331,6 +386,7 @@ impl Bench {
             .await;
         let after = Cpu::read(&webhookd, backend);
         let peak_rss = webhookd.peak_rss();
+        let drained = self.drain(&setup, &sink, &published).await?;
         drop(webhookd);
 
         let receipts: Vec<Receipt> = sink
@@ -342,6 +398,7 @@ impl Bench {
             &setup, backend, &published, &receipts, expected, complete, before, after,
         );
         scenario.peak_rss_bytes = peak_rss;
+        scenario.notes.extend(drained);
         scenario.duplicates = sink.duplicates();
         if sink.unmatched() > 0 {
             scenario
