@@ -43,9 +43,12 @@ use crate::PoolState;
 use crate::port_errors::Classified;
 use crate::publishing::{PublishScope, first_publish};
 use crate::queries::{
-    backlog, cancel_unleased, deliveries_listing, leased_until, prune_candidates, publish_targets,
-    redelivery_batch, redelivery_candidates,
+    cancel_unleased, leased_until, prune_candidates, publish_targets, redelivery_batch,
+    redelivery_candidates,
 };
+// The shared statements run these; the plans of the hot queries show them (tests only).
+#[cfg(feature = "testing")]
+use crate::queries::{backlog, deliveries_listing};
 use crate::reachability::Reachability;
 use crate::rows::{
     AdapterError, DeliveryColumns, DeliveryRow, DeliveryStateChange, EntityRow, EventSummary,

@@ -306,7 +306,11 @@ impl Bench {
                 .filter(|r| r.route == route)
                 .map(|r| r.at_ns)
                 .collect();
-            let last = receipts.iter().copied().max().unwrap_or(published.first_start_ns);
+            let last = receipts
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(published.first_start_ns);
             let seconds = last.saturating_sub(published.first_start_ns) as f64 / 1e9;
             notes.push(format!(
                 "{path} drained: {} of {expected} deliveries{} in {seconds:.1} s from the first \
