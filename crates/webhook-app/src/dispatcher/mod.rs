@@ -390,7 +390,10 @@ impl Dispatcher {
             lease: self.config.lease,
             limit,
             // A target holding this many is skipped anyway (see `slots`).
-            per_target: self.config.per_target.ceiling().saturating_mul(2),
+            // Twice the limit a target starts at, as when the limit was fixed: one claim of a
+            // batch still spreads over targets, and a target whose limit grew is simply not
+            // skipped by the next claims until it holds twice its limit.
+            per_target: self.config.per_target.initial().saturating_mul(2),
             skip: p.slots.skip(self.clock.now()),
         };
         let claimer = Arc::clone(self);
