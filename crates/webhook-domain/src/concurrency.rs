@@ -150,15 +150,14 @@ impl AdaptiveLimit {
             return *self;
         }
         if outcome.counts_against_target() {
-            return self.on_strain(latency, now);
-        }
-        match outcome {
-            AttemptOutcome::Delivered | AttemptOutcome::Rejected => {
-                self.on_healthy(latency, in_flight)
-            }
-            AttemptOutcome::Gone
-            | AttemptOutcome::RefusedByPolicy
-            | AttemptOutcome::RetryLater { .. } => *self,
+            self.on_strain(latency, now)
+        } else if matches!(
+            outcome,
+            AttemptOutcome::Delivered | AttemptOutcome::Rejected
+        ) {
+            self.on_healthy(latency, in_flight)
+        } else {
+            *self
         }
     }
 

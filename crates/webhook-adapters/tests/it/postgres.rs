@@ -117,6 +117,33 @@ fn event(wallet: WalletId) -> Event {
     .unwrap()
 }
 
+/// A store of its own on the database `url`, watching other instances' changes once its
+/// listener has started (the forwarder wakes once when it starts listening: from then on
+/// nothing is missed): the store and its watch, what wakes, and the webhooks named.
+async fn watching(
+    url: &str,
+) -> (
+    (PgStore, webhook_ports::Watch),
+    Arc<tokio::sync::Notify>,
+    tokio::sync::mpsc::UnboundedReceiver<WebhookId>,
+) {
+    let watcher = PgStore::connect(url, 1).await.unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    let watch = webhook_ports::StorageLifecycle::watch_changes(
+        &watcher,
+        Arc::new(Listener {
+            wake: wake.clone(),
+            changes,
+        }),
+    )
+    .expect("PostgreSQL hears other instances");
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("the listener never started");
+    ((watcher, watch), wake, changed)
+}
+
 /// A publish through one store wakes a listener set up by another (another instance), and a
 /// webhook deleted or disabled through one is named to the listener of another: the
 /// `watch_changes` rule of `StorageLifecycle` that only PostgreSQL keeps (SQLite answers no
@@ -126,21 +153,7 @@ async fn publish_wakes_listeners_in_other_instances() {
     let Some((schema, publisher)) = fresh().await else {
         return;
     };
-    let listener = PgStore::connect(&schema.url(), 1).await.unwrap();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
-    let watch = webhook_ports::StorageLifecycle::watch_changes(
-        &listener,
-        Arc::new(Listener {
-            wake: wake.clone(),
-            changes,
-        }),
-    )
-    .expect("PostgreSQL hears other instances");
-    // The forwarder wakes once when it starts listening: from then on nothing is missed.
-    tokio::time::timeout(Duration::from_secs(10), wake.notified())
-        .await
-        .expect("the listener never started");
+    let (watch, wake, mut changed) = watching(&schema.url()).await;
     let wallet = wallet_with_webhooks(&publisher, 1).await;
     publisher.publish(&event(wallet), None, T0).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
@@ -170,20 +183,7 @@ async fn a_watch_whose_connection_is_cut_reconnects() {
     let Some((schema, changer)) = fresh().await else {
         return;
     };
-    let watcher = PgStore::connect(&schema.url(), 1).await.unwrap();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
-    let watch = webhook_ports::StorageLifecycle::watch_changes(
-        &watcher,
-        Arc::new(Listener {
-            wake: wake.clone(),
-            changes,
-        }),
-    )
-    .expect("PostgreSQL hears other instances");
-    tokio::time::timeout(Duration::from_secs(10), wake.notified())
-        .await
-        .expect("the listener never started");
+    let (watch, _wake, mut changed) = watching(&schema.url()).await;
 
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let mut admin = diesel_async::AsyncPgConnection::establish(&schema.url())

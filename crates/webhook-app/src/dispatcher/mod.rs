@@ -113,6 +113,9 @@ struct Finished {
     leased_until: OffsetDateTime,
 }
 
+/// The shortest time between two reports of the targets' in-flight limits to the metrics.
+const LIMIT_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The shutdown as outcome writes see it: once it is asked for, a failed write is tried again
 /// only until the shutdown grace is over, counted from the first time it was seen, so that the
 /// drain stays bounded.
@@ -256,6 +259,9 @@ impl Dispatcher {
         // completions wait this long before the next claim, so that they share one round trip.
         let mut next_claim_at = Instant::now();
         let mut finished_since_claim = 0_usize;
+        // Limits move on most answers while they grow; their report walks every target, so
+        // it is sent at most this often (metrics are scraped at intervals anyway).
+        let mut next_limit_report = Instant::now();
         let refill = (self.config.batch_size as usize)
             .min(self.config.per_target.initial() as usize)
             .div_ceil(2)
@@ -372,8 +378,11 @@ impl Dispatcher {
             if let Some(not_closed) = p.slots.circuit_changes() {
                 self.metrics.circuits_changed(not_closed);
             }
-            if let Some(limits) = p.slots.limit_changes() {
+            if Instant::now() >= next_limit_report
+                && let Some(limits) = p.slots.limit_changes()
+            {
                 self.metrics.limits_changed(limits);
+                next_limit_report = Instant::now() + LIMIT_REPORT_INTERVAL;
             }
         }
         self.drain(p).await;
