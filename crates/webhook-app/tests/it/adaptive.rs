@@ -10,7 +10,7 @@ use crate::utils::{Backend, Receiver, Service, get_text, publish, register};
 const EVENTS: usize = 120;
 
 async fn a_slow_healthy_receiver_gets_more_at_once(backend: Backend) {
-    let Some(service) = Service::start_with(backend, |s| {
+    let Some(mut service) = Service::start_with(backend, |s| {
         s.dispatcher.min_in_flight_per_target = 1;
         s.dispatcher.initial_in_flight_per_target = 4;
         s.dispatcher.max_in_flight_per_target = 24;
@@ -52,6 +52,8 @@ async fn a_slow_healthy_receiver_gets_more_at_once(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Stopped before its database is dropped: the drop waits for the service's transactions.
+    service.stop().await;
 }
 
 #[tokio::test]

@@ -156,7 +156,7 @@ async fn on_postgres_events_reach_an_in_memory_destination() {
 }
 
 async fn delivered_in_memory(backend: Backend) {
-    let Some(service) = service(backend).await else {
+    let Some(mut service) = service(backend).await else {
         return;
     };
     let url = inbox(Answer::Take);
@@ -183,13 +183,14 @@ async fn delivered_in_memory(backend: Backend) {
         attempts.iter().map(|a| a.detail).collect::<Vec<_>>(),
         [AttemptDetail::Accepted]
     );
+    service.stop().await;
 }
 
 /// A refusal is retried as the policy says and logged as `declined`; a gone inbox cancels the
 /// delivery and disables the webhook, as a 410 does over HTTP.
 #[tokio::test]
 async fn an_in_memory_destinations_own_outcomes_drive_retries_and_disabling() {
-    let service = service(Backend::Sqlite).await.unwrap();
+    let mut service = service(Backend::Sqlite).await.unwrap();
     let refusing = inbox(Answer::Refuse);
     let refused = register(&service, refusing.as_str()).await;
     let gone = inbox(Answer::Gone);
@@ -212,13 +213,14 @@ async fn an_in_memory_destinations_own_outcomes_drive_retries_and_disabling() {
         .wait_for_delivery(gone_webhook.id, DeliveryStateKind::Cancelled)
         .await;
     assert!(!service.webhook(gone_webhook.id).await.enabled);
+    service.stop().await;
 }
 
 /// Without the extension, the scheme is refused at registration with the schemes that are
 /// served, and nothing is stored.
 #[tokio::test]
 async fn a_scheme_no_destination_serves_is_refused_at_registration() {
-    let service = Service::start().await;
+    let mut service = Service::start().await;
     let answer = post_json(
         &service.url("/events/webhooks"),
         serde_json::json!({ "url": inbox(Answer::Take).as_str() }),
@@ -247,4 +249,5 @@ async fn a_scheme_no_destination_serves_is_refused_at_registration() {
         serde_json::json!([]),
         "nothing was stored"
     );
+    service.stop().await;
 }
