@@ -4,16 +4,24 @@
 //! much as it takes, and a struggling one fewer attempts than a fixed limit would send it.
 //!
 //! The rule is additive increase, multiplicative decrease, with a slow start:
-//! - until the first sign of strain, each healthy answer at the limit raises it by one (the
-//!   limit doubles per round trip);
-//! - after that, each healthy answer at the limit adds 1/limit (one more per round trip), and
-//!   only while the answer's latency holds: one much slower than the target's usual ones
+//! - until the first sign of strain, each healthy answer to an attempt that was in flight while
+//!   the target used its whole limit raises the limit by [`SLOW_START_STEP`]: the limit grows
+//!   [`SLOW_START_STEP`]` + 1` times per round trip, so a receiver that takes seconds per
+//!   request still reaches a high limit within a few of them;
+//! - after that, each such answer adds 1/limit (one more per round trip), and only while the
+//!   answer's latency holds: one much slower than the target's usual ones
 //!   ([`LATENCY_TOLERANCE`]) raises nothing;
 //! - an outcome that counts against the target ([`AttemptOutcome::counts_against_target`]:
 //!   no answer, a 5xx, a 429) halves the limit, once per round trip: the attempts already in
 //!   flight started under the old limit, and their failures say nothing new;
 //! - a rejection is a healthy answer; a policy refusal and a gone target say nothing of the
 //!   target's capacity and change nothing.
+//!
+//! "Used its whole limit" is remembered as the last time the target's attempts in flight
+//! reached the limit ([`AdaptiveLimit::on_start`]): answers that come back together, as those
+//! of one round trip do, all count, although each frees a slot before the next arrives. A
+//! target that never fills its limit never raises it, so the limit cannot run far ahead of
+//! what the target was shown to take.
 //!
 //! No I/O and no clock: the dispatcher passes each attempt's latency and the time it ended.
 
@@ -27,6 +35,10 @@ use crate::AttemptOutcome;
 /// How much slower than the target's usual answers an answer may be and still count as
 /// holding up: at most this many times its baseline latency.
 pub const LATENCY_TOLERANCE: u32 = 2;
+
+/// How much each healthy answer at the limit raises it during the slow start: the limit is
+/// multiplied by this plus one per round trip.
+pub const SLOW_START_STEP: u32 = 7;
 
 /// The share of the way (1/this) the baseline latency moves toward a slower answer: it follows
 /// a target that became slow for good within a few dozen answers, not at a single slow one.
@@ -103,6 +115,8 @@ pub struct AdaptiveLimit {
     slow_start: bool,
     /// When the limit was last halved: the next halving waits one round trip.
     last_decrease: Option<OffsetDateTime>,
+    /// When the target last had as many attempts in flight as its limit.
+    last_full: Option<OffsetDateTime>,
     /// The target's usual latency: the fastest healthy answer, drifting toward slower ones.
     baseline: Option<Duration>,
 }
@@ -116,6 +130,7 @@ impl AdaptiveLimit {
             credit: 0,
             slow_start: true,
             last_decrease: None,
+            last_full: None,
             baseline: None,
         }
     }
@@ -136,13 +151,23 @@ impl AdaptiveLimit {
         self.limit == self.limits.initial && self.slow_start && self.last_decrease.is_none()
     }
 
-    /// Learns from an attempt that ended at `now` after `latency`, while `in_flight` attempts
-    /// of the target (this one among them) were in flight.
+    /// Notes that an attempt started at `now`, leaving `in_flight` attempts of the target in
+    /// flight (this one among them).
+    pub fn on_start(&self, in_flight: u32, now: OffsetDateTime) -> AdaptiveLimit {
+        if in_flight < self.limit || self.limits.floor == self.limits.ceiling {
+            return *self;
+        }
+        AdaptiveLimit {
+            last_full: Some(now),
+            ..*self
+        }
+    }
+
+    /// Learns from an attempt that ended at `now` after `latency`.
     pub fn on_attempt(
         &self,
         outcome: &AttemptOutcome,
         latency: Duration,
-        in_flight: u32,
         now: OffsetDateTime,
     ) -> AdaptiveLimit {
         if self.limits.floor == self.limits.ceiling {
@@ -155,7 +180,8 @@ impl AdaptiveLimit {
             outcome,
             AttemptOutcome::Delivered | AttemptOutcome::Rejected
         ) {
-            self.on_healthy(latency, in_flight)
+            let started = started_at(now, latency);
+            self.on_healthy(latency, self.last_full.is_some_and(|at| at >= started))
         } else {
             *self
         }
@@ -180,7 +206,8 @@ impl AdaptiveLimit {
         }
     }
 
-    fn on_healthy(&self, latency: Duration, in_flight: u32) -> AdaptiveLimit {
+    /// `at_limit`: the target used its whole limit while the attempt was in flight.
+    fn on_healthy(&self, latency: Duration, at_limit: bool) -> AdaptiveLimit {
         let baseline = match self.baseline {
             None => latency,
             Some(b) if latency <= b => latency,
@@ -194,11 +221,11 @@ impl AdaptiveLimit {
             ..*self
         };
         // Only a target that used its whole limit showed that it takes that much.
-        if !holding || in_flight < self.limit || self.limit >= self.limits.ceiling {
+        if !holding || !at_limit || self.limit >= self.limits.ceiling {
             return next;
         }
         if self.slow_start {
-            next.limit = self.limit + 1;
+            next.limit = self.limit.saturating_add(SLOW_START_STEP);
         } else {
             next.credit = self.credit + 1;
             if next.credit >= self.limit {
@@ -209,6 +236,15 @@ impl AdaptiveLimit {
         next.limit = next.limit.min(self.limits.ceiling);
         next
     }
+}
+
+/// When an attempt that ended at `now` after `latency` started (the earliest time there is,
+/// for a latency no clock could have measured).
+fn started_at(now: OffsetDateTime, latency: Duration) -> OffsetDateTime {
+    time::Duration::try_from(latency)
+        .ok()
+        .and_then(|d| now.checked_sub(d))
+        .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc())
 }
 
 #[cfg(test)]
@@ -250,43 +286,61 @@ mod tests {
         assert_eq!((fixed.floor(), fixed.ceiling()), (1, 1));
     }
 
-    #[test]
-    fn slow_start_doubles_the_limit_per_round_trip_of_a_target_at_its_limit() {
-        let mut l = AdaptiveLimit::new(limits(1, 4, 64));
-        // One round trip: each of the 4 in flight answers healthily, at the limit.
-        for _ in 0..4 {
-            l = l.on_attempt(&OK, 100 * MS, l.limit(), at(100));
+    /// `n` attempts started together at `start` (the last one filling the limit when `n` is
+    /// the limit), then answered with `outcome` after `latency` each.
+    fn round_trip(
+        mut l: AdaptiveLimit,
+        n: u32,
+        outcome: &AttemptOutcome,
+        latency: Duration,
+        start: i64,
+    ) -> AdaptiveLimit {
+        for i in 1..=n {
+            l = l.on_start(i, at(start));
         }
-        assert_eq!(l.limit(), 8);
-        for _ in 0..8 {
-            l = l.on_attempt(&OK, 100 * MS, l.limit(), at(200));
+        let end = at(start) + latency;
+        for _ in 0..n {
+            l = l.on_attempt(outcome, latency, end);
         }
-        assert_eq!(l.limit(), 16);
+        l
     }
 
     #[test]
-    fn a_target_below_its_limit_does_not_raise_it() {
+    fn slow_start_multiplies_the_limit_per_round_trip_of_a_target_at_its_limit() {
+        let grown = 1 + SLOW_START_STEP;
+        let l = AdaptiveLimit::new(limits(1, 4, 10_000));
+        // One round trip: each of the 4 in flight answers healthily; the answers come back
+        // together, each freeing its slot, and all count.
+        let l = round_trip(l, 4, &OK, 2_000 * MS, 0);
+        assert_eq!(l.limit(), 4 * grown);
+        let l = round_trip(l, l.limit(), &OK, 2_000 * MS, 2_000);
+        assert_eq!(l.limit(), 4 * grown * grown);
+    }
+
+    #[test]
+    fn a_target_that_never_fills_its_limit_does_not_raise_it() {
         let l = AdaptiveLimit::new(limits(1, 4, 64));
-        let after = l.on_attempt(&OK, 100 * MS, 2, at(100));
+        let after = round_trip(l, 3, &OK, 100 * MS, 0);
+        assert_eq!(after.limit(), 4);
+        // Filled once, but before this attempt started: it says nothing of this round trip.
+        let filled_earlier = l.on_start(4, at(0));
+        let after = filled_earlier.on_attempt(&OK, 100 * MS, at(1_000));
         assert_eq!(after.limit(), 4);
     }
 
     #[test]
     fn strain_halves_the_limit_once_per_round_trip_and_ends_the_slow_start() {
         let l = AdaptiveLimit::new(limits(1, 16, 64));
-        let once = l.on_attempt(&STRAIN, 500 * MS, 16, at(1_000));
+        let once = l.on_attempt(&STRAIN, 500 * MS, at(1_000));
         assert_eq!(once.limit(), 8);
         // The other attempts in flight fail within the same round trip: no further halving.
-        let same_trip = once.on_attempt(&STRAIN, 500 * MS, 8, at(1_200));
+        let same_trip = once.on_attempt(&STRAIN, 500 * MS, at(1_200));
         assert_eq!(same_trip.limit(), 8);
         // A round trip later, strain halves again.
-        let later = same_trip.on_attempt(&STRAIN, 500 * MS, 8, at(1_600));
+        let later = same_trip.on_attempt(&STRAIN, 500 * MS, at(1_600));
         assert_eq!(later.limit(), 4);
         // After the slow start, growth is one per round trip: 4 healthy answers at 4 make 5.
-        let mut grow = later;
-        for _ in 0..4 {
-            grow = grow.on_attempt(&OK, 500 * MS, grow.limit(), at(3_000));
-        }
+        let grow = round_trip(later, 4, &OK, 500 * MS, 3_000);
         assert_eq!(grow.limit(), 5);
     }
 
@@ -294,11 +348,11 @@ mod tests {
     fn the_floor_and_ceiling_hold() {
         let mut l = AdaptiveLimit::new(limits(3, 4, 6));
         for i in 0..10 {
-            l = l.on_attempt(&STRAIN, MS, l.limit(), at(i * 1_000));
+            l = l.on_attempt(&STRAIN, MS, at(i * 1_000));
         }
         assert_eq!(l.limit(), 3);
-        for _ in 0..100 {
-            l = l.on_attempt(&OK, MS, l.limit(), at(20_000));
+        for i in 0..100 {
+            l = round_trip(l, l.limit(), &OK, MS, 20_000 + i);
         }
         assert_eq!(l.limit(), 6);
     }
@@ -307,25 +361,26 @@ mod tests {
     fn what_says_nothing_of_capacity_changes_nothing_and_a_rejection_is_healthy() {
         let l = AdaptiveLimit::new(limits(1, 4, 64));
         for quiet in [AttemptOutcome::Gone, AttemptOutcome::RefusedByPolicy] {
-            assert_eq!(l.on_attempt(&quiet, MS, 4, at(0)), l, "{quiet:?}");
+            assert_eq!(l.on_attempt(&quiet, MS, at(0)), l, "{quiet:?}");
         }
-        let rejected = l.on_attempt(&AttemptOutcome::Rejected, MS, 4, at(0));
-        assert_eq!(rejected.limit(), 5);
+        let full = l.on_start(4, at(0));
+        let rejected = full.on_attempt(&AttemptOutcome::Rejected, MS, at(1));
+        assert_eq!(rejected.limit(), 4 + SLOW_START_STEP);
     }
 
     #[test]
     fn a_much_slower_answer_raises_nothing_but_a_lasting_slowness_becomes_the_baseline() {
         let mut l = AdaptiveLimit::new(limits(1, 4, 1_000));
-        l = l.on_attempt(&STRAIN, 10 * MS, 4, at(0)); // out of slow start, at 2
-        l = l.on_attempt(&OK, 10 * MS, l.limit(), at(100));
+        l = l.on_attempt(&STRAIN, 10 * MS, at(0)); // out of slow start, at 2
+        l = round_trip(l, l.limit(), &OK, 10 * MS, 100);
         let before = l.limit();
         // Ten times the usual latency: healthy, but not holding up.
-        let slow = l.on_attempt(&OK, 100 * MS, l.limit(), at(200));
+        let slow = round_trip(l, l.limit(), &OK, 100 * MS, 200);
         assert_eq!(slow.limit(), before);
         // A target that stays slow: after a few dozen answers it is its usual speed.
         let mut steady = slow;
         for i in 0..200 {
-            steady = steady.on_attempt(&OK, 100 * MS, steady.limit(), at(300 + i));
+            steady = round_trip(steady, steady.limit(), &OK, 100 * MS, 400 + 100 * i);
         }
         assert!(steady.limit() > before, "{steady:?}");
     }
@@ -334,12 +389,12 @@ mod tests {
     fn a_limit_back_where_it_started_after_strain_is_not_fresh_but_one_with_only_a_baseline_is() {
         let l = AdaptiveLimit::new(limits(1, 4, 64));
         assert!(l.is_fresh());
-        assert!(l.on_attempt(&OK, MS, 1, at(0)).is_fresh());
-        let strained = l.on_attempt(&STRAIN, MS, 4, at(0));
+        assert!(l.on_attempt(&OK, MS, at(0)).is_fresh());
+        let strained = l.on_attempt(&STRAIN, MS, at(0));
         assert!(!strained.is_fresh());
         let mut back = strained;
         for i in 0..100 {
-            back = back.on_attempt(&OK, MS, back.limit(), at(10 + i));
+            back = round_trip(back, back.limit(), &OK, MS, 10 + i);
             if back.limit() == 4 {
                 break;
             }
@@ -353,7 +408,8 @@ mod tests {
         let mut l = AdaptiveLimit::new(ConcurrencyLimits::fixed(16));
         for i in 0..50 {
             let outcome = if i % 3 == 0 { STRAIN } else { OK };
-            l = l.on_attempt(&outcome, MS, 16, at(i * 1_000));
+            l = l.on_start(16, at(i * 1_000));
+            l = l.on_attempt(&outcome, MS, at(i * 1_000 + 1));
             assert_eq!(l.limit(), 16);
             assert!(l.is_fresh());
         }

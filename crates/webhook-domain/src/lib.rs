@@ -24,7 +24,7 @@ pub use address::{AddressClass, AddressPolicy, IpRange, IpRangeError, RefusedAdd
 pub use cancellation::CANCELLED_WITH_TARGET;
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use concurrency::{
-    AdaptiveLimit, ConcurrencyLimits, ConcurrencyLimitsError, LATENCY_TOLERANCE,
+    AdaptiveLimit, ConcurrencyLimits, ConcurrencyLimitsError, LATENCY_TOLERANCE, SLOW_START_STEP,
 };
 pub use delivery::{
     AttemptDetail, AttemptDetailError, AttemptOutcome, CancelReason, Decision, Delivery,

@@ -161,9 +161,12 @@ impl Slots {
     }
 
     fn skipped(&self, t: &Target, now: OffsetDateTime) -> bool {
-        // Up to one slot-full waits in memory, so finished attempts are replaced without a
-        // round trip to storage.
-        t.in_flight + t.waiting.len() >= 2 * t.limit()
+        // Up to one slot-full (at most twice the initial limit, as much as one claim brings
+        // of a target) waits in memory, so finished attempts are replaced without a round
+        // trip to storage, and a target with a high limit does not hold in memory what other
+        // targets' claims need room for.
+        let initial = self.concurrency.initial() as usize;
+        t.in_flight + t.waiting.len() >= t.limit() + t.limit().min(2 * initial)
             || !t.breaker.try_acquire(now).1
             || (t.rate_limited_at(now) && !t.waiting.is_empty())
     }
@@ -268,10 +271,7 @@ impl Slots {
     ) -> Admitted {
         let entry = self.target(target);
         let limit = entry.concurrency.limit();
-        let in_flight = u32::try_from(entry.in_flight).unwrap_or(u32::MAX);
-        entry.concurrency = entry
-            .concurrency
-            .on_attempt(outcome, latency, in_flight, now);
+        entry.concurrency = entry.concurrency.on_attempt(outcome, latency, now);
         let limit_changed = entry.concurrency.limit() != limit;
         entry.in_flight = entry.in_flight.saturating_sub(1);
         entry.last_outcome_at = Some(now);
@@ -314,6 +314,9 @@ impl Slots {
             target.breaker = breaker;
             if let Some(next) = target.waiting.pop_front() {
                 target.in_flight += 1;
+                target.concurrency = target
+                    .concurrency
+                    .on_start(u32::try_from(target.in_flight).unwrap_or(u32::MAX), now);
                 target.next_start = target
                     .spacing
                     .map(|spacing| webhook_domain::add_saturating(now, spacing));
@@ -477,37 +480,33 @@ mod tests {
         let mut started = slots.admit(claimed[..4].to_vec(), NOW).start.len();
         assert_eq!(started, 2, "the initial limit");
         assert_eq!(slots.limit_changes(), None);
-        // A healthy answer at the limit: one slot freed and one more granted.
+        // A healthy answer at the limit: the slow start raises it (here to the ceiling), and
+        // what waited starts.
         let healthy = OK.outcome();
         let latency = Duration::from_millis(10);
         let after = slots.finished(id(1), &healthy, latency, NOW);
         assert_eq!(after.start.len(), 2);
         started += after.start.len() - 1;
         assert_eq!(slots.in_flight(), started);
-        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 3)]));
+        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 8)]));
         slots.admit(claimed[4..].to_vec(), NOW);
-        assert_eq!(slots.in_flight(), 3);
-        // Strain halves the limit: nothing new starts until fewer than one is in flight.
+        assert_eq!(slots.in_flight(), 8);
+        // Strain halves the limit once per round trip: nothing new starts until fewer than
+        // four are in flight.
         let strain = AttemptDetail::Timeout.outcome();
         let later = NOW + time::Duration::seconds(1);
-        assert!(
-            slots
-                .finished(id(1), &strain, latency, later)
-                .start
-                .is_empty()
-        );
-        assert_eq!(slots.in_flight(), 2);
-        assert!(
-            slots
-                .finished(id(1), &strain, latency, later)
-                .start
-                .is_empty()
-        );
-        assert_eq!(slots.in_flight(), 1);
-        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 1)]));
-        // Drained and quiet for less than the breaker's rest: the learnt limit is kept.
+        for in_flight in [7, 6] {
+            let after = slots.finished(id(1), &strain, latency, later);
+            assert!(after.start.is_empty());
+            assert_eq!(slots.in_flight(), in_flight);
+        }
+        assert_eq!(slots.limit_changes(), Some(vec![(id(1), 4)]));
         slots.drain_waiting();
-        slots.finished(id(1), &healthy, latency, later);
+        for _ in 0..6 {
+            slots.finished(id(1), &healthy, latency, later);
+        }
+        assert_eq!(slots.in_flight(), 0);
+        // Drained and quiet for less than the breaker's rest: the learnt limit is kept.
         slots.forget_idle(later + time::Duration::seconds(1));
         assert!(slots.targets.contains_key(&id(1)));
         // Quiet for the rest: forgotten, and the metrics told.

@@ -1,14 +1,15 @@
 //! Properties of the adaptive per-target in-flight limit over random bounds and random runs of
-//! outcomes, latencies and in-flight counts: the limit stays within its bounds, strain never
-//! raises it and a healthy answer never lowers it, strain halves it at most once per round
-//! trip, what says nothing of capacity changes nothing, and a target that keeps answering
-//! healthily at its limit reaches the ceiling.
+//! starts and answers: the limit stays within its bounds, strain never raises it and a healthy
+//! answer never lowers it, only an answer to an attempt in flight while the limit was full
+//! raises it (by one step of the slow start at most, by one after it), strain halves it at
+//! most once per round trip, what says nothing of capacity changes nothing, and a target that
+//! keeps answering healthily at its limit reaches the ceiling.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use time::OffsetDateTime;
-use webhook_domain::{AdaptiveLimit, AttemptOutcome, ConcurrencyLimits};
+use webhook_domain::{AdaptiveLimit, AttemptOutcome, ConcurrencyLimits, SLOW_START_STEP};
 
 use crate::fixtures::NOW;
 
@@ -30,10 +31,24 @@ fn outcome() -> impl Strategy<Value = AttemptOutcome> {
     ]
 }
 
-/// One attempt's end: its outcome, its latency, how many were in flight (as a share of the
-/// limit, in percent), and how long after the previous end it came.
-fn step() -> impl Strategy<Value = (AttemptOutcome, u64, u32, u64)> {
-    (outcome(), 0..=5_000u64, 0..=150u32, 0..=3_000u64)
+/// What happens next to one target, some time (ms) after the previous step.
+#[derive(Debug, Clone)]
+enum Step {
+    /// An attempt starts, leaving this share of the limit (in percent) in flight.
+    Start { share: u32 },
+    /// An attempt ends with this outcome after this latency (ms).
+    End {
+        outcome: AttemptOutcome,
+        latency: u64,
+    },
+}
+
+fn step() -> impl Strategy<Value = (Step, u64)> {
+    let step = prop_oneof![
+        (0..=150u32).prop_map(|share| Step::Start { share }),
+        (outcome(), 0..=5_000u64).prop_map(|(outcome, latency)| Step::End { outcome, latency }),
+    ];
+    (step, 0..=3_000u64)
 }
 
 proptest! {
@@ -44,30 +59,51 @@ proptest! {
     ) {
         let mut l = AdaptiveLimit::new(limits);
         let mut now = NOW;
+        // The model's view: when the limit was last full, and whether strain was seen.
+        let mut last_full: Option<OffsetDateTime> = None;
+        let mut strained = false;
         prop_assert!((limits.floor()..=limits.ceiling()).contains(&l.limit()));
-        for (outcome, latency_ms, share, gap_ms) in steps {
+        for (step, gap_ms) in steps {
             now += Duration::from_millis(gap_ms);
-            let in_flight = l.limit() * share / 100;
-            let next = l.on_attempt(&outcome, Duration::from_millis(latency_ms), in_flight, now);
+            let next = match &step {
+                Step::Start { share } => {
+                    let in_flight = l.limit() * share / 100;
+                    let next = l.on_start(in_flight, now);
+                    prop_assert_eq!(next.limit(), l.limit(), "a start moves no limit");
+                    if in_flight >= l.limit() {
+                        last_full = Some(now);
+                    }
+                    next
+                }
+                Step::End { outcome, latency } => {
+                    let latency = Duration::from_millis(*latency);
+                    let next = l.on_attempt(outcome, latency, now);
+                    match outcome {
+                        AttemptOutcome::Gone | AttemptOutcome::RefusedByPolicy => {
+                            prop_assert_eq!(next, l)
+                        }
+                        AttemptOutcome::RetryLater { .. } => {
+                            strained = true;
+                            prop_assert!(next.limit() <= l.limit());
+                            // Halved or kept (within the round trip of the last halving).
+                            prop_assert!(next.limit() >= (l.limit() / 2).max(limits.floor()));
+                        }
+                        AttemptOutcome::Delivered | AttemptOutcome::Rejected => {
+                            prop_assert!(next.limit() >= l.limit());
+                            let step = if strained { 1 } else { SLOW_START_STEP };
+                            prop_assert!(next.limit() <= l.limit() + step, "one answer raises by one step at most");
+                            if last_full.is_none_or(|at| at + latency < now) {
+                                prop_assert_eq!(next.limit(), l.limit(), "the limit was not full during the attempt");
+                            }
+                        }
+                    }
+                    next
+                }
+            };
             prop_assert!(
                 (limits.floor()..=limits.ceiling()).contains(&next.limit()),
                 "{next:?} outside {limits:?}"
             );
-            match outcome {
-                AttemptOutcome::Gone | AttemptOutcome::RefusedByPolicy => prop_assert_eq!(next, l),
-                AttemptOutcome::RetryLater { .. } => {
-                    prop_assert!(next.limit() <= l.limit());
-                    // Halved or kept (within the round trip of the last halving): never less.
-                    prop_assert!(next.limit() >= (l.limit() / 2).max(limits.floor()));
-                }
-                AttemptOutcome::Delivered | AttemptOutcome::Rejected => {
-                    prop_assert!(next.limit() >= l.limit());
-                    prop_assert!(next.limit() <= l.limit() + 1, "one answer raises by one at most");
-                    if in_flight < l.limit() {
-                        prop_assert_eq!(next.limit(), l.limit(), "a target below its limit");
-                    }
-                }
-            }
             l = next;
         }
     }
@@ -85,7 +121,7 @@ proptest! {
         let mut now = NOW;
         for gap in failures {
             now += Duration::from_millis(gap);
-            let next = l.on_attempt(&strain, latency, l.limit(), now);
+            let next = l.on_attempt(&strain, latency, now);
             if next.limit() < l.limit() {
                 halvings.push(now);
             }
@@ -105,7 +141,7 @@ proptest! {
         let latency = Duration::from_millis(latency_ms);
         let mut l = AdaptiveLimit::new(limits);
         if strain_first {
-            l = l.on_attempt(&AttemptOutcome::RetryLater { not_before: None }, latency, l.limit(), NOW);
+            l = l.on_attempt(&AttemptOutcome::RetryLater { not_before: None }, latency, NOW);
         }
         // Out of slow start it takes `limit` answers per step up: the sum up to the ceiling.
         let enough = (limits.ceiling() as u64 + 1).pow(2);
@@ -113,7 +149,8 @@ proptest! {
             if l.limit() == limits.ceiling() {
                 break;
             }
-            l = l.on_attempt(&AttemptOutcome::Delivered, latency, l.limit(), NOW);
+            l = l.on_start(l.limit(), NOW);
+            l = l.on_attempt(&AttemptOutcome::Delivered, latency, NOW + latency);
         }
         prop_assert_eq!(l.limit(), limits.ceiling());
     }
