@@ -3,7 +3,11 @@
 //! Connections are `SyncConnectionWrapper<SqliteConnection>` from diesel-async in a bb8 pool;
 //! each operation runs as one transaction on a blocking thread. An operation that writes begins
 //! with `BEGIN IMMEDIATE`, so writers queue on SQLite's lock (with a busy timeout) instead of
-//! failing on a lock upgrade; a read-only one begins with a deferred `BEGIN` and reads WAL's
+//! failing on a lock upgrade. Within one process they first queue on a fair in-process lock
+//! ([`SqliteStore::transaction`]): SQLite's busy handler polls the lock with sleeps of up to
+//! 100 ms, which let a writer that just came in pass one that has waited, and left the lock
+//! idle between polls; other processes (the CLI beside a running service) still meet the busy
+//! timeout; a read-only one begins with a deferred `BEGIN` and reads WAL's
 //! snapshot without waiting for a writer. The file is in WAL mode with `synchronous=FULL`: a
 //! commit that returned is on disk.
 
@@ -82,6 +86,9 @@ const INSERT_CHUNK: usize = 2_000;
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
 
+/// The longest a write waits for its turn in this process, as long as SQLite's busy timeout.
+const WRITE_TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Settings applied to every connection. `busy_timeout` makes a writer wait for the lock.
 const CONNECTION_PRAGMAS: &str =
     "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
@@ -91,6 +98,8 @@ const CONNECTION_PRAGMAS: &str =
 pub struct SqliteStore {
     pool: Pool<Conn>,
     pool_size: u32,
+    /// This process's writers take turns here, first come first served.
+    write_turn: std::sync::Arc<tokio::sync::Semaphore>,
     path: PathBuf,
     #[cfg(feature = "testing")]
     faults: std::sync::Arc<crate::testing::Faults>,
@@ -171,6 +180,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             pool_size,
+            write_turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             path: path.to_owned(),
             #[cfg(feature = "testing")]
             faults: std::sync::Arc::default(),
@@ -259,12 +269,22 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `work` in one immediate (write-locking) transaction on a blocking thread.
+    /// Runs `work` in one immediate (write-locking) transaction on a blocking thread, once the
+    /// writers of this process that came first are done.
     async fn transaction<R, F>(&self, work: F) -> Result<R, AdapterError>
     where
         R: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<R, AdapterError> + Send + 'static,
     {
+        let _turn = tokio::time::timeout(WRITE_TURN_TIMEOUT, self.write_turn.acquire())
+            .await
+            .map_err(|_| {
+                AdapterError::Unavailable(format!(
+                    "no turn to write within {} s: the database is busy",
+                    WRITE_TURN_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|_| AdapterError::Unavailable("the store was closed".to_owned()))?;
         let mut conn = self
             .pool
             .get()
