@@ -151,6 +151,11 @@ impl PgStore {
             // A refused attempt is not retried in the background: the next check-out tries
             // again at once, so that a server that is back is used at once.
             .retry_connection(false)
+            // No `SELECT 1` before each use: it was a round trip carrying no work on every
+            // statement. A connection the server dropped (a restart, an idle timeout) fails
+            // its next statement instead, which the caller sees as unavailable storage and
+            // tries again, and diesel-async marks it broken so the pool replaces it.
+            .test_on_check_out(false)
             .error_sink(Box::new(reachability.clone()))
             .connection_customizer(Box::new(reachability.clone()))
             .build(manager)
@@ -307,10 +312,9 @@ impl PgStore {
         tokio::select! {
             biased;
             got = self.pool.get() => {
-                let conn = got.map_err(|e| AdapterError::Unavailable(e.to_string()))?;
-                // It passed the check-out test: the server answers.
-                self.reachability.accepted();
-                Ok(conn)
+                // Checked out untested: only a connection made (the pool's customizer) tells
+                // that the server answers.
+                got.map_err(|e| AdapterError::Unavailable(e.to_string()))
             }
             reason = refused => Err(AdapterError::Unavailable(format!(
                 "the server refused the last connection attempt: {reason}"

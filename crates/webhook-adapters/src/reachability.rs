@@ -6,8 +6,8 @@
 //! sink. With the database down, every request would hang that long before its 503. The pool
 //! reports each refused attempt here (as its error sink) and each connection made (as its
 //! connection customizer); a caller that is still waiting a moment after a refusal gives up
-//! (see `PgStore::conn`). A dead pooled connection that fails its check-out test says nothing
-//! about the server and is not counted.
+//! (see `PgStore::conn`). Pooled connections are checked out untested, so a dead one says
+//! nothing about the server until its statement fails, and is not counted.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 /// The server's last answer to a connection attempt, shared by the pool and its callers.
 #[derive(Debug, Clone)]
 pub(crate) struct Reachability {
-    /// Why the last attempt failed, from a refusal until a connection is made or checked out.
+    /// Why the last attempt failed, from a refusal until a connection is made.
     refused: Arc<watch::Sender<Option<Arc<str>>>>,
 }
 
@@ -31,7 +31,7 @@ impl Reachability {
         }
     }
 
-    /// A connection was made or checked out: the server answers.
+    /// A connection was made: the server answers.
     pub(crate) fn accepted(&self) {
         self.refused
             .send_if_modified(|refused| refused.take().is_some());
