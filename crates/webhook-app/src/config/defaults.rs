@@ -23,7 +23,7 @@ auth_failure_window_ms = 60000
 max_attempts_per_delivery = 100
 
 [dispatcher]
-batch_size = 64
+batch_size = 128
 lease_ms = 60000
 attempt_timeout_ms = 5000
 poll_interval_ms = 1000

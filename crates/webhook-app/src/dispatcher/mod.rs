@@ -55,6 +55,21 @@ pub(crate) struct DispatcherConfig {
     pub(crate) shutdown_grace: Duration,
 }
 
+impl DispatcherConfig {
+    /// The most deliveries of one target a claim takes: half a batch, or twice the limit a
+    /// target starts at if that is more. Below a whole batch, one claim still spreads over
+    /// targets (they are served earliest due first, so a target with a backlog comes first
+    /// each time); as much as half of one, a busy target is refilled in few claims. Twice the
+    /// initial limit alone (32 by default) held a single busy target to 32 deliveries per
+    /// claim: on SQLite, where every claim is a commit, delivery then fell behind publishing.
+    /// A target holding its slots and this many waiting is skipped anyway (see `slots`).
+    pub(crate) fn claim_per_target(&self) -> u32 {
+        (self.batch_size / 2)
+            .max(self.per_target.initial().saturating_mul(2))
+            .max(1)
+    }
+}
+
 /// The ports the dispatcher drives, and how it draws jitter.
 pub(crate) struct Dispatcher {
     pub(crate) queue: Arc<dyn DeliveryQueue>,
@@ -236,7 +251,8 @@ impl Dispatcher {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut p = Pipeline {
-            slots: Slots::new(self.config.per_target, self.config.circuit_breaker),
+            slots: Slots::new(self.config.per_target, self.config.circuit_breaker)
+                .waiting_at_most(self.config.claim_per_target() as usize),
             attempts: JoinSet::new(),
             running: HashMap::new(),
             records: Vec::new(),
@@ -398,11 +414,7 @@ impl Dispatcher {
             now: self.clock.now(),
             lease: self.config.lease,
             limit,
-            // A target holding this many is skipped anyway (see `slots`).
-            // Twice the limit a target starts at, as when the limit was fixed: one claim of a
-            // batch still spreads over targets, and a target whose limit grew is simply not
-            // skipped by the next claims until it holds twice its limit.
-            per_target: self.config.per_target.initial().saturating_mul(2),
+            per_target: self.config.claim_per_target(),
             skip: p.slots.skip(self.clock.now()),
         };
         let claimer = Arc::clone(self);

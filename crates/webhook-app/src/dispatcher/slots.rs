@@ -112,6 +112,9 @@ pub(crate) struct Slots {
     circuits_changed: bool,
     /// An in-flight limit changed since [`Slots::limit_changes`].
     limits_changed: bool,
+    /// The most deliveries of one target that wait here for a slot beyond a slot-full: as
+    /// many as one claim brings of a target.
+    waiting_cap: usize,
 }
 
 /// Whether a breaker's change shows in the metrics: any change except a closed breaker's count
@@ -132,6 +135,16 @@ impl Slots {
             dropped: HashMap::new(),
             circuits_changed: false,
             limits_changed: false,
+            waiting_cap: 2 * concurrency.initial() as usize,
+        }
+    }
+
+    /// At most `cap` (at least 1) deliveries of one target wait beyond a slot-full; twice the
+    /// initial limit unless set.
+    pub(crate) fn waiting_at_most(self, cap: usize) -> Self {
+        Self {
+            waiting_cap: cap.max(1),
+            ..self
         }
     }
 
@@ -161,12 +174,11 @@ impl Slots {
     }
 
     fn skipped(&self, t: &Target, now: OffsetDateTime) -> bool {
-        // Up to one slot-full (at most twice the initial limit, as much as one claim brings
-        // of a target) waits in memory, so finished attempts are replaced without a round
-        // trip to storage, and a target with a high limit does not hold in memory what other
-        // targets' claims need room for.
-        let initial = self.concurrency.initial() as usize;
-        t.in_flight + t.waiting.len() >= t.limit() + t.limit().min(2 * initial)
+        // Up to one slot-full (at most as much as one claim brings of a target) waits in
+        // memory, so finished attempts are replaced without a round trip to storage, and a
+        // target with a high limit does not hold in memory what other targets' claims need
+        // room for.
+        t.in_flight + t.waiting.len() >= t.limit() + t.limit().min(self.waiting_cap)
             || !t.breaker.try_acquire(now).1
             || (t.rate_limited_at(now) && !t.waiting.is_empty())
     }
