@@ -360,6 +360,7 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
             }
         }
     }
+    crate::sustained::markdown(&mut md, &results.sustained);
     md
 }
 
@@ -561,6 +562,7 @@ pub(crate) mod tests {
                 bound: 1.2,
             }],
             skipped: vec!["PostgreSQL scenarios skipped: no server".to_owned()],
+            sustained: Vec::new(),
         }
     }
 
