@@ -24,6 +24,7 @@ mod results;
 mod scenarios;
 mod sink;
 mod stats;
+mod sustained;
 mod webhookd;
 
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ struct Args {
     /// Do not write to --docs-dir, even in a full run.
     #[arg(long)]
     no_docs: bool,
-    /// Only these scenarios (S1,S2,S3,S4,S5,S6,S7); with --quick, any of them at quick sizes.
+    /// Only these scenarios (S1,S2,S3,S4,S5,S6,S7,S8); with --quick, any of them at quick sizes.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Only these backends (sqlite,postgres).
@@ -122,6 +123,13 @@ struct Args {
     /// Longest wait for S5's drain.
     #[arg(long, default_value_t = 3600)]
     s5_deadline_secs: u64,
+    /// S8's S1 runs on one webhookd and one database.
+    #[arg(long, default_value_t = 5)]
+    sustained_runs: u32,
+    /// S8 on demand: S1 runs again and again until this many minutes have passed (e.g. 60),
+    /// instead of --sustained-runs.
+    #[arg(long)]
+    sustained_minutes: Option<f64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -145,7 +153,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
-const ALL_SCENARIOS: [&str; 7] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"];
+const ALL_SCENARIOS: [&str; 8] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"];
 
 /// Sizes, and whether they are the defaults of the mode.
 fn sizes(args: &Args) -> (Sizes, bool) {
@@ -168,6 +176,8 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         s7_seconds: args.s7_seconds.unwrap_or(if q { 10.0 } else { 30.0 }),
         deadline_secs: args.deadline_secs,
         s5_deadline_secs: args.s5_deadline_secs,
+        s8_runs: args.sustained_runs,
+        s8_minutes: args.sustained_minutes,
     };
     let default = args.s1_events.is_none()
         && args.s2_events.is_none()
@@ -185,7 +195,9 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         && args.in_flight == 64
         && args.batch == 100
         && args.batch_in_flight == 4
-        && args.s4_slow_ms == 2000;
+        && args.s4_slow_ms == 2000
+        && args.sustained_runs == 5
+        && args.sustained_minutes.is_none();
     (sizes, default)
 }
 
@@ -220,6 +232,13 @@ fn size_rows(s: &Sizes, ceiling: u64, sink: u64) -> Vec<(String, String)> {
         (
             "S7 rate (events/s) × seconds, each run",
             format!("{} × {}", s.s7_rate, s.s7_seconds),
+        ),
+        (
+            "S8 S1 runs on one webhookd and database",
+            s.s8_minutes.map_or_else(
+                || s.s8_runs.to_string(),
+                |m| format!("as many as start within {m} minutes"),
+            ),
         ),
         ("storage ceiling deliveries", ceiling.to_string()),
         ("sink ceiling requests", sink.to_string()),
@@ -350,6 +369,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         scenarios: Vec::new(),
         isolation: Vec::new(),
         skipped,
+        sustained: Vec::new(),
     };
 
     eprintln!(
@@ -400,6 +420,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         results.isolation.extend(isolation);
                     }
                 }
+                "S8" => match bench.s8(backend).await? {
+                    sustained::Measured::Done(s8) => results.sustained.push(s8),
+                    sustained::Measured::Skipped(line) => results.skipped.push(line),
+                },
                 _ => unreachable!("only known scenarios are listed"),
             }
         }

@@ -22,6 +22,19 @@ pub(crate) fn parse_stat(stat: &str) -> Option<(&str, u64)> {
     Some((name, utime + stime))
 }
 
+/// The parent's pid, and the CPU ticks (user and system) of a process and of its children
+/// that it has waited for, from the text of `/proc/<pid>/stat`: `ppid` is field 4 of the line,
+/// `cutime` and `cstime` fields 16 and 17. The waited-for children's ticks keep the work of
+/// PostgreSQL's short-lived processes (autovacuum workers) after they exit.
+pub(crate) fn parse_stat_family(stat: &str) -> Option<(u32, u64, u64)> {
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_ascii_whitespace().collect();
+    // After the name: state (3), ppid (4), ..., utime (14), stime (15), cutime, cstime (17).
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    let ppid = u32::try_from(field(4)?).ok()?;
+    Some((ppid, field(14)? + field(15)?, field(16)? + field(17)?))
+}
+
 /// The value in KiB of a line such as `VmHWM:    12345 kB` of `/proc/<pid>/status` (or
 /// `/proc/meminfo`).
 pub(crate) fn parse_kib(status: &str, key: &str) -> Option<u64> {
@@ -84,6 +97,33 @@ pub(crate) fn postgres_cpu_ticks() -> Option<u64> {
         }
     }
     found.then_some(total)
+}
+
+/// CPU ticks used so far by one PostgreSQL server: its postmaster, the children it has
+/// reaped (autovacuum workers, backends of closed connections), and its children alive now.
+/// Unlike [`postgres_cpu_ticks`], other servers on the machine do not count.
+pub(crate) fn server_cpu_ticks(postmaster: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
+    let (_, own, reaped) = parse_stat_family(&stat)?;
+    let mut total = own + reaped;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some((ppid, ticks, _)) = parse_stat_family(&stat)
+            && ppid == postmaster
+        {
+            total += ticks;
+        }
+    }
+    Some(total)
 }
 
 /// `VmHWM` (the peak resident set) of a process, in bytes.
@@ -155,6 +195,13 @@ mod tests {
         assert_eq!(parse_stat(stat), Some(("postgres: a (b) c", 12)));
         assert_eq!(parse_stat("77 (short) R 1 2"), None);
         assert_eq!(parse_stat("no parentheses"), None);
+    }
+
+    #[test]
+    fn stat_family_reads_the_parent_and_the_reaped_children() {
+        let stat = "4242 (postgres: x) S 77 4242 4242 0 -1 4194560 2513 0 0 0 731 96 40 2 20 0";
+        assert_eq!(parse_stat_family(stat), Some((77, 827, 42)));
+        assert_eq!(parse_stat_family("77 (short) R 1 2"), None);
     }
 
     #[test]

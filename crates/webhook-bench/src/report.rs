@@ -208,7 +208,7 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
         md,
         "End-to-end figures of `webhookd-bench` (`crates/webhook-bench`): it runs the real \
          `webhookd` binary, built `--release`, as a child process on a fresh database per \
-         scenario, drives it through its public REST API from 127.0.0.1, and receives the \
+         scenario (S8 aside: it keeps one database for all its runs), drives it through its public REST API from 127.0.0.1, and receives the \
          deliveries on hyper servers in the same harness (one port per webhook, as distinct \
          receivers would be). Latency is publish start to receipt \
          at the receiver. This file is generated; regenerate it with `cargo xtask bench`. \
@@ -360,6 +360,7 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
             }
         }
     }
+    crate::sustained::markdown(&mut md, &results.sustained);
     md
 }
 
@@ -561,6 +562,7 @@ pub(crate) mod tests {
                 bound: 1.2,
             }],
             skipped: vec!["PostgreSQL scenarios skipped: no server".to_owned()],
+            sustained: Vec::new(),
         }
     }
 

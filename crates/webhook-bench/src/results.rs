@@ -29,6 +29,8 @@ pub(crate) struct Results {
     pub(crate) isolation: Vec<Isolation>,
     /// Lines saying what was not measured and why.
     pub(crate) skipped: Vec<String>,
+    /// S8, sustained load: its runs on one webhookd and one database, per backend.
+    pub(crate) sustained: Vec<crate::sustained::Sustained>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

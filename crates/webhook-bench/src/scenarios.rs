@@ -1,4 +1,4 @@
-//! The scenarios. Each starts a fresh webhookd on a fresh database, sets up wallets and
+//! The scenarios. Each (S8 aside) starts a fresh webhookd on a fresh database, sets up wallets and
 //! webhooks through the API, publishes as its plan says, waits (up to a deadline) for the
 //! deliveries it expects at the sink, and turns what the driver, the sink and `/proc` saw into
 //! a [`Scenario`].
@@ -11,6 +11,11 @@
 //! - S5 (PostgreSQL): a backlog published to an API-only instance, then drained by a full one.
 //! - S6: S1 through `POST /events/batch`.
 //! - S7 (in `backlog`): another wallet's latency beside a backlog behind a down target.
+//! - S8 (in `sustained`): sustained load, S1 five times in a row (or for `--sustained-minutes`)
+//!   on one webhookd and one database, each run's webhook deleted through the API before the
+//!   next; PostgreSQL on a cluster of the harness's own with the production setting
+//!   (autovacuum on), and SQLite; table, index and file sizes, dead tuples and autovacuum
+//!   activity after each run. It is the one scenario that does not start on a fresh database.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +52,9 @@ pub(crate) struct Sizes {
     pub(crate) s7_seconds: f64,
     pub(crate) deadline_secs: u64,
     pub(crate) s5_deadline_secs: u64,
+    /// S8: S1 runs on one webhookd and one database, or as many as fit in the minutes.
+    pub(crate) s8_runs: u32,
+    pub(crate) s8_minutes: Option<f64>,
 }
 
 /// What every scenario of a run shares.
@@ -90,6 +98,15 @@ impl Cpu {
             postgres: (backend == Backend::Postgres)
                 .then(procfs::postgres_cpu_ticks)
                 .flatten(),
+            harness: procfs::process_cpu_ticks(std::process::id()),
+        }
+    }
+
+    /// As [`Self::read`], with the database's ticks from elsewhere (S8's own cluster).
+    pub(crate) fn read_with_database(webhookd: &Webhookd, database: Option<u64>) -> Self {
+        Self {
+            webhookd: webhookd.cpu_ticks(),
+            postgres: database,
             harness: procfs::process_cpu_ticks(std::process::id()),
         }
     }

@@ -165,6 +165,11 @@ impl Webhookd {
         self.child.id()
     }
 
+    /// Where its standard output and error go.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     async fn wait_healthy(&mut self, port: u16) -> anyhow::Result<()> {
         let health = format!("http://127.0.0.1:{port}/health");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -75,6 +75,13 @@ impl Cluster {
         self.port
     }
 
+    /// The postmaster's pid, from the first line of `postmaster.pid`, while it runs.
+    pub(crate) fn postmaster_pid(&self) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("data").join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// Starts the server and waits until it accepts connections. Blocking.
     pub(crate) fn start(&self) -> anyhow::Result<()> {
         let options = format!(

@@ -12,7 +12,7 @@
 //! Every scenario is bounded in time and fails rather than hangs. The table goes to the
 //! terminal and, unless `--quick` or `--no-docs`, into `docs/reliability.md` ([`report`]).
 
-mod cluster;
+pub(crate) mod cluster;
 mod crash;
 mod failover;
 mod outage;
