@@ -113,6 +113,9 @@ struct Args {
     /// Deliveries of the storage ceiling (per backend).
     #[arg(long)]
     ceiling_deliveries: Option<u64>,
+    /// Clients of the storage ceilings.
+    #[arg(long, default_value_t = ceiling::DEFAULT_CLIENTS)]
+    ceiling_clients: usize,
     /// Requests of the sink ceiling.
     #[arg(long)]
     sink_requests: Option<u64>,
@@ -185,7 +188,8 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         && args.in_flight == 64
         && args.batch == 100
         && args.batch_in_flight == 4
-        && args.s4_slow_ms == 2000;
+        && args.s4_slow_ms == 2000
+        && args.ceiling_clients == ceiling::DEFAULT_CLIENTS;
     (sizes, default)
 }
 
@@ -344,6 +348,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sizes: size_rows(&sizes, ceiling_deliveries, sink_requests),
         ceilings: Ceilings {
             sink_in_flight: sizes.in_flight,
+            store_clients: args.ceiling_clients,
             ..Ceilings::default()
         },
         idle_rss: Vec::new(),
@@ -362,11 +367,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     for &backend in &backends {
         eprintln!(
-            "ceiling: {} claim-and-complete, {ceiling_deliveries} deliveries in batches of {}",
+            "ceiling: {} adapter, {ceiling_deliveries} deliveries in cycles of {} (publish, \
+             claim, record), {} clients",
             backend.name(),
-            ceiling::CLAIM_BATCH
+            ceiling::CLAIM_BATCH,
+            args.ceiling_clients
         );
-        let rate = ceiling::store_rate(backend, ceiling_deliveries).await?;
+        let rate = ceiling::store_rate(backend, ceiling_deliveries, args.ceiling_clients).await?;
         eprintln!("  {rate:.0} deliveries/s");
         results.ceilings.store_per_s.push((backend, rate));
 

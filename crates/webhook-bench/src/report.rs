@@ -279,7 +279,8 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     let _ = writeln!(
         md,
         "\n## Ceilings\n\nMeasured in the same run. End-to-end delivery rates are also given as \
-         a fraction of the lower of the two for their backend.\n\n| ceiling | rate |\n|---|---|"
+         a fraction of the lower of the receiver's and their backend's storage \
+         ceiling.\n\n| ceiling | rate |\n|---|---|"
     );
     let _ = writeln!(
         md,
@@ -291,9 +292,12 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     for (backend, rate) in &c.store_per_s {
         let _ = writeln!(
             md,
-            "| storage: {}'s adapter in process, claim {} due deliveries, complete, record; one \
-             batch after another (no HTTP) | {} deliveries/s |",
+            "| storage: {}'s adapter in process, {} clients each publishing {} events, claiming \
+             {} due deliveries and recording their 200s, cycle after cycle (no HTTP) | {} \
+             deliveries/s |",
             backend.name(),
+            c.store_clients,
+            crate::ceiling::CLAIM_BATCH,
             crate::ceiling::CLAIM_BATCH,
             thousands(*rate)
         );
@@ -545,6 +549,7 @@ pub(crate) mod tests {
                 sink_in_flight: 64,
                 sink_per_s: Some(30_000.0),
                 store_per_s: vec![(Backend::Sqlite, 10_000.0)],
+                store_clients: 4,
             },
             idle_rss: vec![(Backend::Sqlite, 12 * 1024 * 1024)],
             scenarios: vec![

@@ -36,8 +36,11 @@ pub(crate) struct Ceilings {
     pub(crate) sink_in_flight: usize,
     /// Requests per second of a bare client to the sink.
     pub(crate) sink_per_s: Option<f64>,
-    /// Claim-and-complete deliveries per second of each storage adapter, no HTTP.
+    /// Deliveries per second of each storage adapter through whole cycles (publish, claim,
+    /// record), no HTTP.
     pub(crate) store_per_s: Vec<(Backend, f64)>,
+    /// Clients of the storage ceilings.
+    pub(crate) store_clients: usize,
 }
 
 impl Ceilings {
