@@ -5,7 +5,8 @@
 //!   straight to a sink, no webhookd and no database (what the harness itself can carry);
 //! - the storage adapter's rate of whole delivery cycles with no HTTP, in process: clients
 //!   that each publish a batch of 64 events, claim a batch of due deliveries, and record a 200
-//!   for each (given by the domain's transition), over and over: a delivery's whole row work.
+//!   for each (given by the domain's transition), over and over. The same row work as the
+//!   raw SQL ceiling of PostgreSQL (`pgbench.rs`), which is measured beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +34,9 @@ use crate::webhookd::{Backend, Database};
 /// Deliveries claimed (and recorded) per round trip: the dispatcher's default batch size.
 pub(crate) const CLAIM_BATCH: u32 = 64;
 
-/// Clients of the storage ceilings by default: several, so that the adapter's round trips
-/// overlap.
+/// Clients of the storage ceilings (and of PostgreSQL's raw SQL one) by default: several, so
+/// that the adapter's round trips overlap; on the 2-core machine of docs/performance.md, 2, 4
+/// and 8 gave raw SQL the same rate.
 pub(crate) const DEFAULT_CLIENTS: usize = 4;
 
 /// Requests per second a bare client with `in_flight` requests outstanding gets from a sink.
@@ -86,7 +88,7 @@ trait Store: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue 
 impl<T: WalletRepository + WebhookRepository + EventOutbox + DeliveryQueue> Store for T {}
 
 /// Delivery cycles each client runs for about `deliveries` deliveries in all, a batch of
-/// [`CLAIM_BATCH`] per cycle.
+/// [`CLAIM_BATCH`] per cycle: the same for the adapter and for pgbench.
 pub(crate) fn cycles_per_client(deliveries: u64, clients: usize) -> u64 {
     deliveries
         .div_ceil(u64::from(CLAIM_BATCH))
@@ -97,7 +99,8 @@ pub(crate) fn cycles_per_client(deliveries: u64, clients: usize) -> u64 {
 /// Deliveries per second the storage adapter carries through whole cycles with no HTTP, on a
 /// fresh database with one wallet and one webhook: `clients` tasks sharing a pool of as many
 /// connections, each repeating [`cycle`] (publish a batch, claim a batch, record a 200 for
-/// each) for about `deliveries` deliveries in all.
+/// each) for about `deliveries` deliveries in all. The row work of the raw SQL ceiling's
+/// script (`pgbench.rs`), at the same clients.
 pub(crate) async fn store_rate(
     backend: Backend,
     deliveries: u64,
