@@ -17,6 +17,7 @@ mod chart;
 mod checks;
 mod clock;
 mod driver;
+mod pgbench;
 mod procfs;
 mod reliability;
 mod report;
@@ -111,9 +112,12 @@ struct Args {
     /// Seconds of each of S7's measured runs.
     #[arg(long)]
     s7_seconds: Option<f64>,
-    /// Deliveries of the storage ceiling (per backend).
+    /// Deliveries of the storage ceiling (per backend) and of the raw SQL one.
     #[arg(long)]
     ceiling_deliveries: Option<u64>,
+    /// Clients of the storage and raw SQL ceilings.
+    #[arg(long, default_value_t = ceiling::DEFAULT_CLIENTS)]
+    ceiling_clients: usize,
     /// Requests of the sink ceiling.
     #[arg(long)]
     sink_requests: Option<u64>,
@@ -141,6 +145,9 @@ enum Subcommand {
     /// Counts requests a webhook's receiver gets after its DELETE, or its PATCH disabling
     /// it, has answered.
     Delete(checks::Args),
+    /// The PostgreSQL ceilings alone, with no webhookd: the raw SQL one (pgbench) and the
+    /// adapter's rate of the same cycles.
+    Ceiling(pgbench::Args),
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -197,7 +204,8 @@ fn sizes(args: &Args) -> (Sizes, bool) {
         && args.batch_in_flight == 4
         && args.s4_slow_ms == 2000
         && args.sustained_runs == 5
-        && args.sustained_minutes.is_none();
+        && args.sustained_minutes.is_none()
+        && args.ceiling_clients == ceiling::DEFAULT_CLIENTS;
     (sizes, default)
 }
 
@@ -262,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
             Some(Subcommand::Reliability(reliability)) => reliability::run(reliability).await,
             Some(Subcommand::Order(args)) => checks::order(args).await,
             Some(Subcommand::Delete(args)) => checks::delete(args).await,
+            Some(Subcommand::Ceiling(args)) => pgbench::alone(args).await,
             None => run(args).await,
         }
     };
@@ -363,6 +372,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sizes: size_rows(&sizes, ceiling_deliveries, sink_requests),
         ceilings: Ceilings {
             sink_in_flight: sizes.in_flight,
+            store_clients: args.ceiling_clients,
             ..Ceilings::default()
         },
         idle_rss: Vec::new(),
@@ -381,14 +391,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     results.ceilings.sink_per_s = Some(sink_rate);
 
     for &backend in &backends {
+        if backend == Backend::Postgres {
+            let raw = pgbench::raw_sql_ceiling(args.ceiling_clients, ceiling_deliveries).await?;
+            results.ceilings.raw_sql = Some(raw);
+        }
         eprintln!(
-            "ceiling: {} claim-and-complete, {ceiling_deliveries} deliveries in batches of {}",
+            "ceiling: {} adapter, {ceiling_deliveries} deliveries in cycles of {} (publish, \
+             claim, record), {} clients",
             backend.name(),
-            ceiling::CLAIM_BATCH
+            ceiling::CLAIM_BATCH,
+            args.ceiling_clients
         );
-        let rate = ceiling::store_rate(backend, ceiling_deliveries).await?;
+        let rate = ceiling::store_rate(backend, ceiling_deliveries, args.ceiling_clients).await?;
         eprintln!("  {rate:.0} deliveries/s");
         results.ceilings.store_per_s.push((backend, rate));
+        if let Some(raw) = results.ceilings.raw_sql.as_mut()
+            && backend == Backend::Postgres
+        {
+            raw.adapter_fraction = Some(rate / raw.per_s);
+            eprintln!("  {:.0} % of the raw SQL ceiling", rate / raw.per_s * 100.0);
+        }
 
         for &id in &scenarios {
             match id {
@@ -434,6 +456,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .lower(scenario.backend)
             .zip(scenario.delivery_per_s)
             .map(|(lower, rate)| rate / lower);
+    }
+    if let Some(raw) = results.ceilings.raw_sql.as_mut() {
+        raw.compare_s1(&results.scenarios);
+        if let Some(fraction) = raw.s1_fraction {
+            eprintln!(
+                "S1 on PostgreSQL: {:.0} % of the raw SQL ceiling",
+                fraction * 100.0
+            );
+        }
     }
 
     write_outputs(

@@ -164,6 +164,29 @@ pub(crate) fn checks(results: &Results) -> Vec<Check> {
         let s6 = find(results, "S6", b);
         checks.push(at_least(s6, "S6", b, "delivered", 20_000.0, "events/s"));
     }
+    if let Some(raw) = &results.ceilings.raw_sql {
+        let adapter = results
+            .ceilings
+            .store_per_s
+            .iter()
+            .find(|(b, _)| *b == Backend::Postgres)
+            .map(|&(_, rate)| rate);
+        checks.push(Check {
+            scenario: "storage",
+            backend: Backend::Postgres,
+            figure: "adapter / raw SQL ceiling",
+            target: "≥ 50 %".to_owned(),
+            measured: raw.adapter_fraction.zip(adapter).map(|(f, rate)| {
+                format!(
+                    "{:.0} % ({} / {} deliveries/s)",
+                    f * 100.0,
+                    thousands(rate),
+                    thousands(raw.per_s)
+                )
+            }),
+            met: raw.adapter_fraction.map(|f| f >= 0.5),
+        });
+    }
     for &b in &backends {
         let idle = results
             .idle_rss
@@ -279,7 +302,8 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     let _ = writeln!(
         md,
         "\n## Ceilings\n\nMeasured in the same run. End-to-end delivery rates are also given as \
-         a fraction of the lower of the two for their backend.\n\n| ceiling | rate |\n|---|---|"
+         a fraction of the lower of the receiver's and their backend's storage ceiling, and on \
+         PostgreSQL of the raw SQL ceiling.\n\n| ceiling | rate |\n|---|---|"
     );
     let _ = writeln!(
         md,
@@ -291,11 +315,36 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     for (backend, rate) in &c.store_per_s {
         let _ = writeln!(
             md,
-            "| storage: {}'s adapter in process, claim {} due deliveries, complete, record; one \
-             batch after another (no HTTP) | {} deliveries/s |",
+            "| storage: {}'s adapter in process, {} clients each publishing {} events, claiming \
+             {} due deliveries and recording their 200s, cycle after cycle (no HTTP) | {} \
+             deliveries/s |",
             backend.name(),
+            c.store_clients,
+            crate::ceiling::CLAIM_BATCH,
             crate::ceiling::CLAIM_BATCH,
             thousands(*rate)
+        );
+    }
+    if let Some(raw) = &c.raw_sql {
+        let _ = writeln!(
+            md,
+            "| raw SQL ceiling (pgbench): the same cycles in raw SQL, `{}`, {} clients on {} \
+             threads, prepared statements, a pipeline per transaction | {} deliveries/s |",
+            raw.script,
+            raw.clients,
+            raw.threads,
+            thousands(raw.per_s)
+        );
+        let percent = |f: Option<f64>| opt(f.map(|f| format!("{:.0} %", f * 100.0)));
+        let _ = writeln!(
+            md,
+            "\nOf the raw SQL ceiling ({} cycles, {} deliveries): the PostgreSQL adapter's \
+             storage ceiling (the same row work, clients and sizes) {}, S1 on PostgreSQL end to \
+             end {}.",
+            thousands(raw.cycles as f64),
+            thousands(raw.deliveries as f64),
+            percent(raw.adapter_fraction),
+            percent(raw.s1_fraction)
         );
     }
 
@@ -415,6 +464,14 @@ fn scenario_table(md: &mut String, id: &str, runs: &[&Scenario], results: &Resul
         let lower = results.ceilings.lower(s.backend)?;
         Some(format!("{:.0} %", s.delivery_per_s? / lower * 100.0))
     });
+    if let Some(raw) = &results.ceilings.raw_sql {
+        row("… of the raw SQL ceiling (PostgreSQL)", &|s| {
+            let rate = s
+                .delivery_per_s
+                .filter(|_| s.backend == Backend::Postgres)?;
+            Some(format!("{:.0} %", rate / raw.per_s * 100.0))
+        });
+    }
     row("latency p50 (ms)", &|s| s.latency.map(|l| ms(l.p50_ms)));
     row("latency p95 (ms)", &|s| s.latency.map(|l| ms(l.p95_ms)));
     row("latency p99 (ms)", &|s| s.latency.map(|l| ms(l.p99_ms)));
@@ -488,7 +545,7 @@ fn scenario_table(md: &mut String, id: &str, runs: &[&Scenario], results: &Resul
 pub(crate) mod tests {
     use super::*;
     use crate::procfs::Machine;
-    use crate::results::{Ceilings, Isolation};
+    use crate::results::{Ceilings, Isolation, RawSqlCeiling};
     use crate::stats::Latency;
 
     pub(crate) fn scenario(id: &str, backend: Backend, rate: f64, p99: f64) -> Scenario {
@@ -546,6 +603,8 @@ pub(crate) mod tests {
                 sink_in_flight: 64,
                 sink_per_s: Some(30_000.0),
                 store_per_s: vec![(Backend::Sqlite, 10_000.0)],
+                store_clients: 4,
+                raw_sql: None,
             },
             idle_rss: vec![(Backend::Sqlite, 12 * 1024 * 1024)],
             scenarios: vec![
@@ -585,6 +644,49 @@ pub(crate) mod tests {
         assert!(checks.iter().all(|c| c.scenario != "S7 unordered"));
         let s4 = checks.iter().find(|c| c.scenario == "S4").unwrap();
         assert_eq!(s4.met, Some(false));
+    }
+
+    #[test]
+    fn the_adapter_is_judged_against_the_raw_sql_ceiling() {
+        let mut results = results();
+        results
+            .scenarios
+            .push(scenario("S1", Backend::Postgres, 6_000.0, 20.0));
+        results
+            .ceilings
+            .store_per_s
+            .push((Backend::Postgres, 9_000.0));
+        let mut raw = RawSqlCeiling {
+            script: "crates/webhook-bench/pgbench/delivery_cycle.sql".to_owned(),
+            clients: 4,
+            threads: 2,
+            cycles: 80,
+            deliveries: 5_120,
+            per_s: 20_000.0,
+            adapter_fraction: Some(0.45),
+            s1_fraction: None,
+        };
+        raw.compare_s1(&results.scenarios);
+        assert_eq!(raw.s1_fraction, Some(0.3));
+        results.ceilings.raw_sql = Some(raw);
+        let checks = checks(&results);
+        let storage = checks.iter().find(|c| c.scenario == "storage").unwrap();
+        assert_eq!(
+            (storage.measured.as_deref(), storage.met),
+            (Some("45 % (9,000 / 20,000 deliveries/s)"), Some(false))
+        );
+        let md = markdown(&results, "benchmarks.svg");
+        for needle in [
+            "| raw SQL ceiling (pgbench): the same cycles in raw SQL, \
+             `crates/webhook-bench/pgbench/delivery_cycle.sql`, 4 clients on 2 threads",
+            "| 20,000 deliveries/s |",
+            "storage ceiling (the same row work, clients and sizes) 45 %, S1 on PostgreSQL end \
+             to end 30 %.",
+            "| storage | PostgreSQL | adapter / raw SQL ceiling | ≥ 50 % |",
+            "| … of the raw SQL ceiling (PostgreSQL) | n/a | 30 % |",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
+        }
     }
 
     #[test]

@@ -38,8 +38,44 @@ pub(crate) struct Ceilings {
     pub(crate) sink_in_flight: usize,
     /// Requests per second of a bare client to the sink.
     pub(crate) sink_per_s: Option<f64>,
-    /// Claim-and-complete deliveries per second of each storage adapter, no HTTP.
+    /// Deliveries per second of each storage adapter through whole cycles (publish, claim,
+    /// record), no HTTP.
     pub(crate) store_per_s: Vec<(Backend, f64)>,
+    /// Clients of the storage ceilings and of the raw SQL one.
+    pub(crate) store_clients: usize,
+    /// PostgreSQL's raw SQL ceiling: pgbench running the same cycles.
+    pub(crate) raw_sql: Option<RawSqlCeiling>,
+}
+
+/// The raw SQL ceiling of the PostgreSQL adapter (issue 16): pgbench running the repository's
+/// script of the adapter's row work per delivery, and what reaches how much of it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RawSqlCeiling {
+    /// The script, relative to the repository.
+    pub(crate) script: String,
+    /// pgbench's clients (connections) and threads.
+    pub(crate) clients: usize,
+    pub(crate) threads: usize,
+    /// pgbench transactions, each one delivery cycle of up to a claim batch.
+    pub(crate) cycles: u64,
+    /// Deliveries the cycles recorded as delivered.
+    pub(crate) deliveries: u64,
+    pub(crate) per_s: f64,
+    /// The PostgreSQL adapter's storage ceiling (the same cycles, clients and sizes) over this.
+    pub(crate) adapter_fraction: Option<f64>,
+    /// S1's delivery rate on PostgreSQL, end to end through webhookd, over this.
+    pub(crate) s1_fraction: Option<f64>,
+}
+
+impl RawSqlCeiling {
+    /// Fills in `s1_fraction` from the run's S1 on PostgreSQL, if it ran.
+    pub(crate) fn compare_s1(&mut self, scenarios: &[Scenario]) {
+        self.s1_fraction = scenarios
+            .iter()
+            .find(|s| s.id == "S1" && s.backend == Backend::Postgres)
+            .and_then(|s| s.delivery_per_s)
+            .map(|rate| rate / self.per_s);
+    }
 }
 
 impl Ceilings {
