@@ -16,7 +16,7 @@
 -- ids too: the adapter's client makes them). Left out, as not the row work of a delivery:
 -- the claim's walk over every target with something due and its cancelling of a deleted or
 -- disabled target's rows (this script knows its one target, and checks that it is live), and
--- the query the adapter's pool runs on each check-out. Added: settings of the session, that
+-- the test query the adapter's pool ran on each check-out until it was dropped. Added: settings of the session, that
 -- carry the claimed ids from the claim to the record step (the adapter's client does), and
 -- keep the planner off sequential scans (see below).
 --
