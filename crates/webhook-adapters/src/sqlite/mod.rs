@@ -7,7 +7,7 @@
 //! ([`SqliteStore::transaction`]): SQLite's busy handler polls the lock with sleeps of up to
 //! 100 ms, which let a writer that just came in pass one that has waited, and left the lock
 //! idle between polls; other processes (the CLI beside a running service) still meet the busy
-//! timeout; a read-only one begins with a deferred `BEGIN` and reads WAL's
+//! timeout. An operation that only reads begins with a deferred `BEGIN` and reads WAL's
 //! snapshot without waiting for a writer. The file is in WAL mode with `synchronous=FULL`: a
 //! commit that returned is on disk.
 
