@@ -977,6 +977,29 @@ mod tests {
         got
     }
 
+    /// A claim takes half a batch of one target, or twice the initial limit when that is more:
+    /// below a whole batch while a batch has room for two targets.
+    #[test]
+    fn a_claim_takes_half_a_batch_of_one_target_or_twice_its_initial_limit() {
+        let config = |batch_size: u32, initial: u32| DispatcherConfig {
+            batch_size,
+            lease: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
+            default_retry_policy: RetryPolicy::identus(),
+            max_in_flight: 64,
+            per_target: ConcurrencyLimits::new(1, initial, 1_024).unwrap(),
+            circuit_breaker: webhook_domain::CircuitBreakerConfig::default(),
+            record_batch: 8,
+            record_delay: Duration::from_millis(5),
+            shutdown_grace: Duration::from_millis(200),
+        };
+        assert_eq!(config(128, 16).claim_per_target(), 64);
+        assert_eq!(config(128, 48).claim_per_target(), 96);
+        assert_eq!(config(16, 4).claim_per_target(), 8);
+        assert_eq!(config(1, 1).claim_per_target(), 2);
+    }
+
     /// A dispatcher over the given mocks, a clock stopped at `NOW`, no jitter, batches of 16,
     /// a 60 s lease, a 5 s attempt timeout, the identus default policy, and
     /// `per_target` attempts in flight per target.

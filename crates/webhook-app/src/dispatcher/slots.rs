@@ -527,6 +527,17 @@ mod tests {
         assert_eq!(slots.limit_changes(), Some(Vec::new()));
     }
 
+    /// Claims skip a target once it holds its slots and the waiting cap beside them.
+    #[test]
+    fn a_target_is_skipped_once_its_slots_and_the_waiting_cap_are_full() {
+        let mut slots = Slots::new(ConcurrencyLimits::fixed(4), breaker(5)).waiting_at_most(2);
+        let claimed: Vec<_> = (1..=6).map(|n| claimed(1, n)).collect();
+        assert_eq!(slots.admit(claimed[..5].to_vec(), NOW).start.len(), 4);
+        assert!(slots.skip(NOW).is_empty(), "4 in flight and 1 waiting");
+        slots.admit(claimed[5..].to_vec(), NOW);
+        assert_eq!(slots.skip(NOW), vec![id(1)], "4 in flight and 2 waiting");
+    }
+
     const OK: AttemptDetail = AttemptDetail::Response {
         status: 200,
         retry_after: None,
