@@ -647,14 +647,14 @@ impl NewDelivery {
 #[derive(Insertable)]
 #[diesel(table_name = attempts)]
 pub(crate) struct NewAttempt {
-    delivery_id: String,
-    number: i32,
-    started_at: i64,
-    duration_us: i64,
-    outcome: &'static str,
-    status_code: Option<i32>,
-    response_excerpt: Option<String>,
-    error: Option<String>,
+    pub(crate) delivery_id: String,
+    pub(crate) number: i32,
+    pub(crate) started_at: i64,
+    pub(crate) duration_us: i64,
+    pub(crate) outcome: &'static str,
+    pub(crate) status_code: Option<i32>,
+    pub(crate) response_excerpt: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl NewAttempt {
