@@ -501,3 +501,50 @@ async fn migrations_match_the_schema_module() {
     }
     assert_same("PostgreSQL", actual);
 }
+
+/// The queue's tables are vacuumed and analysed once a hundredth of them has changed, not
+/// PostgreSQL's default fifth: their rows die fast (each delivery is updated twice, never HOT).
+#[tokio::test]
+async fn the_queue_tables_are_vacuumed_early() {
+    use diesel::QueryableByName;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Options {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table_name: String,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        options: Vec<String>,
+    }
+    let Some((schema, _store)) = fresh().await else {
+        return;
+    };
+    let mut conn = diesel_async::AsyncPgConnection::establish(&schema.url())
+        .await
+        .unwrap();
+    let tables: Vec<Options> = diesel::sql_query(
+        "SELECT c.relname::text AS table_name, coalesce(c.reloptions, '{}') AS options \
+         FROM pg_class AS c \
+         WHERE c.relnamespace = current_schema()::regnamespace \
+           AND c.relname IN ('deliveries', 'events', 'attempts') \
+         ORDER BY c.relname",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let names: Vec<&str> = tables.iter().map(|t| t.table_name.as_str()).collect();
+    assert_eq!(names, ["attempts", "deliveries", "events"]);
+    for table in &tables {
+        for option in [
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_insert_scale_factor=0.01",
+            "autovacuum_analyze_scale_factor=0.02",
+        ] {
+            assert!(
+                table.options.iter().any(|o| o == option),
+                "{} has {:?}, not {option}",
+                table.table_name,
+                table.options
+            );
+        }
+    }
+}
