@@ -174,6 +174,21 @@ mod tests {
         );
         check(
             None,
+            &[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "-0.5")],
+            "retention.max_age_hours: must be from 0 (keep everything) to 1000000, got -0.5 (from WEBHOOKD_RETENTION__MAX_AGE_HOURS)",
+        );
+        check(
+            Some("[retention]\nmax_age_hours = nan"),
+            &[],
+            "retention.max_age_hours: must be from 0 (keep everything) to 1000000, got NaN (in FILE)",
+        );
+        check(
+            Some("[retention]\nmax_age_hours = 2e6"),
+            &[],
+            "retention.max_age_hours: must be from 0 (keep everything) to 1000000, got 2000000 (in FILE)",
+        );
+        check(
+            None,
             &[("WEBHOOKD_TRANSPORT__SSRF_GUARD", "perhaps")],
             "transport.ssrf_guard: \"perhaps\" is not allowed; expected true or false (from WEBHOOKD_TRANSPORT__SSRF_GUARD)",
         );

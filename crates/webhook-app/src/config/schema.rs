@@ -248,8 +248,9 @@ impl TransportSettings {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RetentionSettings {
     /// Events whose deliveries are all finished are removed, with their deliveries and
-    /// attempts, this many hours after they were published; 0 keeps everything.
-    pub(crate) max_age_hours: u64,
+    /// attempts, this many hours after they were published (a fraction of an hour too: 0.25
+    /// is 15 minutes); 0 keeps everything.
+    pub(crate) max_age_hours: f64,
     /// How often the pruning job runs.
     pub(crate) interval_secs: u64,
     /// Events removed per transaction.
@@ -259,7 +260,8 @@ pub(crate) struct RetentionSettings {
 impl RetentionSettings {
     /// The age past which finished history is removed; `None` when retention is off.
     pub(crate) fn max_age(&self) -> Option<Duration> {
-        (self.max_age_hours > 0).then(|| Duration::from_secs(self.max_age_hours * 3600))
+        // Validation keeps the value finite, not negative and at most `MAX_AGE_HOURS`.
+        (self.max_age_hours > 0.0).then(|| Duration::from_secs_f64(self.max_age_hours * 3600.0))
     }
 
     pub(crate) fn interval(&self) -> Duration {

@@ -5,6 +5,10 @@
 use crate::config::redact::MASK;
 use crate::config::schema::Settings;
 
+/// The longest retention, in hours: about 114 years, far beyond any use and far from the
+/// largest duration a timer can hold.
+const MAX_AGE_HOURS: f64 = 1_000_000.0;
+
 impl Settings {
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if !(self.base_path.is_empty()
@@ -56,6 +60,13 @@ impl Settings {
         }
         if self.retention.batch_size == 0 {
             anyhow::bail!("retention.batch_size: must be at least 1, got 0");
+        }
+        let hours = self.retention.max_age_hours;
+        if !(0.0..=MAX_AGE_HOURS).contains(&hours) {
+            anyhow::bail!(
+                "retention.max_age_hours: must be from 0 (keep everything) to {MAX_AGE_HOURS}, \
+                 got {hours}"
+            );
         }
         if self.retention.interval_secs == 0 {
             anyhow::bail!("retention.interval_secs: must be at least 1, got 0");
