@@ -20,6 +20,7 @@ mod schema;
 #[cfg(feature = "testing")]
 pub mod snapshot;
 mod sources;
+mod sql_id;
 mod sqlite;
 mod statements;
 #[cfg(feature = "testing")]

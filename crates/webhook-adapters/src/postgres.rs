@@ -47,6 +47,7 @@ use crate::queries::{
     cancel_unleased, leased_until, prune_candidates, publish_targets, redelivery_batch,
     redelivery_candidates,
 };
+use crate::sql_id::{Id, sql_id, sql_ids};
 // The shared statements run these; the plans of the hot queries show them (tests only).
 #[cfg(feature = "testing")]
 use crate::queries::{backlog, deliveries_listing};
@@ -404,7 +405,7 @@ impl WalletRepository for PgStore {
         let mut c = self.conn().await.map_err(classified)?;
         diesel::insert_into(wallets::table)
             .values((
-                wallets::id.eq(wallet.id.to_string()),
+                wallets::id.eq(sql_id(wallet.id)),
                 wallets::name.eq(wallet.name.as_str()),
                 wallets::created_at.eq(micros(wallet.created_at)),
                 wallets::updated_at.eq(micros(wallet.updated_at)),
@@ -432,7 +433,7 @@ impl WalletRepository for PgStore {
         // The foreign key refuses an unknown wallet; no separate read needed.
         let inserted = diesel::insert_into(api_keys::table)
             .values((
-                api_keys::wallet_id.eq(&wallet),
+                api_keys::wallet_id.eq(sql_id(&wallet)),
                 api_keys::tag.eq(key.hash.tag.0.as_slice()),
                 api_keys::salt.eq(key.hash.salt.as_slice()),
                 api_keys::digest.eq(key.hash.digest.as_slice()),
@@ -506,8 +507,8 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
     let w = webhook_columns(webhook);
     diesel::insert_into(webhooks::table)
         .values((
-            webhooks::id.eq(&w.id),
-            webhooks::wallet_id.eq(&w.wallet_id),
+            webhooks::id.eq(sql_id(&w.id)),
+            webhooks::wallet_id.eq(w.wallet_id.as_ref().map(sql_id)),
             webhooks::url.eq(&w.url),
             webhooks::custom_headers.eq(&w.custom_headers),
             webhooks::event_types.eq(&w.event_types),
@@ -549,7 +550,7 @@ async fn cancel_deliveries_of(
 /// seen by what follows; one that comes after sees the change.
 async fn lock_webhook(c: &mut Conn, webhook: &str) -> Result<(), AdapterError> {
     let _: Option<String> = webhooks::table
-        .find(webhook)
+        .find(sql_id(webhook))
         .select(webhooks::id)
         .for_update()
         .first(c)
@@ -570,14 +571,14 @@ impl WebhookRepository for PgStore {
             if let (Some(limit), Some(wallet)) = (limit, webhook_columns(webhook).wallet_id) {
                 // Lock the wallet row: concurrent creates in one wallet count one at a time.
                 let _: Option<String> = wallets::table
-                    .find(&wallet)
+                    .find(sql_id(&wallet))
                     .select(wallets::id)
                     .for_update()
                     .first(c)
                     .await
                     .optional()?;
                 let count: i64 = webhooks::table
-                    .filter(webhooks::wallet_id.eq(&wallet))
+                    .filter(webhooks::wallet_id.eq(sql_id(&wallet)))
                     .filter(webhooks::deleted_at.is_null())
                     .count()
                     .get_result(c)
@@ -624,8 +625,8 @@ impl WebhookRepository for PgStore {
             lock_webhook(c, &id).await?;
             let deleted = diesel::update(
                 webhooks::table
-                    .filter(webhooks::id.eq(&id))
-                    .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                    .filter(webhooks::id.eq(sql_id(&id)))
+                    .filter(webhooks::wallet_id.eq(sql_id(wallet)))
                     .filter(webhooks::deleted_at.is_null()),
             )
             .set((
@@ -656,7 +657,7 @@ impl WebhookRepository for PgStore {
             // Only an enabled wallet webhook changes: the global one follows the configuration.
             let disabled = diesel::update(
                 webhooks::table
-                    .find(&id)
+                    .find(sql_id(&id))
                     .filter(webhooks::enabled.eq(true))
                     .filter(webhooks::wallet_id.is_not_null()),
             )
@@ -667,7 +668,11 @@ impl WebhookRepository for PgStore {
             .execute(c)
             .await?;
             if disabled == 0 {
-                let known: i64 = webhooks::table.find(&id).count().get_result(c).await?;
+                let known: i64 = webhooks::table
+                    .find(sql_id(&id))
+                    .count()
+                    .get_result(c)
+                    .await?;
                 return if known == 0 {
                     Err(AdapterError::NotFound)
                 } else {
@@ -711,7 +716,7 @@ impl WebhookRepository for PgStore {
                 // In place: what waits for it is sent with the new settings.
                 (Some(stored), Some(wanted)) => {
                     let id = stored.id.to_string();
-                    diesel::update(webhooks::table.find(&id))
+                    diesel::update(webhooks::table.find(sql_id(&id)))
                         .set((
                             WebhookSettingsChange::of(wanted),
                             webhooks::revision.eq(webhooks::revision + 1),
@@ -725,7 +730,7 @@ impl WebhookRepository for PgStore {
                 }
                 (Some(stored), None) => {
                     let id = stored.id.to_string();
-                    diesel::update(webhooks::table.find(&id))
+                    diesel::update(webhooks::table.find(sql_id(&id)))
                         .set((
                             webhooks::deleted_at.eq(Some(micros(now))),
                             webhooks::enabled.eq(false),
@@ -755,8 +760,8 @@ impl WebhookRepository for PgStore {
             // Locked, so that a concurrent change waits for this one and then finds the
             // revision it wrote.
             let (was_enabled, was_ordered, revision): (bool, bool, i64) = webhooks::table
-                .filter(webhooks::id.eq(&id))
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::id.eq(sql_id(&id)))
+                .filter(webhooks::wallet_id.eq(sql_id(wallet)))
                 .filter(webhooks::deleted_at.is_null())
                 .select((webhooks::enabled, webhooks::ordered, webhooks::revision))
                 .for_update()
@@ -767,7 +772,7 @@ impl WebhookRepository for PgStore {
             if revision != revision_column(webhook.revision) {
                 return Err(AdapterError::Stale);
             }
-            diesel::update(webhooks::table.find(&id))
+            diesel::update(webhooks::table.find(sql_id(&id)))
                 .set((
                     WebhookSettingsChange::of(webhook),
                     webhooks::revision.eq(revision + 1),
@@ -781,7 +786,7 @@ impl WebhookRepository for PgStore {
                 // The row lock made every publish that read the webhook unordered commit
                 // first: its deliveries are numbered here, in the order they were stored.
                 diesel::sql_query(NUMBER_UNORDERED)
-                    .bind::<Text, _>(&id)
+                    .bind::<Id, _>(sql_id(&id))
                     .execute(c)
                     .await?;
             }
@@ -843,10 +848,10 @@ macro_rules! earlier_events {
         // the bitmaps; with the wallet outside the OR it reads the wallet's whole range.
         events::table.filter(
             events::wallet_id
-                .eq_any($wallets)
-                .and(events::id.eq_any($ids))
+                .eq_any(sql_ids($wallets))
+                .and(events::id.eq_any(sql_ids($ids)))
                 .or(events::wallet_id
-                    .eq_any($wallets)
+                    .eq_any(sql_ids($wallets))
                     .and(events::idempotency_key.eq_any($keys))),
         )
     };
@@ -933,7 +938,7 @@ async fn insert_deliveries(c: &mut Conn, scope: &mut PublishScope) -> Result<(),
 /// to the same target waits here, so numbers follow the commit order.
 async fn number_ordered(c: &mut Conn, scope: &mut PublishScope) -> Result<(), AdapterError> {
     for (webhook, count) in scope.ordered_counts() {
-        let last: i64 = diesel::update(webhooks::table.find(&webhook))
+        let last: i64 = diesel::update(webhooks::table.find(sql_id(&webhook)))
             .set(webhooks::last_seq.eq(webhooks::last_seq + count))
             .returning(webhooks::last_seq)
             .get_result(c)
@@ -981,7 +986,7 @@ WHERE d.id = numbered.id";
 /// A row of one id column, as raw statements return it.
 #[derive(QueryableByName)]
 struct IdRow {
-    #[diesel(sql_type = Text)]
+    #[diesel(sql_type = Id)]
     id: String,
 }
 
@@ -1033,7 +1038,7 @@ fn states_sql(guard: StateGuard<'_>) -> String {
          SET state = v.state, due_at = v.due_at, attempts = v.attempts, lease_owner = NULL, \
              final_at = v.final_at, cancel_reason = v.cancel_reason, first_due = v.first_due, \
              attempts_made = v.attempts_made \
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
+         FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::text[], \
                      $7::int8[], $8::int4[]) \
               AS v (id, state, due_at, attempts, final_at, cancel_reason, first_due, \
                     attempts_made) \
@@ -1058,7 +1063,7 @@ fn bind_states<'a>(
     let mut first_due = Vec::with_capacity(changed.len());
     for delivery in changed {
         let s = DeliveryStateChange::of(delivery, None);
-        ids.push(delivery.id().to_string());
+        ids.push(sql_id(delivery.id()));
         states.push(s.state);
         due.push(s.due_at);
         attempts.push(s.attempts);
@@ -1068,7 +1073,7 @@ fn bind_states<'a>(
         first_due.push(s.first_due);
     }
     let statement = statement
-        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Id>, _>(ids)
         .bind::<Array<Text>, _>(states)
         .bind::<Array<Nullable<BigInt>>, _>(due)
         .bind::<Array<Integer>, _>(attempts)
@@ -1100,7 +1105,7 @@ fn outcomes_statement<'a>(
                                status_code, response_excerpt, error) \
          SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.outcome, \
                 a.status_code, a.response_excerpt, a.error \
-         FROM unnest($11::text[], $12::int4[], $13::int8[], $14::int8[], $15::text[], \
+         FROM unnest($11::uuid[], $12::int4[], $13::int8[], $14::int8[], $15::text[], \
                      $16::int4[], $17::text[], $18::text[]) WITH ORDINALITY \
               AS a (delivery_id, number, started_at, duration_us, outcome, status_code, \
                     response_excerpt, error, n) \
@@ -1113,7 +1118,7 @@ fn outcomes_statement<'a>(
     let statement = bind_states(diesel::sql_query(sql).into_boxed(), &changed, guard);
     let rows: Vec<NewAttempt> = records.iter().map(NewAttempt::of).collect();
     statement
-        .bind::<Array<Text>, _>(
+        .bind::<Array<Id>, _>(
             rows.iter()
                 .map(|r| r.delivery_id.clone())
                 .collect::<Vec<_>>(),
@@ -1205,8 +1210,8 @@ impl EventOutbox for PgStore {
         let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let row: DeliveryRow = deliveries::table
-                .filter(deliveries::id.eq(delivery.to_string()))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .filter(deliveries::id.eq(sql_id(delivery)))
+                .filter(deliveries::wallet_id.eq(sql_id(wallet)))
                 .select(delivery_select!())
                 .for_update()
                 .first(c)
@@ -1215,7 +1220,7 @@ impl EventOutbox for PgStore {
                 .ok_or(AdapterError::NotFound)?;
             // Shared: a delete or disable of the webhook waits for this, or this for it.
             let live: Option<bool> = webhooks::table
-                .find(&row.2)
+                .find(sql_id(&row.2))
                 .select(webhooks::enabled.and(webhooks::deleted_at.is_null()))
                 .for_share()
                 .first(c)
@@ -1312,13 +1317,8 @@ fn recent_attempts_statement(
 ) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
     diesel::sql_query(RECENT_ATTEMPTS)
         .into_boxed()
-        .bind::<Text, _>(wallet.to_string())
-        .bind::<Array<Text>, _>(
-            deliveries
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Id, _>(sql_id(wallet))
+        .bind::<Array<Id>, _>(sql_ids(deliveries))
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
@@ -1326,11 +1326,11 @@ fn recent_attempts_statement(
 /// its state and due time as they were before the claim.
 #[derive(QueryableByName)]
 struct ClaimedRow {
-    #[diesel(sql_type = Text)]
+    #[diesel(sql_type = Id)]
     id: String,
-    #[diesel(sql_type = Text)]
+    #[diesel(sql_type = Id)]
     event_id: String,
-    #[diesel(sql_type = Text)]
+    #[diesel(sql_type = Id)]
     webhook_id: String,
     #[diesel(sql_type = Text)]
     state: String,
@@ -1342,7 +1342,7 @@ struct ClaimedRow {
     attempts_made: i32,
     #[diesel(sql_type = BigInt)]
     first_due: i64,
-    #[diesel(sql_type = Text)]
+    #[diesel(sql_type = Id)]
     event_wallet_id: String,
     #[diesel(sql_type = Text)]
     event_type: String,
@@ -1350,7 +1350,7 @@ struct ClaimedRow {
     event_ts: i64,
     #[diesel(sql_type = Text)]
     event_data: String,
-    #[diesel(sql_type = Nullable<Text>)]
+    #[diesel(sql_type = Nullable<Id>)]
     webhook_wallet_id: Option<String>,
     #[diesel(sql_type = Text)]
     url: String,
@@ -1537,13 +1537,7 @@ fn claim_statement<'a>(
         .bind::<Nullable<BigInt>, _>(leased.due_at)
         .bind::<Text, _>(owner.0.as_str())
         .bind::<BigInt, _>(i64::from(request.limit))
-        .bind::<Array<Text>, _>(
-            request
-                .skip
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Id>, _>(sql_ids(&request.skip))
         .bind::<BigInt, _>(i64::from(request.per_target.max(1)))
 }
 
@@ -1555,7 +1549,7 @@ fn next_due_statement(
     diesel::sql_query(NEXT_DUE.as_str())
         .into_boxed()
         .bind::<BigInt, _>(micros(now))
-        .bind::<Array<Text>, _>(skip.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind::<Array<Id>, _>(sql_ids(skip))
         .bind::<Text, _>(DeliveryStateKind::InFlight.as_str())
 }
 
@@ -1628,8 +1622,8 @@ impl RedeliveryJobs for PgStore {
         let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let owned: i64 = webhooks::table
-                .filter(webhooks::id.eq(job.webhook_id.to_string()))
-                .filter(webhooks::wallet_id.eq(job.wallet_id.to_string()))
+                .filter(webhooks::id.eq(sql_id(job.webhook_id)))
+                .filter(webhooks::wallet_id.eq(sql_id(job.wallet_id)))
                 .count()
                 .get_result(c)
                 .await?;
@@ -1684,7 +1678,7 @@ impl RedeliveryJobs for PgStore {
             // Locking the job makes steppers of one job take turns: the second sees the
             // first's progress, and a completed job is left alone.
             let job = redelivery_jobs::table
-                .find(id.to_string())
+                .find(sql_id(id))
                 .select(RedeliveryJobRow::as_select())
                 .for_update()
                 .first(c)
@@ -1700,7 +1694,7 @@ impl RedeliveryJobs for PgStore {
             // lock makes a delete or disable wait for this step (whose requeued deliveries it
             // then cancels), and this step wait for one in progress (which it then sees).
             let webhook: Option<(bool, Option<i64>)> = webhooks::table
-                .find(job.webhook_id.to_string())
+                .find(sql_id(job.webhook_id))
                 .select((webhooks::enabled, webhooks::deleted_at))
                 .for_share()
                 .first(c)
@@ -1708,7 +1702,7 @@ impl RedeliveryJobs for PgStore {
                 .optional()?;
             if let Some(reason) = job_stop_reason(webhook) {
                 let stopped = job.stop(reason, now);
-                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                diesel::update(redelivery_jobs::table.find(sql_id(id)))
                     .set(JobProgressChange::of(&stopped))
                     .execute(c)
                     .await?;
@@ -1725,7 +1719,7 @@ impl RedeliveryJobs for PgStore {
             let changed: Vec<&Delivery> = requeued.iter().collect();
             write_states(c, &changed, StateGuard::Locked).await?;
             let stepped = job.after_step(requeued.len() as u64, now);
-            diesel::update(redelivery_jobs::table.find(id.to_string()))
+            diesel::update(redelivery_jobs::table.find(sql_id(id)))
                 .set(JobProgressChange::of(&stepped))
                 .execute(c)
                 .await?;
@@ -1816,7 +1810,7 @@ impl DeliveryQueue for PgStore {
         let mut c = self.conn().await.map_err(classified)?;
         c.transaction::<_, AdapterError, _>(async |c| {
             let state: Option<(bool, Option<i64>)> = webhooks::table
-                .find(&id)
+                .find(sql_id(&id))
                 .select((webhooks::enabled, webhooks::deleted_at))
                 .first(c)
                 .await
@@ -1858,33 +1852,34 @@ impl Retention for PgStore {
             // only ones claims touch, are never locked here.
             let finished: Vec<IdRow> = diesel::sql_query(
                 "SELECT d.id FROM deliveries AS d \
-                 JOIN unnest($1::text[], $2::text[]) AS old (wallet_id, event_id) \
+                 JOIN unnest($1::uuid[], $2::uuid[]) AS old (wallet_id, event_id) \
                    ON d.wallet_id = old.wallet_id AND d.event_id = old.event_id \
                  WHERE d.due_at IS NULL \
                  FOR UPDATE OF d",
             )
-            .bind::<Array<Text>, _>(&wallets)
-            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<Id>, _>(sql_ids(&wallets))
+            .bind::<Array<Id>, _>(sql_ids(&ids))
             .load(c)
             .await?;
             let finished: Vec<String> = finished.into_iter().map(|row| row.id).collect();
-            let attempts_removed =
-                diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(&finished)))
-                    .execute(c)
-                    .await?;
+            let attempts_removed = diesel::delete(
+                attempts::table.filter(attempts::delivery_id.eq_any(sql_ids(&finished))),
+            )
+            .execute(c)
+            .await?;
             let deliveries_removed =
-                diesel::delete(deliveries::table.filter(deliveries::id.eq_any(&finished)))
+                diesel::delete(deliveries::table.filter(deliveries::id.eq_any(sql_ids(&finished))))
                     .execute(c)
                     .await?;
             let events_removed = diesel::sql_query(
                 "DELETE FROM events AS e \
-                 USING unnest($1::text[], $2::text[]) AS old (wallet_id, id) \
+                 USING unnest($1::uuid[], $2::uuid[]) AS old (wallet_id, id) \
                  WHERE e.wallet_id = old.wallet_id AND e.id = old.id \
                    AND NOT EXISTS (SELECT 1 FROM deliveries AS d \
                                    WHERE d.wallet_id = e.wallet_id AND d.event_id = e.id)",
             )
-            .bind::<Array<Text>, _>(&wallets)
-            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<Id>, _>(sql_ids(&wallets))
+            .bind::<Array<Id>, _>(sql_ids(&ids))
             .execute(c)
             .await?;
             Ok(Pruned {

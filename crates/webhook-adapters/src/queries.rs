@@ -10,13 +10,13 @@ macro_rules! deliveries_listing {
         let filter: &webhook_ports::DeliveryFilter = $filter;
         let page: webhook_ports::Page = $page;
         let mut query = deliveries::table
-            .filter(deliveries::wallet_id.eq($wallet.to_string()))
+            .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id($wallet)))
             .into_boxed();
         if let Some(event) = filter.event_id {
-            query = query.filter(deliveries::event_id.eq(event.to_string()));
+            query = query.filter(deliveries::event_id.eq($crate::sql_id::sql_id(event)));
         }
         if let Some(webhook) = filter.webhook_id {
-            query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
         }
         if let Some(state) = filter.state {
             query = query.filter(deliveries::state.eq(state.as_str()));
@@ -52,7 +52,7 @@ macro_rules! cancel_unleased {
         let cancellable = webhook_domain::CANCELLED_WITH_TARGET.map(|kind| kind.as_str());
         diesel::update(
             deliveries::table
-                .filter(deliveries::webhook_id.eq($webhook))
+                .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
                 .filter(deliveries::due_at.is_not_null())
                 .filter(deliveries::state.eq_any(cancellable))
                 .filter(
@@ -78,7 +78,7 @@ pub(crate) use cancel_unleased;
 macro_rules! leased_until {
     ($webhook:expr, $now:expr) => {
         deliveries::table
-            .filter(deliveries::webhook_id.eq($webhook))
+            .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
             .filter(deliveries::due_at.gt($now))
             .filter(deliveries::state.eq(webhook_domain::DeliveryStateKind::InFlight.as_str()))
             .select(diesel::dsl::max(deliveries::due_at))
@@ -130,7 +130,7 @@ macro_rules! publish_targets {
             .filter(webhooks::enabled.eq(true))
             .filter(
                 webhooks::wallet_id
-                    .eq($wallet)
+                    .eq($crate::sql_id::sql_id($wallet))
                     .or(webhooks::wallet_id.is_null()),
             )
             .select(webhook_select!())
@@ -150,11 +150,11 @@ macro_rules! redelivery_candidates {
     ($window:expr) => {{
         let window: &$crate::rows::JobWindow = $window;
         deliveries::table
-            .filter(deliveries::webhook_id.eq(window.webhook_id.clone()))
+            .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(window.webhook_id.clone())))
             .filter(deliveries::state.eq($crate::queries::exhausted_literal()))
             .filter(deliveries::created_at.ge(window.since))
             .filter(deliveries::created_at.lt(window.until))
-            .filter(deliveries::wallet_id.eq(window.wallet_id.clone()))
+            .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id(window.wallet_id.clone())))
             .filter(deliveries::final_at.lt(window.created_at))
     }};
 }

@@ -18,6 +18,7 @@ use webhook_ports::{Backlog, Idempotency, Page, Published, RecentAttempts};
 use crate::schema::{
     admin_token, attempts, deliveries, entities, events, redelivery_jobs, webhooks,
 };
+use crate::sql_id::{SqlId, sql_id};
 
 /// What went wrong inside an adapter, before it is translated into a port's error (by
 /// [`crate::port_errors::Classified`], once the backend has classified a driver error).
@@ -544,8 +545,8 @@ pub(crate) fn replay(
 #[derive(Insertable)]
 #[diesel(table_name = events)]
 pub(crate) struct NewEvent {
-    id: String,
-    wallet_id: String,
+    id: SqlId,
+    wallet_id: SqlId,
     event_type: String,
     ts: i64,
     data: String,
@@ -563,8 +564,8 @@ impl NewEvent {
         now: OffsetDateTime,
     ) -> Self {
         Self {
-            id: event.id().to_string(),
-            wallet_id: event.wallet_id().to_string(),
+            id: sql_id(event.id()),
+            wallet_id: sql_id(event.wallet_id()),
             event_type: event.event_type().as_str().to_owned(),
             ts: micros(event.ts().as_datetime()),
             data: to_json(event.data()),
@@ -596,10 +597,10 @@ pub(crate) fn requeue_all(
 #[derive(Insertable)]
 #[diesel(table_name = deliveries)]
 pub(crate) struct NewDelivery {
-    id: String,
-    event_id: String,
-    webhook_id: String,
-    wallet_id: String,
+    id: SqlId,
+    event_id: SqlId,
+    webhook_id: SqlId,
+    wallet_id: SqlId,
     state: &'static str,
     due_at: Option<i64>,
     attempts: i32,
@@ -617,10 +618,10 @@ impl NewDelivery {
     pub(crate) fn of(delivery: &Delivery, wallet: WalletId, now: OffsetDateTime) -> Self {
         let state = DeliveryStateChange::of(delivery, None);
         Self {
-            id: delivery.id().to_string(),
-            event_id: delivery.event_id().to_string(),
-            webhook_id: delivery.webhook_id().to_string(),
-            wallet_id: wallet.to_string(),
+            id: sql_id(delivery.id()),
+            event_id: sql_id(delivery.event_id()),
+            webhook_id: sql_id(delivery.webhook_id()),
+            wallet_id: sql_id(wallet),
             state: state.state,
             due_at: state.due_at,
             attempts: state.attempts,
@@ -634,7 +635,7 @@ impl NewDelivery {
     }
 
     pub(crate) fn webhook_id(&self) -> &str {
-        &self.webhook_id
+        &self.webhook_id.0
     }
 
     /// Places the delivery at `seq` in its ordered target's sequence.
@@ -647,7 +648,7 @@ impl NewDelivery {
 #[derive(Insertable)]
 #[diesel(table_name = attempts)]
 pub(crate) struct NewAttempt {
-    pub(crate) delivery_id: String,
+    pub(crate) delivery_id: SqlId,
     pub(crate) number: i32,
     pub(crate) started_at: i64,
     pub(crate) duration_us: i64,
@@ -662,7 +663,7 @@ impl NewAttempt {
         let a = &record.attempt;
         let (outcome, status_code) = outcome_columns(&a.detail);
         Self {
-            delivery_id: record.delivery.id().to_string(),
+            delivery_id: sql_id(record.delivery.id()),
             number: i32::try_from(a.number).unwrap_or(i32::MAX),
             started_at: micros(a.started_at),
             duration_us: duration_micros(a.duration),
@@ -717,7 +718,7 @@ pub(crate) fn row_to_attempt(
 /// statements of `list_attempts_of` return them (ordered by delivery, then attempt).
 #[derive(Debug, QueryableByName)]
 pub(crate) struct RecentAttemptRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(sql_type = crate::sql_id::Id)]
     delivery_id: String,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     number: i32,
@@ -835,9 +836,9 @@ pub(crate) fn row_to_admin_token(
 #[derive(Debug, Insertable, Queryable, Selectable)]
 #[diesel(table_name = entities)]
 pub(crate) struct EntityRow {
-    id: String,
+    id: SqlId,
     name: String,
-    pub(crate) wallet_id: String,
+    pub(crate) wallet_id: SqlId,
     created_at: i64,
     updated_at: i64,
 }
@@ -845,9 +846,9 @@ pub(crate) struct EntityRow {
 impl EntityRow {
     pub(crate) fn of(entity: &Entity) -> Self {
         Self {
-            id: entity.id.to_string(),
+            id: sql_id(entity.id),
             name: entity.name.as_str().to_owned(),
-            wallet_id: entity.wallet_id.to_string(),
+            wallet_id: sql_id(entity.wallet_id),
             created_at: micros(entity.created_at),
             updated_at: micros(entity.updated_at),
         }
@@ -855,9 +856,9 @@ impl EntityRow {
 
     pub(crate) fn into_entity(self) -> Result<Entity, AdapterError> {
         Ok(Entity {
-            id: parse_id(&self.id)?,
+            id: parse_id(&self.id.0)?,
             name: WalletName::new(&self.name).map_err(AdapterError::corrupt)?,
-            wallet_id: parse_id(&self.wallet_id)?,
+            wallet_id: parse_id(&self.wallet_id.0)?,
             created_at: from_micros(self.created_at)?,
             updated_at: from_micros(self.updated_at)?,
         })
@@ -899,9 +900,9 @@ impl WebhookSettingsChange {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = redelivery_jobs)]
 pub(crate) struct NewRedeliveryJob {
-    id: String,
-    wallet_id: String,
-    webhook_id: String,
+    id: SqlId,
+    wallet_id: SqlId,
+    webhook_id: SqlId,
     since: i64,
     until: i64,
     state: &'static str,
@@ -936,9 +937,9 @@ fn count_column(n: u64) -> i64 {
 impl NewRedeliveryJob {
     pub(crate) fn of(job: &RedeliveryJob) -> Self {
         Self {
-            id: job.id.to_string(),
-            wallet_id: job.wallet_id.to_string(),
-            webhook_id: job.webhook_id.to_string(),
+            id: sql_id(job.id),
+            wallet_id: sql_id(job.wallet_id),
+            webhook_id: sql_id(job.webhook_id),
             since: micros(job.since),
             until: micros(job.until),
             state: job.state.as_str(),

@@ -4,8 +4,11 @@
 //! `tests/it/schema_drift.rs` fails when a migration and this module disagree.
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     wallets (id) {
-        id -> Text,
+        id -> Id,
         name -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
@@ -13,9 +16,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     api_keys (id) {
         id -> BigInt,
-        wallet_id -> Text,
+        wallet_id -> Id,
         tag -> Binary,
         salt -> Binary,
         digest -> Binary,
@@ -24,9 +30,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     webhooks (id) {
-        id -> Text,
-        wallet_id -> Nullable<Text>,
+        id -> Id,
+        wallet_id -> Nullable<Id>,
         url -> Text,
         custom_headers -> Text,
         event_types -> Nullable<Text>,
@@ -43,9 +52,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     events (wallet_id, id) {
-        id -> Text,
-        wallet_id -> Text,
+        id -> Id,
+        wallet_id -> Id,
         event_type -> Text,
         ts -> BigInt,
         data -> Text,
@@ -57,11 +69,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     deliveries (id) {
-        id -> Text,
-        event_id -> Text,
-        webhook_id -> Text,
-        wallet_id -> Text,
+        id -> Id,
+        event_id -> Id,
+        webhook_id -> Id,
+        wallet_id -> Id,
         state -> Text,
         due_at -> Nullable<BigInt>,
         attempts -> Integer,
@@ -76,9 +91,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     attempts (id) {
         id -> BigInt,
-        delivery_id -> Text,
+        delivery_id -> Id,
         number -> Integer,
         started_at -> BigInt,
         duration_us -> BigInt,
@@ -90,16 +108,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     entities (id) {
-        id -> Text,
+        id -> Id,
         name -> Text,
-        wallet_id -> Text,
+        wallet_id -> Id,
         created_at -> BigInt,
         updated_at -> BigInt,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     admin_token (id) {
         id -> BigInt,
         tag -> Binary,
@@ -110,10 +134,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_id::Id;
+
     redelivery_jobs (id) {
-        id -> Text,
-        wallet_id -> Text,
-        webhook_id -> Text,
+        id -> Id,
+        wallet_id -> Id,
+        webhook_id -> Id,
         since -> BigInt,
         until -> BigInt,
         state -> Text,

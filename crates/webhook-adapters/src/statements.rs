@@ -25,7 +25,7 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::Wallet, $crate::rows::AdapterError> {
             use $crate::schema::wallets;
             let row: (String, String, i64, i64) = wallets::table
-                .find(id.to_string())
+                .find($crate::sql_id::sql_id(id))
                 .first(c)
                 $($await)*
                 .optional()?
@@ -76,7 +76,7 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::Entity, $crate::rows::AdapterError> {
             use $crate::schema::entities;
             entities::table
-                .find(id.to_string())
+                .find($crate::sql_id::sql_id(id))
                 .select($crate::rows::EntityRow::as_select())
                 .first(c)
                 $($await)*
@@ -106,8 +106,8 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::Webhook, $crate::rows::AdapterError> {
             use $crate::schema::webhooks;
             let row: $crate::rows::WebhookRow = webhooks::table
-                .filter(webhooks::id.eq(id.to_string()))
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::id.eq($crate::sql_id::sql_id(id)))
+                .filter(webhooks::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .filter(webhooks::deleted_at.is_null())
                 .select($crate::rows::webhook_select!())
                 .first(c)
@@ -125,7 +125,7 @@ macro_rules! shared_statements {
         ) -> Result<Vec<webhook_domain::Webhook>, $crate::rows::AdapterError> {
             use $crate::schema::webhooks;
             let rows: Vec<$crate::rows::WebhookRow> = webhooks::table
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .filter(webhooks::deleted_at.is_null())
                 .order((webhooks::created_at, webhooks::id))
                 .offset($crate::rows::offset(page))
@@ -144,8 +144,8 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::Event, $crate::rows::AdapterError> {
             use $crate::schema::events;
             let row: $crate::rows::EventRow = events::table
-                .filter(events::id.eq(id.to_string()))
-                .filter(events::wallet_id.eq(wallet.to_string()))
+                .filter(events::id.eq($crate::sql_id::sql_id(id)))
+                .filter(events::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .select($crate::rows::event_select!())
                 .first(c)
                 $($await)*
@@ -162,8 +162,8 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::Delivery, $crate::rows::AdapterError> {
             use $crate::schema::deliveries;
             let row: $crate::rows::DeliveryRow = deliveries::table
-                .filter(deliveries::id.eq(id.to_string()))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .filter(deliveries::id.eq($crate::sql_id::sql_id(id)))
+                .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .select($crate::rows::delivery_select!())
                 .first(c)
                 $($await)*
@@ -198,8 +198,8 @@ macro_rules! shared_statements {
             use $crate::schema::{attempts, deliveries};
             let id = delivery.to_string();
             let owned: i64 = deliveries::table
-                .filter(deliveries::id.eq(&id))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .filter(deliveries::id.eq($crate::sql_id::sql_id(&id)))
+                .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .count()
                 .get_result(c)
                 $($await)*?;
@@ -207,7 +207,7 @@ macro_rules! shared_statements {
                 return Err($crate::rows::AdapterError::NotFound);
             }
             let rows: Vec<$crate::rows::AttemptRow> = attempts::table
-                .filter(attempts::delivery_id.eq(&id))
+                .filter(attempts::delivery_id.eq($crate::sql_id::sql_id(&id)))
                 .order(attempts::id)
                 .select($crate::rows::attempt_select!())
                 .load(c)
@@ -223,8 +223,8 @@ macro_rules! shared_statements {
         ) -> Result<webhook_domain::RedeliveryJob, $crate::rows::AdapterError> {
             use $crate::schema::redelivery_jobs;
             redelivery_jobs::table
-                .filter(redelivery_jobs::id.eq(id.to_string()))
-                .filter(redelivery_jobs::wallet_id.eq(wallet.to_string()))
+                .filter(redelivery_jobs::id.eq($crate::sql_id::sql_id(id)))
+                .filter(redelivery_jobs::wallet_id.eq($crate::sql_id::sql_id(wallet)))
                 .select($crate::rows::RedeliveryJobRow::as_select())
                 .first(c)
                 $($await)*
@@ -272,7 +272,7 @@ macro_rules! shared_statements {
             use $crate::schema::events;
             let by_key: Option<$crate::rows::EventSummary> = match idempotency {
                 Some(idem) => events::table
-                    .filter(events::wallet_id.eq(event.wallet_id().to_string()))
+                    .filter(events::wallet_id.eq($crate::sql_id::sql_id(event.wallet_id())))
                     .filter(events::idempotency_key.eq(&idem.key))
                     .select(event_summary!())
                     .first(c)
@@ -284,7 +284,7 @@ macro_rules! shared_statements {
             let earlier = match by_key {
                 Some(found) => Some(found),
                 None => events::table
-                    .find((event.wallet_id().to_string(), event.id().to_string()))
+                    .find(($crate::sql_id::sql_id(event.wallet_id()), $crate::sql_id::sql_id(event.id())))
                     .select(event_summary!())
                     .first(c)
                     $($await)*

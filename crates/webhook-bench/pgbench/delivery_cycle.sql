@@ -40,25 +40,25 @@ SELECT set_config('enable_seqscan', 'off', false),
        set_config('ceiling.ids', '{}', false), set_config('ceiling.first_dues', '{}', false);
 BEGIN;
 SELECT id, wallet_id, fingerprint, deliveries, idempotency_key FROM events
-WHERE (wallet_id = ANY(ARRAY[:wallet::text])
-       AND id = ANY(ARRAY(SELECT md5(:seed::text || '/' || n)::uuid::text
+WHERE (wallet_id = ANY(ARRAY[:wallet::uuid])
+       AND id = ANY(ARRAY(SELECT md5(:seed::text || '/' || n)::uuid
                           FROM generate_series(1, :batch::int) AS n)))
-   OR (wallet_id = ANY(ARRAY[:wallet::text]) AND idempotency_key = ANY('{}'::text[]));
+   OR (wallet_id = ANY(ARRAY[:wallet::uuid]) AND idempotency_key = ANY('{}'::text[]));
 SELECT id, wallet_id, url, custom_headers, event_types, signing_keys, retry_policy, enabled,
        ordered, rate_limit, created_at, revision
 FROM webhooks
-WHERE deleted_at IS NULL AND enabled AND (wallet_id = :wallet::text OR wallet_id IS NULL)
+WHERE deleted_at IS NULL AND enabled AND (wallet_id = :wallet::uuid OR wallet_id IS NULL)
 FOR KEY SHARE;
 INSERT INTO events (id, wallet_id, event_type, ts, data, deliveries, created_at)
-SELECT md5(:seed::text || '/' || n)::uuid::text, :wallet::text, 'ConnectionUpdated', t.now_us,
+SELECT md5(:seed::text || '/' || n)::uuid, :wallet::uuid, 'ConnectionUpdated', t.now_us,
        :data::text, 1, t.now_us
 FROM generate_series(1, :batch::int) AS n,
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us)
 ON CONFLICT DO NOTHING;
 INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at, attempts,
                         attempts_made, first_due, created_at)
-SELECT gen_random_uuid()::text, md5(:seed::text || '/' || n)::uuid::text, :webhook::text,
-       :wallet::text, 'pending', t.now_us, 0, 0, t.now_us, t.now_us
+SELECT gen_random_uuid(), md5(:seed::text || '/' || n)::uuid, :webhook::uuid,
+       :wallet::uuid, 'pending', t.now_us, 0, 0, t.now_us, t.now_us
 FROM generate_series(1, :batch::int) AS n,
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us);
 NOTIFY webhookd_due;
@@ -70,10 +70,10 @@ COMMIT;
 -- so the claim keeps the arrays in settings of the session instead. A lease of 60 s.
 WITH taken AS (
     SELECT d.id, d.due_at, d.state FROM deliveries AS d
-    WHERE d.webhook_id = :webhook::text
+    WHERE d.webhook_id = :webhook::uuid
       AND d.due_at <= (extract(epoch FROM now()) * 1000000)::int8
       AND EXISTS (SELECT 1 FROM webhooks AS w
-                  WHERE w.id = :webhook::text AND w.enabled AND w.deleted_at IS NULL)
+                  WHERE w.id = :webhook::uuid AND w.enabled AND w.deleted_at IS NULL)
     ORDER BY d.due_at
     LIMIT :batch::int
     FOR UPDATE OF d SKIP LOCKED
@@ -111,14 +111,14 @@ BEGIN;
 UPDATE deliveries AS d
 SET state = 'delivered', due_at = NULL, attempts = 1, lease_owner = NULL,
     final_at = t.now_us, cancel_reason = NULL, first_due = v.first_due, attempts_made = 1
-FROM unnest(current_setting('ceiling.ids')::text[],
+FROM unnest(current_setting('ceiling.ids')::uuid[],
             current_setting('ceiling.first_dues')::int8[]) AS v (id, first_due),
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us)
 WHERE d.id = v.id AND d.state = 'in_flight' AND d.lease_owner = 'pgbench-' || :client_id::text
 RETURNING d.id;
 INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, status_code)
 SELECT v.id, 1, t.now_us, 1000, 'response', 200
-FROM unnest(current_setting('ceiling.ids')::text[]) AS v (id),
+FROM unnest(current_setting('ceiling.ids')::uuid[]) AS v (id),
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us);
 COMMIT;
 \endpipeline

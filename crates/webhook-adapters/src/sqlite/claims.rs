@@ -18,6 +18,7 @@ use webhook_ports::ClaimRequest;
 
 use crate::rows::{AdapterError, DeliveryRow, WebhookRow, micros, row_to_webhook};
 use crate::schema::{deliveries, webhooks};
+use crate::sql_id::{sql_id, sql_ids};
 
 /// A delivery row with its wallet, which finds its event (event ids are unique per wallet).
 pub(super) type CandidateRow = (DeliveryRow, String);
@@ -35,7 +36,7 @@ macro_rules! next_target {
     ($after:expr) => {
         deliveries::table
             .filter(deliveries::due_at.is_not_null())
-            .filter(deliveries::webhook_id.gt($after))
+            .filter(deliveries::webhook_id.gt(sql_id($after)))
             .order((deliveries::webhook_id, deliveries::due_at))
             .select((deliveries::webhook_id, deliveries::due_at))
             .limit(1)
@@ -46,7 +47,7 @@ macro_rules! next_target {
 macro_rules! ordered_head {
     ($webhook:expr) => {
         deliveries::table
-            .filter(deliveries::webhook_id.eq($webhook))
+            .filter(deliveries::webhook_id.eq(sql_id($webhook)))
             .filter(deliveries::due_at.is_not_null())
             .filter(deliveries::seq.is_not_null())
             .order(deliveries::seq)
@@ -59,7 +60,7 @@ macro_rules! ordered_head {
 macro_rules! due_of_target {
     ($webhook:expr, $now:expr, $limit:expr) => {
         deliveries::table
-            .filter(deliveries::webhook_id.eq($webhook))
+            .filter(deliveries::webhook_id.eq(sql_id($webhook)))
             .filter(deliveries::due_at.le($now))
             .order(deliveries::due_at)
             .limit($limit)
@@ -94,7 +95,7 @@ fn live(
         .filter(|id| !skip.iter().any(|s| s == id))
         .collect();
     let rows: Vec<WebhookRow> = webhooks::table
-        .filter(webhooks::id.eq_any(&ids))
+        .filter(webhooks::id.eq_any(sql_ids(&ids)))
         .filter(webhooks::enabled.eq(true))
         .filter(webhooks::deleted_at.is_null())
         .select(crate::rows::webhook_select!())
@@ -114,7 +115,7 @@ fn sweep_dead_targets(
 ) -> Result<(), AdapterError> {
     let ids: Vec<&str> = targets.iter().map(|(id, _)| id.as_str()).collect();
     let dead: Vec<(String, Option<i64>)> = webhooks::table
-        .filter(webhooks::id.eq_any(&ids))
+        .filter(webhooks::id.eq_any(sql_ids(&ids)))
         .filter(
             webhooks::deleted_at
                 .is_not_null()

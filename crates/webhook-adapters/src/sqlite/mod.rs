@@ -46,6 +46,7 @@ use crate::queries::{
     cancel_unleased, leased_until, prune_candidates, publish_targets, redelivery_batch,
     redelivery_candidates,
 };
+use crate::sql_id::{sql_id, sql_ids};
 // The shared statements run these; the plans of the hot queries show them (tests only).
 #[cfg(feature = "testing")]
 use crate::queries::{backlog, deliveries_listing};
@@ -320,8 +321,8 @@ impl SqliteStore {
 macro_rules! events_of_batch {
     ($wallets:expr, $ids:expr) => {
         events::table
-            .filter(events::wallet_id.eq_any($wallets))
-            .filter(events::id.eq_any($ids))
+            .filter(events::wallet_id.eq_any(sql_ids($wallets)))
+            .filter(events::id.eq_any(sql_ids($ids)))
     };
 }
 
@@ -411,7 +412,7 @@ impl webhook_ports::StorageLifecycle for SqliteStore {
 impl WalletRepository for SqliteStore {
     async fn create_wallet(&self, wallet: &Wallet) -> Result<(), WalletStoreError> {
         let row = (
-            wallets::id.eq(wallet.id.to_string()),
+            wallets::id.eq(sql_id(wallet.id)),
             wallets::name.eq(wallet.name.as_str().to_owned()),
             wallets::created_at.eq(micros(wallet.created_at)),
             wallets::updated_at.eq(micros(wallet.updated_at)),
@@ -443,14 +444,14 @@ impl WalletRepository for SqliteStore {
     async fn add_api_key(&self, key: &StoredApiKey) -> Result<(), WalletStoreError> {
         let wallet = key.wallet_id.to_string();
         let row = (
-            api_keys::wallet_id.eq(wallet.clone()),
+            api_keys::wallet_id.eq(sql_id(wallet.clone())),
             api_keys::tag.eq(key.hash.tag.0.to_vec()),
             api_keys::salt.eq(key.hash.salt.to_vec()),
             api_keys::digest.eq(key.hash.digest.to_vec()),
             api_keys::created_at.eq(micros(key.created_at)),
         );
         self.transaction(move |c| {
-            let exists: i64 = wallets::table.find(&wallet).count().get_result(c)?;
+            let exists: i64 = wallets::table.find(sql_id(&wallet)).count().get_result(c)?;
             if exists == 0 {
                 return Err(AdapterError::NotFound);
             }
@@ -473,7 +474,10 @@ impl WalletRepository for SqliteStore {
         let row = EntityRow::of(entity);
         let id = entity.id;
         self.transaction(move |c| {
-            let exists: i64 = wallets::table.find(&row.wallet_id).count().get_result(c)?;
+            let exists: i64 = wallets::table
+                .find(sql_id(&row.wallet_id))
+                .count()
+                .get_result(c)?;
             if exists == 0 {
                 return Err(AdapterError::NotFound);
             }
@@ -521,8 +525,8 @@ fn insert_webhook(c: &mut SqliteConnection, webhook: &Webhook) -> Result<(), Ada
     let id = w.id.clone();
     diesel::insert_into(webhooks::table)
         .values((
-            webhooks::id.eq(w.id),
-            webhooks::wallet_id.eq(w.wallet_id),
+            webhooks::id.eq(sql_id(w.id)),
+            webhooks::wallet_id.eq(w.wallet_id.map(sql_id)),
             webhooks::url.eq(w.url),
             webhooks::custom_headers.eq(w.custom_headers),
             webhooks::event_types.eq(w.event_types),
@@ -557,19 +561,19 @@ fn cancel_deliveries_of(
 /// one writer at a time: no publish can interleave.
 fn number_unordered(c: &mut SqliteConnection, webhook: &str) -> Result<(), AdapterError> {
     let waiting: Vec<String> = deliveries::table
-        .filter(deliveries::webhook_id.eq(webhook))
+        .filter(deliveries::webhook_id.eq(sql_id(webhook)))
         .filter(deliveries::due_at.is_not_null())
         .filter(deliveries::seq.is_null())
         .order((deliveries::created_at, deliveries::id))
         .select(deliveries::id)
         .load(c)?;
     let count = i64::try_from(waiting.len()).map_err(AdapterError::corrupt)?;
-    let last: i64 = diesel::update(webhooks::table.find(webhook))
+    let last: i64 = diesel::update(webhooks::table.find(sql_id(webhook)))
         .set(webhooks::last_seq.eq(webhooks::last_seq + count))
         .returning(webhooks::last_seq)
         .get_result(c)?;
     for (seq, id) in (last - count + 1..).zip(&waiting) {
-        diesel::update(deliveries::table.find(id))
+        diesel::update(deliveries::table.find(sql_id(id)))
             .set(deliveries::seq.eq(Some(seq)))
             .execute(c)?;
     }
@@ -587,7 +591,7 @@ impl WebhookRepository for SqliteStore {
         self.transaction(move |c| {
             if let (Some(limit), Some(wallet)) = (limit, webhook_columns(&webhook).wallet_id) {
                 let count: i64 = webhooks::table
-                    .filter(webhooks::wallet_id.eq(wallet))
+                    .filter(webhooks::wallet_id.eq(sql_id(wallet)))
                     .filter(webhooks::deleted_at.is_null())
                     .count()
                     .get_result(c)?;
@@ -631,8 +635,8 @@ impl WebhookRepository for SqliteStore {
             let id = id.to_string();
             let deleted = diesel::update(
                 webhooks::table
-                    .filter(webhooks::id.eq(&id))
-                    .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                    .filter(webhooks::id.eq(sql_id(&id)))
+                    .filter(webhooks::wallet_id.eq(sql_id(wallet)))
                     .filter(webhooks::deleted_at.is_null()),
             )
             .set((
@@ -660,7 +664,7 @@ impl WebhookRepository for SqliteStore {
             // Only an enabled wallet webhook changes: the global one follows the configuration.
             let disabled = diesel::update(
                 webhooks::table
-                    .find(&id)
+                    .find(sql_id(&id))
                     .filter(webhooks::enabled.eq(true))
                     .filter(webhooks::wallet_id.is_not_null()),
             )
@@ -670,7 +674,7 @@ impl WebhookRepository for SqliteStore {
             ))
             .execute(c)?;
             if disabled == 0 {
-                let known: i64 = webhooks::table.find(&id).count().get_result(c)?;
+                let known: i64 = webhooks::table.find(sql_id(&id)).count().get_result(c)?;
                 return if known == 0 {
                     Err(AdapterError::NotFound)
                 } else {
@@ -704,7 +708,7 @@ impl WebhookRepository for SqliteStore {
                 // In place: what waits for it is sent with the new settings.
                 (Some(stored), Some(wanted)) => {
                     let id = stored.id.to_string();
-                    diesel::update(webhooks::table.find(&id))
+                    diesel::update(webhooks::table.find(sql_id(&id)))
                         .set((
                             WebhookSettingsChange::of(&wanted),
                             webhooks::revision.eq(webhooks::revision + 1),
@@ -717,7 +721,7 @@ impl WebhookRepository for SqliteStore {
                 }
                 (Some(stored), None) => {
                     let id = stored.id.to_string();
-                    diesel::update(webhooks::table.find(&id))
+                    diesel::update(webhooks::table.find(sql_id(&id)))
                         .set((
                             webhooks::deleted_at.eq(Some(micros(now))),
                             webhooks::enabled.eq(false),
@@ -748,8 +752,8 @@ impl WebhookRepository for SqliteStore {
         // The immediate transaction makes the check and the write one step for every writer.
         self.transaction(move |c| {
             let (was_enabled, was_ordered, revision): (bool, bool, i64) = webhooks::table
-                .filter(webhooks::id.eq(&id))
-                .filter(webhooks::wallet_id.eq(wallet.to_string()))
+                .filter(webhooks::id.eq(sql_id(&id)))
+                .filter(webhooks::wallet_id.eq(sql_id(wallet)))
                 .filter(webhooks::deleted_at.is_null())
                 .select((webhooks::enabled, webhooks::ordered, webhooks::revision))
                 .first(c)
@@ -758,7 +762,7 @@ impl WebhookRepository for SqliteStore {
             if revision != read_at {
                 return Err(AdapterError::Stale);
             }
-            diesel::update(webhooks::table.find(&id))
+            diesel::update(webhooks::table.find(sql_id(&id)))
                 .set((settings, webhooks::revision.eq(revision + 1)))
                 .execute(c)?;
             if was_enabled && disables {
@@ -777,7 +781,7 @@ impl WebhookRepository for SqliteStore {
 /// Writes a delivery's new state (lease given up) whatever its current one: for requeues,
 /// which read the row in the same transaction.
 fn write_state(c: &mut SqliteConnection, delivery: &Delivery) -> Result<(), AdapterError> {
-    diesel::update(deliveries::table.find(delivery.id().to_string()))
+    diesel::update(deliveries::table.find(sql_id(delivery.id())))
         .set(DeliveryStateChange::of(delivery, None))
         .execute(c)?;
     Ok(())
@@ -817,7 +821,7 @@ fn insert_deliveries(
 ) -> Result<(), AdapterError> {
     // Writers take turns on SQLite's lock: a sequence drawn here follows the commit order.
     for (webhook, count) in scope.ordered_counts() {
-        let last: i64 = diesel::update(webhooks::table.find(&webhook))
+        let last: i64 = diesel::update(webhooks::table.find(sql_id(&webhook)))
             .set(webhooks::last_seq.eq(webhooks::last_seq + count))
             .returning(webhooks::last_seq)
             .get_result(c)?;
@@ -875,7 +879,7 @@ fn write_leased_state(
 ) -> Result<bool, AdapterError> {
     let n = diesel::update(
         deliveries::table
-            .filter(deliveries::id.eq(delivery.id().to_string()))
+            .filter(deliveries::id.eq(sql_id(delivery.id())))
             .filter(deliveries::state.eq(DeliveryStateKind::InFlight.as_str()))
             .filter(deliveries::lease_owner.eq(owner)),
     )
@@ -957,14 +961,14 @@ impl EventOutbox for SqliteStore {
     ) -> Result<Delivery, OutboxError> {
         self.transaction(move |c| {
             let row: DeliveryRow = deliveries::table
-                .filter(deliveries::id.eq(delivery.to_string()))
-                .filter(deliveries::wallet_id.eq(wallet.to_string()))
+                .filter(deliveries::id.eq(sql_id(delivery)))
+                .filter(deliveries::wallet_id.eq(sql_id(wallet)))
                 .select(delivery_select!())
                 .first(c)
                 .optional()?
                 .ok_or(AdapterError::NotFound)?;
             let live: Option<bool> = webhooks::table
-                .find(&row.2)
+                .find(sql_id(&row.2))
                 .select(webhooks::enabled.and(webhooks::deleted_at.is_null()))
                 .first(c)
                 .optional()?;
@@ -1026,8 +1030,8 @@ impl RedeliveryJobs for SqliteStore {
         let job = job.clone();
         self.transaction(move |c| {
             let owned: i64 = webhooks::table
-                .filter(webhooks::id.eq(job.webhook_id.to_string()))
-                .filter(webhooks::wallet_id.eq(job.wallet_id.to_string()))
+                .filter(webhooks::id.eq(sql_id(job.webhook_id)))
+                .filter(webhooks::wallet_id.eq(sql_id(job.wallet_id)))
                 .count()
                 .get_result(c)?;
             if owned == 0 {
@@ -1075,7 +1079,7 @@ impl RedeliveryJobs for SqliteStore {
         // One immediate transaction: steppers of a job (and every other writer) take turns.
         self.transaction(move |c| {
             let job = redelivery_jobs::table
-                .find(id.to_string())
+                .find(sql_id(id))
                 .select(RedeliveryJobRow::as_select())
                 .first(c)
                 .optional()?
@@ -1088,13 +1092,13 @@ impl RedeliveryJobs for SqliteStore {
             // A job of a webhook that was deleted or disabled requeues nothing more; the
             // immediate transaction orders this check with every delete and disable.
             let webhook: Option<(bool, Option<i64>)> = webhooks::table
-                .find(job.webhook_id.to_string())
+                .find(sql_id(job.webhook_id))
                 .select((webhooks::enabled, webhooks::deleted_at))
                 .first(c)
                 .optional()?;
             if let Some(reason) = job_stop_reason(webhook) {
                 let stopped = job.stop(reason, now);
-                diesel::update(redelivery_jobs::table.find(id.to_string()))
+                diesel::update(redelivery_jobs::table.find(sql_id(id)))
                     .set(JobProgressChange::of(&stopped))
                     .execute(c)?;
                 return Ok(stopped);
@@ -1105,7 +1109,7 @@ impl RedeliveryJobs for SqliteStore {
                 write_state(c, delivery)?;
             }
             let stepped = job.after_step(requeued.len() as u64, now);
-            diesel::update(redelivery_jobs::table.find(id.to_string()))
+            diesel::update(redelivery_jobs::table.find(sql_id(id)))
                 .set(JobProgressChange::of(&stepped))
                 .execute(c)?;
             Ok(stepped)
@@ -1133,7 +1137,7 @@ impl DeliveryQueue for SqliteStore {
                 let delivery = row_to_delivery(row)?
                     .claim(now, leased_until)
                     .map_err(AdapterError::corrupt)?;
-                diesel::update(deliveries::table.find(&row.0))
+                diesel::update(deliveries::table.find(sql_id(&row.0)))
                     .set(DeliveryStateChange::of(&delivery, Some(owner.clone())))
                     .execute(c)?;
                 leased.push((delivery, crate::rows::parse_id::<WalletId>(wallet)?));
@@ -1153,7 +1157,7 @@ impl DeliveryQueue for SqliteStore {
                     .collect::<Result<_, _>>()?;
             let webhook_ids: Vec<&str> = rows.iter().map(|(r, _)| r.2.as_str()).collect();
             let targets: HashMap<WebhookId, Webhook> = webhooks::table
-                .filter(webhooks::id.eq_any(&webhook_ids))
+                .filter(webhooks::id.eq_any(sql_ids(&webhook_ids)))
                 .select(webhook_select!())
                 .load::<WebhookRow>(c)?
                 .into_iter()
@@ -1246,7 +1250,7 @@ impl DeliveryQueue for SqliteStore {
         let id = webhook.to_string();
         self.transaction(move |c| {
             let state: Option<(bool, Option<i64>)> = webhooks::table
-                .find(&id)
+                .find(sql_id(&id))
                 .select((webhooks::enabled, webhooks::deleted_at))
                 .first(c)
                 .optional()?;
@@ -1291,8 +1295,8 @@ impl Retention for SqliteStore {
             for (wallet, ids) in &by_wallet {
                 let of_batch = || {
                     deliveries::table
-                        .filter(deliveries::wallet_id.eq(wallet))
-                        .filter(deliveries::event_id.eq_any(ids))
+                        .filter(deliveries::wallet_id.eq(sql_id(wallet)))
+                        .filter(deliveries::event_id.eq_any(sql_ids(ids)))
                 };
                 attempts_removed += diesel::delete(
                     attempts::table
@@ -1302,8 +1306,8 @@ impl Retention for SqliteStore {
                 deliveries_removed += diesel::delete(of_batch()).execute(c)?;
                 events_removed += diesel::delete(
                     events::table
-                        .filter(events::wallet_id.eq(wallet))
-                        .filter(events::id.eq_any(ids)),
+                        .filter(events::wallet_id.eq(sql_id(wallet)))
+                        .filter(events::id.eq_any(sql_ids(ids))),
                 )
                 .execute(c)?;
             }

@@ -548,3 +548,49 @@ async fn the_queue_tables_are_vacuumed_early() {
         }
     }
 }
+
+/// The migration to native `uuid` ids keeps every row, and so does its way back: deliveries
+/// stored with uuid ids survive the down migration (to text) and the up migration again, and
+/// read back the same through the store.
+#[tokio::test]
+async fn native_ids_migrate_both_ways_without_losing_rows() {
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+    const UP: &str = include_str!("../../migrations/postgres/2026-12-05-000000_native_ids/up.sql");
+    const DOWN: &str =
+        include_str!("../../migrations/postgres/2026-12-05-000000_native_ids/down.sql");
+    #[derive(diesel::QueryableByName)]
+    struct Type {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data_type: String,
+    }
+    async fn id_type(conn: &mut diesel_async::AsyncPgConnection) -> String {
+        let found: Vec<Type> = diesel::sql_query(
+            "SELECT data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'deliveries' \
+               AND column_name = 'id'",
+        )
+        .load(conn)
+        .await
+        .unwrap();
+        found[0].data_type.clone()
+    }
+    let Some((schema, store)) = fresh().await else {
+        return;
+    };
+    let wallet = wallet_with_webhooks(&store, 3).await;
+    for _ in 0..4 {
+        store.publish(&event(wallet), None, T0).await.unwrap();
+    }
+    let listed = || store.list_deliveries(wallet, DeliveryFilter::default(), Page::first(100));
+    let before = listed().await.unwrap();
+    assert_eq!(before.len(), 12);
+    let mut conn = diesel_async::AsyncPgConnection::establish(&schema.url())
+        .await
+        .unwrap();
+    assert_eq!(id_type(&mut conn).await, "uuid");
+    conn.batch_execute(DOWN).await.unwrap();
+    assert_eq!(id_type(&mut conn).await, "text");
+    conn.batch_execute(UP).await.unwrap();
+    assert_eq!(id_type(&mut conn).await, "uuid");
+    assert_eq!(listed().await.unwrap(), before);
+}

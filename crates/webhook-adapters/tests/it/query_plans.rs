@@ -15,31 +15,67 @@ use webhook_domain::{EventId, WalletId, WebhookId};
 const WALLET: &str = "00000000-0000-4000-8000-00000000000a";
 const OTHER: &str = "00000000-0000-4000-8000-00000000000b";
 
-/// Portable SQL (PostgreSQL and SQLite) that loads two wallets, 100 webhooks, 5,000 events and
+/// How each backend spells what the loading SQL needs: PostgreSQL's ids are `uuid`s, SQLite's
+/// text, and their string functions differ.
+#[derive(Clone, Copy)]
+enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// An id made of a kind (one hex digit) and the number `n` (an SQL expression).
+    fn id(self, kind: char, n: &str) -> String {
+        let prefix = format!("{kind}0000000-0000-4000-8000-");
+        match self {
+            Dialect::Postgres => format!("('{prefix}' || lpad(({n})::text, 12, '0'))::uuid"),
+            Dialect::Sqlite => format!("'{prefix}' || substr('000000000000' || ({n}), -12, 12)"),
+        }
+    }
+
+    /// The text expression `text` as an id.
+    fn uuid(self, text: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({text})::uuid"),
+            Dialect::Sqlite => text.to_owned(),
+        }
+    }
+}
+
+/// SQL in each backend's dialect that loads two wallets, 100 webhooks, 5,000 events and
 /// 50,000 deliveries of which the last 1,000 are due, with one attempt per finished delivery.
-fn load_sql() -> String {
-    let wallet_of = |n: &str| format!("CASE WHEN {n} % 2 = 0 THEN '{WALLET}' ELSE '{OTHER}' END");
+fn load_sql(d: Dialect) -> String {
+    let wallet_of = |n: &str| {
+        d.uuid(&format!(
+            "CASE WHEN {n} % 2 = 0 THEN '{WALLET}' ELSE '{OTHER}' END"
+        ))
+    };
     let series = |max: u32| {
         format!("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {max})")
     };
     format!(
         "INSERT INTO wallets VALUES ('{WALLET}', 'a', 0, 0), ('{OTHER}', 'b', 0, 0);
          {webhooks} INSERT INTO webhooks (id, wallet_id, url, custom_headers, enabled, created_at)
-             SELECT 'h' || n, {hook_wallet}, 'http://127.0.0.1:9/', '{{}}', TRUE, n FROM g;
+             SELECT {hook_id}, {hook_wallet}, 'http://127.0.0.1:9/', '{{}}', TRUE, n FROM g;
          {events} INSERT INTO events (id, wallet_id, event_type, ts, data, deliveries, created_at)
-             SELECT 'e' || n, {event_wallet}, 'load.test', n, '{{}}', 10, n FROM g;
+             SELECT {event_id}, {event_wallet}, 'load.test', n, '{{}}', 10, n FROM g;
          {deliveries} INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at,
                  attempts, final_at, first_due, created_at)
-             SELECT 'd' || n, 'e' || ((n - 1) / 10 + 1), 'h' || ((n - 1) % 100 + 1),
+             SELECT {delivery_id}, {delivery_event}, {delivery_hook},
                  {delivery_wallet},
                  CASE WHEN n > 49000 THEN 'pending' ELSE 'delivered' END,
                  CASE WHEN n > 49000 THEN n ELSE NULL END, 1,
                  CASE WHEN n > 49000 THEN NULL ELSE n END, n, n FROM g;
          {attempts} INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome,
                  status_code)
-             SELECT 'd' || n, 1, n, 1000, 'response', 200 FROM g;
+             SELECT {delivery_id}, 1, n, 1000, 'response', 200 FROM g;
          ANALYZE;",
         webhooks = series(100),
+        hook_id = d.id('c', "n"),
+        event_id = d.id('e', "n"),
+        delivery_id = d.id('d', "n"),
+        delivery_event = d.id('e', "(n - 1) / 10 + 1"),
+        delivery_hook = d.id('c', "(n - 1) % 100 + 1"),
         hook_wallet = wallet_of("n"),
         events = series(5_000),
         event_wallet = wallet_of("n"),
@@ -83,7 +119,7 @@ async fn sqlite_hot_queries_search_indexes() {
     let store = SqliteStore::open(&path, 1).await.unwrap();
     store.migrate().await.unwrap();
     let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&load_sql()).unwrap();
+    conn.batch_execute(&load_sql(Dialect::Sqlite)).unwrap();
     let (wallet, event, webhook, before) = arguments();
     let plans = store
         .explain_hot_queries(wallet, event, webhook, before)
@@ -157,7 +193,9 @@ async fn postgres_hot_queries_use_indexes() {
     let store = PgStore::connect(&schema.url(), 1).await.unwrap();
     store.migrate().await.unwrap();
     let mut conn = AsyncPgConnection::establish(&schema.url()).await.unwrap();
-    conn.batch_execute(&load_sql()).await.unwrap();
+    conn.batch_execute(&load_sql(Dialect::Postgres))
+        .await
+        .unwrap();
     let (wallet, event, webhook, before) = arguments();
     let plans = store
         .explain_hot_queries(wallet, event, webhook, before)
@@ -202,7 +240,7 @@ const NOW: i64 = 1_000_000_000_000;
 /// whose first delivery waits for a retry far in the future with 99,999 due behind it; wallet
 /// B holds one due delivery, due after all of them, so that a walk in due order would meet
 /// every other row first.
-fn backlog_sql() -> String {
+fn backlog_sql(d: Dialect) -> String {
     let series = |max: u32| {
         format!("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {max})")
     };
@@ -214,16 +252,16 @@ fn backlog_sql() -> String {
                 ('{ORDERED}', '{WALLET}', 'http://127.0.0.1:9/', '{{}}', TRUE, 0, TRUE, 100000),
                 ('{B_HOOK}', '{OTHER}', 'http://127.0.0.1:9/', '{{}}', TRUE, 0, FALSE, 0);
          {events} INSERT INTO events (id, wallet_id, event_type, ts, data, deliveries, created_at)
-             SELECT 'e' || n, '{WALLET}', 'load.test', n, '{{}}', 200, n FROM g;
+             SELECT {event_id}, '{WALLET}', 'load.test', n, '{{}}', 200, n FROM g;
          INSERT INTO events (id, wallet_id, event_type, ts, data, deliveries, created_at)
              VALUES ('{B_EVENT}', '{OTHER}', 'load.test', 1, '{{}}', 1, 1);
          {rows} INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at,
                  attempts, first_due, created_at)
-             SELECT 'dd' || n, 'e' || (n % 1000 + 1), '{DOWN}', '{WALLET}', 'pending', n, 0, n,
+             SELECT {down_id}, {delivery_event}, '{DOWN}', '{WALLET}', 'pending', n, 0, n,
                  n FROM g;
          {rows} INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at,
                  attempts, first_due, created_at, seq)
-             SELECT 'do' || n, 'e' || (n % 1000 + 1), '{ORDERED}', '{WALLET}',
+             SELECT {ordered_id}, {delivery_event}, '{ORDERED}', '{WALLET}',
                  CASE WHEN n = 1 THEN 'retry_scheduled' ELSE 'pending' END,
                  CASE WHEN n = 1 THEN {FUTURE} ELSE n END, 0, n, n, n FROM g;
          INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at, attempts,
@@ -233,6 +271,10 @@ fn backlog_sql() -> String {
          ANALYZE;",
         events = series(1_000),
         rows = series(100_000),
+        event_id = d.id('e', "n"),
+        down_id = d.id('a', "n"),
+        ordered_id = d.id('b', "n"),
+        delivery_event = d.id('e', "n % 1000 + 1"),
     )
 }
 
@@ -294,7 +336,9 @@ async fn postgres_claims_never_walk_other_targets_backlogs() {
     let store = PgStore::connect(&schema.url(), 2).await.unwrap();
     store.migrate().await.unwrap();
     let mut conn = AsyncPgConnection::establish(&schema.url()).await.unwrap();
-    conn.batch_execute(&backlog_sql()).await.unwrap();
+    conn.batch_execute(&backlog_sql(Dialect::Postgres))
+        .await
+        .unwrap();
     for (name, plan) in store
         .explain_analyze_claim(&isolation_claim())
         .await
@@ -322,7 +366,7 @@ async fn sqlite_claims_never_walk_other_targets_backlogs() {
     let store = SqliteStore::open(&path, 1).await.unwrap();
     store.migrate().await.unwrap();
     let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&backlog_sql()).unwrap();
+    conn.batch_execute(&backlog_sql(Dialect::Sqlite)).unwrap();
     let (wallet, event, _, before) = arguments();
     let plans = store
         .explain_hot_queries(wallet, event, hook(DOWN), before)
