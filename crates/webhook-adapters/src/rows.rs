@@ -1,5 +1,6 @@
 //! Translation between domain values and column values, shared by the SQL adapters: times as
-//! microseconds since the epoch, ids as hyphenated UUID text, structured settings as JSON text.
+//! microseconds since the epoch, ids as hyphenated UUID text (bound as [`SqlId`], which
+//! PostgreSQL stores as `uuid`), structured settings as JSON text.
 
 use std::collections::HashMap;
 use std::time::Duration;

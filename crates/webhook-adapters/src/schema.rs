@@ -1,6 +1,7 @@
 //! The diesel schema, one for both backends: the PostgreSQL and SQLite migrations declare the
-//! same tables with the same portable column types (ids as UUID text, times as BIGINT
-//! microseconds since the epoch, structured settings as JSON text), so row conversion is shared.
+//! same tables with the same column types (times as BIGINT microseconds since the epoch,
+//! structured settings as JSON text), except ids: native `uuid` on PostgreSQL, text on SQLite,
+//! both the schema's [`Id`](crate::sql_id::Id) type. So row conversion is shared.
 //! `tests/it/schema_drift.rs` fails when a migration and this module disagree.
 
 diesel::table! {
