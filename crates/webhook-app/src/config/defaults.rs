@@ -45,7 +45,7 @@ connect_timeout_ms = 2000
 [retention]
 max_age_hours = 720
 interval_secs = 600
-batch_size = 1000
+batch_size = 100
 
 [identus]
 default_wallet_enabled = true

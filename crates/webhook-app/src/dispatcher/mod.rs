@@ -101,7 +101,8 @@ type ClaimTask = tokio::task::JoinHandle<(
     OffsetDateTime,
 )>;
 
-/// Outcome writes outstanding at once; a further batch waits for one of them.
+/// Outcome writes outstanding at once; outcomes that finish meanwhile gather and are written
+/// together once one of them ends.
 const MAX_WRITES_IN_FLIGHT: usize = 2;
 
 /// A failed outcome write is tried again after this long, doubling up to [`WRITE_RETRY_MAX`].
@@ -311,7 +312,14 @@ impl Dispatcher {
                 p.claiming = Some(self.start_claim(&p, room));
             }
             self.hand_back_expiring(&mut p).await;
-            let flush_at = p.first_record_at.map(|t| t + self.config.record_delay);
+            // While the most writes are under way, outcomes gather for the next one (the
+            // loop goes on claiming and starting attempts) instead of the loop waiting for a
+            // write: a burst of answers is then written in a few large statements.
+            let can_write = p.writes.len() < MAX_WRITES_IN_FLIGHT;
+            let flush_at = p
+                .first_record_at
+                .filter(|_| can_write)
+                .map(|t| t + self.config.record_delay);
             // A rate limit that will let a waiting delivery start.
             let rate_at = p.slots.next_rate_start().map(|at| {
                 let wait = Duration::try_from(at - self.clock.now()).unwrap_or(Duration::ZERO);
@@ -385,9 +393,10 @@ impl Dispatcher {
                 }
                 () = sleep_until_opt(timer), if timer.is_some() => {}
             }
-            if p.records.len() >= self.config.record_batch
-                || flush_at.is_some_and(|at| Instant::now() >= at)
-                || (p.attempts.is_empty() && !p.records.is_empty())
+            if p.writes.len() < MAX_WRITES_IN_FLIGHT
+                && (p.records.len() >= self.config.record_batch
+                    || flush_at.is_some_and(|at| Instant::now() >= at)
+                    || (p.attempts.is_empty() && !p.records.is_empty()))
             {
                 claim_now |= self.flush(&mut p).await;
             }
@@ -1204,6 +1213,65 @@ mod tests {
             },
         );
         c
+    }
+
+    /// A burst of answers while the outcome writes are slow: the dispatcher does not wait for
+    /// a write before gathering the next outcomes, so later writes carry more than a
+    /// `record_batch` each, and every outcome is written exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn outcomes_gather_while_writes_are_slow_and_each_is_written_once() {
+        const DELIVERIES: u128 = 64;
+        let target = WebhookId::from_uuid(uuid::Uuid::from_u128(300));
+        let batch: Vec<_> = (0..DELIVERIES).map(|n| claimed_for(target, n)).collect();
+        let stored = Arc::new(std::sync::Mutex::new(batch));
+        let mut queue = MockDeliveryQueue::new();
+        queue.expect_claim_due().returning(move |_, request| {
+            let mut stored = stored.lock().unwrap();
+            let take = stored.len().min(request.limit as usize);
+            Ok(stored.drain(..take).collect())
+        });
+        queue.expect_next_due_at().returning(|_, _| Ok(None));
+        let (records_tx, mut recorded) = tokio::sync::mpsc::unbounded_channel();
+        queue.expect_record_attempts().returning(move |_, batch| {
+            // A slow database: each write takes 100 ms (a worker thread of its own).
+            std::thread::sleep(Duration::from_millis(100));
+            records_tx.send(batch.to_vec()).unwrap();
+            Ok(Vec::new())
+        });
+        queue.expect_release().returning(|_, _| Ok(()));
+        let mut transport = MockDestination::new();
+        transport
+            .expect_send()
+            .returning(|_, _, _| report(status(200)));
+        let dispatcher = dispatcher(
+            queue,
+            MockWebhookRepository::new(),
+            Arc::new(transport),
+            usize::try_from(DELIVERIES).unwrap(),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(Arc::new(Notify::new()), stopped));
+        let mut sizes = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        while ids.len() < DELIVERIES as usize {
+            let batch = tokio::time::timeout(Duration::from_secs(10), recorded.recv())
+                .await
+                .expect("no outcome recorded in time")
+                .unwrap();
+            sizes.push(batch.len());
+            for record in batch {
+                assert!(ids.insert(record.delivery.id()), "an outcome written twice");
+            }
+        }
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert!(recorded.try_recv().is_err(), "an outcome written twice");
+        // record_batch is 8: 64 outcomes would take 8 writes if each waited for its turn.
+        assert!(
+            sizes.iter().any(|&n| n > 8),
+            "no write gathered more than a record_batch: {sizes:?}"
+        );
+        assert!(sizes.len() < 8, "writes of {sizes:?}");
     }
 
     #[tokio::test]
