@@ -906,8 +906,10 @@ async fn publish_bulk(
     let (published, rows) = scope.plan(items, earlier, now)?;
     number_ordered(c, scope).await?;
     // The events, their deliveries and the wake-up go as one pipeline. A concurrent publish
-    // that stored one of the events after the lookup leaves it out (`Raced`): the deliveries
-    // inserted meanwhile are rolled back with the rest.
+    // that stored one of the events (its id, or its idempotency key under another id) after
+    // the lookup makes the event insert leave it out: that is `Raced`, whatever the rest of
+    // the pipeline met (a delivery of an event left out breaks its foreign key, and the
+    // transaction is aborted from there on); it is all rolled back.
     let shared: &Conn = c;
     let event_inserts = rows.chunks(INSERT_CHUNK).map(|chunk| {
         diesel::insert_into(events::table)
@@ -915,13 +917,11 @@ async fn publish_bulk(
             .on_conflict_do_nothing()
             .execute(&mut &*shared)
     });
-    let (stored, ()) = tokio::try_join!(
-        async { Ok(try_join_all(event_inserts).await?) },
-        insert_queued(shared, scope)
-    )?;
-    if stored.iter().sum::<usize>() != rows.len() {
+    let (stored, queued) = tokio::join!(try_join_all(event_inserts), insert_queued(shared, scope));
+    if stored?.iter().sum::<usize>() != rows.len() {
         return Err(AdapterError::Raced);
     }
+    queued?;
     scope.fault_after_event()?;
     Ok(published)
 }

@@ -402,6 +402,53 @@ async fn racing_idempotent_publishes_store_the_event_once() {
     assert_eq!(all.len(), 2);
 }
 
+/// Publishes of different events under one idempotency key (a producer's retries, each with
+/// an id of its own) that all looked for an earlier publish before any of them inserted: one
+/// stores its event, the others answer as replays of it, and no delivery of the losers' events
+/// is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_publishes_of_one_key_and_different_ids_store_one_event() {
+    const RACERS: usize = 4;
+    let Some((schema, _)) = fresh().await else {
+        return;
+    };
+    let store = PgStore::connect(&schema.url(), RACERS as u32)
+        .await
+        .unwrap();
+    let wallet = wallet_with_webhooks(&store, 2).await;
+    store.faults().gather_publishes(RACERS);
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let own_event = event(wallet);
+            tokio::spawn(async move {
+                let key = webhook_ports::Idempotency {
+                    key: "k".to_owned(),
+                    fingerprint: "f".to_owned(),
+                };
+                store.publish(&own_event, Some(key), T0).await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        let published = tokio::time::timeout(Duration::from_secs(20), racer)
+            .await
+            .expect("the racers never all reached the barrier")
+            .unwrap();
+        answers.push(published);
+    }
+    let firsts: Vec<_> = answers.iter().filter(|p| !p.replayed).collect();
+    assert_eq!(firsts.len(), 1, "{answers:?}");
+    assert!(answers.iter().all(|p| p.event_id == firsts[0].event_id));
+    assert!(answers.iter().all(|p| p.deliveries == 2));
+    let all = store
+        .list_deliveries(wallet, DeliveryFilter::default(), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
+
 /// Batches racing on the same events (the bulk path's lookup misses what a concurrent batch
 /// is storing): each event is stored once with its deliveries, and every call answers, once
 /// as the first publish and otherwise as a replay.
