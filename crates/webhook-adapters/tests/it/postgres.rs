@@ -358,6 +358,38 @@ async fn two_pools_complete_ten_thousand_deliveries_exactly_once() {
     assert_eq!(setup.next_due_at(T0, &[]).await.unwrap(), None);
 }
 
+/// Publishes `events` at once under the idempotency key `k`, held together after their
+/// lookups of earlier publishes (`gather_publishes`) so that none of them sees another's
+/// insert: their answers, in `events`' order.
+async fn race_keyed_publishes(
+    store: &PgStore,
+    events: Vec<Event>,
+) -> Vec<webhook_ports::Published> {
+    store.faults().gather_publishes(events.len());
+    let racers: Vec<_> = events
+        .into_iter()
+        .map(|the_event| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = webhook_ports::Idempotency {
+                    key: "k".to_owned(),
+                    fingerprint: "f".to_owned(),
+                };
+                store.publish(&the_event, Some(key), T0).await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        let published = tokio::time::timeout(Duration::from_secs(20), racer)
+            .await
+            .expect("the racers never all reached the barrier")
+            .unwrap();
+        answers.push(published);
+    }
+    answers
+}
+
 /// Publishes of one event under one idempotency key that all looked for an earlier publish
 /// before any of them inserted (held together by a barrier) still store it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,31 +402,10 @@ async fn racing_idempotent_publishes_store_the_event_once() {
         .await
         .unwrap();
     let wallet = wallet_with_webhooks(&store, 2).await;
-    store.faults().gather_publishes(RACERS);
     let the_event = event(wallet);
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let store = store.clone();
-            let the_event = the_event.clone();
-            tokio::spawn(async move {
-                let key = webhook_ports::Idempotency {
-                    key: "k".to_owned(),
-                    fingerprint: "f".to_owned(),
-                };
-                store.publish(&the_event, Some(key), T0).await.unwrap()
-            })
-        })
-        .collect();
-    let mut firsts = 0;
-    for racer in racers {
-        let published = tokio::time::timeout(Duration::from_secs(20), racer)
-            .await
-            .expect("the racers never all reached the barrier")
-            .unwrap();
-        assert_eq!(published.deliveries, 2);
-        firsts += usize::from(!published.replayed);
-    }
-    assert_eq!(firsts, 1);
+    let answers = race_keyed_publishes(&store, vec![the_event; RACERS]).await;
+    assert!(answers.iter().all(|p| p.deliveries == 2));
+    assert_eq!(answers.iter().filter(|p| !p.replayed).count(), 1);
     let all = store
         .list_deliveries(wallet, DeliveryFilter::default(), Page::first(10))
         .await
@@ -416,28 +427,7 @@ async fn racing_publishes_of_one_key_and_different_ids_store_one_event() {
         .await
         .unwrap();
     let wallet = wallet_with_webhooks(&store, 2).await;
-    store.faults().gather_publishes(RACERS);
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let store = store.clone();
-            let own_event = event(wallet);
-            tokio::spawn(async move {
-                let key = webhook_ports::Idempotency {
-                    key: "k".to_owned(),
-                    fingerprint: "f".to_owned(),
-                };
-                store.publish(&own_event, Some(key), T0).await.unwrap()
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for racer in racers {
-        let published = tokio::time::timeout(Duration::from_secs(20), racer)
-            .await
-            .expect("the racers never all reached the barrier")
-            .unwrap();
-        answers.push(published);
-    }
+    let answers = race_keyed_publishes(&store, (0..RACERS).map(|_| event(wallet)).collect()).await;
     let firsts: Vec<_> = answers.iter().filter(|p| !p.replayed).collect();
     assert_eq!(firsts.len(), 1, "{answers:?}");
     assert!(answers.iter().all(|p| p.event_id == firsts[0].event_id));
