@@ -33,12 +33,6 @@ impl ToSql<Id, Pg> for str {
     }
 }
 
-impl ToSql<Id, Pg> for String {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Id, Pg>>::to_sql(self.as_str(), out)
-    }
-}
-
 impl FromSql<Id, Pg> for String {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
         let id = uuid::Uuid::from_slice(value.as_bytes())?;
@@ -49,12 +43,6 @@ impl FromSql<Id, Pg> for String {
 impl ToSql<Id, Sqlite> for str {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
         <str as ToSql<Text, Sqlite>>::to_sql(self, out)
-    }
-}
-
-impl ToSql<Id, Sqlite> for String {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        <str as ToSql<Text, Sqlite>>::to_sql(self.as_str(), out)
     }
 }
 
@@ -98,12 +86,6 @@ impl FromSql<Id, Sqlite> for SqlId {
     }
 }
 
-impl std::fmt::Display for SqlId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Each of `values` as an id to bind, for `IN` lists.
 pub(crate) fn sql_ids<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> Vec<SqlId> {
     values.into_iter().map(sql_id).collect()
@@ -134,6 +116,25 @@ mod tests {
         let read =
             <String as FromSql<Id, Pg>>::from_sql(PgValue::new(id.as_bytes(), &UUID_OID)).unwrap();
         assert_eq!(read, "0a0b0c0d-1111-4222-8333-444455556666");
+    }
+
+    /// The promise of this module's opening: ids order alike as `uuid` bytes (PostgreSQL) and
+    /// as the hyphenated lower-case text SQLite stores, so pages that break ties by id agree.
+    #[test]
+    fn uuid_bytes_and_their_text_order_alike() {
+        let ids: Vec<uuid::Uuid> = (0..2_000)
+            .map(|n| match n % 3 {
+                // Random ids, and ids that differ only in the last bytes or in the first.
+                0 => uuid::Uuid::new_v4(),
+                1 => uuid::Uuid::from_u128(n),
+                _ => uuid::Uuid::from_u128(u128::from(n as u8) << 120),
+            })
+            .collect();
+        let mut by_bytes = ids.clone();
+        by_bytes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut by_text = ids;
+        by_text.sort_by_key(|id| id.hyphenated().to_string());
+        assert_eq!(by_bytes, by_text);
     }
 
     /// A PostgreSQL value that is not 16 bytes is an error, not a panic.

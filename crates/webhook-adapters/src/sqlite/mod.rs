@@ -475,7 +475,7 @@ impl WalletRepository for SqliteStore {
         let id = entity.id;
         self.transaction(move |c| {
             let exists: i64 = wallets::table
-                .find(sql_id(&row.wallet_id))
+                .find(row.wallet_id.clone())
                 .count()
                 .get_result(c)?;
             if exists == 0 {

@@ -435,5 +435,11 @@ mod tests {
         );
         let s = Settings::build(None, &env(&[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "0")])).unwrap();
         assert_eq!(s.retention.max_age(), None);
+        // Fractions of an hour, from a variable and from a file's whole number alike.
+        let s =
+            Settings::build(None, &env(&[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "0.25")])).unwrap();
+        assert_eq!(s.retention.max_age(), Some(Duration::from_secs(15 * 60)));
+        let s = Settings::build(None, &env(&[("WEBHOOKD_RETENTION__MAX_AGE_HOURS", "2")])).unwrap();
+        assert_eq!(s.retention.max_age(), Some(Duration::from_secs(2 * 3600)));
     }
 }
