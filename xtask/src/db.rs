@@ -1,6 +1,7 @@
-//! `cargo xtask db`: makes sure the PostgreSQL server that the tests and benchmarks use
-//! answers at 127.0.0.1:5432, starting this machine's cluster the way `.ci/run` does when it
-//! does not, and prints its version.
+//! `cargo xtask db`: makes sure the servers that the tests and benchmarks use answer:
+//! PostgreSQL at 127.0.0.1:5432 (starting this machine's cluster the way `.ci/run` does when it
+//! does not, and printing its version), and NATS with JetStream (4222), RabbitMQ (5672) and
+//! MariaDB (3306), each started with Debian's command when its port does not answer.
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +14,100 @@ const PORT: &str = "5432";
 const START_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn ensure_running() -> anyhow::Result<()> {
+    ensure_postgres()?;
+    for server in OTHER_SERVERS {
+        ensure_other(server)?;
+    }
+    Ok(())
+}
+
+/// A server besides PostgreSQL: its port on 127.0.0.1 and the command that starts it.
+struct Server {
+    name: &'static str,
+    port: u16,
+    start: &'static [&'static str],
+}
+
+const OTHER_SERVERS: &[Server] = &[
+    Server {
+        name: "NATS (JetStream)",
+        port: 4222,
+        start: &[
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/nats-server",
+            "--",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "4222",
+            "-js",
+            "-sd",
+            "/var/lib/nats-server",
+            "-l",
+            "/var/log/nats-server.log",
+        ],
+    },
+    Server {
+        name: "RabbitMQ",
+        port: 5672,
+        start: &["rabbitmq-server", "-detached"],
+    },
+    Server {
+        name: "MariaDB",
+        port: 3306,
+        start: &[
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ],
+    },
+];
+
+fn port_answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+fn ensure_other(server: &Server) -> anyhow::Result<()> {
+    if !port_answers(server.port) {
+        println!(
+            "{} does not answer at {HOST}:{}: starting it",
+            server.name, server.port
+        );
+        let (program, args) = server.start.split_first().expect("a start command");
+        if let Err(e) = crate::run(program, args) {
+            eprintln!("warning: {e:#}; waiting for the server all the same");
+        }
+        let step = Duration::from_secs(1);
+        let mut waited = Duration::ZERO;
+        while !port_answers(server.port) {
+            if waited >= START_WAIT * 2 {
+                bail!(
+                    "{} still does not answer at {HOST}:{} after {}s",
+                    server.name,
+                    server.port,
+                    waited.as_secs()
+                );
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+    }
+    println!("{} answers at {HOST}:{}", server.name, server.port);
+    Ok(())
+}
+
+fn ensure_postgres() -> anyhow::Result<()> {
     if answers()? {
         println!("PostgreSQL answers at {HOST}:{PORT}");
     } else {

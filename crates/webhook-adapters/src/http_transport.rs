@@ -81,6 +81,10 @@ pub struct TransportConfig {
     pub ssrf_guard: bool,
     /// What the SSRF guard allows besides public addresses.
     pub address_policy: AddressPolicy,
+    /// The message brokers tenants may name as targets (`nats://`, `amqp://`, `amqps://`
+    /// URLs with the credentials to sign in): a broker target whose scheme, host and port
+    /// match no entry is refused.
+    pub brokers: Vec<String>,
 }
 
 impl TransportConfig {
@@ -100,6 +104,7 @@ impl Default for TransportConfig {
             extra_root_certs: Vec::new(),
             ssrf_guard: true,
             address_policy: AddressPolicy::default(),
+            brokers: Vec::new(),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Adapters: the ports implemented with real infrastructure. Everything diesel and hyper lives
 //! here and nowhere else; no diesel or hyper type appears in a public signature.
 
+mod brokers;
 mod clock;
 mod egress;
 mod http_transport;
+mod inbound;
+mod nats;
 mod port_errors;
 mod postgres;
 mod publishing;

@@ -65,7 +65,8 @@ pub struct DestinationKind {
 }
 
 /// Every destination this crate brings.
-pub const DESTINATIONS: &[DestinationKind] = &[crate::http_transport::DESTINATION];
+pub const DESTINATIONS: &[DestinationKind] =
+    &[crate::http_transport::DESTINATION, crate::nats::DESTINATION];
 
 /// Why the destinations could not be built.
 #[derive(Debug, Error)]
@@ -157,6 +158,16 @@ impl Destination for Destinations {
             },
         }
     }
+
+    fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {
+        match self.by_scheme.iter().find(|(s, _, _)| *s == url.scheme()) {
+            Some((_, _, destination)) => destination.check_target(url),
+            None => Err(format!(
+                "no destination of this instance serves scheme {:?}",
+                url.scheme()
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,8 +178,8 @@ mod tests {
     #[tokio::test]
     async fn destinations_route_by_scheme_and_refuse_a_scheme_served_twice() {
         let destinations = Destinations::open(DESTINATIONS, &TransportConfig::default()).unwrap();
-        assert_eq!(destinations.schemes(), ["http", "https"]);
-        let stored = WebhookUrl::parse_stored("nats://broker/subject").unwrap();
+        assert_eq!(destinations.schemes(), ["http", "https", "nats"]);
+        let stored = WebhookUrl::parse_stored("kafka://broker/topic").unwrap();
         let message = OutboundMessage {
             body: Vec::new(),
             headers: Vec::new(),
@@ -182,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             report.error.as_deref(),
-            Some("no destination of this instance serves scheme \"nats\"")
+            Some("no destination of this instance serves scheme \"kafka\"")
         );
         let twice = Destinations::open(
             DESTINATIONS.iter().chain(DESTINATIONS),

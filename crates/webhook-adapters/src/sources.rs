@@ -3,11 +3,11 @@
 //! implements `webhook_ports::EventSource`, with a `SourceKind` of its own, and one line in
 //! [`EVENT_SOURCES`].
 //!
-//! The list is empty: events come in through the REST API and the CLI, which call the
-//! publishing service directly, and no broker source exists yet. It must hold only sources that
-//! go through `webhook_ports::PublishEvents`, never one that writes to storage itself.
+//! Besides these, events come in through the REST API and the CLI, which call the publishing
+//! service directly. It must hold only sources that go through `webhook_ports::PublishEvents`,
+//! never one that writes to storage itself.
 
 use webhook_ports::SourceKind;
 
 /// Every event source built in.
-pub const EVENT_SOURCES: &[SourceKind] = &[];
+pub const EVENT_SOURCES: &[SourceKind] = &[crate::nats::SOURCE];

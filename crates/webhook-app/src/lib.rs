@@ -155,6 +155,7 @@ pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::
             connect_timeout: settings.transport.connect_timeout(),
             ssrf_guard: settings.transport.ssrf_guard,
             address_policy: address_policy.clone(),
+            brokers: settings.transport.brokers.clone(),
             ..TransportConfig::default()
         },
     )?;
@@ -200,7 +201,8 @@ pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::
         wake.clone(),
     );
     // First in `tasks`: sources hold the publishing service, whose workers end after them.
-    tasks.extend(sources.start(&publishing, role.serves_api(), &shutdown_rx));
+    let refusals = Arc::new(sources::Refusals::new(metrics.clone()));
+    tasks.extend(sources.start(&publishing, &refusals, role.serves_api(), &shutdown_rx));
     let api_state = api::ApiState {
         publishing,
         wallets: store.wallets(),
@@ -210,6 +212,7 @@ pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::
         queue: store.queue(),
         database: Arc::new(StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
+        refusals,
         transport: transport.clone(),
         schemes,
         clock: clock.clone(),

@@ -54,6 +54,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -79,6 +84,7 @@ pub(crate) struct PoolUsage {
 pub(crate) struct Metrics {
     registry: Registry,
     events_published: Counter,
+    source_refusals: Family<SourceLabels, Counter>,
     attempts: Family<OutcomeLabels, Counter>,
     deliveries_finished: Family<StateLabels, Counter>,
     outcome_write_retries: Counter,
@@ -115,6 +121,12 @@ impl Metrics {
             "events_published",
             "Events stored by POST /events and /events/batch (replays not counted)",
             events_published.clone(),
+        );
+        let source_refusals = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_refusals",
+            "Messages an event source refused for good (terminated or rejected at its broker), by source",
+            source_refusals.clone(),
         );
         let attempts = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -223,6 +235,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             pool_max,
+            source_refusals,
             rendering: Mutex::new(()),
         }
     }
@@ -230,6 +243,15 @@ impl Metrics {
     /// Counts `count` newly stored events.
     pub(crate) fn events_published(&self, count: usize) {
         self.events_published.inc_by(count as u64);
+    }
+
+    /// Counts one message an event source refused for good.
+    pub(crate) fn source_refused(&self, source: &str) {
+        self.source_refusals
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one attempt and observes how long it took.

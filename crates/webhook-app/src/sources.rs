@@ -13,12 +13,92 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use webhook_ports::{
-    EventSource, OutboxError, PublishError, PublishEvents, PublishItem, Published, Shutdown,
-    SourceKind, WalletStoreError,
+    EventSource, OutboxError, PublishError, PublishEvents, PublishItem, Published, Refusal,
+    Shutdown, SourceKind, WalletStoreError,
 };
 
 use crate::Extensions;
+use crate::metrics::Metrics;
 use crate::publisher::{self, Publishing};
+
+/// How many refused messages are kept for `GET /sources/refusals`, the newest.
+const REFUSALS_KEPT: usize = 1000;
+
+/// The messages this instance's sources refused for good, newest last, at most
+/// [`REFUSALS_KEPT`]; each also counted in `webhookd_source_refusals_total`. Kept in memory:
+/// the broker keeps the message itself (a JetStream advisory, a dead-letter exchange).
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    kept: std::sync::Mutex<std::collections::VecDeque<RefusalRecord>>,
+    metrics: Arc<Metrics>,
+}
+
+/// One refused message, as `GET /sources/refusals` lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RefusalRecord {
+    /// When it was refused (RFC 3339).
+    pub(crate) at: String,
+    /// The source, as its kind names it with its URL (without credentials).
+    pub(crate) source: String,
+    /// Where the message is (`stream EVENTS sequence 42 (subject events.a)`).
+    pub(crate) input: String,
+    /// Why it cannot be published.
+    pub(crate) reason: String,
+}
+
+impl Refusals {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            kept: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            metrics,
+        }
+    }
+
+    fn record(&self, refusal: Refusal) {
+        self.metrics.source_refused(&refusal.source);
+        let at = webhook_domain::Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() == REFUSALS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(RefusalRecord {
+            at: at.to_string(),
+            source: refusal.source,
+            input: refusal.input,
+            reason: refusal.reason,
+        });
+    }
+
+    /// The kept refusals, newest first.
+    pub(crate) fn newest_first(&self) -> Vec<RefusalRecord> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter().rev().cloned().collect()
+    }
+}
+
+/// What a source is handed: the publishing service, and the refusal list.
+struct SourceSink {
+    publishing: Publishing,
+    refusals: Arc<Refusals>,
+}
+
+#[async_trait]
+impl PublishEvents for SourceSink {
+    async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Published>, PublishError> {
+        PublishEvents::publish(&self.publishing, items).await
+    }
+
+    fn refused(&self, refusal: Refusal) {
+        self.refusals.record(refusal);
+    }
+}
 
 /// How long a source may take to return once told to stop, before it is dropped (with it, its
 /// unacknowledged input, which it reads again at the next start).
@@ -97,13 +177,14 @@ fn without_credentials(url: &str) -> String {
 }
 
 impl Configured {
-    /// Starts each source with `publishing` as its sink, where `takes_events` (the roles that
+    /// Starts each source with `publishing` as its sink (its refusals kept in `refusals`), where `takes_events` (the roles that
     /// serve the API; a dispatcher-only instance takes no events in). Each task ends when its
     /// source returns, which it must do soon after `shutdown` turns true; one that does not is
     /// dropped after [`STOP_GRACE`]. A source that fails is logged, and the service runs on.
     pub(crate) fn start(
         self,
         publishing: &Publishing,
+        refusals: &Arc<Refusals>,
         takes_events: bool,
         shutdown: &watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
@@ -120,7 +201,10 @@ impl Configured {
         self.sources
             .into_iter()
             .map(|(name, source)| {
-                let sink: Arc<dyn PublishEvents> = Arc::new(publishing.clone());
+                let sink: Arc<dyn PublishEvents> = Arc::new(SourceSink {
+                    publishing: publishing.clone(),
+                    refusals: refusals.clone(),
+                });
                 tokio::spawn(supervise(name, source, sink, shutdown.clone()))
             })
             .collect()
@@ -196,6 +280,7 @@ fn for_sources(error: publisher::PublishError) -> PublishError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::PoolUsage;
     use webhook_ports::SourceError;
 
     /// A source that does nothing until told to stop.
@@ -288,6 +373,33 @@ mod tests {
     }
 
     #[test]
+    fn refusals_keep_the_newest_thousand_and_count_every_one() {
+        let metrics = Arc::new(Metrics::new());
+        let refusals = Refusals::new(metrics.clone());
+        for n in 0..REFUSALS_KEPT + 5 {
+            refusals.record(Refusal {
+                source: "NATS x".into(),
+                input: format!("sequence {n}"),
+                reason: "not an event".into(),
+            });
+        }
+        let kept = refusals.newest_first();
+        assert_eq!(kept.len(), REFUSALS_KEPT);
+        assert_eq!(kept[0].input, format!("sequence {}", REFUSALS_KEPT + 4));
+        assert_eq!(kept[REFUSALS_KEPT - 1].input, "sequence 5");
+        let text = metrics
+            .render(time::OffsetDateTime::UNIX_EPOCH, None, PoolUsage::default())
+            .unwrap();
+        assert!(
+            text.contains(&format!(
+                "webhookd_source_refusals_total{{source=\"NATS x\"}} {}",
+                REFUSALS_KEPT + 5
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn credentials_never_reach_a_message() {
         for (url, shown) in [
             ("nats://u:p@h:4222/s", "nats://****@h:4222/s"),
@@ -347,10 +459,15 @@ mod tests {
         );
         let extensions = Extensions::default().with_source(IDLE);
         let (stop, stopping) = watch::channel(false);
+        let refusals = Arc::new(Refusals::new(Arc::new(Metrics::new())));
         let opened = open(&urls(&["idle://a/one"]), &[], &extensions).unwrap();
-        assert!(opened.start(&publishing, false, &stopping).is_empty());
+        assert!(
+            opened
+                .start(&publishing, &refusals, false, &stopping)
+                .is_empty()
+        );
         let opened = open(&urls(&["idle://a/one", "idle://a/two"]), &[], &extensions).unwrap();
-        let tasks = opened.start(&publishing, true, &stopping);
+        let tasks = opened.start(&publishing, &refusals, true, &stopping);
         assert_eq!(tasks.len(), 2);
         stop.send(true).unwrap();
         for task in tasks {

@@ -56,4 +56,16 @@ pub trait Destination: Send + Sync {
         message: &OutboundMessage,
         timeout: Duration,
     ) -> AttemptReport;
+
+    /// Whether `url` (of a scheme this destination serves) names a target it could send to,
+    /// asked when a webhook is registered or changed, before anything is stored: a message
+    /// saying what is wrong and what would be right otherwise (a broker the operator did not
+    /// list, a subject with wildcards). Connects to nothing. By default every URL is accepted.
+    ///
+    /// # Errors
+    /// The message, shown to the tenant as the reason for a 422.
+    fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {
+        let _ = url;
+        Ok(())
+    }
 }

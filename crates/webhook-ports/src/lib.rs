@@ -24,7 +24,9 @@ pub use outbox::{
     DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
     Published, RecentAttempts, RedeliveryJobs, Retention,
 };
-pub use source::{EventSource, PublishError, PublishEvents, Shutdown, SourceError, SourceKind};
+pub use source::{
+    EventSource, PublishError, PublishEvents, Refusal, Shutdown, SourceError, SourceKind,
+};
 pub use storage::{ChangeListener, PoolState, Storage, StorageError, StorageLifecycle, Watch};
 pub use tenancy::{StoredApiKey, WalletRepository, WalletStoreError};
 pub use webhooks::{WebhookRepository, WebhookStoreError};

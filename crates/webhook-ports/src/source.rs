@@ -65,6 +65,25 @@ pub trait PublishEvents: Send + Sync {
     /// - MUST return `Unavailable` when storage cannot be reached or cannot write, so that the
     ///   caller keeps its input and tries again.
     async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Published>, PublishError>;
+
+    /// Takes the report of a piece of input a source refused for good (it cannot be read, or
+    /// the service refused its event for a reason of its own), after the source terminated or
+    /// rejected it at its broker (the source logs it itself): the service counts it and keeps
+    /// it for the operator to list. By default it is dropped.
+    fn refused(&self, refusal: Refusal) {
+        let _ = refusal;
+    }
+}
+
+/// A piece of input a source refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The source, as its kind names it with its URL (without credentials).
+    pub source: String,
+    /// Where the input is, for someone to find it (`stream EVENTS sequence 42`).
+    pub input: String,
+    /// What was wrong with it.
+    pub reason: String,
 }
 
 /// Why a source stopped before it was told to.

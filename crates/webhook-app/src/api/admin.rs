@@ -128,6 +128,28 @@ pub(crate) async fn list_wallets(
     )))
 }
 
+/// The messages this instance's event sources refused for good (they can never be published:
+/// not an event, an unknown wallet, invalid data), newest first, at most the last 1,000 since
+/// the start. Each was also terminated or rejected at its broker, and counted in
+/// `webhookd_source_refusals_total`.
+#[utoipa::path(get, operation_id = "listSourceRefusals", path = "/sources/refusals", tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, body = SourceRefusals), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub(crate) async fn list_source_refusals(
+    State(state): State<ApiState>,
+    _: AdminAuth,
+) -> Json<SourceRefusals> {
+    Json(SourceRefusals {
+        contents: state.refusals.newest_first(),
+    })
+}
+
+/// The refused messages, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SourceRefusals {
+    contents: Vec<crate::sources::RefusalRecord>,
+}
+
 /// One wallet.
 #[utoipa::path(get, operation_id = "getWallet", path = "/wallets/{wallet_id}", tag = "admin",
     params(("wallet_id" = uuid::Uuid, Path)),

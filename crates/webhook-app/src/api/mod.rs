@@ -41,6 +41,7 @@ pub(crate) fn router(state: ApiState, base_path: &str) -> Router {
         )
         .route("/wallets/{wallet_id}", get(admin::get_wallet))
         .route("/wallets/{wallet_id}/apikeys", post(admin::create_api_key))
+        .route("/sources/refusals", get(admin::list_source_refusals))
         .route("/iam/entities", post(admin::create_entity))
         .route("/iam/entities/{entity_id}", get(admin::get_entity))
         .route("/iam/apikey-authentication", post(admin::bind_api_key))

@@ -26,6 +26,7 @@ use super::{admin, deliveries, events, webhooks};
     ),
     paths(
         admin::create_wallet, admin::list_wallets, admin::get_wallet, admin::create_api_key,
+        admin::list_source_refusals,
         admin::create_entity, admin::get_entity, admin::bind_api_key,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::rotate_secret, webhooks::test,

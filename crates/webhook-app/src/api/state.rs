@@ -30,6 +30,8 @@ pub(crate) struct ApiState {
     /// Asked by `/ready`, and for the pool gauges.
     pub(crate) database: Arc<dyn DatabaseStatus>,
     pub(crate) metrics: Arc<Metrics>,
+    /// What the event sources refused, for `GET /sources/refusals`.
+    pub(crate) refusals: Arc<crate::sources::Refusals>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).
     pub(crate) transport: Arc<dyn Destination>,
     /// The target URL schemes that some destination serves.

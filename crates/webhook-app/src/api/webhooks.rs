@@ -211,6 +211,11 @@ fn parse_url(text: &str, state: &ApiState) -> Result<WebhookUrl, Problem> {
             ))
         })?;
     }
+    // What the target's own destination says of it (a broker the operator did not list).
+    state
+        .transport
+        .check_target(&url)
+        .map_err(|why| Problem::unprocessable(format!("url: {why}")))?;
     Ok(url)
 }
 

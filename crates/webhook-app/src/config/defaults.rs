@@ -41,6 +41,7 @@ shutdown_grace_ms = 10000
 ssrf_guard = true
 allowed_cidrs = []
 connect_timeout_ms = 2000
+brokers = []
 
 [retention]
 max_age_hours = 720

@@ -63,6 +63,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("transport.allowed_cidrs")
+                .with_list_parse_key("transport.brokers")
                 .with_list_parse_key("sources")
                 .source(Some(ours)),
         );

@@ -101,11 +101,17 @@ fn redact_url(url: &str) -> String {
 
 impl Settings {
     /// A copy with every secret masked: the Identus API keys and admin token become `****`,
-    /// and so do the passwords in `database_url` and in the webhook URLs.
+    /// and so do the passwords in `database_url`, in the webhook, source and broker URLs.
     pub(crate) fn redacted(&self) -> Settings {
         let mut masked = self.clone();
         masked.database_url = redact_url(&self.database_url);
         masked.sources = self.sources.iter().map(|url| redact_url(url)).collect();
+        masked.transport.brokers = self
+            .transport
+            .brokers
+            .iter()
+            .map(|url| redact_url(url))
+            .collect();
         masked.identus = self.identus.redacted();
         masked
     }

@@ -217,6 +217,11 @@ pub struct TransportSettings {
     pub allowed_cidrs: Vec<String>,
     /// Longest wait for the TCP connection, within the attempt's own timeout.
     pub(crate) connect_timeout_ms: u64,
+    /// The message brokers tenants may name as webhook targets, with the credentials webhookd
+    /// signs in with (`nats://user:password@host:4222`, `amqp://user:password@host:5672`,
+    /// `amqps://...`): a `nats://` or `amqp://` target is accepted only on a listed broker's
+    /// host and port. In the environment, comma-separated. Passwords are masked when printed.
+    pub brokers: Vec<String>,
 }
 
 impl TransportSettings {

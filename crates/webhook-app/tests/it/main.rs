@@ -16,6 +16,7 @@ mod extending_doc;
 mod global_webhook;
 mod memory_destination;
 mod misbehaving_receivers;
+mod nats;
 mod observability;
 mod ordering;
 mod outage;
