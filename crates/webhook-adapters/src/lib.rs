@@ -1,6 +1,7 @@
 //! Adapters: the ports implemented with real infrastructure. Everything diesel and hyper lives
 //! here and nowhere else; no diesel or hyper type appears in a public signature.
 
+mod amqp;
 mod brokers;
 mod clock;
 mod egress;

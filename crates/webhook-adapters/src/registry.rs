@@ -65,8 +65,11 @@ pub struct DestinationKind {
 }
 
 /// Every destination this crate brings.
-pub const DESTINATIONS: &[DestinationKind] =
-    &[crate::http_transport::DESTINATION, crate::nats::DESTINATION];
+pub const DESTINATIONS: &[DestinationKind] = &[
+    crate::http_transport::DESTINATION,
+    crate::nats::DESTINATION,
+    crate::amqp::DESTINATION,
+];
 
 /// Why the destinations could not be built.
 #[derive(Debug, Error)]
@@ -178,7 +181,10 @@ mod tests {
     #[tokio::test]
     async fn destinations_route_by_scheme_and_refuse_a_scheme_served_twice() {
         let destinations = Destinations::open(DESTINATIONS, &TransportConfig::default()).unwrap();
-        assert_eq!(destinations.schemes(), ["http", "https", "nats"]);
+        assert_eq!(
+            destinations.schemes(),
+            ["http", "https", "nats", "amqp", "amqps"]
+        );
         let stored = WebhookUrl::parse_stored("kafka://broker/topic").unwrap();
         let message = OutboundMessage {
             body: Vec::new(),

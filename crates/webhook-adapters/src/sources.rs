@@ -10,4 +10,4 @@
 use webhook_ports::SourceKind;
 
 /// Every event source built in.
-pub const EVENT_SOURCES: &[SourceKind] = &[crate::nats::SOURCE];
+pub const EVENT_SOURCES: &[SourceKind] = &[crate::nats::SOURCE, crate::amqp::SOURCE];

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod adaptive;
+mod amqp;
 mod api;
 mod bad_input;
 mod bulk_redelivery;
