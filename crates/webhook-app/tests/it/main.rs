@@ -5,6 +5,7 @@
 
 mod adaptive;
 mod amqp;
+mod amqp_restart;
 mod api;
 mod bad_input;
 mod bulk_redelivery;
