@@ -111,9 +111,11 @@ fn short(text: &str) -> ShortString {
     ShortString::try_new(text).unwrap_or_default()
 }
 
-/// The report of an attempt that failed on the way: retried, not the target's answer.
+/// The report of an attempt the broker could not take now (a negative confirmation, a
+/// closed channel or connection): asks to come back, whatever `detail` would say alone.
 fn failed(detail: AttemptDetail, why: String) -> AttemptReport {
     AttemptReport {
+        outcome: AttemptOutcome::RetryLater { not_before: None },
         error: Some(why),
         ..AttemptReport::of(detail, Duration::ZERO)
     }
@@ -350,18 +352,16 @@ impl AmqpDestination {
                 response_excerpt: Some(format!("confirmed by exchange {:?}", route.exchange)),
                 ..AttemptReport::of(AttemptDetail::Accepted, Duration::ZERO)
             }),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(AttemptReport {
-                    outcome: AttemptOutcome::Rejected,
-                    error: Some(format!(
-                        "no queue is bound to exchange {:?} for routing key {:?} (the broker \
+            Confirmation::Ack(Some(returned)) => Err(AttemptReport {
+                outcome: AttemptOutcome::Rejected,
+                error: Some(format!(
+                    "no queue is bound to exchange {:?} for routing key {:?} (the broker \
                          returned the message: {} {})",
-                        route.exchange, route.routing_key, returned.reply_code, returned.reply_text
-                    )),
-                    ..AttemptReport::of(AttemptDetail::Declined, Duration::ZERO)
-                })
-            }
-            Confirmation::Nack(None) => Err(failed(
+                    route.exchange, route.routing_key, returned.reply_code, returned.reply_text
+                )),
+                ..AttemptReport::of(AttemptDetail::Declined, Duration::ZERO)
+            }),
+            Confirmation::Nack(_) => Err(failed(
                 AttemptDetail::Declined,
                 "the broker did not take the message (negative confirmation)".into(),
             )),
