@@ -4,6 +4,7 @@
 mod clock;
 mod egress;
 mod http_transport;
+mod mysql;
 mod port_errors;
 mod postgres;
 mod publishing;
@@ -29,6 +30,9 @@ pub mod testing;
 pub use clock::SystemClock;
 pub use egress::{Egress, EgressError};
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
+#[cfg(feature = "testing")]
+pub use mysql::MysqlTestDatabase;
+pub use mysql::{MysqlOpenError, MysqlStore};
 pub use postgres::{PgOpenError, PgStore};
 pub use registry::{
     DESTINATIONS, DestinationKind, Destinations, DestinationsError, Opening, STORAGE_BACKENDS,

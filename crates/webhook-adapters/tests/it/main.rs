@@ -2,6 +2,7 @@
 //! HTTP servers on 127.0.0.1.
 #![allow(clippy::unwrap_used)]
 
+mod mysql;
 mod postgres;
 mod query_plans;
 mod schema_drift;
