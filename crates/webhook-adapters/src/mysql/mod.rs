@@ -877,9 +877,10 @@ impl WebhookRepository for MysqlStore {
 }
 
 /// Locks the candidate targets of the wallets of `items` and keeps them in `scope`: first the
-/// ordered ones exclusively (their `last_seq` is drawn later in the transaction), in id order,
-/// then all of them shared, so that a delete or disable of one waits for this publish, or
-/// this publish for it.
+/// ordered ones exclusively (their `last_seq` is drawn later in the transaction), by primary
+/// key in id order, then all of them shared, so that a delete or disable of one waits for this
+/// publish, or this publish for it. The ordered ones are found by a plain read first: a
+/// locking read with the condition would lock (and wait for) every target it looks at.
 async fn lock_targets(
     c: &mut Conn,
     scope: &mut PublishScope,
@@ -889,7 +890,7 @@ async fn lock_targets(
     wallets.sort_unstable();
     wallets.dedup();
     let texts: Vec<String> = wallets.iter().map(ToString::to_string).collect();
-    let _: Vec<String> = webhooks::table
+    let ordered: Vec<String> = webhooks::table
         .filter(webhooks::deleted_at.is_null())
         .filter(webhooks::enabled.eq(true))
         .filter(webhooks::ordered.eq(true))
@@ -898,11 +899,18 @@ async fn lock_targets(
                 .eq_any(sql_ids(&texts))
                 .or(webhooks::wallet_id.is_null()),
         )
-        .order(webhooks::id)
         .select(webhooks::id)
-        .for_update()
         .load(c)
         .await?;
+    if !ordered.is_empty() {
+        let _: Vec<String> = webhooks::table
+            .filter(webhooks::id.eq_any(sql_ids(&ordered)))
+            .order(webhooks::id)
+            .select(webhooks::id)
+            .for_update()
+            .load(c)
+            .await?;
+    }
     for wallet in wallets {
         let rows: Vec<WebhookRow> = SharedLock(publish_targets!(wallet.to_string()))
             .load(c)

@@ -80,6 +80,12 @@ CREATE TABLE deliveries (
     created_at BIGINT NOT NULL,
     seq BIGINT NULL,
     attempts_made INTEGER NOT NULL DEFAULT 0,
+    -- First, so that InnoDB checks the foreign keys on webhook_id through them: their
+    -- columns never change, so updating a delivery's state never re-checks its webhook (a
+    -- shared lock on the webhook's row, which would make claims and outcomes wait for
+    -- publishes and deletes of the target).
+    KEY deliveries_by_webhook (webhook_id, created_at),
+    KEY deliveries_by_event (wallet_id, event_id),
     -- The claim's loose scan of targets and each target's due rows.
     KEY deliveries_due_by_target (webhook_id, due_at),
     -- An ordered target's queue: `due_at` after `seq` lets the head be found among the
@@ -87,8 +93,6 @@ CREATE TABLE deliveries (
     KEY deliveries_ordered_queue (webhook_id, seq, due_at),
     -- The backlog: unfinished rows by due time.
     KEY deliveries_claimable (due_at),
-    KEY deliveries_by_event (wallet_id, event_id),
-    KEY deliveries_by_webhook (webhook_id, created_at),
     KEY deliveries_by_wallet (wallet_id, created_at),
     -- PostgreSQL's partial index of exhausted rows, for redelivery jobs.
     KEY deliveries_exhausted_by_webhook (webhook_id, state, created_at),
