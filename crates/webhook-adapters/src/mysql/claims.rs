@@ -2,8 +2,10 @@
 //! and SQLite's `claims`, in steps of small indexed reads inside the caller's transaction.
 //!
 //! The targets with unfinished deliveries are found by a loose scan of
-//! `deliveries_due_by_target` (one descent per target, with its earliest due time), so that no
-//! claim walks the backlog of a target it does not serve. Deleted, disabled and skipped
+//! `deliveries_unfinished_by_target` (one descent per target, with its earliest due time), so
+//! that no claim walks the backlog of a target it does not serve, nor any finished row: the
+//! index begins with the generated column `unfinished`, MySQL's stand-in for the partial
+//! indexes of the other backends, which the schema module does not know ([`UNFINISHED`]). Deleted, disabled and skipped
 //! targets are left out; an ordered target offers only its first delivery in its sequence,
 //! and only while none of its deliveries is in flight. A claim that meets a deleted or disabled
 //! target's due deliveries cancels those no live lease holds.
@@ -28,6 +30,16 @@ use crate::sql_id::{sql_id, sql_ids};
 
 type Conn = AsyncMysqlConnection;
 
+/// The condition that keeps only unfinished deliveries, on the invisible generated column
+/// that the indexes of the claims begin with (the migration's `unfinished`, `due_at IS NOT
+/// NULL`). An equality, so that the planner reads the index's next columns in order.
+const UNFINISHED: &str = "deliveries.unfinished = TRUE";
+
+/// `deliveries.unfinished = TRUE` as a diesel filter.
+fn unfinished() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>(UNFINISHED)
+}
+
 /// A delivery row with its wallet, which finds its event (event ids are unique per wallet).
 pub(super) type CandidateRow = (DeliveryRow, String);
 
@@ -36,6 +48,7 @@ pub(super) type CandidateRow = (DeliveryRow, String);
 macro_rules! next_target {
     ($after:expr) => {
         deliveries::table
+            .filter(unfinished())
             .filter(deliveries::webhook_id.gt(sql_id($after)))
             .filter(deliveries::due_at.is_not_null())
             .order((deliveries::webhook_id, deliveries::due_at))
@@ -49,6 +62,7 @@ macro_rules! ordered_head {
     ($webhook:expr) => {
         deliveries::table
             .filter(deliveries::webhook_id.eq(sql_id($webhook)))
+            .filter(unfinished())
             .filter(deliveries::seq.is_not_null())
             .filter(deliveries::due_at.is_not_null())
             .order(deliveries::seq)
@@ -276,30 +290,32 @@ pub(super) async fn next_due(
     Ok(next)
 }
 
-/// The plans MySQL chooses for each step of a claim, as (name, plan) pairs.
+/// The plans MySQL chooses for each step of a claim, explained with `prefix` (see
+/// `plan_with`), as (name, plan) pairs.
 #[cfg(feature = "testing")]
 pub(super) async fn explain(
     c: &mut Conn,
+    prefix: &'static str,
     webhook: &str,
     now: i64,
 ) -> Result<Vec<(String, String)>, AdapterError> {
-    use super::plan;
+    use super::plan_with;
     Ok(vec![
         (
             "claim: next target".to_owned(),
-            plan(c, next_target!(webhook.to_owned())).await?,
+            plan_with(c, prefix, next_target!(webhook.to_owned())).await?,
         ),
         (
             "claim: ordered head".to_owned(),
-            plan(c, ordered_head!(webhook)).await?,
+            plan_with(c, prefix, ordered_head!(webhook)).await?,
         ),
         (
             "claim: in flight".to_owned(),
-            plan(c, crate::queries::leased_until!(webhook, now)).await?,
+            plan_with(c, prefix, crate::queries::leased_until!(webhook, now)).await?,
         ),
         (
             "claim: due of target".to_owned(),
-            plan(c, due_of_target!(webhook, now, 32_i64)).await?,
+            plan_with(c, prefix, due_of_target!(webhook, now, 32_i64)).await?,
         ),
     ])
 }

@@ -1544,18 +1544,28 @@ impl Retention for MysqlStore {
     }
 }
 
-/// The plan MySQL chooses for `query`, one line per table read: the table, the access type,
-/// the index used and the extra notes, as `EXPLAIN` reports them.
+/// The plan MySQL chooses for `query`: `EXPLAIN FORMAT=JSON`'s document.
 #[cfg(feature = "testing")]
 async fn plan<Q>(c: &mut Conn, query: Q) -> Result<String, AdapterError>
+where
+    Q: QueryFragment<Mysql> + Send,
+{
+    plan_with(c, "EXPLAIN FORMAT=JSON ", query).await
+}
+
+/// `query` explained with `prefix` (`EXPLAIN FORMAT=JSON `, or MariaDB's `ANALYZE FORMAT=JSON
+/// `, which runs it and adds what each step read), as one JSON document.
+#[cfg(feature = "testing")]
+async fn plan_with<Q>(c: &mut Conn, prefix: &'static str, query: Q) -> Result<String, AdapterError>
 where
     Q: QueryFragment<Mysql> + Send,
 {
     use diesel::sql_types::{Nullable, Text};
 
     use crate::queries::Explain;
-    // `EXPLAIN FORMAT=JSON` differs between MySQL and MariaDB; the classic rows are alike.
-    let rows: Vec<String> = Explain::<_, Nullable<Text>>::new("EXPLAIN FORMAT=JSON ", query)
+    // One document per statement. MySQL and MariaDB shape it differently, but in both each
+    // table read is an object with its `table_name` and `access_type`.
+    let rows: Vec<String> = Explain::<_, Nullable<Text>>::new(prefix, query)
         .load::<Option<String>>(c)
         .await?
         .into_iter()
@@ -1567,7 +1577,8 @@ where
 #[cfg(feature = "testing")]
 impl MysqlStore {
     /// The plans MySQL chooses for the hot queries (the steps of a claim, the delivery
-    /// listings, a redelivery step, the backlog, a pruning batch), as (name, plan) pairs, for
+    /// listings, a redelivery step, the backlog, a pruning batch, the events of a claimed
+    /// batch, the attempts of a listed page), as (name, plan) pairs, for
     /// tests that check they read indexes rather than whole tables. Each plan is `EXPLAIN
     /// FORMAT=JSON`'s document.
     ///
@@ -1584,7 +1595,8 @@ impl MysqlStore {
         let explained: Result<Vec<(String, String)>, AdapterError> = async {
             let c = &mut *c;
             let now = micros(OffsetDateTime::now_utc());
-            let mut plans = claims::explain(c, &webhook.to_string(), now).await?;
+            let mut plans =
+                claims::explain(c, "EXPLAIN FORMAT=JSON ", &webhook.to_string(), now).await?;
             plans.push(("backlog".to_owned(), plan(c, backlog!(now)).await?));
             plans.push((
                 "prune candidates".to_owned(),
@@ -1607,9 +1619,39 @@ impl MysqlStore {
                 "redelivery step".to_owned(),
                 plan(c, redelivery_batch!(&window, 50_u32)).await?,
             ));
+            let page: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "events of a claimed batch".to_owned(),
+                plan(
+                    c,
+                    events_of_batch!(&[wallet.to_string()], &page).select(event_select!()),
+                )
+                .await?,
+            ));
+            plans.push((
+                "attempts of a page".to_owned(),
+                plan(c, recent_attempts_statement(wallet, &page, 100)).await?,
+            ));
             Ok(plans)
         }
         .await;
         explained.map_err(port)
+    }
+
+    /// Each step of a claim run at `now` for `webhook` with MariaDB's `ANALYZE FORMAT=JSON`,
+    /// which runs it and reports the rows each table read gave (`r_rows`, per loop), as (name,
+    /// document) pairs. MariaDB only: MySQL 8 has no such statement.
+    ///
+    /// # Errors
+    /// When a step cannot be analysed (on MySQL, always).
+    pub async fn analyze_claim_steps(
+        &self,
+        webhook: WebhookId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, String)>, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        claims::explain(&mut c, "ANALYZE FORMAT=JSON ", &webhook.to_string(), micros(now))
+            .await
+            .map_err(port)
     }
 }
