@@ -1650,8 +1650,13 @@ impl MysqlStore {
         now: OffsetDateTime,
     ) -> Result<Vec<(String, String)>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        claims::explain(&mut c, "ANALYZE FORMAT=JSON ", &webhook.to_string(), micros(now))
-            .await
-            .map_err(port)
+        claims::explain(
+            &mut c,
+            "ANALYZE FORMAT=JSON ",
+            &webhook.to_string(),
+            micros(now),
+        )
+        .await
+        .map_err(port)
     }
 }

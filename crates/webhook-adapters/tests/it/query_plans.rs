@@ -413,7 +413,10 @@ async fn mysql_hot_queries_use_indexes() {
             }
         }
     } else {
-        assert!(!mariadb(&database).await, "MariaDB refused ANALYZE FORMAT=JSON");
+        assert!(
+            !mariadb(&database).await,
+            "MariaDB refused ANALYZE FORMAT=JSON"
+        );
     }
 }
 
@@ -466,7 +469,10 @@ async fn mysql_claims_never_walk_other_targets_backlogs() {
             }
         }
     } else {
-        assert!(!mariadb(&database).await, "MariaDB refused ANALYZE FORMAT=JSON");
+        assert!(
+            !mariadb(&database).await,
+            "MariaDB refused ANALYZE FORMAT=JSON"
+        );
     }
     assert_eq!(claim_in_scenario(&store).await, [B_DELIVERY]);
 }
