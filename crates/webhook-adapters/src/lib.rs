@@ -7,6 +7,7 @@ mod clock;
 mod egress;
 mod http_transport;
 mod inbound;
+mod mysql;
 mod nats;
 mod port_errors;
 mod postgres;
@@ -33,6 +34,9 @@ pub mod testing;
 pub use clock::SystemClock;
 pub use egress::{Egress, EgressError};
 pub use http_transport::{HyperTransport, TransportConfig, TransportConfigError};
+#[cfg(feature = "testing")]
+pub use mysql::MysqlTestDatabase;
+pub use mysql::{MysqlOpenError, MysqlStore};
 pub use postgres::{PgOpenError, PgStore};
 pub use registry::{
     DESTINATIONS, DestinationKind, Destinations, DestinationsError, Opening, STORAGE_BACKENDS,

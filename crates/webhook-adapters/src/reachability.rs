@@ -1,5 +1,5 @@
-//! Whether the PostgreSQL server accepted the pool's last connection attempt, so that nobody
-//! waits long for a connection from a server that refuses them.
+//! Whether the database server (PostgreSQL or MySQL) accepted the pool's last connection
+//! attempt, so that nobody waits long for a connection from a server that refuses them.
 //!
 //! bb8 lets a caller wait for a connection for the pool's whole timeout (ten seconds) even
 //! when the server refuses every attempt: it learns of the failures only through its error
@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::PoolError;
 use tokio::sync::watch;
 
@@ -57,7 +56,7 @@ impl bb8::ErrorSink<PoolError> for Reachability {
     fn sink(&self, error: PoolError) {
         if let PoolError::ConnectionError(e) = &error {
             // The text names the server's address and the reason, never the password.
-            tracing::debug!(error = %e, "PostgreSQL refused a connection");
+            tracing::debug!(error = %e, "the database server refused a connection");
             self.refused.send_replace(Some(Arc::from(e.to_string())));
         }
     }
@@ -67,10 +66,10 @@ impl bb8::ErrorSink<PoolError> for Reachability {
     }
 }
 
-impl bb8::CustomizeConnection<AsyncPgConnection, PoolError> for Reachability {
+impl<C: Send + 'static> bb8::CustomizeConnection<C, PoolError> for Reachability {
     fn on_acquire<'a>(
         &'a self,
-        _connection: &'a mut AsyncPgConnection,
+        _connection: &'a mut C,
     ) -> Pin<Box<dyn Future<Output = Result<(), PoolError>> + Send + 'a>> {
         self.accepted();
         Box::pin(async { Ok(()) })

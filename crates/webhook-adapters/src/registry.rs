@@ -42,7 +42,11 @@ pub struct StorageBackend {
 }
 
 /// Every storage backend, the embedded default first.
-pub const STORAGE_BACKENDS: &[StorageBackend] = &[crate::sqlite::BACKEND, crate::postgres::BACKEND];
+pub const STORAGE_BACKENDS: &[StorageBackend] = &[
+    crate::sqlite::BACKEND,
+    crate::postgres::BACKEND,
+    crate::mysql::BACKEND,
+];
 
 /// The backend that serves `url`'s scheme.
 pub fn storage_backend(url: &str) -> Option<&'static StorageBackend> {
@@ -225,7 +229,15 @@ mod tests {
             storage_backend("postgresql://h/db").map(|b| b.name),
             Some("PostgreSQL")
         );
-        assert!(storage_backend("mysql://h/db").is_none());
+        assert_eq!(
+            storage_backend("mysql://h/db").map(|b| b.name),
+            Some("MySQL")
+        );
+        assert_eq!(
+            storage_backend("mariadb://h/db").map(|b| b.name),
+            Some("MySQL")
+        );
+        assert!(storage_backend("oracle://h/db").is_none());
         assert!(storage_backend("data/w.db").is_none());
         let mut schemes: Vec<&str> = STORAGE_BACKENDS
             .iter()
@@ -252,5 +264,12 @@ mod tests {
         );
         assert!((sqlite.check)("sqlite://").is_err());
         assert!((sqlite.check)("sqlite://data/webhookd.db").is_ok());
+        let mysql = storage_backend("mysql://").unwrap();
+        assert_eq!(
+            (mysql.describe)("mysql://app:s3cret@db.internal:3306/hooks?prefer_socket=false"),
+            "MySQL at db.internal:3306/hooks"
+        );
+        assert!((mysql.check)("mysql://app:s3cret@db.internal:3306").is_err());
+        assert!((mysql.check)("mariadb://root@127.0.0.1:3306/webhookd").is_ok());
     }
 }

@@ -1,28 +1,33 @@
 //! The SQL type of every id column, [`Id`]: PostgreSQL stores ids as its native `uuid` (16
-//! bytes, compared as bytes), SQLite as hyphenated text. The rows and statements shared by
+//! bytes, compared as bytes), SQLite as hyphenated text, MySQL as hyphenated ASCII text in a
+//! `CHAR(36)` with the binary collation. The rows and statements shared by
 //! both backends read ids as Rust `String`s (hyphenated, lower case, as `Uuid` prints them)
 //! and bind them as [`SqlId`]s; the conversion happens here, in each backend's wire format, so
 //! that nothing above the schema tells the two apart.
 //!
-//! Both orders agree: PostgreSQL orders `uuid`s by their bytes, and lower-case hyphenated
-//! text in the C collation orders the same way, so listings that break ties by id page alike.
+//! The orders agree: PostgreSQL orders `uuid`s by their bytes, and lower-case hyphenated
+//! text in the C collation (SQLite's) or a binary one (MySQL's `ascii_bin`) orders the same
+//! way, so listings that break ties by id page alike.
 
 use std::io::Write as _;
 
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::expression::AsExpression;
+use diesel::mysql::{Mysql, MysqlValue};
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 
-/// An id column's SQL type: `uuid` on PostgreSQL (its fixed type oids), `TEXT` on SQLite.
+/// An id column's SQL type: `uuid` on PostgreSQL (its fixed type oids), `TEXT` on SQLite,
+/// `CHAR(36)` on MySQL (sent as a string).
 #[derive(
     Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
 )]
 #[diesel(postgres_type(oid = 2950, array_oid = 2951))]
 #[diesel(sqlite_type(name = "Text"))]
+#[diesel(mysql_type(name = "String"))]
 pub struct Id;
 
 impl ToSql<Id, Pg> for str {
@@ -49,6 +54,18 @@ impl ToSql<Id, Sqlite> for str {
 impl FromSql<Id, Sqlite> for String {
     fn from_sql(value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         <String as FromSql<Text, Sqlite>>::from_sql(value)
+    }
+}
+
+impl ToSql<Id, Mysql> for str {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+        <str as ToSql<Text, Mysql>>::to_sql(self, out)
+    }
+}
+
+impl FromSql<Id, Mysql> for String {
+    fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+        <String as FromSql<Text, Mysql>>::from_sql(value)
     }
 }
 
@@ -86,6 +103,12 @@ impl FromSql<Id, Sqlite> for SqlId {
     }
 }
 
+impl FromSql<Id, Mysql> for SqlId {
+    fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+        <String as FromSql<Text, Mysql>>::from_sql(value).map(Self)
+    }
+}
+
 /// Each of `values` as an id to bind, for `IN` lists.
 pub(crate) fn sql_ids<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> Vec<SqlId> {
     values.into_iter().map(sql_id).collect()
@@ -100,6 +123,12 @@ impl ToSql<Id, Pg> for SqlId {
 impl ToSql<Id, Sqlite> for SqlId {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
         <str as ToSql<Text, Sqlite>>::to_sql(self.0.as_str(), out)
+    }
+}
+
+impl ToSql<Id, Mysql> for SqlId {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+        <str as ToSql<Text, Mysql>>::to_sql(self.0.as_str(), out)
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod brokers;
+mod mysql;
 mod postgres;
 mod query_plans;
 mod schema_drift;

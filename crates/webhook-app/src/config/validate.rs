@@ -138,12 +138,12 @@ mod tests {
         assert!(format!("{err:#}").contains("base_path"), "{err:#}");
         let err = Settings::build(
             None,
-            &env(&[("WEBHOOKD_DATABASE_URL", "mysql://u:p@host/db")]),
+            &env(&[("WEBHOOKD_DATABASE_URL", "oracle://u:p@host/db")]),
         )
         .unwrap_err();
         let err = format!("{err:#}");
         assert!(
-            err.contains("database_url") && err.contains("mysql") && !err.contains("u:p"),
+            err.contains("database_url") && err.contains("oracle") && !err.contains("u:p"),
             "{err}"
         );
         let err = Settings::build(

@@ -65,3 +65,8 @@ async fn a_slow_healthy_receiver_gets_more_attempts_at_once_than_the_limit_start
 async fn on_postgres_a_slow_healthy_receiver_gets_more_attempts_at_once_than_the_limit_starts_at() {
     a_slow_healthy_receiver_gets_more_at_once(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn on_mysql_a_slow_healthy_receiver_gets_more_attempts_at_once_than_the_limit_starts_at() {
+    a_slow_healthy_receiver_gets_more_at_once(Backend::Mysql).await;
+}

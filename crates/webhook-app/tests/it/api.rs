@@ -1,4 +1,4 @@
-//! The whole REST API over real HTTP against the real server, on both backends: the
+//! The whole REST API over real HTTP against the real server, on every backend: the
 //! tutorial's flow, every endpoint's success and error paths, tenant isolation across two
 //! wallets, and the Identus environment variables across restarts.
 
@@ -14,7 +14,7 @@ use crate::utils::{
 
 /// Expands `$name(backend)` into one test per backend.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
@@ -32,10 +32,18 @@ macro_rules! on_both_backends {
                 }
             )+
         }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::utils::Backend::Mysql).await;
+                }
+            )+
+        }
     };
 }
 
-on_both_backends!(
+on_every_backend!(
     the_tutorial_flow_works_as_written,
     the_admin_manages_wallets_and_keys,
     admin_calls_need_the_admin_key,

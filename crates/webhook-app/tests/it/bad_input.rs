@@ -308,3 +308,8 @@ async fn bad_input_is_refused_and_changes_nothing_on_sqlite() {
 async fn bad_input_is_refused_and_changes_nothing_on_postgres() {
     bad_input_is_refused_and_changes_nothing(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing_on_mysql() {
+    bad_input_is_refused_and_changes_nothing(Backend::Mysql).await;
+}

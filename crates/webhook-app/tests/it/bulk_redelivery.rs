@@ -11,7 +11,7 @@ use webhook_ports::{DeliveryFilter, Page};
 use crate::api::{Auth, id_of, poll, register_for, request};
 use crate::utils::{API_KEY, Backend, Receiver, Service, connection_data, refusing_url};
 
-crate::on_both_backends!(a_bulk_redelivery_stops_when_its_webhook_is_deleted_or_disabled);
+crate::on_every_backend!(a_bulk_redelivery_stops_when_its_webhook_is_deleted_or_disabled);
 
 /// Events published; more than one step of a job (500).
 const EVENTS: usize = 600;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::json;
+use webhook_adapters::MysqlTestDatabase;
 use webhook_adapters::testing::PgTestSchema;
 
 use webhook_app::store::{Database, Store};
@@ -244,6 +245,14 @@ async fn on_postgres_killed_while_in_flight_then_restarted_every_event_arrives()
     kill_while_in_flight(&schema.url()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mysql_killed_while_in_flight_then_restarted_every_event_arrives() {
+    let Some(database) = MysqlTestDatabase::create().await else {
+        return;
+    };
+    kill_while_in_flight(&database.url()).await;
+}
+
 /// SIGTERM stops the service gracefully: attempts still held by the receiver after the grace
 /// period are cut off and their leases given back, so the next start delivers them at once
 /// instead of after the one-minute lease.
@@ -309,4 +318,12 @@ async fn on_postgres_sigterm_gives_leases_back_for_the_next_start() {
         return;
     };
     terminate_gives_leases_back(&schema.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mysql_sigterm_gives_leases_back_for_the_next_start() {
+    let Some(database) = MysqlTestDatabase::create().await else {
+        return;
+    };
+    terminate_gives_leases_back(&database.url()).await;
 }

@@ -25,6 +25,13 @@ async fn on_postgres_a_published_event_reaches_the_receiver_as_the_exact_envelop
     }
 }
 
+#[tokio::test]
+async fn on_mysql_a_published_event_reaches_the_receiver_as_the_exact_envelope() {
+    if let Some(service) = Service::start_on(Backend::Mysql).await {
+        exact_envelope(service).await;
+    }
+}
+
 async fn exact_envelope(mut service: Service) {
     let receiver = Receiver::start(&[]).await;
     let secret = register(&service, &receiver.url()).await.secret;
@@ -61,6 +68,13 @@ async fn two_failures_then_success_take_exactly_three_attempts() {
 #[tokio::test]
 async fn on_postgres_two_failures_then_success_take_exactly_three_attempts() {
     if let Some(service) = Service::start_on(Backend::Postgres).await {
+        three_attempts(service).await;
+    }
+}
+
+#[tokio::test]
+async fn on_mysql_two_failures_then_success_take_exactly_three_attempts() {
+    if let Some(service) = Service::start_on(Backend::Mysql).await {
         three_attempts(service).await;
     }
 }
@@ -186,6 +200,11 @@ async fn on_postgres_a_slow_target_does_not_delay_a_fast_one() {
     slow_target_isolation(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mysql_a_slow_target_does_not_delay_a_fast_one() {
+    slow_target_isolation(Backend::Mysql).await;
+}
+
 fn event_ids(got: &[crate::utils::Received]) -> Vec<String> {
     got.iter()
         .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
@@ -232,6 +251,11 @@ async fn ordered_targets_get_events_in_publish_order_across_retries() {
 #[tokio::test]
 async fn on_postgres_ordered_targets_get_events_in_publish_order_across_retries() {
     ordered_delivery(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_ordered_targets_get_events_in_publish_order_across_retries() {
+    ordered_delivery(Backend::Mysql).await;
 }
 
 /// With `rateLimit: 20`, attempts to the target start at least 50 ms apart; an invalid rate
@@ -281,6 +305,11 @@ async fn on_postgres_a_rate_limited_target_gets_attempts_spaced_out() {
 }
 
 #[tokio::test]
+async fn on_mysql_a_rate_limited_target_gets_attempts_spaced_out() {
+    rate_limited_delivery(Backend::Mysql).await;
+}
+
+#[tokio::test]
 async fn a_loopback_target_is_refused_when_nothing_is_allowed() {
     refused_target(Service::start().await).await;
 }
@@ -288,6 +317,13 @@ async fn a_loopback_target_is_refused_when_nothing_is_allowed() {
 #[tokio::test]
 async fn on_postgres_a_loopback_target_is_refused_when_nothing_is_allowed() {
     if let Some(service) = Service::start_on(Backend::Postgres).await {
+        refused_target(service).await;
+    }
+}
+
+#[tokio::test]
+async fn on_mysql_a_loopback_target_is_refused_when_nothing_is_allowed() {
+    if let Some(service) = Service::start_on(Backend::Mysql).await {
         refused_target(service).await;
     }
 }

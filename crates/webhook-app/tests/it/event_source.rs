@@ -81,6 +81,11 @@ async fn on_postgres_events_in_a_file_reach_the_receiver_and_bad_lines_are_repor
     delivered_and_skipped(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_events_in_a_file_reach_the_receiver_and_bad_lines_are_reported_and_skipped() {
+    delivered_and_skipped(Backend::Mysql).await;
+}
+
 async fn delivered_and_skipped(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
@@ -170,6 +175,12 @@ async fn a_restart_resumes_after_the_last_acknowledged_line_without_losing_or_du
 async fn on_postgres_a_restart_resumes_after_the_last_acknowledged_line_without_losing_or_duplicating()
  {
     resumed(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_a_restart_resumes_after_the_last_acknowledged_line_without_losing_or_duplicating()
+{
+    resumed(Backend::Mysql).await;
 }
 
 async fn resumed(backend: Backend) {

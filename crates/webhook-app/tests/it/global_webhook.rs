@@ -1,44 +1,43 @@
 //! The global webhook (`GLOBAL_WEBHOOK_URL`, `GLOBAL_WEBHOOK_API_KEY`) with the real binary on
-//! both backends: a 410 answer does not switch it off, a `--dispatcher-only` instance never
+//! every backend: a 410 answer does not switch it off, a `--dispatcher-only` instance never
 //! changes it whatever its environment says, and changed settings apply to the deliveries
 //! already waiting instead of cancelling them.
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
-use webhook_adapters::testing::PgTestSchema;
 
 use crate::child::Webhookd;
 use crate::utils::{Backend, Receiver, connection_data};
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     a_410_leaves_the_global_webhook_enabled,
     a_dispatcher_only_instance_leaves_the_global_webhook_alone,
     changed_global_settings_apply_to_waiting_deliveries,
 );
 
 /// A database for `webhookd` child processes: a SQLite file in a directory of its own, or a
-/// PostgreSQL schema of its own.
+/// database (PostgreSQL: a schema) of its own on the backend's server.
 struct Database {
     dir: tempfile::TempDir,
-    schema: Option<PgTestSchema>,
+    server: Option<webhook_adapters::testing::FreshDatabase>,
 }
 
 impl Database {
-    /// `None` when PostgreSQL is absent outside CI (skip).
+    /// `None` when the backend's server is absent outside CI (skip).
     async fn new(backend: Backend) -> Option<Database> {
-        let schema = match backend {
+        let dir = tempfile::tempdir().unwrap();
+        let server = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(PgTestSchema::create().await?),
+            Backend::Postgres | Backend::Mysql => {
+                Some((backend.storage().testing.fresh)(dir.path()).await?)
+            }
         };
-        Some(Database {
-            dir: tempfile::tempdir().unwrap(),
-            schema,
-        })
+        Some(Database { dir, server })
     }
 
     /// Starts `webhookd serve <args>` on this database with `env` on top.
     fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Webhookd {
-        let url = self.schema.as_ref().map(PgTestSchema::url);
+        let url = self.server.as_ref().map(|database| database.url.clone());
         let mut all: Vec<(&str, &str)> = url
             .as_deref()
             .map(|url| ("WEBHOOKD_DATABASE_URL", url))

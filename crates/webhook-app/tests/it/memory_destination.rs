@@ -155,6 +155,11 @@ async fn on_postgres_events_reach_an_in_memory_destination() {
     delivered_in_memory(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_events_reach_an_in_memory_destination() {
+    delivered_in_memory(Backend::Mysql).await;
+}
+
 async fn delivered_in_memory(backend: Backend) {
     let Some(mut service) = service(backend).await else {
         return;

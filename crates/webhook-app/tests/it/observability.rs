@@ -128,6 +128,11 @@ async fn on_postgres_metrics_count_a_failed_then_successful_delivery() {
     fail_then_succeed(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_metrics_count_a_failed_then_successful_delivery() {
+    fail_then_succeed(Backend::Mysql).await;
+}
+
 /// A receiver that is down: its first failure opens its circuit (a threshold of one), which
 /// shows as the target's state, and the events published after it wait in storage, skipped by
 /// claims: the backlog counts them and reports how long the oldest has been due.
@@ -194,6 +199,11 @@ async fn on_postgres_metrics_show_the_backlog_and_open_circuit_of_a_receiver_tha
     receiver_down(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_metrics_show_the_backlog_and_open_circuit_of_a_receiver_that_is_down() {
+    receiver_down(Backend::Mysql).await;
+}
+
 /// Events are counted once each, whether published alone or in a batch; replays are not.
 async fn published_events(backend: Backend) {
     let Some(mut service) = Service::start_on(backend).await else {
@@ -226,6 +236,11 @@ async fn on_postgres_replays_are_not_counted_as_published_events() {
     published_events(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_replays_are_not_counted_as_published_events() {
+    published_events(Backend::Mysql).await;
+}
+
 /// `/health` and `/ready` answer without credentials, outside the base path; a migrated
 /// database that answers is ready.
 async fn ready_and_alive(backend: Backend) {
@@ -251,4 +266,9 @@ async fn a_migrated_database_is_ready() {
 #[tokio::test]
 async fn on_postgres_a_migrated_database_is_ready() {
     ready_and_alive(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_a_migrated_database_is_ready() {
+    ready_and_alive(Backend::Mysql).await;
 }

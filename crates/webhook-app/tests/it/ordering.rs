@@ -122,4 +122,4 @@ async fn in_publish_order(backend: Backend) {
     );
 }
 
-crate::on_both_backends!(in_publish_order);
+crate::on_every_backend!(in_publish_order);

@@ -206,7 +206,7 @@ async fn the_auth_failure_limit_answers_in_the_negotiated_type(backend: Backend)
     service.stop().await;
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     errors_are_json_unless_accept_asks_for_problem_json,
     the_auth_failure_limit_answers_in_the_negotiated_type,
 );

@@ -87,6 +87,11 @@ async fn on_postgres_always_500_is_exhausted_after_the_policy_attempts() {
     always_500(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_always_500_is_exhausted_after_the_policy_attempts() {
+    always_500(Backend::Mysql).await;
+}
+
 /// A target that takes the request and never answers: each attempt ends at the attempt
 /// timeout and is recorded as a timeout, and the policy's attempts are all made.
 async fn never_answers(backend: Backend) {
@@ -135,6 +140,11 @@ async fn on_postgres_a_receiver_that_never_answers_times_out_and_is_exhausted() 
     never_answers(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_a_receiver_that_never_answers_times_out_and_is_exhausted() {
+    never_answers(Backend::Mysql).await;
+}
+
 /// A port where nothing listens: each attempt is a failed connection, retried per policy.
 async fn connection_refused(backend: Backend) {
     let Some(mut service) = Service::start_on(backend).await else {
@@ -170,6 +180,11 @@ async fn a_refused_connection_is_retried_and_exhausted() {
 #[tokio::test]
 async fn on_postgres_a_refused_connection_is_retried_and_exhausted() {
     connection_refused(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_a_refused_connection_is_retried_and_exhausted() {
+    connection_refused(Backend::Mysql).await;
 }
 
 /// 410 Gone: one attempt, the delivery is cancelled, the webhook disabled, and later events
@@ -234,6 +249,11 @@ async fn on_postgres_a_410_cancels_and_disables_the_webhook() {
     gone(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_a_410_cancels_and_disables_the_webhook() {
+    gone(Backend::Mysql).await;
+}
+
 /// 429 with `Retry-After: 1`, then 200: the retry waits the second the target asked for, not
 /// the policy's 100 ms.
 async fn retry_after(backend: Backend) {
@@ -273,6 +293,11 @@ async fn on_postgres_a_429_retry_after_is_honoured() {
     retry_after(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_a_429_retry_after_is_honoured() {
+    retry_after(Backend::Mysql).await;
+}
+
 /// A 200 whose body never ends: delivered, and only a bounded excerpt of the body is kept.
 async fn endless_body(backend: Backend) {
     let Some(mut service) = Service::start_on(backend).await else {
@@ -305,6 +330,11 @@ async fn an_endless_body_is_delivered_with_a_bounded_excerpt() {
 #[tokio::test]
 async fn on_postgres_an_endless_body_is_delivered_with_a_bounded_excerpt() {
     endless_body(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_an_endless_body_is_delivered_with_a_bounded_excerpt() {
+    endless_body(Backend::Mysql).await;
 }
 
 /// A 302 to another receiver is a failed answer like any other: not followed, recorded,
@@ -341,6 +371,11 @@ async fn a_redirect_is_not_followed_and_is_retried() {
 #[tokio::test]
 async fn on_postgres_a_redirect_is_not_followed_and_is_retried() {
     redirect(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_a_redirect_is_not_followed_and_is_retried() {
+    redirect(Backend::Mysql).await;
 }
 
 /// The global webhook from the Identus variables gets its API key as a bearer token; a wallet
@@ -390,6 +425,11 @@ async fn on_postgres_the_global_webhook_gets_its_bearer_key_and_a_wallet_webhook
     headers(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn on_mysql_the_global_webhook_gets_its_bearer_key_and_a_wallet_webhook_its_headers() {
+    headers(Backend::Mysql).await;
+}
+
 /// The default wallet's webhook from `DEFAULT_WALLET_WEBHOOK_URL` and `_API_KEY`, created at the
 /// wallet's creation, sends `Authorization: Bearer <key>`, as Identus does.
 async fn default_wallet_env_webhook(backend: Backend) {
@@ -423,4 +463,9 @@ async fn the_default_wallet_env_webhook_gets_its_bearer_key() {
 #[tokio::test]
 async fn on_postgres_the_default_wallet_env_webhook_gets_its_bearer_key() {
     default_wallet_env_webhook(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn on_mysql_the_default_wallet_env_webhook_gets_its_bearer_key() {
+    default_wallet_env_webhook(Backend::Mysql).await;
 }

@@ -41,3 +41,8 @@ async fn an_api_only_instance_stores_and_a_dispatcher_only_one_delivers() {
 async fn on_postgres_an_api_only_instance_stores_and_a_dispatcher_only_one_delivers() {
     the_api_stores_and_the_dispatcher_delivers(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn on_mysql_an_api_only_instance_stores_and_a_dispatcher_only_one_delivers() {
+    the_api_stores_and_the_dispatcher_delivers(Backend::Mysql).await;
+}

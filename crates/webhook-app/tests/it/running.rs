@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use tokio::time::Instant;
+use webhook_adapters::MysqlTestDatabase;
 use webhook_adapters::testing::PgTestSchema;
 use webhook_domain::SigningSecret;
 
@@ -519,6 +520,14 @@ async fn on_postgres_serve_never_writes_a_secret_even_at_debug_level() {
         return;
     };
     secrets_stay_out_of_the_output(Some(schema.url())).await;
+}
+
+#[tokio::test]
+async fn on_mysql_serve_never_writes_a_secret_even_at_debug_level() {
+    let Some(database) = MysqlTestDatabase::create().await else {
+        return;
+    };
+    secrets_stay_out_of_the_output(Some(database.url())).await;
 }
 
 #[tokio::test]

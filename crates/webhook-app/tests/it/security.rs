@@ -270,4 +270,4 @@ async fn refused_addresses_are_refused_at_registration(backend: Backend) {
     service.stop().await;
 }
 
-crate::on_both_backends!(refused_addresses_are_refused_at_registration);
+crate::on_every_backend!(refused_addresses_are_refused_at_registration);

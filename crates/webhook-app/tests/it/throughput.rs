@@ -73,4 +73,5 @@ async fn measure(backend: Backend) {
 async fn quick_throughput() {
     measure(Backend::Sqlite).await;
     measure(Backend::Postgres).await;
+    measure(Backend::Mysql).await;
 }

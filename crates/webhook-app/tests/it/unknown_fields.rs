@@ -175,7 +175,7 @@ async fn a_misspelt_webhook_setting_is_refused_not_ignored(backend: Backend) {
     service.stop().await;
 }
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     identus_bodies_ignore_fields_they_do_not_know,
     a_misspelt_webhook_setting_is_refused_not_ignored,
 );

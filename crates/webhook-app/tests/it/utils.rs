@@ -34,6 +34,7 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 pub enum Backend {
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 impl Backend {
@@ -42,6 +43,7 @@ impl Backend {
         let scheme = match self {
             Backend::Sqlite => "sqlite://",
             Backend::Postgres => "postgres://",
+            Backend::Mysql => "mysql://",
         };
         webhook_adapters::storage_backend(scheme).expect("a registered backend")
     }

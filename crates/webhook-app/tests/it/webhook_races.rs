@@ -14,7 +14,7 @@ use webhook_domain::{SigningSecret, WalletId};
 use crate::api::{Auth, publish_for, request};
 use crate::utils::{API_KEY, Backend, Receiver, Service, assert_signed, register};
 
-crate::on_both_backends!(
+crate::on_every_backend!(
     patches_and_rotations_racing_all_take_effect,
     a_patch_racing_a_disable_never_enables_the_target,
 );

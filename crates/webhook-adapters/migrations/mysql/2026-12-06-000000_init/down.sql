@@ -1,0 +1,9 @@
+DROP TABLE redelivery_jobs;
+DROP TABLE admin_token;
+DROP TABLE entities;
+DROP TABLE attempts;
+DROP TABLE deliveries;
+DROP TABLE events;
+DROP TABLE webhooks;
+DROP TABLE api_keys;
+DROP TABLE wallets;
