@@ -182,18 +182,14 @@ async fn publish_raw(channel: &Channel, routing_key: &str, body: &str, message_i
     assert!(confirmation.is_ack());
 }
 
-#[tokio::test]
-async fn events_from_a_queue_reach_the_receiver_and_bad_messages_are_dead_lettered_and_listed() {
-    from_a_queue(Backend::Sqlite).await;
-}
+crate::on_every_backend!(
+    events_from_a_queue_reach_the_receiver_and_bad_messages_are_dead_lettered_and_listed,
+    events_from_the_api_reach_an_exchange_signed_persistent_and_once_each,
+);
 
-#[tokio::test]
-async fn on_postgres_events_from_a_queue_reach_the_receiver_and_bad_messages_are_dead_lettered_and_listed()
- {
-    from_a_queue(Backend::Postgres).await;
-}
-
-async fn from_a_queue(backend: Backend) {
+async fn events_from_a_queue_reach_the_receiver_and_bad_messages_are_dead_lettered_and_listed(
+    backend: Backend,
+) {
     let Some(vhost) = Vhost::new() else { return };
     let (_connection, channel) = vhost.channel().await;
     channel
@@ -315,17 +311,7 @@ async fn from_a_queue(backend: Backend) {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn events_from_the_api_reach_an_exchange_signed_persistent_and_once_each() {
-    to_an_exchange(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn on_postgres_events_from_the_api_reach_an_exchange_signed_persistent_and_once_each() {
-    to_an_exchange(Backend::Postgres).await;
-}
-
-async fn to_an_exchange(backend: Backend) {
+async fn events_from_the_api_reach_an_exchange_signed_persistent_and_once_each(backend: Backend) {
     let Some(vhost) = Vhost::new() else { return };
     let (_connection, channel) = vhost.channel().await;
     queue_on(&channel, "out", "delivered", None).await;

@@ -61,18 +61,14 @@ async fn publish_raw(js: &jetstream::Context, subject: String, body: String) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn events_from_a_stream_reach_the_receiver_and_bad_messages_are_terminated_and_listed() {
-    from_a_stream(Backend::Sqlite).await;
-}
+crate::on_every_backend!(
+    events_from_a_stream_reach_the_receiver_and_bad_messages_are_terminated_and_listed,
+    events_from_the_api_reach_a_jetstream_subject_signed_and_once_each,
+);
 
-#[tokio::test]
-async fn on_postgres_events_from_a_stream_reach_the_receiver_and_bad_messages_are_terminated_and_listed()
- {
-    from_a_stream(Backend::Postgres).await;
-}
-
-async fn from_a_stream(backend: Backend) {
+async fn events_from_a_stream_reach_the_receiver_and_bad_messages_are_terminated_and_listed(
+    backend: Backend,
+) {
     let Some(js) = nats().await else { return };
     let (stream_name, prefix) = fresh_stream(&js).await;
     let source =
@@ -204,17 +200,7 @@ async fn from_a_stream(backend: Backend) {
     js.delete_stream(&stream_name).await.unwrap();
 }
 
-#[tokio::test]
-async fn events_from_the_api_reach_a_jetstream_subject_signed_and_once_each() {
-    to_a_subject(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn on_postgres_events_from_the_api_reach_a_jetstream_subject_signed_and_once_each() {
-    to_a_subject(Backend::Postgres).await;
-}
-
-async fn to_a_subject(backend: Backend) {
+async fn events_from_the_api_reach_a_jetstream_subject_signed_and_once_each(backend: Backend) {
     let Some(js) = nats().await else { return };
     let (stream_name, prefix) = fresh_stream(&js).await;
     let Some(mut service) = Service::start_with(backend, |s| {
