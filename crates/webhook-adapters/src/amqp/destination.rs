@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
@@ -38,6 +39,9 @@ pub(crate) struct AmqpDestination {
     brokers: BrokerList,
     egress: Egress,
     connect_timeout: Duration,
+    /// `transport`'s extra root certificates, PEM, trusted for `amqps://` besides the webpki
+    /// roots.
+    extra_roots: Option<String>,
     /// Per broker and virtual host: its connection and a confirm channel per exchange.
     links: Mutex<HashMap<String, Link>>,
 }
@@ -174,6 +178,14 @@ impl AmqpDestination {
             brokers: BrokerList::parse(&config.brokers, &["amqp", "amqps"])?,
             egress: config.egress(),
             connect_timeout: config.connect_timeout,
+            extra_roots: (!config.extra_root_certs.is_empty()).then(|| {
+                config
+                    .extra_root_certs
+                    .iter()
+                    .map(|pem| String::from_utf8_lossy(pem).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
             links: Mutex::new(HashMap::new()),
         })
     }
@@ -230,13 +242,36 @@ impl AmqpDestination {
             query: AMQPQueryString::default(),
         };
         let properties = ConnectionProperties::default().with_connection_name("webhookd".into());
+        let tls_config = OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.extra_roots.clone(),
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(|_| {
+            failed(
+                AttemptDetail::ConnectionFailed,
+                "no async runtime for the RabbitMQ client".into(),
+            )
+        })?;
         match tokio::time::timeout(
             self.connect_timeout,
-            Connection::connect_uri(uri, properties),
+            Connection::connect_uri_with_config(uri, properties, tls_config, runtime),
         )
         .await
         {
             Ok(Ok(connection)) => Ok(connection),
+            // What a TLS handshake refuses (an unknown authority, another name) comes back as
+            // invalid data.
+            Ok(Err(e))
+                if tls
+                    && matches!(e.kind(), ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::InvalidData) =>
+            {
+                Err(failed(
+                    AttemptDetail::TlsFailed,
+                    "the TLS handshake with the RabbitMQ broker failed (is its certificate \
+                     signed by a trusted authority, for the broker's name?)"
+                        .into(),
+                ))
+            }
             Ok(Err(e)) => Err(failed(
                 AttemptDetail::ConnectionFailed,
                 format!(

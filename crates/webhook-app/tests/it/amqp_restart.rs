@@ -33,6 +33,8 @@ const KILL_AFTER: usize = 1_500;
 struct OwnBroker {
     dir: PathBuf,
     port: u16,
+    /// Its TLS listener's port, when it has one.
+    tls_port: Option<u16>,
     dist_port: u16,
     node: String,
     child: Option<Child>,
@@ -57,6 +59,12 @@ fn port_open(port: u16) -> bool {
 impl OwnBroker {
     /// A new node, started; `None` to skip when RabbitMQ is not installed outside CI.
     async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// A new node with, when `tls` is given, a TLS listener presenting that certificate
+    /// (`(certificate, key, authority)`, PEM) as well.
+    async fn start_with(tls: Option<(&str, &str, &str)>) -> Option<Self> {
         if Command::new("rabbitmq-server")
             .arg("--help")
             .stdout(Stdio::null())
@@ -76,11 +84,30 @@ impl OwnBroker {
         let dir = std::env::temp_dir().join(format!("webhookd-rabbit-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
-        )
-        .unwrap();
+        let mut conf = format!("listeners.tcp.default = 127.0.0.1:{port}\n");
+        let tls_port = tls.map(|(certificate, key, authority)| {
+            let tls_port = free_port();
+            for (file, pem) in [
+                ("cert.pem", certificate),
+                ("key.pem", key),
+                ("ca.pem", authority),
+            ] {
+                std::fs::write(dir.join(file), pem).unwrap();
+            }
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {ca}\n\
+                 ssl_options.certfile = {cert}\n\
+                 ssl_options.keyfile = {key}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                ca = dir.join("ca.pem").display(),
+                cert = dir.join("cert.pem").display(),
+                key = dir.join("key.pem").display(),
+            ));
+            tls_port
+        });
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
         let chown = Command::new("chown")
             .args(["-R", "rabbitmq:rabbitmq"])
             .arg(&dir)
@@ -90,6 +117,7 @@ impl OwnBroker {
         let mut broker = Self {
             dir,
             port,
+            tls_port,
             dist_port: free_port(),
             node: format!("webhookd{}@localhost", &tag[..12]),
             child: None,
@@ -117,7 +145,7 @@ impl OwnBroker {
             .expect("rabbitmq-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !port_open(self.port) {
+        while !port_open(self.port) || self.tls_port.is_some_and(|port| !port_open(port)) {
             assert!(
                 Instant::now() < deadline,
                 "the test's RabbitMQ node did not listen on {} within 90 s; see {:?}",
@@ -403,4 +431,106 @@ async fn a_broker_killed_mid_delivery_loses_no_event_and_duplicates_are_counted(
          de-duplicates on message-id)"
     );
     service.stop().await;
+}
+
+/// A certificate authority made for the test, and a certificate it signed for `localhost`:
+/// `(authority, certificate, key)`, PEM.
+fn localhost_certificate() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut authority = CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    authority
+        .distinguished_name
+        .push(DnType::CommonName, "webhookd test authority");
+    authority.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let authority = CertifiedIssuer::self_signed(authority, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let certificate = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &authority)
+        .unwrap();
+    (authority.pem(), certificate.pem(), key.serialize_pem())
+}
+
+/// `amqps://` end to end at the adapter: the destination reaches a TLS listener whose
+/// certificate a private authority signed once that authority is among the extra roots (the
+/// name checked is the broker's, `localhost`, while the address is the one the guard allowed),
+/// and fails the handshake, retried, without it.
+#[tokio::test]
+async fn an_amqps_target_is_reached_over_tls_with_the_broker_name_checked() {
+    use webhook_adapters::{DESTINATIONS, TransportConfig};
+    use webhook_domain::{
+        AddressPolicy, AttemptDetail, AttemptOutcome, IpRange, OutboundMessage, WebhookUrl,
+    };
+
+    let (authority, certificate, key) = localhost_certificate();
+    let Some(broker) = OwnBroker::start_with(Some((&certificate, &key, &authority))).await else {
+        return;
+    };
+    let (_connection, channel) = broker.channel().await;
+    durable_queue(&channel, "secure").await;
+    let tls_port = broker.tls_port.unwrap();
+    let destination = |roots: Vec<Vec<u8>>| {
+        let config = TransportConfig {
+            brokers: vec![format!("amqps://guest:guest@localhost:{tls_port}")],
+            address_policy: AddressPolicy::new(vec![IpRange::parse("127.0.0.0/8").unwrap()]),
+            extra_root_certs: roots,
+            ..TransportConfig::default()
+        };
+        let kind = DESTINATIONS
+            .iter()
+            .find(|kind| kind.schemes.contains(&"amqps"))
+            .unwrap();
+        (kind.open)(&config).unwrap()
+    };
+    let target = WebhookUrl::parse_with_schemes(
+        &format!("amqps://localhost:{tls_port}/%2f?exchange=&routing_key=secure"),
+        &["amqps"],
+    )
+    .unwrap();
+    let message = OutboundMessage {
+        body: br#"{"id":"e1"}"#.to_vec(),
+        headers: vec![("webhook-id".to_owned(), "e1".to_owned())],
+    };
+
+    let untrusting = destination(Vec::new());
+    let report = untrusting
+        .send(&target, &message, Duration::from_secs(10))
+        .await;
+    assert!(
+        matches!(report.outcome, AttemptOutcome::RetryLater { .. }),
+        "{report:?}"
+    );
+    assert_eq!(report.detail, AttemptDetail::TlsFailed, "{report:?}");
+
+    let trusting = destination(vec![authority.into_bytes()]);
+    for _ in 0..3 {
+        let report = trusting
+            .send(&target, &message, Duration::from_secs(10))
+            .await;
+        assert_eq!(report.outcome, AttemptOutcome::Delivered, "{report:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = channel
+            .queue_declare(
+                s("secure"),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count();
+        if ready == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready} of 3 messages queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
