@@ -325,12 +325,18 @@ async fn into_the_service(backend: Backend) {
     })
     .await;
     let settled_after = pending_since.elapsed();
+    // Each delivery by the broker takes a consumer sequence number, redeliveries included: the
+    // messages the source read more than once, each replayed rather than stored again.
+    let delivered = consumer.info().await.unwrap().delivered.clone();
+    let read_again = delivered
+        .consumer_sequence
+        .saturating_sub(delivered.stream_sequence);
     let duplicates = received.len() - EVENTS;
     println!(
         "nats restart, inbound, {backend:?}: {EVENTS} events, 0 lost; killed with {} received \
          and {} published; {} producer retries; {duplicates} duplicate deliveries at the \
-         receiver; {} distinct events stored; nothing pending at the broker {:.1} s after the \
-         last receipt",
+         receiver; {} distinct events stored; {read_again} messages read again by the source \
+         (replayed); nothing pending at the broker {:.1} s after the last receipt",
         at_kill.0,
         at_kill.1,
         producer_retries.load(Ordering::Relaxed),
