@@ -327,7 +327,7 @@ async fn into_the_service(backend: Backend) {
     let settled_after = pending_since.elapsed();
     // Each delivery by the broker takes a consumer sequence number, redeliveries included: the
     // messages the source read more than once, each replayed rather than stored again.
-    let delivered = consumer.info().await.unwrap().delivered.clone();
+    let delivered = consumer.info().await.unwrap().delivered;
     let read_again = delivered
         .consumer_sequence
         .saturating_sub(delivered.stream_sequence);
