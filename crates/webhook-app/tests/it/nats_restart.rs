@@ -171,6 +171,14 @@ impl OwnNats {
 impl Drop for OwnNats {
     fn drop(&mut self) {
         self.kill();
+        // A failed test keeps the store and the server's log, which its message points to.
+        if std::thread::panicking() {
+            self.store.disable_cleanup(true);
+            eprintln!(
+                "kept the nats-server store and log: {}",
+                self.log().display()
+            );
+        }
     }
 }
 
