@@ -7,8 +7,9 @@
 //! - `tidy`: the architecture checks alone (they also run as tests in `ci`).
 //! - `bench`: the end-to-end benchmark (`crates/webhook-bench`, on release builds of `webhookd`
 //!   and `webhookd-bench`; extra arguments go to the harness, `--quick` for the short one); a
-//!   full run then adds the order and delete checks and the criterion benches of
-//!   webhook-adapters and webhook-domain. `bench order` and `bench delete` run one check.
+//!   full run then adds the order and delete checks, the NATS throughput measurements and the
+//!   criterion benches of webhook-adapters and webhook-domain. `bench order`, `bench delete`
+//!   and `bench nats` run one of them alone.
 //! - `reliability`: the fault scenarios (`webhookd-bench reliability` on a release build of
 //!   `webhookd`: SIGKILLs, a PostgreSQL outage, failover; extra arguments go to the harness,
 //!   `--quick`, `--scenarios`, `--seed`, `--no-docs`); writes its section of
@@ -77,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("  tidy   check the layering rules, such as a pure webhook-domain");
             eprintln!(
                 "  bench [--quick] [harness flags]  the end-to-end benchmark, then the order and \
-                 delete checks and criterion; bench order|delete [flags]  one check"
+                 delete checks, NATS throughput and criterion; bench order|delete|nats [flags]  one alone"
             );
             eprintln!(
                 "  reliability [--quick] [--scenarios a,b] [--seed N] [--no-docs]  crashes, a \
@@ -178,10 +179,11 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 /// crate enables webhook-adapters' `testing` feature, which cargo would otherwise unify into
 /// the measured binary), then the harness run on the binary; every extra argument goes to the
 /// harness (`--quick`, sizes, `--scenarios`, `--webhookd-env`; see `webhookd-bench --help`).
-/// A full run (no extra arguments) then adds the order and delete checks and the criterion
-/// benches: webhook-adapters' `claim_complete`, and webhook-domain's when that crate has bench
-/// targets. Other runs are the harness's alone. `cargo xtask bench order` (or `delete`) runs
-/// that check only, with the arguments that follow.
+/// A full run (no extra arguments) then adds the order and delete checks, the NATS throughput
+/// measurements (skipped, said so, when no NATS server answers) and the criterion benches:
+/// webhook-adapters' `claim_complete`, and webhook-domain's when that crate has bench targets.
+/// Other runs are the harness's alone. `cargo xtask bench order` (or `delete`, or `nats`) runs
+/// that one only, with the arguments that follow.
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     // `cargo xtask bench -- --quick` works as `cargo xtask bench --quick` does.
     let extra = match extra.first() {
@@ -190,7 +192,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
     };
     let check = extra
         .first()
-        .filter(|first| matches!(first.as_str(), "order" | "delete"));
+        .filter(|first| matches!(first.as_str(), "order" | "delete" | "nats"));
     let quick = extra.iter().any(|a| a == "--quick");
     build_webhookd(&["--release"])?;
     cargo(&[
@@ -225,6 +227,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
     }
     run_check("order", &[])?;
     run_check("delete", &[])?;
+    run_check("nats", &[])?;
     cargo(&[
         "bench",
         "--locked",

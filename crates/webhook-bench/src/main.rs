@@ -17,6 +17,7 @@ mod chart;
 mod checks;
 mod clock;
 mod driver;
+mod nats;
 mod pgbench;
 mod procfs;
 mod reliability;
@@ -148,6 +149,9 @@ enum Subcommand {
     /// The PostgreSQL ceilings alone, with no webhookd: the raw SQL one (pgbench) and the
     /// adapter's rate of the same cycles.
     Ceiling(pgbench::Args),
+    /// Throughput through NATS JetStream (a stream into webhookd, webhookd to a subject)
+    /// beside HTTP to HTTP, medians of several rounds.
+    Nats(nats::Args),
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -271,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
             Some(Subcommand::Order(args)) => checks::order(args).await,
             Some(Subcommand::Delete(args)) => checks::delete(args).await,
             Some(Subcommand::Ceiling(args)) => pgbench::alone(args).await,
+            Some(Subcommand::Nats(args)) => nats::run(args).await,
             None => run(args).await,
         }
     };

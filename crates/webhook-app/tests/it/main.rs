@@ -19,6 +19,7 @@ mod global_webhook;
 mod memory_destination;
 mod misbehaving_receivers;
 mod nats;
+mod nats_restart;
 mod observability;
 mod ordering;
 mod outage;
