@@ -144,6 +144,27 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The report of a broker attempt: `publish`'s, or a timeout's (`unanswered` says what did
+/// not come) when it took longer than `timeout`; its duration measured here.
+pub(crate) async fn within(
+    timeout: Duration,
+    unanswered: &str,
+    publish: impl std::future::Future<Output = Result<AttemptReport, AttemptReport>>,
+) -> AttemptReport {
+    let started = std::time::Instant::now();
+    let report = match tokio::time::timeout(timeout, publish).await {
+        Ok(Ok(report) | Err(report)) => report,
+        Err(_) => AttemptReport {
+            error: Some(format!("no {unanswered} within the attempt's timeout")),
+            ..AttemptReport::of(AttemptDetail::Timeout, Duration::ZERO)
+        },
+    };
+    AttemptReport {
+        duration: started.elapsed(),
+        ..report
+    }
+}
+
 /// Why a target cannot be sent to before anything is connected.
 pub(crate) fn refused(error: String) -> AttemptReport {
     AttemptReport {

@@ -14,14 +14,13 @@
 //! of `transport.brokers`, at the address the SSRF guard allowed.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use tokio::sync::Mutex;
 use url::Url;
@@ -218,29 +217,18 @@ impl AmqpDestination {
     async fn connect(&self, broker: &Broker, vhost: &str) -> Result<Connection, AttemptReport> {
         let address = brokers::address_of(&self.egress, broker).await?;
         let tls = broker.scheme == "amqps";
-        let uri = AMQPUri {
-            scheme: if tls {
-                AMQPScheme::AMQPS
-            } else {
-                AMQPScheme::AMQP
-            },
-            authority: AMQPAuthority {
-                userinfo: AMQPUserInfo {
-                    username: broker.user.clone().unwrap_or_else(|| "guest".into()),
-                    password: broker.password.clone().unwrap_or_else(|| "guest".into()),
-                },
-                // TLS checks the certificate against the broker's name; the name resolved to
-                // the address the guard judged a moment ago.
-                host: if tls {
-                    broker.host.clone()
-                } else {
-                    address.ip().to_string()
-                },
-                port: address.port(),
-            },
-            vhost: vhost.to_owned(),
-            query: AMQPQueryString::default(),
+        let user = (
+            broker.user.clone().unwrap_or_else(|| "guest".into()),
+            broker.password.clone().unwrap_or_else(|| "guest".into()),
+        );
+        // TLS checks the certificate against the broker's name; the name resolved to the
+        // address the guard judged a moment ago.
+        let host = if tls {
+            broker.host.clone()
+        } else {
+            address.ip().to_string()
         };
+        let uri = super::uri(tls, host, address.port(), user, vhost.to_owned());
         let properties = ConnectionProperties::default().with_connection_name("webhookd".into());
         let tls_config = OwnedTLSConfig {
             identity: None,
@@ -416,18 +404,7 @@ impl Destination for AmqpDestination {
         message: &OutboundMessage,
         timeout: Duration,
     ) -> AttemptReport {
-        let started = Instant::now();
-        let report = match tokio::time::timeout(timeout, self.publish(url, message)).await {
-            Ok(Ok(report) | Err(report)) => report,
-            Err(_) => AttemptReport {
-                error: Some("no confirmation within the attempt's timeout".into()),
-                ..AttemptReport::of(AttemptDetail::Timeout, Duration::ZERO)
-            },
-        };
-        AttemptReport {
-            duration: started.elapsed(),
-            ..report
-        }
+        brokers::within(timeout, "confirmation", self.publish(url, message)).await
     }
 
     fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {

@@ -8,6 +8,8 @@ mod source;
 
 use std::sync::Arc;
 
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+
 use webhook_ports::{Destination, SourceKind};
 
 use crate::DestinationKind;
@@ -45,6 +47,26 @@ fn vhost_of(url: &url::Url) -> Result<String, String> {
     }
     crate::brokers::percent_decode(path)
         .ok_or_else(|| "the virtual host is not valid percent-encoded UTF-8".to_owned())
+}
+
+/// Where a connection goes: the broker's `host` (a name or an address) and `port`, signed in
+/// as `user`, on virtual host `vhost`, over TLS when `tls`.
+fn uri(tls: bool, host: String, port: u16, user: (String, String), vhost: String) -> AMQPUri {
+    let (username, password) = user;
+    AMQPUri {
+        scheme: if tls {
+            AMQPScheme::AMQPS
+        } else {
+            AMQPScheme::AMQP
+        },
+        authority: AMQPAuthority {
+            userinfo: AMQPUserInfo { username, password },
+            host,
+            port,
+        },
+        vhost,
+        query: AMQPQueryString::default(),
+    }
 }
 
 /// `vhost` percent-encoded as one path segment of an AMQP URI.

@@ -23,7 +23,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties, Consumer};
 use url::Url;
 use webhook_ports::{EventSource, PublishEvents, Shutdown, SourceError};
@@ -113,20 +113,7 @@ impl AmqpSource {
             &["queue", "prefetch"],
             format!("amqp {server}/{vhost}/{queue}"),
         )?;
-        let uri = AMQPUri {
-            scheme: if tls {
-                AMQPScheme::AMQPS
-            } else {
-                AMQPScheme::AMQP
-            },
-            authority: AMQPAuthority {
-                userinfo: AMQPUserInfo { username, password },
-                host,
-                port,
-            },
-            vhost,
-            query: AMQPQueryString::default(),
-        };
+        let uri = super::uri(tls, host, port, (username, password), vhost);
         Ok(Self {
             uri: Secret(uri),
             queue,

@@ -8,7 +8,7 @@
 //! servers a broker advertises (they were never checked).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -208,18 +208,7 @@ impl Destination for NatsDestination {
         message: &OutboundMessage,
         timeout: Duration,
     ) -> AttemptReport {
-        let started = Instant::now();
-        let report = match tokio::time::timeout(timeout, self.publish(url, message)).await {
-            Ok(Ok(report) | Err(report)) => report,
-            Err(_) => AttemptReport {
-                error: Some("no acknowledgement within the attempt's timeout".into()),
-                ..AttemptReport::of(AttemptDetail::Timeout, Duration::ZERO)
-            },
-        };
-        AttemptReport {
-            duration: started.elapsed(),
-            ..report
-        }
+        brokers::within(timeout, "acknowledgement", self.publish(url, message)).await
     }
 
     fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {

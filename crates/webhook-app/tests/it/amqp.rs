@@ -17,9 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::json;
 use webhook_domain::{SigningSecret, WalletId};
 
-use crate::utils::{
-    ADMIN_KEY, Backend, Receiver, Service, call, connection_data, get_text, post_json, register,
-};
+use crate::utils::{Backend, Receiver, Service, connection_data, post_json, register};
 
 const SERVER: &str = "127.0.0.1:5672";
 
@@ -81,7 +79,7 @@ fn rabbitmqctl(args: &[&str]) {
     );
 }
 
-fn s(text: &str) -> ShortString {
+pub fn s(text: &str) -> ShortString {
     ShortString::try_new(text).unwrap()
 }
 
@@ -147,7 +145,7 @@ async fn ready(channel: &Channel, queue: &str) -> u32 {
 }
 
 /// Waits until `queue` holds `count` ready messages.
-async fn wait_until_ready(channel: &Channel, queue: &str, count: u32) {
+pub async fn wait_until_ready(channel: &Channel, queue: &str, count: u32) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let now = ready(channel, queue).await;
@@ -271,43 +269,18 @@ async fn events_from_a_queue_reach_the_receiver_and_bad_messages_are_dead_letter
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.count(), good + 1, "an event arrived twice");
 
-    let listed = call(
-        "GET",
-        &service.url("/sources/refusals"),
-        &[("x-admin-api-key", ADMIN_KEY)],
-        "",
+    crate::nats::assert_refusals(
+        &service,
+        bad.len(),
+        &[
+            "is not an event",
+            "wallet that does not exist",
+            "data.connectionId",
+            "token 2",
+        ],
+        "exchange \"in\" routing key ",
     )
     .await;
-    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
-    let refusals = listed.json["contents"].as_array().unwrap();
-    assert_eq!(refusals.len(), bad.len(), "{refusals:#?}");
-    let reasons: Vec<&str> = refusals
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "is not an event",
-        "wallet that does not exist",
-        "data.connectionId",
-        "token 2",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r.contains(expected)),
-            "no refusal says {expected:?}: {reasons:#?}"
-        );
-    }
-    for refusal in refusals {
-        let input = refusal["input"].as_str().unwrap();
-        assert!(input.starts_with("exchange \"in\" routing key "), "{input}");
-        let source = refusal["source"].as_str().unwrap();
-        assert!(!source.contains("guest:"), "credentials in {source}");
-    }
-    let (_, _, metrics) = get_text(&format!("http://{}/metrics", service.addr)).await;
-    let counted = metrics
-        .lines()
-        .find(|line| line.starts_with("webhookd_source_refusals_total{"))
-        .unwrap_or_else(|| panic!("no refusal counter in {metrics}"));
-    assert!(counted.ends_with(&format!(" {}", bad.len())), "{counted}");
     service.stop().await;
 }
 

@@ -17,12 +17,13 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::json;
 use tokio::time::Instant;
 use webhook_domain::RetryPolicy;
 
+use crate::amqp::s;
 use crate::utils::{Backend, Receiver, Service, post_json, register};
 
 const EVENTS: usize = 5_000;
@@ -214,10 +215,6 @@ impl Drop for OwnBroker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn s(text: &str) -> ShortString {
-    ShortString::try_new(text).unwrap()
 }
 
 async fn durable_queue(channel: &Channel, name: &str) {
@@ -513,24 +510,5 @@ async fn an_amqps_target_is_reached_over_tls_with_the_broker_name_checked() {
             .await;
         assert_eq!(report.outcome, AttemptOutcome::Delivered, "{report:?}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready = channel
-            .queue_declare(
-                s("secure"),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count();
-        if ready == 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{ready} of 3 messages queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::amqp::wait_until_ready(&channel, "secure", 3).await;
 }

@@ -158,44 +158,18 @@ async fn events_from_a_stream_reach_the_receiver_and_bad_messages_are_terminated
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.count(), good + 1, "an event arrived twice");
 
-    let listed = call(
-        "GET",
-        &service.url("/sources/refusals"),
-        &[("x-admin-api-key", ADMIN_KEY)],
-        "",
+    assert_refusals(
+        &service,
+        bad.len(),
+        &[
+            "is not an event",
+            "wallet that does not exist",
+            "data.connectionId",
+            "is not a wallet id",
+        ],
+        &format!("stream {stream_name} sequence "),
     )
     .await;
-    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
-    let refusals = listed.json["contents"].as_array().unwrap();
-    assert_eq!(refusals.len(), bad.len(), "{refusals:#?}");
-    let reasons: Vec<&str> = refusals
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "is not an event",
-        "wallet that does not exist",
-        "data.connectionId",
-        "is not a wallet id",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r.contains(expected)),
-            "no refusal says {expected:?}: {reasons:#?}"
-        );
-    }
-    for refusal in refusals {
-        let input = refusal["input"].as_str().unwrap();
-        assert!(
-            input.starts_with(&format!("stream {stream_name} sequence ")),
-            "{input}"
-        );
-    }
-    let (_, _, metrics) = get_text(&format!("http://{}/metrics", service.addr)).await;
-    let counted = metrics
-        .lines()
-        .find(|line| line.starts_with("webhookd_source_refusals_total{"))
-        .unwrap_or_else(|| panic!("no refusal counter in {metrics}"));
-    assert!(counted.ends_with(&format!(" {}", bad.len())), "{counted}");
     service.stop().await;
     js.delete_stream(&stream_name).await.unwrap();
 }
@@ -320,4 +294,50 @@ async fn a_subject_no_stream_captures_is_rejected_with_its_reason() {
         );
     }
     service.stop().await;
+}
+
+/// The refusals a source reported, as `GET /sources/refusals` lists them and
+/// `webhookd_source_refusals_total` counts them: exactly `count`, one reason containing each
+/// of `reasons`, every input starting with `input_prefix`, no password in a source's name.
+pub async fn assert_refusals(
+    service: &Service,
+    count: usize,
+    reasons: &[&str],
+    input_prefix: &str,
+) {
+    let listed = call(
+        "GET",
+        &service.url("/sources/refusals"),
+        &[("x-admin-api-key", ADMIN_KEY)],
+        "",
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
+    let refusals = listed.json["contents"].as_array().unwrap();
+    assert_eq!(refusals.len(), count, "{refusals:#?}");
+    let said: Vec<&str> = refusals
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    for expected in reasons {
+        assert!(
+            said.iter().any(|r| r.contains(expected)),
+            "no refusal says {expected:?}: {said:#?}"
+        );
+    }
+    for refusal in refusals {
+        let input = refusal["input"].as_str().unwrap();
+        assert!(input.starts_with(input_prefix), "{input}");
+        let source = refusal["source"].as_str().unwrap();
+        assert!(
+            !source.contains(":guest@") && !source.contains("****"),
+            "{source}"
+        );
+    }
+    let (_, _, metrics) = get_text(&format!("http://{}/metrics", service.addr)).await;
+    let counted = metrics
+        .lines()
+        .find(|line| line.starts_with("webhookd_source_refusals_total{"))
+        .unwrap_or_else(|| panic!("no refusal counter in {metrics}"));
+    assert!(counted.ends_with(&format!(" {count}")), "{counted}");
 }
