@@ -33,6 +33,10 @@ use crate::{Egress, TransportConfig};
 
 /// Delivery mode 2: the broker writes the message to disk in a durable queue.
 const PERSISTENT: u8 = 2;
+/// The most channels kept open on one connection (one per exchange named by some target):
+/// tenants choose exchange names, so the kept ones are bounded; past the bound one of them
+/// is closed to make room.
+const MAX_KEPT_CHANNELS: usize = 64;
 
 pub(crate) struct AmqpDestination {
     brokers: BrokerList,
@@ -315,6 +319,17 @@ impl AmqpDestination {
         };
         match made.await {
             Ok(channel) => {
+                link.channels.retain(|_, kept| kept.status().connected());
+                if link.channels.len() >= MAX_KEPT_CHANNELS {
+                    let evicted = link.channels.keys().next().cloned();
+                    if let Some(old) = evicted.and_then(|name| link.channels.remove(&name)) {
+                        // Its publishes in flight still get their confirmations first.
+                        tokio::spawn(async move {
+                            let _ = old.wait_for_confirms().await;
+                            let _ = old.close(200, "webhookd keeps fewer channels".into()).await;
+                        });
+                    }
+                }
                 link.channels
                     .insert(route.exchange.clone(), channel.clone());
                 Ok(channel)

@@ -282,6 +282,9 @@ impl EventSource for AmqpSource {
                             }
                             Err(why) => {
                                 tracing::warn!(source = %self.name, error = %why, "consumer failed; connecting again");
+                                // A channel error leaves the connection open: close it, or
+                                // each reconnection would leave one behind.
+                                let _ = connection.close(200, "reconnecting".into()).await;
                                 break;
                             }
                         }
