@@ -241,10 +241,10 @@ pub(crate) enum Verdict {
 }
 
 /// Publishes the events of `batch` (each a message's event, or why it has none) and answers
-/// one verdict per message, in order; `None` when `shutdown` came while storage was unavailable
-/// (acknowledge nothing then). All valid events go in one publish; when that is refused (an
-/// unknown wallet in one of them, say), each goes alone, so one bad message refuses only
-/// itself. While storage is unavailable the same events are published again, with the same
+/// one verdict per message, in order; `None` when `shutdown` came before the sink answered or
+/// while storage was unavailable (acknowledge nothing then). All valid events go in one
+/// publish; when that is refused (an unknown wallet in one of them, say), each goes alone, so
+/// one bad message refuses only itself. While storage is unavailable the same events are published again, with the same
 /// ids, waiting longer each time.
 pub(crate) async fn publish(
     sink: &Arc<dyn PublishEvents>,
@@ -286,7 +286,8 @@ pub(crate) async fn publish(
 }
 
 /// One publish, repeated while the error is transient: `Ok` once committed, `Err` with the
-/// reason of a refusal for good, `None` at shutdown.
+/// reason of a refusal for good, `None` at shutdown, also while a publish has not answered: it
+/// is abandoned, its messages stay unacknowledged and come again, to be replayed.
 async fn publish_until_answered(
     sink: &Arc<dyn PublishEvents>,
     items: Vec<PublishItem>,
@@ -294,7 +295,11 @@ async fn publish_until_answered(
 ) -> Option<Result<(), String>> {
     let mut wait = FIRST_RETRY;
     loop {
-        match sink.publish(items.clone()).await {
+        let answer = tokio::select! {
+            () = &mut *shutdown => return None,
+            answer = sink.publish(items.clone()) => answer,
+        };
+        match answer {
             Ok(_) => return Some(Ok(())),
             Err(e) if e.is_transient() => {
                 tokio::select! {

@@ -22,6 +22,7 @@ use webhook_domain::{
 };
 pub mod destination;
 mod ordering;
+pub mod source;
 pub use ordering::*;
 
 use crate::{

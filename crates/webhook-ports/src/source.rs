@@ -135,17 +135,28 @@ impl std::fmt::Debug for Shutdown {
 pub trait EventSource: Send {
     /// Reads events and hands them to `sink` until `shutdown` resolves, then returns `Ok`.
     ///
+    /// Each rule is one case of the contract suite (`contract::source`, feature `contract`).
+    ///
+    /// - MUST hand each piece of input (a message) to the sink as one [`PublishItem`] with the
+    ///   input's event (for a broker source: the body's `type` and `data`), and give an event
+    ///   the same id each time it reads the same input (the input's own id, such as a broker's
+    ///   message id, or one derived from where the input is), so that input read again (after
+    ///   a crash, or put twice) is replayed rather than stored twice.
     /// - MUST acknowledge a piece of input (commit an offset, ack a message) only after
     ///   `sink.publish` answered `Ok` for the events it holds, or refused them for a reason of
     ///   their own (not a transient one; see [`PublishError::is_transient`]).
-    /// - MUST NOT stop on input it cannot read or that the sink refuses: it reports it (a log
-    ///   line naming the input and what was wrong) and goes on with the next.
-    /// - MUST keep its input unacknowledged and try it again later when the sink answers a
-    ///   transient error.
-    /// - MUST give an event the same id each time it reads the same input (the input's own id,
-    ///   or one derived from where the input is), so that input read again after a crash is
-    ///   replayed rather than stored twice.
-    /// - MUST return soon after `shutdown` resolves, acknowledging nothing it has not published.
+    /// - MUST hold back while a publish has not answered: take at most one batch (its batch or
+    ///   prefetch size) of input it has not acknowledged, and leave the rest where it is (in
+    ///   the broker), so that a slow or absent database never fills the source's memory.
+    /// - MUST keep its input unacknowledged and publish the same events (the same ids) again
+    ///   later when the sink answers a transient error.
+    /// - MUST NOT stop on input it cannot read or that the sink refuses: it settles it for
+    ///   good (terminates or rejects it at its broker, so that it does not come again), reports
+    ///   it through [`PublishEvents::refused`] with the reason (and a log line naming the input
+    ///   and what was wrong), and goes on with the next.
+    /// - MUST return soon after `shutdown` resolves, also while a publish has not answered
+    ///   (abandoning it: its input comes again and is replayed), acknowledging nothing it has
+    ///   not published.
     ///
     /// # Errors
     /// `Unavailable` when its input is gone for good; the app logs it, and the source stays

@@ -46,16 +46,30 @@ async fn silent_server() -> SocketAddr {
     address
 }
 
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn reachable(address: &str, what: &str) {
+pub(crate) fn reachable(address: &str, what: &str) {
     if let Err(e) =
         std::net::TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(3))
     {
         panic!("{what} is not reachable at {address}: {e}; `cargo xtask db` starts it");
     }
+}
+
+/// Runs `rabbitmqctl` (it manages the local RabbitMQ node) and answers what it printed.
+pub(crate) fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (it comes with RabbitMQ)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 mod nats {
@@ -210,18 +224,6 @@ mod amqp {
         silent: SocketAddr,
         /// What each target's queue held, as read so far (reading takes it off the queue).
         taken: Mutex<HashMap<String, Vec<OutboundMessage>>>,
-    }
-
-    fn rabbitmqctl(args: &[&str]) {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(args)
-            .output()
-            .expect("rabbitmqctl runs (it comes with RabbitMQ)");
-        assert!(
-            out.status.success(),
-            "rabbitmqctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     async fn rig() -> AmqpRig {
