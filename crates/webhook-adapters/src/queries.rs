@@ -30,6 +30,27 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
+/// The deliveries of the webhook `$webhook` (id text) that [`cancel_unleased`] cancels at
+/// `$now` (an `OffsetDateTime`), as a filtered `deliveries` table: unfinished, of a kind in
+/// [`webhook_domain::CANCELLED_WITH_TARGET`], and held by no lease live at `$now`. MySQL reads
+/// their ids first and cancels them by primary key (see its `cancel_deliveries_of`).
+macro_rules! unleased_of {
+    ($webhook:expr, $now:expr) => {{
+        let now = $crate::rows::micros($now);
+        let cancellable = webhook_domain::CANCELLED_WITH_TARGET.map(|kind| kind.as_str());
+        deliveries::table
+            .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
+            .filter(deliveries::due_at.is_not_null())
+            .filter(deliveries::state.eq_any(cancellable))
+            .filter(
+                deliveries::state
+                    .ne(webhook_domain::DeliveryStateKind::InFlight.as_str())
+                    .or(deliveries::due_at.le(now)),
+            )
+    }};
+}
+pub(crate) use unleased_of;
+
 /// Cancels, as `$reason` (a [`webhook_domain::CancelReason`]) at `$now` (an
 /// `OffsetDateTime`), the deliveries of the webhook `$webhook` (id text) that the domain's rule
 /// cancels when a target goes away ([`webhook_domain::Delivery::cancel_with_target`]): those of
@@ -44,24 +65,11 @@ pub(crate) use deliveries_listing;
 macro_rules! cancel_unleased {
     ($webhook:expr, $reason:expr, $now:expr) => {{
         let at: time::OffsetDateTime = $now;
-        let now = $crate::rows::micros(at);
         let cancelled = $crate::rows::state_columns(webhook_domain::DeliveryState::Cancelled {
             at,
             reason: $reason,
         });
-        let cancellable = webhook_domain::CANCELLED_WITH_TARGET.map(|kind| kind.as_str());
-        diesel::update(
-            deliveries::table
-                .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
-                .filter(deliveries::due_at.is_not_null())
-                .filter(deliveries::state.eq_any(cancellable))
-                .filter(
-                    deliveries::state
-                        .ne(webhook_domain::DeliveryStateKind::InFlight.as_str())
-                        .or(deliveries::due_at.le(now)),
-                ),
-        )
-        .set((
+        diesel::update($crate::queries::unleased_of!($webhook, at)).set((
             deliveries::state.eq(cancelled.state),
             deliveries::due_at.eq(cancelled.due_at),
             deliveries::lease_owner.eq(None::<String>),

@@ -155,9 +155,7 @@ async fn sweep_dead_targets(
         } else {
             CancelReason::TargetDisabled
         };
-        crate::queries::cancel_unleased!(&webhook, reason, now)
-            .execute(c)
-            .await?;
+        super::cancel_deliveries_of(c, &webhook, reason, now).await?;
     }
     Ok(())
 }

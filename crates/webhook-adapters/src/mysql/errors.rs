@@ -11,6 +11,16 @@
 //! and the driver's "connection closed" and "pool disconnected". A server's error code (disk
 //! full 1021 or 1114, say) does not survive the conversion; such errors stay `Backend`, never
 //! guessed from their message.
+//!
+//! One exception, for the store's own use and not the ports': a transaction that InnoDB ended
+//! for a lock conflict, ER_LOCK_DEADLOCK (1213) or ER_LOCK_WAIT_TIMEOUT (1205), which the
+//! store runs again ([`is_lock_conflict`]). diesel-async 0.9 boxes only the server error's
+//! message (its `ErrorHelper` keeps `e.message`, drops `e.code` and the SQLSTATE), with no
+//! source to downcast, so the code cannot be read back; these two are told by their exact
+//! messages ([`LOCK_CONFLICT_MESSAGES`]), which every pooled connection asks for in English
+//! (`lc_messages`, set with the isolation level). A message that does not match exactly is
+//! not retried: the error reaches the caller as before, never a wrong retry. When diesel-async
+//! keeps the code, it decides here and the texts go.
 
 use diesel::result::{DatabaseErrorKind, Error};
 use webhook_ports::StorageRefusal;
@@ -30,6 +40,27 @@ fn lost_connection_texts() -> [String; 2] {
 fn io_error_prefix() -> String {
     let io = std::io::Error::other("");
     mysql_async::Error::Io(mysql_async::IoError::Io(io)).to_string()
+}
+
+/// The server's messages, in English, of the two errors with which InnoDB ends a transaction
+/// that another one's locks stand in the way of, and which MySQL asks the application to run
+/// again (see the module's docs for why texts): ER_LOCK_DEADLOCK (1213, SQLSTATE 40001), the
+/// whole transaction rolled back; ER_LOCK_WAIT_TIMEOUT (1205), the statement rolled back.
+/// MySQL 8 and MariaDB 10.6 and later send them alike.
+const LOCK_CONFLICT_MESSAGES: [&str; 2] = [
+    "Deadlock found when trying to get lock; try restarting transaction",
+    "Lock wait timeout exceeded; try restarting transaction",
+];
+
+/// Whether `e` says InnoDB ended the transaction for a lock conflict (a deadlock or a lock
+/// wait timeout): the transaction may be run again as a whole.
+pub(crate) fn is_lock_conflict(e: &Error) -> bool {
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            LOCK_CONFLICT_MESSAGES.contains(&info.message())
+        }
+        _ => false,
+    }
 }
 
 /// What a driver error of the MySQL store means to the ports (see the module's docs).

@@ -104,6 +104,48 @@ fn port<E: From<Classified>>(e: impl Into<AdapterError>) -> E {
     classified(e).into()
 }
 
+/// How many times a transaction runs at most when InnoDB ends it for a lock conflict.
+const LOCK_CONFLICT_TRIES: u32 = 3;
+
+/// The pause before running again a transaction that InnoDB ended for a lock conflict: a few
+/// milliseconds, jittered so that the two sides of a deadlock do not meet again in step.
+async fn lock_conflict_pause(tries: u32) {
+    use std::hash::BuildHasher;
+    // A random value without a random-number crate: std seeds each `RandomState` afresh.
+    let jitter = std::collections::hash_map::RandomState::new().hash_one(tries) % 16;
+    let ms = (5 + jitter) * u64::from(tries);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Runs `$work` (an async closure of the connection) in a transaction on the connection
+/// `$conn`, and runs it again, up to [`LOCK_CONFLICT_TRIES`] times in all, when InnoDB ends
+/// it for a deadlock (1213) or a lock wait timeout (1205): MySQL's manual asks applications
+/// to retry such transactions, and whatever the statements' lock order, InnoDB's locks on
+/// index entries and gaps leave some cycles possible. The transaction was rolled back (by
+/// InnoDB, or by diesel when the work returned the error), so nothing of the failed run
+/// remains; the work must have no effect outside the transaction. A macro, not a function:
+/// each run needs a fresh closure, and a closure called several times could not hand diesel
+/// the `Send` future it asks for. Evaluates to a future of the transaction's result.
+macro_rules! retried_transaction {
+    ($conn:expr, $work:expr) => {
+        async {
+            let mut tries = 1;
+            loop {
+                match $conn.transaction::<_, AdapterError, _>($work).await {
+                    Err(AdapterError::Db(e))
+                        if tries < LOCK_CONFLICT_TRIES && errors::is_lock_conflict(&e) =>
+                    {
+                        tracing::debug!(error = %e, tries, "lock conflict; running the transaction again");
+                        lock_conflict_pause(tries).await;
+                        tries += 1;
+                    }
+                    done => break done,
+                }
+            }
+        }
+    };
+}
+
 /// The most rows written by one multi-row insert: MySQL allows 65,535 placeholders in a
 /// statement, and a delivery takes 13.
 const INSERT_CHUNK: usize = 4_000;
@@ -117,6 +159,9 @@ const AFTER_REFUSAL: Duration = Duration::from_millis(500);
 /// What every pooled connection runs first: each statement sees what committed before it, and
 /// locking reads lock the rows they return, not the gaps between them.
 const SESSION_SETUP: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+/// And then: the server's messages in English, whatever its `lc_messages`, since a lock
+/// conflict is told by its message (see `errors`).
+const SESSION_MESSAGES: &str = "SET SESSION lc_messages = 'en_US'";
 
 type Conn = AsyncMysqlConnection;
 
@@ -170,9 +215,11 @@ impl MysqlStore {
             let url = url.to_owned();
             Box::pin(async move {
                 let mut conn = Conn::establish(&url).await?;
-                conn.batch_execute(SESSION_SETUP)
-                    .await
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                for setup in [SESSION_SETUP, SESSION_MESSAGES] {
+                    conn.batch_execute(setup)
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                }
                 Ok(conn)
             })
         });
@@ -546,13 +593,36 @@ async fn insert_webhook(c: &mut Conn, webhook: &Webhook) -> Result<(), AdapterEr
 /// Cancels the unfinished deliveries of one webhook that no live lease holds: a delivery in
 /// flight ends with its attempt, and what its holder leaves unfinished is cancelled by
 /// [`DeliveryQueue::settle_target`] or by the next claim that meets the webhook.
+///
+/// The ids are read first, without locks, and each row is then cancelled by primary key in id
+/// order, its condition checked again on the row as it is then. One `UPDATE` with the
+/// condition (as the other backends run it) goes through a secondary index such as
+/// `deliveries_claimable`, and InnoDB locks the index entry before the row; an outcome's
+/// `UPDATE` by primary key locks the row, then the index entries of the due time it changes.
+/// The two deadlocked (error 1213). Here every writer of unfinished deliveries takes the rows
+/// first, in id order ([`DeliveryQueue::record_attempts`], [`DeliveryQueue::release`]), and
+/// the index entries only by changing its own rows. A row leased after the read keeps its
+/// lease (the condition is checked again); one whose lease ends after it is cancelled by the
+/// next settle or claim, as when the lease ends after the cancel.
 async fn cancel_deliveries_of(
     c: &mut Conn,
     webhook: &str,
     reason: CancelReason,
     now: OffsetDateTime,
 ) -> Result<(), AdapterError> {
-    cancel_unleased!(webhook, reason, now).execute(c).await?;
+    let mut ids: Vec<String> = crate::queries::unleased_of!(webhook, now)
+        .select(deliveries::id)
+        .load(c)
+        .await?;
+    ids.sort_unstable();
+    for id in &ids {
+        // `id = ?` is a unique lookup: the row is locked through the primary key, whatever
+        // else the condition names.
+        cancel_unleased!(webhook, reason, now)
+            .filter(deliveries::id.eq(sql_id(id)))
+            .execute(c)
+            .await?;
+    }
     Ok(())
 }
 
@@ -648,7 +718,7 @@ impl WebhookRepository for MysqlStore {
         limit: Option<u32>,
     ) -> Result<(), WebhookStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             if let (Some(limit), Some(wallet)) = (limit, webhook_columns(webhook).wallet_id) {
                 // Lock the wallet row: concurrent creates in one wallet count one at a time.
                 let _: Option<String> = wallets::table
@@ -701,7 +771,7 @@ impl WebhookRepository for MysqlStore {
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
             let deleted = diesel::update(
@@ -732,7 +802,7 @@ impl WebhookRepository for MysqlStore {
         now: OffsetDateTime,
     ) -> Result<(), WebhookStoreError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let id = id.to_string();
             lock_webhook(c, &id).await?;
             // Only an enabled wallet webhook changes: the global one follows the configuration.
@@ -777,52 +847,51 @@ impl WebhookRepository for MysqlStore {
         get_named_lock(&mut c, GLOBAL_WEBHOOK_LOCK)
             .await
             .map_err(port::<WebhookStoreError>)?;
-        let replaced = c
-            .transaction::<_, AdapterError, _>(async |c| {
-                let current: Option<Webhook> = webhooks::table
-                    .filter(webhooks::wallet_id.is_null())
-                    .filter(webhooks::deleted_at.is_null())
-                    .select(webhook_select!())
-                    .for_update()
-                    .first(c)
-                    .await
-                    .optional()?
-                    .map(row_to_webhook)
-                    .transpose()?;
-                match (current, &webhook) {
-                    (None, None) => Ok(()),
-                    (None, Some(wanted)) => insert_webhook(c, wanted).await,
-                    (Some(stored), Some(wanted)) if stored.same_settings(wanted) => Ok(()),
-                    // In place: what waits for it is sent with the new settings.
-                    (Some(stored), Some(wanted)) => {
-                        let id = stored.id.to_string();
-                        diesel::update(webhooks::table.find(sql_id(&id)))
-                            .set((
-                                WebhookSettingsChange::of(wanted),
-                                webhooks::revision.eq(webhooks::revision + 1),
-                            ))
-                            .execute(c)
-                            .await?;
-                        if stored.enabled && !wanted.enabled {
-                            cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
-                        }
-                        Ok(())
+        let replaced = retried_transaction!(c, async |c| {
+            let current: Option<Webhook> = webhooks::table
+                .filter(webhooks::wallet_id.is_null())
+                .filter(webhooks::deleted_at.is_null())
+                .select(webhook_select!())
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+                .map(row_to_webhook)
+                .transpose()?;
+            match (current, &webhook) {
+                (None, None) => Ok(()),
+                (None, Some(wanted)) => insert_webhook(c, wanted).await,
+                (Some(stored), Some(wanted)) if stored.same_settings(wanted) => Ok(()),
+                // In place: what waits for it is sent with the new settings.
+                (Some(stored), Some(wanted)) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(sql_id(&id)))
+                        .set((
+                            WebhookSettingsChange::of(wanted),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)
+                        .await?;
+                    if stored.enabled && !wanted.enabled {
+                        cancel_deliveries_of(c, &id, CancelReason::TargetDisabled, now).await?;
                     }
-                    (Some(stored), None) => {
-                        let id = stored.id.to_string();
-                        diesel::update(webhooks::table.find(sql_id(&id)))
-                            .set((
-                                webhooks::deleted_at.eq(Some(micros(now))),
-                                webhooks::enabled.eq(false),
-                                webhooks::revision.eq(webhooks::revision + 1),
-                            ))
-                            .execute(c)
-                            .await?;
-                        cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
-                    }
+                    Ok(())
                 }
-            })
-            .await;
+                (Some(stored), None) => {
+                    let id = stored.id.to_string();
+                    diesel::update(webhooks::table.find(sql_id(&id)))
+                        .set((
+                            webhooks::deleted_at.eq(Some(micros(now))),
+                            webhooks::enabled.eq(false),
+                            webhooks::revision.eq(webhooks::revision + 1),
+                        ))
+                        .execute(c)
+                        .await?;
+                    cancel_deliveries_of(c, &id, CancelReason::TargetDeleted, now).await
+                }
+            }
+        })
+        .await;
         let released = release_named_lock(&mut c, GLOBAL_WEBHOOK_LOCK).await;
         replaced.map_err(port::<WebhookStoreError>)?;
         released.map_err(port)
@@ -837,7 +906,7 @@ impl WebhookRepository for MysqlStore {
             return Err(WebhookStoreError::NotFound);
         };
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let id = webhook.id.to_string();
             // Locked, so that a concurrent change waits for this one and then finds the
             // revision it wrote.
@@ -1108,7 +1177,7 @@ impl EventOutbox for MysqlStore {
         now: OffsetDateTime,
     ) -> Result<Delivery, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let row: DeliveryRow = deliveries::table
                 .filter(deliveries::id.eq(sql_id(delivery)))
                 .filter(deliveries::wallet_id.eq(sql_id(wallet)))
@@ -1148,7 +1217,7 @@ impl EventOutbox for MysqlStore {
             return Ok(Vec::new());
         }
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let mut scope = self.publish_scope();
             lock_targets(c, &mut scope, items).await?;
             let mut published = Vec::with_capacity(items.len());
@@ -1194,7 +1263,7 @@ impl RedeliveryJobs for MysqlStore {
         job: &RedeliveryJob,
     ) -> Result<RedeliveryJob, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let owned: i64 = webhooks::table
                 .filter(webhooks::id.eq(sql_id(job.webhook_id)))
                 .filter(webhooks::wallet_id.eq(sql_id(job.wallet_id)))
@@ -1248,7 +1317,7 @@ impl RedeliveryJobs for MysqlStore {
         now: OffsetDateTime,
     ) -> Result<RedeliveryJob, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             // Locking the job makes steppers of one job take turns.
             let job = redelivery_jobs::table
                 .find(sql_id(id))
@@ -1315,7 +1384,7 @@ impl DeliveryQueue for MysqlStore {
         let now = request.now;
         let leased_until = webhook_domain::add_saturating(now, request.lease);
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let rows = claims::candidates(c, request).await?;
             let mut leased = Vec::with_capacity(rows.len());
             for (row, wallet) in &rows {
@@ -1395,9 +1464,13 @@ impl DeliveryQueue for MysqlStore {
             return Ok(Vec::new());
         }
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let mut lost = Vec::new();
             let mut kept = Vec::with_capacity(records.len());
+            // In id order, as every writer of unfinished rows locks them (see
+            // `cancel_deliveries_of`): two transactions never wait for each other in a cycle.
+            let mut records: Vec<&AttemptRecord> = records.iter().collect();
+            records.sort_unstable_by_key(|r| r.delivery.id().to_string());
             for record in records {
                 if write_leased_state(c, &owner.0, &record.delivery).await? {
                     kept.push(NewAttempt::of(record));
@@ -1422,7 +1495,10 @@ impl DeliveryQueue for MysqlStore {
             return Ok(());
         }
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
+            // In id order, as `record_attempts` writes.
+            let mut released: Vec<&Delivery> = released.iter().collect();
+            released.sort_unstable_by_key(|d| d.id().to_string());
             for delivery in released {
                 write_leased_state(c, &owner.0, delivery).await?;
             }
@@ -1452,7 +1528,7 @@ impl DeliveryQueue for MysqlStore {
     ) -> Result<Option<OffsetDateTime>, OutboxError> {
         let id = webhook.to_string();
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let state: Option<(bool, Option<i64>)> = webhooks::table
                 .find(sql_id(&id))
                 .select((webhooks::enabled, webhooks::deleted_at))
@@ -1465,7 +1541,7 @@ impl DeliveryQueue for MysqlStore {
                 // Live and enabled, or unknown: nothing to settle.
                 _ => return Ok(None),
             };
-            cancel_unleased!(&id, reason, now).execute(c).await?;
+            cancel_deliveries_of(c, &id, reason, now).await?;
             let until: Option<i64> = leased_until!(&id, micros(now)).first(c).await?;
             until.map(from_micros).transpose()
         })
@@ -1483,7 +1559,7 @@ impl DeliveryQueue for MysqlStore {
 impl Retention for MysqlStore {
     async fn prune(&self, before: OffsetDateTime, limit: u32) -> Result<Pruned, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
-        c.transaction::<_, AdapterError, _>(async |c| {
+        retried_transaction!(c, async |c| {
             let old: Vec<(String, String)> =
                 prune_candidates!(micros(before), limit).load(c).await?;
             if old.is_empty() {

@@ -230,6 +230,162 @@ async fn two_pools_complete_two_thousand_deliveries_exactly_once() {
     assert_eq!(setup.next_due_at(T0, &[]).await.unwrap(), None);
 }
 
+/// A target disabled on one pool while the other records the results of attempts to it and to
+/// another target: every call succeeds, however InnoDB orders their locks. A disable cancels
+/// through the deliveries it read, by primary key, and outcomes write theirs in id order, so
+/// the two never wait for each other in a cycle; and should InnoDB still end one of them as a
+/// deadlock, the store runs it again. Before that, a disable's cancelling `UPDATE` (which went
+/// through `deliveries_claimable`, the index entry before the row) and an outcome's `UPDATE`
+/// by primary key (the row before the index entry) deadlocked, and one of them failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disables_and_outcomes_on_two_pools_never_fail() {
+    use webhook_domain::{CancelReason, DeliveryState, DeliveryStateKind};
+    const ROUNDS: usize = 40;
+    const EVENTS: usize = 30;
+    let Some((database, api)) = fresh().await else {
+        return;
+    };
+    let dispatcher = MysqlStore::connect(&database.url(), 4).await.unwrap();
+    let me = LeaseOwner("dispatcher".to_owned());
+    // A target that stays enabled: its deliveries are recorded alongside the disabled one's.
+    let wallet = wallet_with_webhooks(&api, 1).await;
+    for round in 0..ROUNDS {
+        let target = Webhook::new(
+            WebhookId::from_uuid(Uuid::new_v4()),
+            WebhookScope::Wallet(wallet),
+            WebhookUrl::parse(&format!("http://127.0.0.1:9/round/{round}")).unwrap(),
+            CustomHeaders::default(),
+            T0,
+        );
+        api.create_webhook(&target, None).await.unwrap();
+        for _ in 0..EVENTS {
+            api.publish(&event(wallet), None, T0).await.unwrap();
+        }
+        let now = OffsetDateTime::now_utc();
+        let claimed = dispatcher
+            .claim_due(
+                &me,
+                &webhook_ports::ClaimRequest {
+                    now,
+                    lease: Duration::from_secs(600),
+                    limit: 1_000,
+                    per_target: 1_000,
+                    skip: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2 * EVENTS, "round {round}");
+        // Deliveries of the target that wait while it is disabled: they are cancelled.
+        for _ in 0..EVENTS {
+            api.publish(&event(wallet), None, T0).await.unwrap();
+        }
+        let ok = AttemptDetail::Response {
+            status: 200,
+            retry_after: None,
+        };
+        let records: Vec<AttemptRecord> = claimed
+            .iter()
+            .map(|c| AttemptRecord {
+                delivery: c
+                    .delivery
+                    .on_attempt(&ok.outcome(), &RetryPolicy::identus(), now, Jitter::MAX)
+                    .unwrap()
+                    .0,
+                attempt: AttemptLog {
+                    number: 1,
+                    started_at: now,
+                    duration: Duration::from_millis(1),
+                    detail: ok,
+                    response_excerpt: None,
+                    error: None,
+                },
+            })
+            .collect();
+        let outcomes = async {
+            for batch in records.chunks(10) {
+                let lost = dispatcher.record_attempts(&me, batch).await;
+                assert_eq!(lost.unwrap(), Vec::new(), "round {round}");
+            }
+        };
+        let disable = async {
+            let disabled = api.disable_webhook(target.id, now).await;
+            assert!(disabled.is_ok(), "round {round}: {disabled:?}");
+        };
+        tokio::join!(outcomes, disable);
+
+        let of_target = api
+            .list_deliveries(
+                wallet,
+                DeliveryFilter {
+                    webhook_id: Some(target.id),
+                    ..DeliveryFilter::default()
+                },
+                Page::first(u32::try_from(3 * EVENTS).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(of_target.len(), 2 * EVENTS, "round {round}");
+        let recorded: HashSet<DeliveryId> = claimed.iter().map(|c| c.delivery.id()).collect();
+        for delivery in &of_target {
+            if recorded.contains(&delivery.id()) {
+                assert_eq!(
+                    delivery.state().kind(),
+                    DeliveryStateKind::Delivered,
+                    "round {round}: {delivery:?}"
+                );
+            } else {
+                assert!(
+                    matches!(
+                        delivery.state(),
+                        DeliveryState::Cancelled {
+                            reason: CancelReason::TargetGone,
+                            ..
+                        }
+                    ),
+                    "round {round}: {delivery:?}"
+                );
+            }
+        }
+        // The other target's deliveries published after the claim are left for the next round.
+        let live_waiting = dispatcher
+            .claim_due(
+                &me,
+                &webhook_ports::ClaimRequest {
+                    now,
+                    lease: Duration::from_secs(600),
+                    limit: 1_000,
+                    per_target: 1_000,
+                    skip: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(live_waiting.len(), EVENTS, "round {round}");
+        let records: Vec<AttemptRecord> = live_waiting
+            .iter()
+            .map(|c| AttemptRecord {
+                delivery: c
+                    .delivery
+                    .on_attempt(&ok.outcome(), &RetryPolicy::identus(), now, Jitter::MAX)
+                    .unwrap()
+                    .0,
+                attempt: AttemptLog {
+                    number: 1,
+                    started_at: now,
+                    duration: Duration::from_millis(1),
+                    detail: ok,
+                    response_excerpt: None,
+                    error: None,
+                },
+            })
+            .collect();
+        let lost = dispatcher.record_attempts(&me, &records).await.unwrap();
+        assert!(lost.is_empty(), "round {round}: {lost:?}");
+    }
+    assert_eq!(api.next_due_at(T0, &[]).await.unwrap(), None);
+}
+
 /// The migrations create what the diesel schema module says ([`crate::schema_drift`]), read
 /// from MySQL's catalogue: `CHAR` columns are the schema's ids, other text is `Text`,
 /// `TINYINT(1)` (what `BOOLEAN` becomes) is `Bool`, `VARBINARY` is `Binary`. Invisible

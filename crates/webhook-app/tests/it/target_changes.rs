@@ -180,9 +180,6 @@ async fn postgres_no_request_after_the_answer_of_another_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known MySQL bug: a disable's cancelling UPDATE (through deliveries_claimable, \
-            secondary index first) can deadlock with an outcome's UPDATE by primary key, \
-            and the PATCH answers 500"]
 async fn mysql_no_request_after_the_answer_of_another_instance() {
     across_instances(Backend::Mysql).await;
 }
