@@ -240,7 +240,9 @@ async fn an_unknown_source_scheme_stops_the_start_naming_the_known_ones() {
     assert_eq!(
         format!("{refused:#}"),
         "sources: \"kafka://****@broker:9092/events\" names no known event source; use one of \
-         these schemes: jsonl (jsonl:///var/lib/webhookd/events.jsonl)"
+         these schemes: nats (nats://127.0.0.1:4222/EVENTS?consumer=webhookd&wallet_from=subject:2); \
+         amqp, amqps (amqp://guest:guest@127.0.0.1:5672/%2f?queue=webhookd-events); jsonl \
+         (jsonl:///var/lib/webhookd/events.jsonl)"
     );
     // Nothing was opened: the start stopped before the database.
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
@@ -279,7 +281,8 @@ fn the_sources_setting_is_a_comma_separated_variable_shown_without_passwords() {
         ])
     );
 
-    // `serve` refuses an unknown scheme in one line, without the password; none is built in.
+    // `serve` refuses an unknown scheme in one line, without the password, naming the
+    // built-in ones.
     let dir = tempfile::tempdir().unwrap();
     let output = finish(
         webhookd()
@@ -288,17 +291,17 @@ fn the_sources_setting_is_a_comma_separated_variable_shown_without_passwords() {
             .env("WEBHOOKD_LISTEN", "127.0.0.1:0")
             .env(
                 "WEBHOOKD_SOURCES",
-                "nats://app:n4ts-secret@nats:4222/events",
+                "kafka://app:k4fka-secret@kafka:9092/events",
             ),
         b"",
     );
     assert!(!output.status.success());
     let err = text(&output.stderr);
     assert!(
-        err.contains("names no known event source; none is known"),
+        err.contains("names no known event source; use one of these schemes: nats ("),
         "{err}"
     );
-    assert!(!err.contains("n4ts-secret"), "{err}");
+    assert!(!err.contains("k4fka-secret"), "{err}");
 }
 
 /// A sink that records each call, gives scripted refusals first, and (when gated) answers each

@@ -239,7 +239,7 @@ async fn a_scheme_no_destination_serves_is_refused_at_registration() {
     );
     assert_eq!(
         answer.json["detail"],
-        "url: scheme \"memory\" is not allowed; use http or https"
+        "url: scheme \"memory\" is not allowed; use http, https, nats, amqp or amqps"
     );
     let listed = crate::utils::call(
         "GET",
