@@ -14,6 +14,7 @@
 //! of `transport.brokers`, at the address the SSRF guard allowed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,8 +46,10 @@ pub(crate) struct AmqpDestination {
     /// `transport`'s extra root certificates, PEM, trusted for `amqps://` besides the webpki
     /// roots.
     extra_roots: Option<String>,
-    /// Per broker and virtual host: its connection and a confirm channel per exchange.
-    links: Mutex<HashMap<String, Link>>,
+    /// Per broker and virtual host: its connection and a confirm channel per exchange, each
+    /// behind a lock of its own, so that connecting to one broker (up to the connect timeout)
+    /// holds up no attempt to another.
+    links: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Link>>>>>,
 }
 
 /// One connection and its channels.
@@ -189,7 +192,7 @@ impl AmqpDestination {
                     .collect::<Vec<_>>()
                     .join("\n")
             }),
-            links: Mutex::new(HashMap::new()),
+            links: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -286,10 +289,17 @@ impl AmqpDestination {
     /// connection when the kept one is closed).
     async fn channel(&self, broker: &Broker, route: &Route) -> Result<Channel, AttemptReport> {
         let key = format!("{broker:?}/{}", route.vhost);
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get_mut(&key) {
+        let slot = {
+            let mut links = self
+                .links
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(links.entry(key).or_default())
+        };
+        let mut kept = slot.lock().await;
+        if let Some(link) = kept.as_mut() {
             if !link.connection.status().connected() {
-                links.remove(&key);
+                *kept = None;
             } else if let Some(channel) = link.channels.get(&route.exchange) {
                 if channel.status().connected() {
                     return Ok(channel.clone());
@@ -297,18 +307,12 @@ impl AmqpDestination {
                 link.channels.remove(&route.exchange);
             }
         }
-        if !links.contains_key(&key) {
-            let connection = self.connect(broker, &route.vhost).await?;
-            links.insert(
-                key.clone(),
-                Link {
-                    connection,
-                    channels: HashMap::new(),
-                },
-            );
-        }
-        let Some(link) = links.get_mut(&key) else {
-            unreachable!("inserted above");
+        let link = match kept.as_mut() {
+            Some(link) => link,
+            None => kept.insert(Link {
+                connection: self.connect(broker, &route.vhost).await?,
+                channels: HashMap::new(),
+            }),
         };
         let made = async {
             let channel = link.connection.create_channel().await?;
@@ -335,7 +339,7 @@ impl AmqpDestination {
                 Ok(channel)
             }
             Err(e) => {
-                links.remove(&key);
+                *kept = None;
                 Err(broker_error(&e, route, "opening a channel"))
             }
         }

@@ -8,6 +8,7 @@
 //! servers a broker advertises (they were never checked).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -28,8 +29,10 @@ pub(crate) struct NatsDestination {
     brokers: BrokerList,
     egress: Egress,
     connect_timeout: Duration,
-    /// One client per broker (scheme, host, port), made at its first attempt.
-    clients: Mutex<HashMap<String, jetstream::Context>>,
+    /// One client per broker (scheme, host, port), made at its first attempt, each
+    /// behind a lock of its own, so that connecting to one broker (up to the connect timeout)
+    /// holds up no attempt to another.
+    clients: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<jetstream::Context>>>>>,
 }
 
 impl std::fmt::Debug for NatsDestination {
@@ -75,7 +78,7 @@ impl NatsDestination {
             brokers: BrokerList::parse(&config.brokers, &["nats"])?,
             egress: config.egress(),
             connect_timeout: config.connect_timeout,
-            clients: Mutex::new(HashMap::new()),
+            clients: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -105,9 +108,15 @@ impl NatsDestination {
 
     /// The broker's client: the kept one, or a new connection through the guard.
     async fn client(&self, broker: &Broker) -> Result<jetstream::Context, AttemptReport> {
-        let key = format!("{broker:?}");
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&key) {
+        let slot = {
+            let mut clients = self
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(clients.entry(format!("{broker:?}")).or_default())
+        };
+        let mut kept = slot.lock().await;
+        if let Some(client) = kept.as_ref() {
             return Ok(client.clone());
         }
         let address = brokers::address_of(&self.egress, broker).await?;
@@ -126,9 +135,7 @@ impl NatsDestination {
                 error: Some(format!("cannot connect to the NATS broker: {}", e.kind())),
                 ..AttemptReport::of(AttemptDetail::ConnectionFailed, Duration::ZERO)
             })?;
-        let context = jetstream::new(client);
-        clients.insert(key, context.clone());
-        Ok(context)
+        Ok(kept.insert(jetstream::new(client)).clone())
     }
 
     async fn publish(

@@ -8,19 +8,24 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use webhook_adapters::{DESTINATIONS, TransportConfig};
+use webhook_domain::AttemptOutcome;
 use webhook_domain::{AddressPolicy, IpRange, OutboundMessage, WebhookUrl};
 use webhook_ports::Destination;
-use webhook_ports::contract::destination::Answer;
+use webhook_ports::contract::destination::{Answer, DestinationRig, sample_message};
 
 /// The registered destination serving `scheme`, built with `brokers` listed; `guarded` keeps
 /// the default address policy (loopback refused), else loopback is allowed.
 fn destination(scheme: &str, brokers: Vec<String>, guarded: bool) -> Arc<dyn Destination> {
     let mut config = TransportConfig {
         brokers,
+        // Long, so that an attempt to a silent broker stays in its connect for the whole of
+        // `a_silent_broker_holds_up_no_other`; the contract's attempts have short timeouts.
+        connect_timeout: Duration::from_secs(60),
         ..TransportConfig::default()
     };
     if !guarded {
@@ -34,16 +39,60 @@ fn destination(scheme: &str, brokers: Vec<String>, guarded: bool) -> Arc<dyn Des
 }
 
 /// A listener on 127.0.0.1 that accepts connections and never says a word.
-async fn silent_server() -> SocketAddr {
+struct Silent {
+    address: SocketAddr,
+    /// How many connections it accepted.
+    accepted: Arc<AtomicUsize>,
+}
+
+async fn silent_server() -> Silent {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
             held.push(stream);
+            counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    address
+    Silent { address, accepted }
+}
+
+/// An attempt to a broker that never answers holds up no attempt to another broker: while it
+/// waits in its connect (the destination's connect timeout is a minute here), an attempt to a
+/// healthy broker of the same destination is delivered.
+async fn a_silent_broker_holds_up_no_other(rig: &impl DestinationRig, silent: &Silent) {
+    let destination = rig.destination(false);
+    let stalled = rig.target(Answer::Stall).await;
+    let healthy = rig.target(Answer::Take).await;
+    let slow = {
+        let destination = Arc::clone(&destination);
+        tokio::spawn(async move {
+            destination
+                .send(&stalled, &sample_message(), Duration::from_secs(120))
+                .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while silent.accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never reached the silent broker"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = destination
+        .send(&healthy, &sample_message(), Duration::from_secs(120))
+        .await;
+    assert_eq!(report.outcome, AttemptOutcome::Delivered, "{report:?}");
+    assert!(
+        !slow.is_finished(),
+        "the healthy broker's attempt waited for the silent one's: {:?}",
+        slow.await
+    );
+    slow.abort();
 }
 
 pub(crate) fn tag() -> String {
@@ -76,13 +125,12 @@ mod nats {
     use super::*;
     use async_nats::jetstream::{self, stream};
     use tokio::sync::Mutex;
-    use webhook_ports::contract::destination::DestinationRig;
 
     const SERVER: &str = "127.0.0.1:4222";
 
     struct NatsRig {
         js: jetstream::Context,
-        silent: SocketAddr,
+        silent: Silent,
         /// The streams made for targets, deleted when the rig is dropped.
         streams: Mutex<Vec<String>>,
     }
@@ -125,7 +173,7 @@ mod nats {
                 "nats",
                 vec![
                     format!("nats://{SERVER}"),
-                    format!("nats://{}", self.silent),
+                    format!("nats://{}", self.silent.address),
                 ],
                 guarded,
             )
@@ -135,7 +183,7 @@ mod nats {
             let tag = tag();
             let subject = format!("contract{tag}.in");
             let url = match answer {
-                Answer::Stall => format!("nats://{}/{subject}", self.silent),
+                Answer::Stall => format!("nats://{}/{subject}", self.silent.address),
                 _ => format!("nats://{SERVER}/{subject}"),
             };
             let mut config = stream::Config {
@@ -203,6 +251,12 @@ mod nats {
     }
 
     webhook_ports::destination_contract_suite!(rig);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_broker_holds_up_no_other_broker() {
+        let rig = rig().await;
+        super::a_silent_broker_holds_up_no_other(&rig, &rig.silent).await;
+    }
 }
 
 mod amqp {
@@ -213,7 +267,6 @@ mod amqp {
     use lapin::types::{AMQPValue, FieldTable, ShortString};
     use lapin::{Channel, Connection, ConnectionProperties};
     use tokio::sync::Mutex;
-    use webhook_ports::contract::destination::DestinationRig;
 
     const SERVER: &str = "127.0.0.1:5672";
 
@@ -221,7 +274,7 @@ mod amqp {
         vhost: String,
         _connection: Connection,
         channel: Channel,
-        silent: SocketAddr,
+        silent: Silent,
         /// What each target's queue held, as read so far (reading takes it off the queue).
         taken: Mutex<HashMap<String, Vec<OutboundMessage>>>,
     }
@@ -269,7 +322,7 @@ mod amqp {
                 "amqp",
                 vec![
                     format!("amqp://guest:guest@{SERVER}"),
-                    format!("amqp://{}", self.silent),
+                    format!("amqp://{}", self.silent.address),
                 ],
                 guarded,
             )
@@ -278,7 +331,7 @@ mod amqp {
         async fn target(&self, answer: Answer) -> WebhookUrl {
             let queue = format!("contract-{}", tag());
             let server = match answer {
-                Answer::Stall => self.silent.to_string(),
+                Answer::Stall => self.silent.address.to_string(),
                 _ => SERVER.to_owned(),
             };
             let mut arguments = FieldTable::default();
@@ -349,4 +402,10 @@ mod amqp {
     }
 
     webhook_ports::destination_contract_suite!(rig);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_broker_holds_up_no_other_broker() {
+        let rig = rig().await;
+        super::a_silent_broker_holds_up_no_other(&rig, &rig.silent).await;
+    }
 }
