@@ -259,3 +259,11 @@ pub async fn snapshot(url: &str) -> BTreeMap<String, String> {
     let backend = crate::storage_backend(url).expect("a storage backend serves the URL");
     (backend.testing.snapshot)(url.to_owned()).await
 }
+
+/// Whether the MySQL store runs again a transaction that ended with `e`, that is whether `e`
+/// says InnoDB ended it for a lock conflict (a deadlock, 1213, or a lock wait timeout, 1205).
+/// For the tests that provoke both on a real server and check that the store knows them.
+#[doc(hidden)]
+pub fn mysql_is_lock_conflict(e: &diesel::result::Error) -> bool {
+    crate::mysql::is_lock_conflict(e)
+}

@@ -50,6 +50,8 @@ mod errors;
 mod test_database;
 
 #[cfg(feature = "testing")]
+pub(crate) use errors::is_lock_conflict;
+#[cfg(feature = "testing")]
 pub use test_database::MysqlTestDatabase;
 
 use crate::PoolState;

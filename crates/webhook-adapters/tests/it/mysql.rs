@@ -452,3 +452,456 @@ async fn migrations_match_the_schema_module() {
     }
     assert_same("MySQL", actual);
 }
+
+/// Lock conflicts provoked on demand: what "another instance" does is played on a connection
+/// of the test's own, step by step, and the store's transaction is seen waiting for its lock
+/// in `information_schema.innodb_trx` before the next step. Nothing is timed; the deadlines
+/// only make a test fail instead of hanging.
+mod lock_conflicts {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use diesel::QueryableByName;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
+    use uuid::Uuid;
+    use webhook_adapters::testing::mysql_is_lock_conflict;
+    use webhook_adapters::{MysqlStore, MysqlTestDatabase};
+    use webhook_domain::{
+        CancelReason, CustomHeaders, Delivery, DeliveryState, DeliveryStateKind, Wallet,
+        WalletName, Webhook, WebhookId, WebhookScope, WebhookUrl,
+    };
+    use webhook_ports::{DeliveryFilter, EventOutbox, Page, WalletRepository, WebhookRepository};
+
+    use super::{T0, event, fresh};
+
+    /// How long a step may take before the test fails rather than hang.
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    #[derive(QueryableByName)]
+    struct Text1 {
+        #[diesel(sql_type = Text)]
+        text: String,
+    }
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    /// A connection of the test's own to `database`, with the session the store's pooled
+    /// connections have (READ COMMITTED, the server's messages in English).
+    async fn raw(database: &MysqlTestDatabase) -> AsyncMysqlConnection {
+        let mut conn = AsyncMysqlConnection::establish(&database.url())
+            .await
+            .unwrap();
+        for setup in [
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION lc_messages = 'en_US'",
+        ] {
+            conn.batch_execute(setup).await.unwrap();
+        }
+        conn
+    }
+
+    /// A store, a wallet webhook (`target`) and `waiting` deliveries waiting for it (their
+    /// ids in id order), beside 400 of its deliveries that are finished, as in a store that
+    /// has run for a while: with so few rows to read, MySQL would read the whole table by
+    /// primary key rather than through an index of `due_at`.
+    struct Scene {
+        database: MysqlTestDatabase,
+        store: Arc<MysqlStore>,
+        wallet: webhook_domain::WalletId,
+        target: WebhookId,
+        ids: Vec<String>,
+    }
+
+    async fn scene() -> Option<Scene> {
+        let waiting = 20;
+        let (database, store) = fresh().await?;
+        let wallet = Wallet {
+            id: webhook_domain::WalletId::from_uuid(Uuid::new_v4()),
+            name: WalletName::new("locks").unwrap(),
+            created_at: T0,
+            updated_at: T0,
+        };
+        store.create_wallet(&wallet).await.unwrap();
+        let target = Webhook::new(
+            WebhookId::from_uuid(Uuid::new_v4()),
+            WebhookScope::Wallet(wallet.id),
+            WebhookUrl::parse("http://127.0.0.1:9/locks").unwrap(),
+            CustomHeaders::default(),
+            T0,
+        );
+        store.create_webhook(&target, None).await.unwrap();
+        for _ in 0..waiting {
+            store.publish(&event(wallet.id), None, T0).await.unwrap();
+        }
+        let mut conn = raw(&database).await;
+        conn.batch_execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, wallet_id, state, due_at, \
+             attempts, attempts_made, final_at, first_due, created_at) \
+             SELECT UUID(), d.event_id, d.webhook_id, d.wallet_id, 'delivered', NULL, 1, 1, \
+                    d.first_due, d.first_due, d.created_at \
+             FROM deliveries AS d CROSS JOIN deliveries AS e",
+        )
+        .await
+        .unwrap();
+        let ids: Vec<Text1> = diesel::sql_query(
+            "SELECT CAST(id AS CHAR) AS text FROM deliveries \
+             WHERE webhook_id = ? AND due_at IS NOT NULL ORDER BY id",
+        )
+        .bind::<Text, _>(target.id.to_string())
+        .load(&mut conn)
+        .await
+        .unwrap();
+        let ids: Vec<String> = ids.into_iter().map(|r| r.text).collect();
+        assert_eq!(ids.len(), waiting);
+        Some(Scene {
+            database,
+            store: Arc::new(store),
+            wallet: wallet.id,
+            target: target.id,
+            ids,
+        })
+    }
+
+    impl Scene {
+        async fn deliveries(&self) -> Vec<Delivery> {
+            self.store
+                .list_deliveries(
+                    self.wallet,
+                    DeliveryFilter {
+                        webhook_id: Some(self.target),
+                        ..DeliveryFilter::default()
+                    },
+                    Page::first(1_000),
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|d| self.ids.contains(&d.id().to_string()))
+                .collect()
+        }
+    }
+
+    /// Locks the row of delivery `id` by primary key, and nothing else: the first half of an
+    /// outcome's `UPDATE` by primary key (row, then the index entries of what it changes).
+    async fn lock_row(conn: &mut AsyncMysqlConnection, id: &str) {
+        let locked: Vec<Text1> = diesel::sql_query(
+            "SELECT CAST(id AS CHAR) AS text FROM deliveries WHERE id = ? FOR UPDATE",
+        )
+        .bind::<Text, _>(id)
+        .load(conn)
+        .await
+        .unwrap();
+        assert_eq!(locked.len(), 1, "{id}");
+    }
+
+    /// The second half: what an outcome that delivered `id` writes, which changes the row's
+    /// entries in every index of `due_at` (`deliveries_claimable` among them) and `state`.
+    async fn write_delivered(
+        conn: &mut AsyncMysqlConnection,
+        id: &str,
+    ) -> Result<usize, diesel::result::Error> {
+        diesel::sql_query(
+            "UPDATE deliveries SET state = 'delivered', due_at = NULL, lease_owner = NULL, \
+             attempts = attempts + 1, attempts_made = attempts_made + 1, final_at = ? \
+             WHERE id = ?",
+        )
+        .bind::<BigInt, _>(T0.unix_timestamp() * 1_000_000)
+        .bind::<Text, _>(id)
+        .execute(conn)
+        .await
+    }
+
+    /// Waits until a transaction on another connection to this database (the store's) waits
+    /// for a lock, failing if `task` (the store's call) ends first or the deadline passes.
+    async fn until_the_store_waits<T>(
+        watcher: &mut AsyncMysqlConnection,
+        task: &tokio::task::JoinHandle<T>,
+    ) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let waiting: Count = diesel::sql_query(
+                "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.innodb_trx AS t \
+                 JOIN information_schema.processlist AS p ON p.id = t.trx_mysql_thread_id \
+                 WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID() \
+                   AND t.trx_state = 'LOCK WAIT'",
+            )
+            .get_result(watcher)
+            .await
+            .unwrap();
+            if waiting.n > 0 {
+                return;
+            }
+            assert!(
+                !task.is_finished(),
+                "the store's call ended without waiting for the row the test holds: the \
+                 scene does not reproduce the conflict"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the store's call did not wait for the row within {DEADLINE:?}"
+            );
+            // InnoDB refreshes what `innodb_trx` shows only when nobody has read it for
+            // 100 ms: polling faster would keep showing the same stale list.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The deadlock of two instances, on demand: another instance's outcome holds a waiting
+    /// delivery's row (locked by primary key, its index entries not yet changed) when a
+    /// disable of its target comes to that delivery; then the outcome changes the row's due
+    /// time, which changes its entries in `deliveries_claimable` and the other indexes of
+    /// `due_at`. A disable that cancelled with one `UPDATE` through such an index held the
+    /// delivery's index entry while it waited for the row, and the outcome's change then
+    /// closed the cycle: InnoDB ended one of them with 1213. Here the outcome's side is the
+    /// lighter one, so it would be InnoDB's victim, and the store's retry cannot hide the
+    /// cycle. A disable that takes each row by primary key holds no index entry of a row it
+    /// waits for: the outcome goes through, and the disable, once it gets the row, finds it
+    /// delivered and leaves it so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disable_never_holds_the_index_entry_of_a_row_it_waits_for() {
+        let Some(scene) = scene().await else {
+            return;
+        };
+        // The last in id order (and in due order: all are due at T0): the disable reaches it
+        // after the others, whichever order it takes them in.
+        let x = scene.ids.last().unwrap().clone();
+        let mut outcome = raw(&scene.database).await;
+        let mut watcher = raw(&scene.database).await;
+
+        assert_one_update_goes_through_an_index_of_due_at(&mut watcher, &scene).await;
+
+        outcome.batch_execute("START TRANSACTION").await.unwrap();
+        lock_row(&mut outcome, &x).await;
+        let disable = tokio::spawn({
+            let store = Arc::clone(&scene.store);
+            let target = scene.target;
+            async move { store.disable_webhook(target, T0).await }
+        });
+        until_the_store_waits(&mut watcher, &disable).await;
+        let written = tokio::time::timeout(DEADLINE, write_delivered(&mut outcome, &x))
+            .await
+            .expect("the outcome's write did not end");
+        let end = if written.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        outcome.batch_execute(end).await.unwrap();
+        let disabled = tokio::time::timeout(DEADLINE, disable)
+            .await
+            .expect("the disable did not end")
+            .unwrap();
+
+        assert_eq!(
+            written.as_ref().map_err(ToString::to_string),
+            Ok(&1),
+            "the outcome's write of {x} failed: the disable held an index entry of the row \
+             while it waited for the row"
+        );
+        assert!(disabled.is_ok(), "{disabled:?}");
+        let deliveries = scene.deliveries().await;
+        assert_eq!(deliveries.len(), scene.ids.len());
+        for delivery in &deliveries {
+            if delivery.id().to_string() == x {
+                assert_eq!(
+                    delivery.state().kind(),
+                    DeliveryStateKind::Delivered,
+                    "{delivery:?}"
+                );
+                assert_eq!(delivery.attempts(), 1, "{delivery:?}");
+            } else {
+                assert!(
+                    matches!(
+                        delivery.state(),
+                        DeliveryState::Cancelled {
+                            reason: CancelReason::TargetGone,
+                            ..
+                        }
+                    ),
+                    "{delivery:?}"
+                );
+            }
+        }
+    }
+
+    /// The premise of the test above: in its scene, one `UPDATE` with the cancel's condition
+    /// (the statement the store ran before) would go through an index whose entries the
+    /// outcome's write changes, not read the table by primary key.
+    async fn assert_one_update_goes_through_an_index_of_due_at(
+        conn: &mut AsyncMysqlConnection,
+        scene: &Scene,
+    ) {
+        #[derive(QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+            key: Option<String>,
+        }
+        let plan: Vec<Plan> = diesel::sql_query(
+            "EXPLAIN UPDATE deliveries SET state = 'cancelled', due_at = NULL \
+             WHERE webhook_id = ? AND due_at IS NOT NULL \
+               AND state IN ('pending', 'in_flight', 'retry_scheduled') \
+               AND (state <> 'in_flight' OR due_at <= ?)",
+        )
+        .bind::<Text, _>(scene.target.to_string())
+        .bind::<BigInt, _>(T0.unix_timestamp() * 1_000_000)
+        .load(conn)
+        .await
+        .unwrap();
+        let key = plan.into_iter().next().and_then(|p| p.key);
+        assert!(
+            matches!(
+                key.as_deref(),
+                Some(
+                    "deliveries_claimable"
+                        | "deliveries_due_by_target"
+                        | "deliveries_unfinished_by_target"
+                        | "deliveries_ordered_queue"
+                )
+            ),
+            "one UPDATE would read the deliveries through {key:?}, not an index of due_at: \
+             the scene no longer reproduces the deadlock"
+        );
+    }
+
+    /// A disable that InnoDB ends as a deadlock's victim runs again and succeeds. Another
+    /// instance holds the row of the last waiting delivery (X) and has written 200 attempts
+    /// (a heavy transaction, so InnoDB rolls back the disable rather than it); the disable,
+    /// which cancels in id order, holds the first (Y) and waits for X; the other then writes
+    /// Y. The other takes rows out of id order, as no writer of the store does: this is the
+    /// cycle that the lock order cannot rule out for every writer, and InnoDB ends it with
+    /// 1213. Without the retry, the disable fails with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disable_ended_as_a_deadlock_victim_runs_again() {
+        const ATTEMPTS: usize = 200;
+        let Some(scene) = scene().await else {
+            return;
+        };
+        let y = scene.ids[0].clone();
+        let x = scene.ids.last().unwrap().clone();
+        let mut other = raw(&scene.database).await;
+        let mut watcher = raw(&scene.database).await;
+
+        other.batch_execute("START TRANSACTION").await.unwrap();
+        lock_row(&mut other, &x).await;
+        let rows = vec![format!("('{x}', 1, 0, 1000, 'response', 500, NULL, NULL)"); ATTEMPTS];
+        other
+            .batch_execute(&format!(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, \
+                 status_code, response_excerpt, error) VALUES {}",
+                rows.join(", ")
+            ))
+            .await
+            .unwrap();
+        let disable = tokio::spawn({
+            let store = Arc::clone(&scene.store);
+            let target = scene.target;
+            async move { store.disable_webhook(target, T0).await }
+        });
+        until_the_store_waits(&mut watcher, &disable).await;
+        let written = tokio::time::timeout(DEADLINE, write_delivered(&mut other, &y))
+            .await
+            .expect("the other's write did not end");
+        let end = if written.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        other.batch_execute(end).await.unwrap();
+        let disabled = tokio::time::timeout(DEADLINE, disable)
+            .await
+            .expect("the disable did not end")
+            .unwrap();
+
+        assert_eq!(
+            written.as_ref().map_err(ToString::to_string),
+            Ok(&1),
+            "InnoDB was to end the lighter transaction, the disable's"
+        );
+        assert!(disabled.is_ok(), "{disabled:?}");
+        for delivery in &scene.deliveries().await {
+            let expected = if delivery.id().to_string() == y {
+                DeliveryStateKind::Delivered
+            } else {
+                DeliveryStateKind::Cancelled
+            };
+            assert_eq!(delivery.state().kind(), expected, "{delivery:?}");
+        }
+        let attempts: Count = diesel::sql_query(
+            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM attempts WHERE delivery_id = ?",
+        )
+        .bind::<Text, _>(&x)
+        .get_result(&mut watcher)
+        .await
+        .unwrap();
+        assert_eq!(attempts.n, i64::try_from(ATTEMPTS).unwrap());
+    }
+
+    /// What the store takes for a lock conflict (and runs again) is what the server sends
+    /// through diesel-async: a real deadlock (1213) of two connections that update two rows
+    /// in opposite orders, and a real lock wait timeout (1205); another server error is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_servers_lock_conflicts_are_known_as_such() {
+        let Some(database) = MysqlTestDatabase::create().await else {
+            return;
+        };
+        let mut a = raw(&database).await;
+        let mut b = raw(&database).await;
+        a.batch_execute(
+            "CREATE TABLE lock_rows (id INT NOT NULL PRIMARY KEY, n INT NOT NULL) \
+             ENGINE = InnoDB",
+        )
+        .await
+        .unwrap();
+        a.batch_execute("INSERT INTO lock_rows VALUES (1, 0), (2, 0)")
+            .await
+            .unwrap();
+        let bump = |id: i32| {
+            diesel::sql_query("UPDATE lock_rows SET n = n + 1 WHERE id = ?")
+                .bind::<diesel::sql_types::Integer, _>(id)
+        };
+
+        // 1213: each holds one row and asks for the other's.
+        a.batch_execute("START TRANSACTION").await.unwrap();
+        b.batch_execute("START TRANSACTION").await.unwrap();
+        bump(1).execute(&mut a).await.unwrap();
+        bump(2).execute(&mut b).await.unwrap();
+        let (on_a, on_b) = tokio::time::timeout(DEADLINE, async {
+            tokio::join!(bump(2).execute(&mut a), bump(1).execute(&mut b))
+        })
+        .await
+        .expect("the deadlock was not ended");
+        a.batch_execute("ROLLBACK").await.unwrap();
+        b.batch_execute("ROLLBACK").await.unwrap();
+        let deadlock = match (on_a, on_b) {
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => e,
+            other => panic!("exactly one side of the deadlock was to fail: {other:?}"),
+        };
+        assert!(mysql_is_lock_conflict(&deadlock), "{deadlock:?}");
+
+        // 1205: b waits a second for the row a holds.
+        b.batch_execute("SET SESSION innodb_lock_wait_timeout = 1")
+            .await
+            .unwrap();
+        a.batch_execute("START TRANSACTION").await.unwrap();
+        b.batch_execute("START TRANSACTION").await.unwrap();
+        bump(1).execute(&mut a).await.unwrap();
+        let timeout = tokio::time::timeout(DEADLINE, bump(1).execute(&mut b))
+            .await
+            .expect("the lock wait did not time out")
+            .unwrap_err();
+        a.batch_execute("ROLLBACK").await.unwrap();
+        b.batch_execute("ROLLBACK").await.unwrap();
+        assert!(mysql_is_lock_conflict(&timeout), "{timeout:?}");
+
+        let other = diesel::sql_query("UPDATE no_such_table SET n = 1")
+            .execute(&mut a)
+            .await
+            .unwrap_err();
+        assert!(!mysql_is_lock_conflict(&other), "{other:?}");
+    }
+}
