@@ -121,6 +121,29 @@ impl BrokerList {
             .find(|b| b.scheme == target.scheme() && b.host == host && b.port == port)
     }
 
+    /// The listed broker that `target` names, or why a target may not name it (`kind` is
+    /// the broker's kind in words, as "RabbitMQ").
+    pub(crate) fn allowed(&self, target: &Url, kind: &str) -> Result<&Broker, String> {
+        self.find(target).ok_or_else(|| {
+            if self.is_empty() {
+                format!(
+                    "no {kind} broker is allowed on this instance; an operator lists one in \
+                     transport.brokers"
+                )
+            } else {
+                format!(
+                    "broker {}:{} is not one this instance may publish to; an operator lists \
+                     brokers in transport.brokers",
+                    host_of(target).unwrap_or_default(),
+                    target
+                        .port()
+                        .or_else(|| default_port(target.scheme()))
+                        .unwrap_or_default()
+                )
+            }
+        })
+    }
+
     /// Whether no broker of these schemes is listed.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -200,23 +200,7 @@ impl AmqpDestination {
     fn target(&self, url: &WebhookUrl) -> Result<(&Broker, Route), String> {
         let parsed = Url::parse(url.as_str()).map_err(|e| e.to_string())?;
         let route = route_of(&parsed)?;
-        let broker = self.brokers.find(&parsed).ok_or_else(|| {
-            if self.brokers.is_empty() {
-                "no RabbitMQ broker is allowed on this instance; an operator lists one in \
-                 transport.brokers"
-                    .to_owned()
-            } else {
-                format!(
-                    "broker {}:{} is not one this instance may publish to; an operator lists \
-                     brokers in transport.brokers",
-                    url.host(),
-                    parsed
-                        .port()
-                        .or_else(|| brokers::default_port(parsed.scheme()))
-                        .unwrap_or_default()
-                )
-            }
-        })?;
+        let broker = self.brokers.allowed(&parsed, "RabbitMQ")?;
         Ok((broker, route))
     }
 

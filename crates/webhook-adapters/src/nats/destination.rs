@@ -86,23 +86,7 @@ impl NatsDestination {
     fn target(&self, url: &WebhookUrl) -> Result<(&Broker, String), String> {
         let parsed = Url::parse(url.as_str()).map_err(|e| e.to_string())?;
         let subject = subject_of(&parsed)?;
-        let broker = self.brokers.find(&parsed).ok_or_else(|| {
-            if self.brokers.is_empty() {
-                "no NATS broker is allowed on this instance; an operator lists one in \
-                 transport.brokers"
-                    .to_owned()
-            } else {
-                format!(
-                    "broker {}:{} is not one this instance may publish to; an operator lists \
-                     brokers in transport.brokers",
-                    url.host(),
-                    parsed
-                        .port()
-                        .or_else(|| brokers::default_port("nats"))
-                        .unwrap_or_default()
-                )
-            }
-        })?;
+        let broker = self.brokers.allowed(&parsed, "NATS")?;
         Ok((broker, subject))
     }
 
