@@ -244,8 +244,8 @@ pub(crate) enum Verdict {
 /// one verdict per message, in order; `None` when `shutdown` came before the sink answered or
 /// while storage was unavailable (acknowledge nothing then). All valid events go in one
 /// publish; when that is refused (an unknown wallet in one of them, say), each goes alone, so
-/// one bad message refuses only itself. While storage is unavailable the same events are published again, with the same
-/// ids, waiting longer each time.
+/// one bad message refuses only itself. While storage is unavailable the same events are
+/// published again, with the same ids, waiting longer each time.
 pub(crate) async fn publish(
     sink: &Arc<dyn PublishEvents>,
     source: &str,
