@@ -33,6 +33,16 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+/// A value whose `Debug` shows nothing: a source's credentials, kept out of any `Debug` of
+/// the struct holding them.
+pub(crate) struct Secret<T>(pub(crate) T);
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
 /// The listed brokers of some schemes: what one destination may reach.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BrokerList(Vec<Broker>);

@@ -28,7 +28,7 @@ use url::Url;
 use webhook_domain::{AttemptDetail, AttemptOutcome, OutboundMessage, WebhookUrl};
 use webhook_ports::{AttemptReport, Destination};
 
-use super::vhost_of;
+use super::{describe, vhost_of};
 use crate::brokers::{self, Broker, BrokerList};
 use crate::{Egress, TransportConfig};
 
@@ -158,23 +158,10 @@ fn broker_error(error: &lapin::Error, route: &Route, stage: &str) -> AttemptRepo
             AttemptDetail::ConnectionFailed,
             format!("{stage}: connection lost: {}", io.kind()),
         ),
-        other => failed(
+        _ => failed(
             AttemptDetail::ConnectionFailed,
-            format!("{stage}: {}", kind_name(other)),
+            format!("{stage}: {}", describe(error)),
         ),
-    }
-}
-
-/// A broker error's kind, without the data it may carry.
-fn kind_name(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_) => {
-            "the channel is closed"
-        }
-        ErrorKind::InvalidConnectionState(_) => "the connection is closed",
-        ErrorKind::MissingHeartbeatError => "the broker stopped answering heartbeats",
-        ErrorKind::ChannelsLimitReached => "no channel left on the connection",
-        _ => "the broker connection failed",
     }
 }
 
@@ -253,14 +240,7 @@ impl AmqpDestination {
             }
             Ok(Err(e)) => Err(failed(
                 AttemptDetail::ConnectionFailed,
-                format!(
-                    "cannot connect to the RabbitMQ broker{}",
-                    match e.kind() {
-                        ErrorKind::ProtocolError(amqp) => format!(": {}", amqp.get_message()),
-                        ErrorKind::IOError(io) => format!(": {}", io.kind()),
-                        _ => String::new(),
-                    }
-                ),
+                format!("cannot connect to the RabbitMQ broker: {}", describe(&e)),
             )),
             Err(_) => Err(failed(
                 AttemptDetail::Timeout,

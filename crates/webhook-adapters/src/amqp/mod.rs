@@ -69,6 +69,22 @@ fn uri(tls: bool, host: String, port: u16, user: (String, String), vhost: String
     }
 }
 
+/// A broker error in words, without the data it may carry.
+fn describe(error: &lapin::Error) -> String {
+    use lapin::ErrorKind;
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => amqp.get_message().as_str().to_owned(),
+        ErrorKind::IOError(io) => format!("connection: {}", io.kind()),
+        ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_) => {
+            "the channel is closed".into()
+        }
+        ErrorKind::InvalidConnectionState(_) => "the connection is closed".into(),
+        ErrorKind::MissingHeartbeatError => "the broker stopped answering heartbeats".into(),
+        ErrorKind::ChannelsLimitReached => "no channel left on the connection".into(),
+        _ => "the broker connection failed".into(),
+    }
+}
+
 /// `vhost` percent-encoded as one path segment of an AMQP URI.
 fn vhost_segment(vhost: &str) -> String {
     vhost

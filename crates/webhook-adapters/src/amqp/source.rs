@@ -28,7 +28,8 @@ use lapin::{Connection, ConnectionProperties, Consumer};
 use url::Url;
 use webhook_ports::{EventSource, PublishEvents, Shutdown, SourceError};
 
-use super::vhost_of;
+use super::{describe, vhost_of};
+use crate::brokers::Secret;
 use crate::inbound::{self, Inbound, Mapping, Verdict};
 
 /// Wait before connecting again after the connection or the consumer failed.
@@ -46,15 +47,6 @@ pub(crate) struct AmqpSource {
     mapping: Mapping,
     /// The source in logs and refusal reports, without credentials.
     name: String,
-}
-
-/// A value whose `Debug` shows nothing.
-struct Secret<T>(T);
-
-impl<T> std::fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("****")
-    }
 }
 
 impl AmqpSource {
@@ -241,16 +233,6 @@ fn header(delivery: &Delivery, name: &str) -> Option<String> {
         AMQPValue::LongInt(n) => Some(n.to_string()),
         AMQPValue::LongLongInt(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-/// A broker error in words, without the data it may carry.
-fn describe(error: &lapin::Error) -> String {
-    match error.kind() {
-        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().as_str().to_owned(),
-        lapin::ErrorKind::IOError(io) => format!("connection: {}", io.kind()),
-        lapin::ErrorKind::MissingHeartbeatError => "the broker stopped answering".into(),
-        _ => "the connection or channel closed".into(),
     }
 }
 

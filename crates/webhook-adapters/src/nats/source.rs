@@ -33,7 +33,7 @@ const MAX_BATCH: usize = 1000;
 pub(crate) struct NatsSource {
     /// Where to connect: `nats://host:port`, credentials apart.
     server: String,
-    user: Option<(String, String)>,
+    user: Option<(String, crate::brokers::Secret<String>)>,
     stream: String,
     consumer: String,
     subject: Option<String>,
@@ -45,6 +45,10 @@ pub(crate) struct NatsSource {
 
 impl NatsSource {
     pub(crate) fn open(url: &str) -> Result<Box<dyn webhook_ports::EventSource>, String> {
+        Ok(Box::new(Self::parse(url)?))
+    }
+
+    fn parse(url: &str) -> Result<Self, String> {
         let parsed = Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         let host = crate::brokers::host_of(&parsed)
             .filter(|h| !h.is_empty())
@@ -91,9 +95,12 @@ impl NatsSource {
         )?;
         let user = match parsed.username() {
             "" => None,
-            user => Some((user.to_owned(), parsed.password().unwrap_or("").to_owned())),
+            user => Some((
+                user.to_owned(),
+                crate::brokers::Secret(parsed.password().unwrap_or("").to_owned()),
+            )),
         };
-        Ok(Box::new(Self {
+        Ok(Self {
             server,
             user,
             stream,
@@ -102,7 +109,7 @@ impl NatsSource {
             batch,
             mapping,
             name,
-        }))
+        })
     }
 
     /// The durable consumer, once the broker answers and the stream exists.
@@ -111,7 +118,7 @@ impl NatsSource {
             .name("webhookd source")
             .connection_timeout(Duration::from_secs(5));
         if let Some((user, password)) = &self.user {
-            options = options.user_and_password(user.clone(), password.clone());
+            options = options.user_and_password(user.clone(), password.0.clone());
         }
         let client = options
             .connect(self.server.as_str())
@@ -261,5 +268,20 @@ impl EventSource for NatsSource {
                 () = tokio::time::sleep(RECONNECT) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_never_shows_its_password() {
+        let source =
+            NatsSource::parse("nats://app:n4ts-s3cret@127.0.0.1:4222/EVENTS?consumer=webhookd")
+                .unwrap();
+        let shown = format!("{source:?}");
+        assert!(!shown.contains("n4ts-s3cret"), "{shown}");
+        assert!(shown.contains("\"app\""), "{shown}");
     }
 }
