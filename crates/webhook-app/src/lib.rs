@@ -4,6 +4,7 @@
 pub mod api;
 mod bootstrap;
 pub mod config;
+mod console;
 mod database;
 mod dispatcher;
 pub mod listen;
@@ -244,7 +245,10 @@ pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::
             .await
             .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let app = api::router(api_state, &settings.base_path);
+        let mut app = api::router(api_state, &settings.base_path);
+        if settings.console.enabled {
+            app = app.merge(console::router(&settings.base_path));
+        }
         let mut api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             // The peer address is what failed authentications are counted by.

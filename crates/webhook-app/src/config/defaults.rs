@@ -22,6 +22,9 @@ auth_failure_limit = 20
 auth_failure_window_ms = 60000
 max_attempts_per_delivery = 100
 
+[console]
+enabled = true
+
 [dispatcher]
 batch_size = 128
 lease_ms = 60000

@@ -150,7 +150,7 @@ mod tests {
         check(
             Some("listn = \"x\""),
             &[],
-            "listn: unknown setting; expected one of listen, role, base_path, data_dir, database_url, database_pool_size, migrate_on_start, max_webhooks_per_wallet, default_retry_policy, sources, api, dispatcher, transport, retention, identus (in FILE)",
+            "listn: unknown setting; expected one of listen, role, base_path, data_dir, database_url, database_pool_size, migrate_on_start, max_webhooks_per_wallet, default_retry_policy, sources, api, console, dispatcher, transport, retention, identus (in FILE)",
         );
         check(
             Some("[retention]\nmax_age = 3"),

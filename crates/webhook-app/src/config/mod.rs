@@ -19,7 +19,8 @@ use std::path::Path;
 
 pub(crate) use schema::RetentionSettings;
 pub use schema::{
-    ApiSettings, DispatcherSettings, IdentusSettings, Role, Settings, TransportSettings,
+    ApiSettings, ConsoleSettings, DispatcherSettings, IdentusSettings, Role, Settings,
+    TransportSettings,
 };
 
 use defaults::DEFAULTS;

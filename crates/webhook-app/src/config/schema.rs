@@ -44,6 +44,7 @@ pub struct Settings {
     /// source (see `sources.rs`). Empty: events come in through the API and the CLI only.
     pub sources: Vec<String>,
     pub api: ApiSettings,
+    pub console: ConsoleSettings,
     pub dispatcher: DispatcherSettings,
     pub transport: TransportSettings,
     pub(crate) retention: RetentionSettings,
@@ -106,6 +107,14 @@ fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAd
             "{text:?} is not an address; write IP:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::]:8080"
         ))
     })
+}
+
+/// The web console at `/console`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serve the console; it is a client of the REST API and has no privilege of its own.
+    pub enabled: bool,
 }
 
 /// Limits and defaults of the REST API.

@@ -19,6 +19,15 @@ impl Settings {
                 self.base_path
             );
         }
+        if self.console.enabled
+            && (self.base_path == "/console" || self.base_path.starts_with("/console/"))
+        {
+            anyhow::bail!(
+                "base_path: {:?} collides with the web console, served at /console; choose \
+                 another base_path or set console.enabled = false",
+                self.base_path
+            );
+        }
         if self.dispatcher.batch_size == 0 {
             anyhow::bail!("dispatcher.batch_size: must be at least 1, got 0");
         }
@@ -156,5 +165,26 @@ mod tests {
             "api.max_attempts_per_delivery: must be at least 1, got 0 \
              (from WEBHOOKD_API__MAX_ATTEMPTS_PER_DELIVERY)"
         );
+    }
+
+    #[test]
+    fn a_base_path_under_the_console_needs_the_console_off() {
+        let err =
+            Settings::build(None, &env(&[("WEBHOOKD_BASE_PATH", "/console/api")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("collides with the web console"),
+            "{err:#}"
+        );
+        let off = Settings::build(
+            None,
+            &env(&[
+                ("WEBHOOKD_BASE_PATH", "/console"),
+                ("WEBHOOKD_CONSOLE__ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!(!off.console.enabled);
+        // A name that merely starts with the same letters is another path.
+        Settings::build(None, &env(&[("WEBHOOKD_BASE_PATH", "/consoles")])).unwrap();
     }
 }
