@@ -442,6 +442,7 @@ pub struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     endless: bool,
+    body: Option<String>,
 }
 
 impl Reply {
@@ -450,7 +451,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             endless: false,
+            body: None,
         }
+    }
+
+    /// This body instead of `ok`.
+    pub fn body(mut self, text: impl Into<String>) -> Reply {
+        self.body = Some(text.into());
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -468,7 +476,8 @@ impl Reply {
         let body = if self.endless {
             EndlessBody.boxed()
         } else {
-            Full::new(Bytes::from_static(b"ok")).boxed()
+            let text = self.body.clone().unwrap_or_else(|| "ok".to_owned());
+            Full::new(Bytes::from(text)).boxed()
         };
         let mut response = Response::new(body);
         *response.status_mut() = StatusCode::from_u16(self.status).unwrap();
