@@ -1,7 +1,9 @@
 //! `cargo xtask db`: makes sure the servers that the tests and benchmarks use answer:
 //! PostgreSQL at 127.0.0.1:5432 (starting this machine's cluster the way `.ci/run` does when it
 //! does not, and printing its version), and NATS with JetStream (4222), RabbitMQ (5672) and
-//! MariaDB (3306), each started with Debian's command when its port does not answer.
+//! MariaDB (3306), each started with Debian's command when its port does not answer. It also
+//! checks that Chromium and chromedriver, which the console's browser tests drive, start; it
+//! does not install them (that needs root: `.ci/run` does it on CI), it says how.
 
 use std::process::Command;
 use std::time::Duration;
@@ -18,7 +20,33 @@ pub(crate) fn ensure_running() -> anyhow::Result<()> {
     for server in OTHER_SERVERS {
         ensure_other(server)?;
     }
+    check_browser();
     Ok(())
+}
+
+/// The programs of the browser tests, at the paths the tests use.
+const BROWSER_PROGRAMS: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromedriver"];
+
+/// Prints the version of each browser program, or a warning that says how to install it: the
+/// browser tests skip without them (outside CI), so their absence is no error here.
+fn check_browser() {
+    for program in BROWSER_PROGRAMS {
+        match Command::new(program).arg("--version").output() {
+            Ok(output) if output.status.success() => {
+                println!("{}", String::from_utf8_lossy(&output.stdout).trim());
+            }
+            Ok(output) => eprintln!(
+                "warning: {program} --version failed ({}): {}; the browser tests will fail \
+                 (CI) or skip",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot run {program}: {e}; the browser tests skip without it \
+                 (Debian: sudo apt-get install chromium chromium-driver)"
+            ),
+        }
+    }
 }
 
 /// A server besides PostgreSQL: its port on 127.0.0.1 and the command that starts it.

@@ -29,7 +29,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// that only say a tree lacks something `deny.toml` allows for the other one.
 const TREES: &[(&str, &[&str])] = &[
     ("Cargo.toml", &["license-exception-not-encountered"]),
-    ("fuzz/Cargo.toml", &["license-not-encountered"]),
+    (
+        "fuzz/Cargo.toml",
+        &[
+            "license-not-encountered",
+            "license-exception-not-encountered",
+        ],
+    ),
 ];
 
 pub(crate) fn deny(require_advisories: bool) -> anyhow::Result<()> {

@@ -18,7 +18,8 @@
 //!   committed document differs, and validates it against the OpenAPI 3.1 schema (with the
 //!   `openapi-spec-validator` package from PyPI, installed into `target/` on first use).
 //! - `deploy --check`: checks the deployment files under `deploy/` (see `deploy.rs`).
-//! - `db`: starts the local PostgreSQL that the tests use if it does not answer.
+//! - `db`: starts the local PostgreSQL that the tests use if it does not answer (and the other
+//!   servers), and checks that Chromium and chromedriver start.
 //! - `schemathesis [--max-examples N] [--seed N]`: fuzzes the served OpenAPI document's
 //!   operations on a real `webhookd` (see `schemathesis.rs`); minutes long, so not in `ci`.
 //! - `fuzz [--smoke] [--target T] [--seconds N] [--sanitizer none|address]`: the libFuzzer

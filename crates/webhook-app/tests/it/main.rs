@@ -1,6 +1,6 @@
 //! End-to-end tests: the real service on 127.0.0.1:0 with a SQLite file in a temporary
-//! directory (or a PostgreSQL schema of its own), the `webhookd` binary, and real HTTP receivers
-//! on 127.0.0.1:0.
+//! directory (or a PostgreSQL schema of its own), the `webhookd` binary, real HTTP receivers
+//! on 127.0.0.1:0, and a headless Chromium for the console (`browser`).
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod adaptive;
@@ -8,6 +8,7 @@ mod amqp;
 mod amqp_restart;
 mod api;
 mod bad_input;
+mod browser;
 mod bulk_redelivery;
 mod child;
 mod cli;
