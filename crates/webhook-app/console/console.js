@@ -172,9 +172,10 @@
   function signOut(why) {
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(ROLE);
-    location.hash = '#/signin';
+    // replaceState fires no hashchange, whose handler would clear the message.
+    history.replaceState(null, '', '#/signin');
     render();
-    if (why) fail(why);
+    fail(why || '');
   }
 
   function viewSignIn() {

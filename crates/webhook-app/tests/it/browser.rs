@@ -14,7 +14,7 @@
 //! its Chromium), and dropping a `Browser` that was not closed does the same on a best-effort
 //! basis, kills its chromedriver and any Chromium process still started on its profile.
 
-mod seeding;
+pub mod seeding;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
