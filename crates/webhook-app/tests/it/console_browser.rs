@@ -51,6 +51,28 @@ async fn wait_for_state(service: &Service, id: &str, state: &str) -> Value {
     }
 }
 
+/// Every request the page made since it loaded went to this service: the console's files, the
+/// REST API under its base path, or `/ready`. None went to another host.
+async fn assert_only_own_requests(browser: &Browser, service: &Service) {
+    let requests = browser
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)",
+            vec![],
+        )
+        .await;
+    let root = format!("http://{}/", service.addr);
+    let requests = requests.as_array().unwrap();
+    assert!(!requests.is_empty());
+    for request in requests {
+        let url = request.as_str().unwrap();
+        let path = url.strip_prefix(&root).unwrap_or_else(|| panic!("a request to {url}"));
+        assert!(
+            path.starts_with("console/") || path.starts_with("cloud-agent/") || path == "ready",
+            "a request to {url}"
+        );
+    }
+}
+
 /// Signs in by typing `key` into the form, as a user does, and waits for the first view.
 async fn sign_in(browser: &Browser, service: &Service, key: &str, admin: bool) {
     browser
@@ -291,6 +313,7 @@ async fn a_wallet_registers_watches_and_fixes_its_deliveries() {
     )
     .await;
     assert_eq!(gone.status, 404);
+    assert_only_own_requests(&browser, &service).await;
 
     browser.close().await;
     service.stop().await;
@@ -407,6 +430,7 @@ async fn a_second_wallet_sees_nothing_of_the_first_and_the_operator_sees_both() 
         "{tiles}"
     );
     browser.screenshot("operator-overview").await;
+    assert_only_own_requests(&browser, &service).await;
     browser.close().await;
     service.stop().await;
 }
@@ -506,6 +530,7 @@ async fn markup_from_data_is_shown_as_text() {
         )
         .await;
     assert_eq!(still, json!([null, 0]));
+    assert_only_own_requests(&browser, &service).await;
     browser.close().await;
     service.stop().await;
 }
