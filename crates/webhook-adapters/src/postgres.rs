@@ -34,10 +34,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
-    DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned,
-    PublishItem, Published, RecentAttempts, RedeliveryJobs, Retention, StorageError,
-    StorageLifecycle, StoredApiKey, WalletRepository, WalletStoreError, Watch, WebhookRepository,
-    WebhookStoreError,
+    DeliveryFilter, DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency,
+    LeaseOwner, OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts,
+    RedeliveryJobs, Retention, StatsWindow, StorageError, StorageLifecycle, StoredApiKey,
+    WalletRepository, WalletStoreError, Watch, WebhookRepository, WebhookStats, WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -1102,13 +1102,13 @@ fn outcomes_statement<'a>(
     let sql = format!(
         "WITH written AS ({states}) \
          INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, \
-                               status_code, response_excerpt, error) \
+                               status_code, response_excerpt, error, webhook_id) \
          SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.outcome, \
-                a.status_code, a.response_excerpt, a.error \
+                a.status_code, a.response_excerpt, a.error, a.webhook_id \
          FROM unnest($11::uuid[], $12::int4[], $13::int8[], $14::int8[], $15::text[], \
-                     $16::int4[], $17::text[], $18::text[]) WITH ORDINALITY \
+                     $16::int4[], $17::text[], $18::text[], $19::uuid[]) WITH ORDINALITY \
               AS a (delivery_id, number, started_at, duration_us, outcome, status_code, \
-                    response_excerpt, error, n) \
+                    response_excerpt, error, webhook_id, n) \
          WHERE a.delivery_id IN (SELECT w.id FROM written AS w) \
          ORDER BY a.n \
          RETURNING delivery_id AS id",
@@ -1133,7 +1133,8 @@ fn outcomes_statement<'a>(
                 .map(|r| r.response_excerpt.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<Text>>, _>(rows.into_iter().map(|r| r.error).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+        .bind::<Array<Id>, _>(rows.into_iter().map(|r| r.webhook_id).collect::<Vec<_>>())
 }
 
 #[async_trait]
@@ -1168,6 +1169,37 @@ impl EventOutbox for PgStore {
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
         statements::deliveries_page(&mut c, wallet, &filter, page)
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::search_deliveries(&mut c, wallet, &search)
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        let sql = crate::queries::stats_sql(|n| format!("${n}"), "/", "BIGINT");
+        statements::webhook_stats(&mut c, wallet, webhook, &window, &sql)
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::overview(&mut c, attempts_since)
             .await
             .map_err(port)
     }

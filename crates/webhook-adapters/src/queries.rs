@@ -30,6 +30,188 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
+/// One page of the wallet's deliveries matching a `DeliverySearch`, newest first (creation
+/// time, then id, both descending), each with its creation time and its event's type: the
+/// deliveries joined to their events by primary key.
+///
+/// Which index a page reads: by state `deliveries_by_state`, by webhook
+/// `deliveries_by_webhook`, otherwise `deliveries_by_wallet`, each a range from the cursor
+/// down; by event type `events_by_type`, newest first, each event's deliveries through
+/// `deliveries_by_event`. A delivery is created in its event's publish, with the same time,
+/// so there the events' creation time stands for the deliveries' in the range, the cursor
+/// and the order. The cursor is `created_at <= c AND (created_at < c OR id < i)`, whose
+/// first half is a bound of the index range on both planners (a plain `OR` is not). Rows
+/// sharing a creation time are put in id order among themselves only (PostgreSQL's
+/// incremental sort, SQLite's sort of the right part of the order, InnoDB's indexes ending
+/// with the primary key).
+macro_rules! deliveries_search {
+    ($wallet:expr, $search:expr) => {{
+        use diesel::{BoolExpressionMethods, JoinOnDsl};
+        let search: &webhook_ports::DeliverySearch = $search;
+        let wallet = $crate::sql_id::sql_id($wallet);
+        let mut query = deliveries::table
+            .inner_join(
+                events::table.on(events::wallet_id
+                    .eq(deliveries::wallet_id)
+                    .and(events::id.eq(deliveries::event_id))),
+            )
+            .filter(deliveries::wallet_id.eq(wallet.clone()))
+            .into_boxed();
+        if let Some(state) = search.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        if let Some(webhook) = search.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
+        }
+        let since = search.since.map($crate::rows::micros);
+        let until = search.until.map($crate::rows::micros);
+        let after = search.after.map(|p| {
+            (
+                $crate::rows::micros(p.created_at),
+                $crate::sql_id::sql_id(p.id),
+            )
+        });
+        match &search.event_type {
+            Some(kind) => {
+                query = query
+                    .filter(events::wallet_id.eq(wallet))
+                    .filter(events::event_type.eq(kind.as_str().to_owned()));
+                if let Some(since) = since {
+                    query = query.filter(events::created_at.ge(since));
+                }
+                if let Some(until) = until {
+                    query = query.filter(events::created_at.lt(until));
+                }
+                if let Some((created, id)) = after {
+                    query = query
+                        .filter(events::created_at.le(created))
+                        .filter(events::created_at.lt(created).or(deliveries::id.lt(id)));
+                }
+                query = query.order((events::created_at.desc(), deliveries::id.desc()));
+            }
+            None => {
+                if let Some(since) = since {
+                    query = query.filter(deliveries::created_at.ge(since));
+                }
+                if let Some(until) = until {
+                    query = query.filter(deliveries::created_at.lt(until));
+                }
+                if let Some((created, id)) = after {
+                    query = query
+                        .filter(deliveries::created_at.le(created))
+                        .filter(deliveries::created_at.lt(created).or(deliveries::id.lt(id)));
+                }
+                query = query.order((deliveries::created_at.desc(), deliveries::id.desc()));
+            }
+        }
+        query.limit(i64::from(search.limit)).select((
+            delivery_select!(),
+            deliveries::created_at,
+            events::event_type,
+        ))
+    }};
+}
+pub(crate) use deliveries_search;
+
+/// The number of the webhook `$webhook`'s (id text) unfinished deliveries, read in the index of
+/// unfinished rows by target.
+macro_rules! webhook_backlog {
+    ($webhook:expr) => {
+        deliveries::table
+            .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
+            .filter(deliveries::due_at.is_not_null())
+            .select(diesel::dsl::count_star())
+    };
+}
+pub(crate) use webhook_backlog;
+
+/// The attempts of a webhook per bucket of a window, as an SQL statement: the bucket's number
+/// (from 0), its attempts, those that succeeded (a response from 200 to 299, or `accepted`),
+/// their durations added up and the longest, grouped in one range read of
+/// `attempts_by_webhook`. Its parameters, in the order they appear (MySQL's `?` are bound in
+/// that order): the window's start and the bucket length (microseconds), the webhook, the
+/// window's start and end. `placeholder(n)` spells the n-th (from 1), `div` the integer
+/// division and `int` the 64-bit integer type of a `CAST` on the backend.
+pub(crate) fn stats_sql(placeholder: impl Fn(usize) -> String, div: &str, int: &str) -> String {
+    let response = webhook_domain::DetailKind::Response.as_str();
+    let accepted = webhook_domain::DetailKind::Accepted.as_str();
+    format!(
+        "SELECT CAST((started_at - {p1}) {div} {p2} AS {int}) AS bucket, \
+                CAST(COUNT(*) AS {int}) AS attempts, \
+                CAST(SUM(CASE WHEN (outcome = '{response}' AND status_code BETWEEN 200 AND 299) \
+                               OR outcome = '{accepted}' THEN 1 ELSE 0 END) AS {int}) AS succeeded, \
+                CAST(SUM(duration_us) AS {int}) AS total_us, \
+                CAST(MAX(duration_us) AS {int}) AS max_us \
+         FROM attempts \
+         WHERE webhook_id = {p3} AND started_at >= {p4} AND started_at < {p5} \
+         GROUP BY bucket",
+        p1 = placeholder(1),
+        p2 = placeholder(2),
+        p3 = placeholder(3),
+        p4 = placeholder(4),
+        p5 = placeholder(5),
+    )
+}
+
+/// One bucket's row of [`stats_sql`].
+#[derive(Debug, diesel::QueryableByName)]
+pub(crate) struct StatsRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) bucket: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) attempts: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) succeeded: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) total_us: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) max_us: i64,
+}
+
+/// Binds [`stats_sql`]'s parameters for `webhook` (id text) and `window`.
+macro_rules! bind_stats {
+    ($statement:expr, $webhook:expr, $window:expr) => {{
+        use diesel::sql_types::BigInt;
+        let window: &webhook_ports::StatsWindow = $window;
+        let since = $crate::rows::micros(window.since);
+        $statement
+            .bind::<BigInt, _>(since)
+            .bind::<BigInt, _>($crate::rows::duration_micros(window.bucket).max(1))
+            .bind::<$crate::sql_id::Id, _>($crate::sql_id::sql_id($webhook))
+            .bind::<BigInt, _>(since)
+            .bind::<BigInt, _>($crate::rows::micros(window.until()))
+    }};
+}
+pub(crate) use bind_stats;
+
+/// The buckets of a window from [`stats_sql`]'s rows: every bucket present, empty ones zero.
+pub(crate) fn stats_buckets(
+    rows: Vec<StatsRow>,
+    window: &webhook_ports::StatsWindow,
+) -> Result<Vec<webhook_ports::AttemptStats>, crate::rows::AdapterError> {
+    use crate::rows::AdapterError;
+    let count = |n: i64| u64::try_from(n).map_err(AdapterError::corrupt);
+    let micros = |n: i64| {
+        u64::try_from(n)
+            .map(std::time::Duration::from_micros)
+            .map_err(AdapterError::corrupt)
+    };
+    let mut buckets = vec![webhook_ports::AttemptStats::default(); window.buckets as usize];
+    for row in rows {
+        let slot = usize::try_from(row.bucket)
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+            .ok_or_else(|| AdapterError::corrupt(format!("bucket {} of none", row.bucket)))?;
+        *slot = webhook_ports::AttemptStats {
+            attempts: count(row.attempts)?,
+            succeeded: count(row.succeeded)?,
+            total_duration: micros(row.total_us)?,
+            max_duration: Some(micros(row.max_us)?),
+        };
+    }
+    Ok(buckets)
+}
+
 /// The deliveries of the webhook `$webhook` (id text) that [`cancel_unleased`] cancels at
 /// `$now` (an `OffsetDateTime`), as a filtered `deliveries` table: unfinished, of a kind in
 /// [`webhook_domain::CANCELLED_WITH_TARGET`], and held by no lease live at `$now`. MySQL reads

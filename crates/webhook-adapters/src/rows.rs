@@ -433,6 +433,19 @@ pub(crate) fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterErro
     })
 }
 
+/// A delivery found by a search: its columns, its creation time and its event's type.
+pub(crate) type FoundRow = (DeliveryRow, i64, String);
+
+pub(crate) fn row_to_found(
+    (row, created_at, event_type): &FoundRow,
+) -> Result<webhook_ports::FoundDelivery, AdapterError> {
+    Ok(webhook_ports::FoundDelivery {
+        delivery: row_to_delivery(row)?,
+        event_type: webhook_domain::EventType::parse(event_type).map_err(AdapterError::corrupt)?,
+        created_at: from_micros(*created_at)?,
+    })
+}
+
 pub(crate) type EventRow = (String, String, String, i64, String);
 
 macro_rules! event_select {
@@ -657,6 +670,8 @@ pub(crate) struct NewAttempt {
     pub(crate) status_code: Option<i32>,
     pub(crate) response_excerpt: Option<String>,
     pub(crate) error: Option<String>,
+    /// The delivery's webhook, copied so that a webhook's attempts are one index range.
+    pub(crate) webhook_id: SqlId,
 }
 
 impl NewAttempt {
@@ -672,6 +687,7 @@ impl NewAttempt {
             status_code,
             response_excerpt: a.response_excerpt.clone(),
             error: a.error.clone(),
+            webhook_id: sql_id(record.delivery.webhook_id()),
         }
     }
 }

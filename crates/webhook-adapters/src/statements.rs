@@ -188,6 +188,80 @@ macro_rules! shared_statements {
             rows.iter().map($crate::rows::row_to_delivery).collect()
         }
 
+        /// A page of the wallet's deliveries matching `search`, newest first.
+        pub(crate) $($async)? fn search_deliveries(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            search: &webhook_ports::DeliverySearch,
+        ) -> Result<Vec<webhook_ports::FoundDelivery>, $crate::rows::AdapterError> {
+            use $crate::rows::delivery_select;
+            use $crate::schema::{deliveries, events};
+            let rows: Vec<$crate::rows::FoundRow> =
+                $crate::queries::deliveries_search!(wallet, search)
+                    .load(c)
+                    $($await)*?;
+            rows.iter().map($crate::rows::row_to_found).collect()
+        }
+
+        /// The attempts to the wallet's webhook `target` per bucket of `window`, by
+        /// `stats_sql` (the backend's spelling of [`crate::queries::stats_sql`]), and its
+        /// backlog; `NotFound` when the wallet has no such webhook (deleted ones included).
+        pub(crate) $($async)? fn webhook_stats(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            target: webhook_domain::WebhookId,
+            window: &webhook_ports::StatsWindow,
+            stats_sql: &str,
+        ) -> Result<webhook_ports::WebhookStats, $crate::rows::AdapterError> {
+            use $crate::schema::deliveries;
+            webhook(c, wallet, target)$($await)*?;
+            let id = target.to_string();
+            let rows: Vec<$crate::queries::StatsRow> =
+                $crate::queries::bind_stats!(diesel::sql_query(stats_sql), &id, window)
+                    .load(c)
+                    $($await)*?;
+            let backlog: i64 = $crate::queries::webhook_backlog!(&id)
+                .get_result(c)
+                $($await)*?;
+            Ok(webhook_ports::WebhookStats {
+                buckets: $crate::queries::stats_buckets(rows, window)?,
+                backlog: u64::try_from(backlog).map_err($crate::rows::AdapterError::corrupt)?,
+            })
+        }
+
+        /// Counts over every wallet, and the global webhook.
+        pub(crate) $($async)? fn overview(
+            c: &mut $conn,
+            attempts_since: time::OffsetDateTime,
+        ) -> Result<webhook_ports::Overview, $crate::rows::AdapterError> {
+            use $crate::schema::{attempts, wallets, webhooks};
+            let count = |n: i64| u64::try_from(n).map_err($crate::rows::AdapterError::corrupt);
+            let wallet_count: i64 = wallets::table.count().get_result(c)$($await)*?;
+            let webhook_count: i64 = webhooks::table
+                .filter(webhooks::deleted_at.is_null())
+                .count()
+                .get_result(c)
+                $($await)*?;
+            let recent: i64 = attempts::table
+                .filter(attempts::started_at.ge($crate::rows::micros(attempts_since)))
+                .count()
+                .get_result(c)
+                $($await)*?;
+            let global: Option<$crate::rows::WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.is_null())
+                .filter(webhooks::deleted_at.is_null())
+                .select($crate::rows::webhook_select!())
+                .first(c)
+                $($await)*
+                .optional()?;
+            Ok(webhook_ports::Overview {
+                wallets: count(wallet_count)?,
+                webhooks: count(webhook_count)?,
+                recent_attempts: count(recent)?,
+                global_webhook: global.map($crate::rows::row_to_webhook).transpose()?,
+            })
+        }
+
         /// Every attempt of the wallet's delivery `id`, in order; `NotFound` when the wallet
         /// has no such delivery.
         pub(crate) $($async)? fn attempts_of(

@@ -38,10 +38,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
-    DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned,
-    PublishItem, Published, RecentAttempts, RedeliveryJobs, Retention, StorageError,
-    StorageLifecycle, StoredApiKey, WalletRepository, WalletStoreError, Watch, WebhookRepository,
-    WebhookStoreError,
+    DeliveryFilter, DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency,
+    LeaseOwner, OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts,
+    RedeliveryJobs, Retention, StatsWindow, StorageError, StorageLifecycle, StoredApiKey,
+    WalletRepository, WalletStoreError, Watch, WebhookRepository, WebhookStats, WebhookStoreError,
 };
 
 mod claims;
@@ -1139,6 +1139,37 @@ impl EventOutbox for MysqlStore {
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
         statements::deliveries_page(&mut c, wallet, &filter, page)
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::search_deliveries(&mut c, wallet, &search)
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        let sql = crate::queries::stats_sql(|_| "?".to_owned(), "DIV", "SIGNED");
+        statements::webhook_stats(&mut c, wallet, webhook, &window, &sql)
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::overview(&mut c, attempts_since)
             .await
             .map_err(port)
     }

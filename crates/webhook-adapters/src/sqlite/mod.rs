@@ -31,9 +31,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
-    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
-    Published, RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository,
-    WalletStoreError, WebhookRepository, WebhookStoreError,
+    DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency, LeaseOwner,
+    OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts, RedeliveryJobs,
+    Retention, StatsWindow, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    WebhookStats, WebhookStoreError,
 };
 
 mod claims;
@@ -870,6 +871,11 @@ fn recent_attempts_statement(
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
+/// [`crate::queries::stats_sql`] in SQLite's words.
+fn stats_sql() -> String {
+    crate::queries::stats_sql(|n| format!("?{n}"), "/", "BIGINT")
+}
+
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
 /// Returns whether it was.
 fn write_leased_state(
@@ -920,6 +926,33 @@ impl EventOutbox for SqliteStore {
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
         self.read(move |c| statements::deliveries_page(c, wallet, &filter, page))
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        self.read(move |c| statements::search_deliveries(c, wallet, &search))
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        self.read(move |c| statements::webhook_stats(c, wallet, webhook, &window, &stats_sql()))
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        self.read(move |c| statements::overview(c, attempts_since))
             .await
             .map_err(port)
     }

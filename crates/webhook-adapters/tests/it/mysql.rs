@@ -788,11 +788,13 @@ mod lock_conflicts {
 
         other.batch_execute("START TRANSACTION").await.unwrap();
         lock_row(&mut other, &x).await;
-        let rows = vec![format!("('{x}', 1, 0, 1000, 'response', 500, NULL, NULL)"); ATTEMPTS];
+        let target = scene.target;
+        let rows =
+            vec![format!("('{x}', 1, 0, 1000, 'response', 500, NULL, NULL, '{target}')"); ATTEMPTS];
         other
             .batch_execute(&format!(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, \
-                 status_code, response_excerpt, error) VALUES {}",
+                 status_code, response_excerpt, error, webhook_id) VALUES {}",
                 rows.join(", ")
             ))
             .await

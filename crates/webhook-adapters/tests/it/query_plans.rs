@@ -125,8 +125,8 @@ fn load_sql(d: Dialect) -> String {
                  CASE WHEN n > 49000 THEN n ELSE NULL END, 1,
                  CASE WHEN n > 49000 THEN NULL ELSE n END, n, n FROM g;
          {attempts} INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome,
-                 status_code)
-             SELECT {delivery_id}, 1, n, 1000, 'response', 200 FROM g;
+                 status_code, webhook_id)
+             SELECT {delivery_id}, 1, n, 1000, 'response', 200, {delivery_hook} FROM g;
          {analyze}",
         prelude = d.prelude(),
         analyze = d.analyze(),
