@@ -1972,6 +1972,81 @@ impl PgStore {
 
 #[cfg(feature = "testing")]
 impl PgStore {
+    /// The console's reads run under `EXPLAIN (ANALYZE, FORMAT JSON)`: the delivery search
+    /// (each filter, a page after `cursor`), a webhook's stats over 24 hours and the attempts
+    /// of the last minute, as (name, plan) pairs, with what each step read.
+    ///
+    /// # Errors
+    /// When a statement cannot be explained.
+    pub async fn explain_console_queries(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Result<Vec<(String, serde_json::Value)>, OutboxError> {
+        use crate::queries::{
+            Explain, deliveries_search, deliveries_search_by_type, event_types_of_page,
+        };
+        const PREFIX: &str = "EXPLAIN (ANALYZE, FORMAT JSON) ";
+        let mut c = self.conn().await.map_err(classified)?;
+        let mut texts: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, search, range) in crate::queries::console_searches(webhook, event_type, cursor) {
+            let limit = search.limit;
+            let text = match &search.event_type {
+                Some(kind) => {
+                    let query = deliveries_search_by_type!(wallet, &search, kind, range, limit);
+                    Explain::<_, Text>::new(PREFIX, query).load(&mut c).await
+                }
+                None => {
+                    let query = deliveries_search!(wallet, &search, range, limit);
+                    Explain::<_, Text>::new(PREFIX, query).load(&mut c).await
+                }
+            };
+            texts.push((name, text.map_err(classified)?));
+        }
+        // A page a thousandth of the loaded events, as a page of 50 of 50,000.
+        let page: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let plan = Explain::<_, Text>::new(PREFIX, event_types_of_page!(wallet, &page));
+        texts.push((
+            "event types of a page".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        let until = cursor.created_at;
+        let window = crate::queries::console_stats_window(until);
+        let id = webhook.to_string();
+        let sql = crate::queries::stats_sql(|n| format!("${n}"), "/", "BIGINT");
+        let plan = Explain::<_, Text>::new(
+            PREFIX,
+            crate::queries::bind_stats!(diesel::sql_query(sql), &id, &window),
+        );
+        texts.push((
+            "webhook stats".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        let plan = Explain::<_, Text>::new(
+            PREFIX,
+            attempts::table
+                .filter(attempts::started_at.ge(micros(until)))
+                .count(),
+        );
+        texts.push((
+            "attempts of the last minute".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        texts
+            .into_iter()
+            .map(|(name, text)| {
+                serde_json::from_str(&text.concat())
+                    .map(|plan| (name, plan))
+                    .map_err(|e| port(AdapterError::corrupt(e)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
     /// The plans PostgreSQL chooses for the hot statements (the claim, a batch of outcomes, the
     /// delivery listings, the attempts of a listed page, a redelivery step, the next due time,
     /// the backlog, a pruning batch),

@@ -30,32 +30,32 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
-/// One page of the wallet's deliveries matching a `DeliverySearch`, newest first (creation
-/// time, then id, both descending), each with its creation time and its event's type: the
-/// deliveries joined to their events by primary key.
-///
-/// Which index a page reads: by state `deliveries_by_state`, by webhook
-/// `deliveries_by_webhook`, otherwise `deliveries_by_wallet`, each a range from the cursor
-/// down; by event type `events_by_type`, newest first, each event's deliveries through
-/// `deliveries_by_event`. A delivery is created in its event's publish, with the same time,
-/// so there the events' creation time stands for the deliveries' in the range, the cursor
-/// and the order. The cursor is `created_at <= c AND (created_at < c OR id < i)`, whose
-/// first half is a bound of the index range on both planners (a plain `OR` is not). Rows
-/// sharing a creation time are put in id order among themselves only (PostgreSQL's
-/// incremental sort, SQLite's sort of the right part of the order, InnoDB's indexes ending
-/// with the primary key).
+/// Which part of a search's order a statement reads: everything, the rows sharing the cursor's
+/// creation time after it (smaller ids), or the rows created before the cursor. A page after a
+/// cursor reads the second, then the third for what is still missing: two plain index ranges,
+/// where `(created_at, id) < (c, i)` in one statement is not one on every planner (MariaDB
+/// reads the wallet's index from its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SearchRange {
+    All,
+    TiesAfter(webhook_ports::SearchPosition),
+    Before(time::OffsetDateTime),
+}
+
+/// One page of the wallet's deliveries matching a `DeliverySearch` without an event type, in
+/// `$range` (a [`SearchRange`]), at most `$limit`, newest first (creation time, then id, both
+/// descending), each with its creation time: one range of one index of deliveries, by state
+/// `deliveries_by_state`, by webhook `deliveries_by_webhook`, otherwise
+/// `deliveries_by_wallet`. Their events' types are read afterwards for the page only
+/// ([`event_types_of_page`]): joined here, SQLite's planner drives the join from events and
+/// sorts the whole wallet. Rows sharing a creation time are put in id order among themselves
+/// only (PostgreSQL's incremental sort, SQLite's sort of the right part of the order, InnoDB's
+/// secondary indexes ending with the primary key).
 macro_rules! deliveries_search {
-    ($wallet:expr, $search:expr) => {{
-        use diesel::{BoolExpressionMethods, JoinOnDsl};
+    ($wallet:expr, $search:expr, $range:expr, $limit:expr) => {{
         let search: &webhook_ports::DeliverySearch = $search;
-        let wallet = $crate::sql_id::sql_id($wallet);
         let mut query = deliveries::table
-            .inner_join(
-                events::table.on(events::wallet_id
-                    .eq(deliveries::wallet_id)
-                    .and(events::id.eq(deliveries::event_id))),
-            )
-            .filter(deliveries::wallet_id.eq(wallet.clone()))
+            .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id($wallet)))
             .into_boxed();
         if let Some(state) = search.state {
             query = query.filter(deliveries::state.eq(state.as_str()));
@@ -63,55 +63,94 @@ macro_rules! deliveries_search {
         if let Some(webhook) = search.webhook_id {
             query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
         }
-        let since = search.since.map($crate::rows::micros);
-        let until = search.until.map($crate::rows::micros);
-        let after = search.after.map(|p| {
-            (
-                $crate::rows::micros(p.created_at),
-                $crate::sql_id::sql_id(p.id),
-            )
-        });
-        match &search.event_type {
-            Some(kind) => {
+        if let Some(since) = search.since {
+            query = query.filter(deliveries::created_at.ge($crate::rows::micros(since)));
+        }
+        if let Some(until) = search.until {
+            query = query.filter(deliveries::created_at.lt($crate::rows::micros(until)));
+        }
+        match $range {
+            $crate::queries::SearchRange::All => {}
+            $crate::queries::SearchRange::TiesAfter(after) => {
                 query = query
-                    .filter(events::wallet_id.eq(wallet))
-                    .filter(events::event_type.eq(kind.as_str().to_owned()));
-                if let Some(since) = since {
-                    query = query.filter(events::created_at.ge(since));
-                }
-                if let Some(until) = until {
-                    query = query.filter(events::created_at.lt(until));
-                }
-                if let Some((created, id)) = after {
-                    query = query
-                        .filter(events::created_at.le(created))
-                        .filter(events::created_at.lt(created).or(deliveries::id.lt(id)));
-                }
-                query = query.order((events::created_at.desc(), deliveries::id.desc()));
+                    .filter(deliveries::created_at.eq($crate::rows::micros(after.created_at)))
+                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
             }
-            None => {
-                if let Some(since) = since {
-                    query = query.filter(deliveries::created_at.ge(since));
-                }
-                if let Some(until) = until {
-                    query = query.filter(deliveries::created_at.lt(until));
-                }
-                if let Some((created, id)) = after {
-                    query = query
-                        .filter(deliveries::created_at.le(created))
-                        .filter(deliveries::created_at.lt(created).or(deliveries::id.lt(id)));
-                }
-                query = query.order((deliveries::created_at.desc(), deliveries::id.desc()));
+            $crate::queries::SearchRange::Before(at) => {
+                query = query.filter(deliveries::created_at.lt($crate::rows::micros(at)));
             }
         }
-        query.limit(i64::from(search.limit)).select((
-            delivery_select!(),
-            deliveries::created_at,
-            events::event_type,
-        ))
+        query
+            .order((deliveries::created_at.desc(), deliveries::id.desc()))
+            .limit(i64::from($limit))
+            .select((delivery_select!(), deliveries::created_at))
     }};
 }
 pub(crate) use deliveries_search;
+
+/// The types of the events `$ids` (id texts) of the wallet `$wallet`, by primary key: for the
+/// page of [`deliveries_search`].
+macro_rules! event_types_of_page {
+    ($wallet:expr, $ids:expr) => {
+        events::table
+            .filter(events::wallet_id.eq($crate::sql_id::sql_id($wallet)))
+            .filter(events::id.eq_any($crate::sql_id::sql_ids($ids)))
+            .select((events::id, events::event_type))
+    };
+}
+pub(crate) use event_types_of_page;
+
+/// [`deliveries_search`] with an event type: the wallet's events of that type newest first
+/// (`events_by_type`, a range), each joined to its deliveries through `deliveries_by_event`.
+/// A delivery is created in its event's publish, at the same time, so the events' creation
+/// time stands for the deliveries' in the range and the order; the other filters apply to the
+/// deliveries joined.
+macro_rules! deliveries_search_by_type {
+    ($wallet:expr, $search:expr, $event_type:expr, $range:expr, $limit:expr) => {{
+        use diesel::{BoolExpressionMethods, JoinOnDsl};
+        let search: &webhook_ports::DeliverySearch = $search;
+        let event_type: &webhook_domain::EventType = $event_type;
+        let wallet = $crate::sql_id::sql_id($wallet);
+        let mut query = events::table
+            .inner_join(
+                deliveries::table.on(deliveries::wallet_id
+                    .eq(events::wallet_id)
+                    .and(deliveries::event_id.eq(events::id))),
+            )
+            .filter(events::wallet_id.eq(wallet.clone()))
+            .filter(events::event_type.eq(event_type.as_str().to_owned()))
+            .filter(deliveries::wallet_id.eq(wallet))
+            .into_boxed();
+        if let Some(state) = search.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        if let Some(webhook) = search.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
+        }
+        if let Some(since) = search.since {
+            query = query.filter(events::created_at.ge($crate::rows::micros(since)));
+        }
+        if let Some(until) = search.until {
+            query = query.filter(events::created_at.lt($crate::rows::micros(until)));
+        }
+        match $range {
+            $crate::queries::SearchRange::All => {}
+            $crate::queries::SearchRange::TiesAfter(after) => {
+                query = query
+                    .filter(events::created_at.eq($crate::rows::micros(after.created_at)))
+                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
+            }
+            $crate::queries::SearchRange::Before(at) => {
+                query = query.filter(events::created_at.lt($crate::rows::micros(at)));
+            }
+        }
+        query
+            .order((events::created_at.desc(), deliveries::id.desc()))
+            .limit(i64::from($limit))
+            .select((delivery_select!(), deliveries::created_at))
+    }};
+}
+pub(crate) use deliveries_search_by_type;
 
 /// The number of the webhook `$webhook`'s (id text) unfinished deliveries, read in the index of
 /// unfinished rows by target.
@@ -370,7 +409,7 @@ pub(crate) fn exhausted_literal() -> diesel::expression::SqlLiteral<diesel::sql_
 }
 
 #[cfg(feature = "testing")]
-pub(crate) use explain::{Explain, listing_filters};
+pub(crate) use explain::{Explain, console_searches, console_stats_window, listing_filters};
 
 #[cfg(feature = "testing")]
 mod explain {
@@ -416,6 +455,89 @@ mod explain {
     }
 
     impl<Q, ST, C> diesel::RunQueryDsl<C> for Explain<Q, ST> {}
+
+    /// The console's searches whose plans are checked: each filter alone and none, each
+    /// after `cursor` (a page deep in the wallet's deliveries) in both of the statements a page
+    /// after a cursor runs (ties, then older), and the first page and a time window without
+    /// one; with the range each reads.
+    pub(crate) fn console_searches(
+        webhook: webhook_domain::WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Vec<(String, webhook_ports::DeliverySearch, super::SearchRange)> {
+        use super::SearchRange;
+        use webhook_ports::DeliverySearch;
+        let none = DeliverySearch {
+            state: None,
+            event_type: None,
+            webhook_id: None,
+            since: None,
+            until: None,
+            after: Some(cursor),
+            limit: 51,
+        };
+        let filters = [
+            ("search", none.clone()),
+            (
+                "search by state",
+                DeliverySearch {
+                    state: Some(webhook_domain::DeliveryStateKind::Delivered),
+                    ..none.clone()
+                },
+            ),
+            (
+                "search by event type",
+                DeliverySearch {
+                    event_type: webhook_domain::EventType::parse(event_type).ok(),
+                    ..none.clone()
+                },
+            ),
+            (
+                "search by webhook",
+                DeliverySearch {
+                    webhook_id: Some(webhook),
+                    ..none.clone()
+                },
+            ),
+        ];
+        let mut searches = Vec::new();
+        for (name, search) in filters {
+            searches.push((
+                format!("{name}, ties of the cursor"),
+                search.clone(),
+                SearchRange::TiesAfter(cursor),
+            ));
+            searches.push((
+                format!("{name}, before the cursor"),
+                search,
+                SearchRange::Before(cursor.created_at),
+            ));
+        }
+        searches.push((
+            "search, first page".to_owned(),
+            none.clone(),
+            SearchRange::All,
+        ));
+        searches.push((
+            "search by time".to_owned(),
+            DeliverySearch {
+                since: Some(cursor.created_at - time::Duration::seconds(1)),
+                until: Some(cursor.created_at + time::Duration::seconds(1)),
+                ..none
+            },
+            SearchRange::All,
+        ));
+        searches
+    }
+
+    /// The stats window whose plan is checked: 24 hours before `until`, in hours.
+    pub(crate) fn console_stats_window(until: time::OffsetDateTime) -> webhook_ports::StatsWindow {
+        webhook_ports::StatsWindow {
+            since: until - time::Duration::hours(24),
+            bucket: std::time::Duration::from_secs(3600),
+            buckets: 24,
+        }
+    }
 
     /// The delivery listings whose plans are checked: by wallet, event and webhook.
     pub(crate) fn listing_filters(

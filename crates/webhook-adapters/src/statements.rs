@@ -188,19 +188,65 @@ macro_rules! shared_statements {
             rows.iter().map($crate::rows::row_to_delivery).collect()
         }
 
-        /// A page of the wallet's deliveries matching `search`, newest first.
+        /// The part `range` of the wallet's deliveries matching `search`, at most `limit`,
+        /// newest first, with their creation times.
+        pub(crate) $($async)? fn search_range(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            search: &webhook_ports::DeliverySearch,
+            range: $crate::queries::SearchRange,
+            limit: u32,
+        ) -> Result<Vec<$crate::rows::SearchRow>, $crate::rows::AdapterError> {
+            use $crate::rows::delivery_select;
+            use $crate::schema::{deliveries, events};
+            Ok(match &search.event_type {
+                Some(kind) => {
+                    $crate::queries::deliveries_search_by_type!(wallet, search, kind, range, limit)
+                        .load(c)
+                        $($await)*?
+                }
+                None => $crate::queries::deliveries_search!(wallet, search, range, limit)
+                    .load(c)
+                    $($await)*?,
+            })
+        }
+
+        /// A page of the wallet's deliveries matching `search`, newest first, with their
+        /// events' types: after a cursor, the rows sharing its creation time, then those
+        /// before it for what is missing (two index ranges).
         pub(crate) $($async)? fn search_deliveries(
             c: &mut $conn,
             wallet: webhook_domain::WalletId,
             search: &webhook_ports::DeliverySearch,
         ) -> Result<Vec<webhook_ports::FoundDelivery>, $crate::rows::AdapterError> {
-            use $crate::rows::delivery_select;
-            use $crate::schema::{deliveries, events};
-            let rows: Vec<$crate::rows::FoundRow> =
-                $crate::queries::deliveries_search!(wallet, search)
-                    .load(c)
-                    $($await)*?;
-            rows.iter().map($crate::rows::row_to_found).collect()
+            use $crate::queries::SearchRange;
+            use $crate::schema::events;
+            let limit = search.limit;
+            let mut rows = match search.after {
+                None => search_range(c, wallet, search, SearchRange::All, limit)$($await)*?,
+                Some(after) => {
+                    search_range(c, wallet, search, SearchRange::TiesAfter(after), limit)
+                        $($await)*?
+                }
+            };
+            if let Some(after) = search.after {
+                let missing = limit.saturating_sub(u32::try_from(rows.len()).unwrap_or(u32::MAX));
+                if missing > 0 {
+                    let before = SearchRange::Before(after.created_at);
+                    rows.extend(search_range(c, wallet, search, before, missing)$($await)*?);
+                }
+            }
+            if let Some(kind) = &search.event_type {
+                return $crate::rows::rows_to_found(rows, |_| Some(kind.clone()));
+            }
+            let mut ids: Vec<&str> = rows.iter().map(|(row, _)| row.1.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let types: Vec<(String, String)> = $crate::queries::event_types_of_page!(wallet, &ids)
+                .load(c)
+                $($await)*?;
+            let types = $crate::rows::event_types(types)?;
+            $crate::rows::rows_to_found(rows, |event| types.get(event).cloned())
         }
 
         /// The attempts to the wallet's webhook `target` per bucket of `window`, by
