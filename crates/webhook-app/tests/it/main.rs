@@ -11,6 +11,7 @@ mod bad_input;
 mod bulk_redelivery;
 mod child;
 mod cli;
+mod console;
 mod crash;
 mod delivery;
 mod event_source;
