@@ -326,7 +326,7 @@ where
     let mut of_hook = attempts.iter();
     for c in &claimed {
         let (started, outcome, ms) = if c.delivery.webhook_id() == hook.id {
-            of_hook.next().unwrap().clone()
+            *of_hook.next().unwrap()
         } else {
             // The other webhook's attempts, all in bucket 0: never counted for `hook`.
             (since, status(200), 1000)
