@@ -223,7 +223,7 @@ mod tests {
                 }
             }
         }
-        // Each of the 23 operations documents at least its 400 and 401.
+        // Each of the 27 operations documents at least its 400 and 401.
         assert!(problems >= 46, "only {problems} problem answers documented");
     }
 
