@@ -34,10 +34,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
-    DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned,
-    PublishItem, Published, RecentAttempts, RedeliveryJobs, Retention, StorageError,
-    StorageLifecycle, StoredApiKey, WalletRepository, WalletStoreError, Watch, WebhookRepository,
-    WebhookStoreError,
+    DeliveryFilter, DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency,
+    LeaseOwner, OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts,
+    RedeliveryJobs, Retention, StatsWindow, StorageError, StorageLifecycle, StoredApiKey,
+    WalletRepository, WalletStoreError, Watch, WebhookRepository, WebhookStats, WebhookStoreError,
 };
 
 use crate::PoolState;
@@ -1102,13 +1102,13 @@ fn outcomes_statement<'a>(
     let sql = format!(
         "WITH written AS ({states}) \
          INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, \
-                               status_code, response_excerpt, error) \
+                               status_code, response_excerpt, error, webhook_id) \
          SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.outcome, \
-                a.status_code, a.response_excerpt, a.error \
+                a.status_code, a.response_excerpt, a.error, a.webhook_id \
          FROM unnest($11::uuid[], $12::int4[], $13::int8[], $14::int8[], $15::text[], \
-                     $16::int4[], $17::text[], $18::text[]) WITH ORDINALITY \
+                     $16::int4[], $17::text[], $18::text[], $19::uuid[]) WITH ORDINALITY \
               AS a (delivery_id, number, started_at, duration_us, outcome, status_code, \
-                    response_excerpt, error, n) \
+                    response_excerpt, error, webhook_id, n) \
          WHERE a.delivery_id IN (SELECT w.id FROM written AS w) \
          ORDER BY a.n \
          RETURNING delivery_id AS id",
@@ -1133,7 +1133,8 @@ fn outcomes_statement<'a>(
                 .map(|r| r.response_excerpt.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<Text>>, _>(rows.into_iter().map(|r| r.error).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+        .bind::<Array<Id>, _>(rows.into_iter().map(|r| r.webhook_id).collect::<Vec<_>>())
 }
 
 #[async_trait]
@@ -1168,6 +1169,37 @@ impl EventOutbox for PgStore {
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
         statements::deliveries_page(&mut c, wallet, &filter, page)
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::search_deliveries(&mut c, wallet, &search)
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        let sql = crate::queries::stats_sql(|n| format!("${n}"), "/", "BIGINT");
+        statements::webhook_stats(&mut c, wallet, webhook, &window, &sql)
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::overview(&mut c, attempts_since)
             .await
             .map_err(port)
     }
@@ -1935,6 +1967,81 @@ impl PgStore {
             Err(e) => Err(port(e)),
             Ok(()) => unreachable!("the transaction always rolls back"),
         }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
+    /// The console's reads run under `EXPLAIN (ANALYZE, FORMAT JSON)`: the delivery search
+    /// (each filter, a page after `cursor`), a webhook's stats over 24 hours and the attempts
+    /// of the last minute, as (name, plan) pairs, with what each step read.
+    ///
+    /// # Errors
+    /// When a statement cannot be explained.
+    pub async fn explain_console_queries(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Result<Vec<(String, serde_json::Value)>, OutboxError> {
+        use crate::queries::{
+            Explain, deliveries_search, deliveries_search_by_type, event_types_of_page,
+        };
+        const PREFIX: &str = "EXPLAIN (ANALYZE, FORMAT JSON) ";
+        let mut c = self.conn().await.map_err(classified)?;
+        let mut texts: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, search, range) in crate::queries::console_searches(webhook, event_type, cursor) {
+            let limit = search.limit;
+            let text = match &search.event_type {
+                Some(kind) => {
+                    let query = deliveries_search_by_type!(wallet, &search, kind, range, limit);
+                    Explain::<_, Text>::new(PREFIX, query).load(&mut c).await
+                }
+                None => {
+                    let query = deliveries_search!(wallet, &search, range, limit);
+                    Explain::<_, Text>::new(PREFIX, query).load(&mut c).await
+                }
+            };
+            texts.push((name, text.map_err(classified)?));
+        }
+        // A page a thousandth of the loaded events, as a page of 50 of 50,000.
+        let page: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let plan = Explain::<_, Text>::new(PREFIX, event_types_of_page!(wallet, &page));
+        texts.push((
+            "event types of a page".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        let until = cursor.created_at;
+        let window = crate::queries::console_stats_window(until);
+        let id = webhook.to_string();
+        let sql = crate::queries::stats_sql(|n| format!("${n}"), "/", "BIGINT");
+        let plan = Explain::<_, Text>::new(
+            PREFIX,
+            crate::queries::bind_stats!(diesel::sql_query(sql), &id, &window),
+        );
+        texts.push((
+            "webhook stats".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        let plan = Explain::<_, Text>::new(
+            PREFIX,
+            attempts::table
+                .filter(attempts::started_at.ge(micros(until)))
+                .count(),
+        );
+        texts.push((
+            "attempts of the last minute".to_owned(),
+            plan.load(&mut c).await.map_err(classified)?,
+        ));
+        texts
+            .into_iter()
+            .map(|(name, text)| {
+                serde_json::from_str(&text.concat())
+                    .map(|plan| (name, plan))
+                    .map_err(|e| port(AdapterError::corrupt(e)))
+            })
+            .collect()
     }
 }
 

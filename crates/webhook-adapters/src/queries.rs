@@ -30,6 +30,227 @@ macro_rules! deliveries_listing {
 }
 pub(crate) use deliveries_listing;
 
+/// Which part of a search's order a statement reads: everything, the rows sharing the cursor's
+/// creation time after it (smaller ids), or the rows created before the cursor. A page after a
+/// cursor reads the second, then the third for what is still missing: two plain index ranges,
+/// where `(created_at, id) < (c, i)` in one statement is not one on every planner (MariaDB
+/// reads the wallet's index from its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SearchRange {
+    All,
+    TiesAfter(webhook_ports::SearchPosition),
+    Before(time::OffsetDateTime),
+}
+
+/// One page of the wallet's deliveries matching a `DeliverySearch` without an event type, in
+/// `$range` (a [`SearchRange`]), at most `$limit`, newest first (creation time, then id, both
+/// descending), each with its creation time: one range of one index of deliveries, by state
+/// `deliveries_by_state`, by webhook `deliveries_by_webhook`, otherwise
+/// `deliveries_by_wallet`. Their events' types are read afterwards for the page only
+/// ([`event_types_of_page`]): joined here, SQLite's planner drives the join from events and
+/// sorts the whole wallet. Rows sharing a creation time are put in id order among themselves
+/// only (PostgreSQL's incremental sort, SQLite's sort of the right part of the order, InnoDB's
+/// secondary indexes ending with the primary key).
+macro_rules! deliveries_search {
+    ($wallet:expr, $search:expr, $range:expr, $limit:expr) => {{
+        let search: &webhook_ports::DeliverySearch = $search;
+        let mut query = deliveries::table
+            .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id($wallet)))
+            .into_boxed();
+        if let Some(state) = search.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        if let Some(webhook) = search.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
+        }
+        if let Some(since) = search.since {
+            query = query.filter(deliveries::created_at.ge($crate::rows::micros(since)));
+        }
+        if let Some(until) = search.until {
+            query = query.filter(deliveries::created_at.lt($crate::rows::micros(until)));
+        }
+        match $range {
+            $crate::queries::SearchRange::All => {}
+            $crate::queries::SearchRange::TiesAfter(after) => {
+                query = query
+                    .filter(deliveries::created_at.eq($crate::rows::micros(after.created_at)))
+                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
+            }
+            $crate::queries::SearchRange::Before(at) => {
+                query = query.filter(deliveries::created_at.lt($crate::rows::micros(at)));
+            }
+        }
+        query
+            .order((deliveries::created_at.desc(), deliveries::id.desc()))
+            .limit(i64::from($limit))
+            .select((delivery_select!(), deliveries::created_at))
+    }};
+}
+pub(crate) use deliveries_search;
+
+/// The types of the events `$ids` (id texts) of the wallet `$wallet`, by primary key: for the
+/// page of [`deliveries_search`].
+macro_rules! event_types_of_page {
+    ($wallet:expr, $ids:expr) => {
+        events::table
+            .filter(events::wallet_id.eq($crate::sql_id::sql_id($wallet)))
+            .filter(events::id.eq_any($crate::sql_id::sql_ids($ids)))
+            .select((events::id, events::event_type))
+    };
+}
+pub(crate) use event_types_of_page;
+
+/// [`deliveries_search`] with an event type: the wallet's events of that type newest first
+/// (`events_by_type`, a range), each joined to its deliveries through `deliveries_by_event`.
+/// A delivery is created in its event's publish, at the same time, so the events' creation
+/// time stands for the deliveries' in the range and the order; the other filters apply to the
+/// deliveries joined.
+macro_rules! deliveries_search_by_type {
+    ($wallet:expr, $search:expr, $event_type:expr, $range:expr, $limit:expr) => {{
+        use diesel::{BoolExpressionMethods, JoinOnDsl};
+        let search: &webhook_ports::DeliverySearch = $search;
+        let event_type: &webhook_domain::EventType = $event_type;
+        let wallet = $crate::sql_id::sql_id($wallet);
+        let mut query = events::table
+            .inner_join(
+                deliveries::table.on(deliveries::wallet_id
+                    .eq(events::wallet_id)
+                    .and(deliveries::event_id.eq(events::id))),
+            )
+            .filter(events::wallet_id.eq(wallet.clone()))
+            .filter(events::event_type.eq(event_type.as_str().to_owned()))
+            .filter(deliveries::wallet_id.eq(wallet))
+            .into_boxed();
+        if let Some(state) = search.state {
+            query = query.filter(deliveries::state.eq(state.as_str()));
+        }
+        if let Some(webhook) = search.webhook_id {
+            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
+        }
+        if let Some(since) = search.since {
+            query = query.filter(events::created_at.ge($crate::rows::micros(since)));
+        }
+        if let Some(until) = search.until {
+            query = query.filter(events::created_at.lt($crate::rows::micros(until)));
+        }
+        match $range {
+            $crate::queries::SearchRange::All => {}
+            $crate::queries::SearchRange::TiesAfter(after) => {
+                query = query
+                    .filter(events::created_at.eq($crate::rows::micros(after.created_at)))
+                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
+            }
+            $crate::queries::SearchRange::Before(at) => {
+                query = query.filter(events::created_at.lt($crate::rows::micros(at)));
+            }
+        }
+        query
+            .order((events::created_at.desc(), deliveries::id.desc()))
+            .limit(i64::from($limit))
+            .select((delivery_select!(), deliveries::created_at))
+    }};
+}
+pub(crate) use deliveries_search_by_type;
+
+/// The number of the webhook `$webhook`'s (id text) unfinished deliveries, read in the index of
+/// unfinished rows by target.
+macro_rules! webhook_backlog {
+    ($webhook:expr) => {
+        deliveries::table
+            .filter(deliveries::webhook_id.eq($crate::sql_id::sql_id($webhook)))
+            .filter(deliveries::due_at.is_not_null())
+            .select(diesel::dsl::count_star())
+    };
+}
+pub(crate) use webhook_backlog;
+
+/// The attempts of a webhook per bucket of a window, as an SQL statement: the bucket's number
+/// (from 0), its attempts, those that succeeded (a response from 200 to 299, or `accepted`),
+/// their durations added up and the longest, grouped in one range read of
+/// `attempts_by_webhook`. Its parameters, in the order they appear (MySQL's `?` are bound in
+/// that order): the window's start and the bucket length (microseconds), the webhook, the
+/// window's start and end. `placeholder(n)` spells the n-th (from 1), `div` the integer
+/// division and `int` the 64-bit integer type of a `CAST` on the backend.
+pub(crate) fn stats_sql(placeholder: impl Fn(usize) -> String, div: &str, int: &str) -> String {
+    let response = webhook_domain::DetailKind::Response.as_str();
+    let accepted = webhook_domain::DetailKind::Accepted.as_str();
+    format!(
+        "SELECT CAST((started_at - {p1}) {div} {p2} AS {int}) AS bucket, \
+                CAST(COUNT(*) AS {int}) AS attempts, \
+                CAST(SUM(CASE WHEN (outcome = '{response}' AND status_code BETWEEN 200 AND 299) \
+                               OR outcome = '{accepted}' THEN 1 ELSE 0 END) AS {int}) AS succeeded, \
+                CAST(SUM(duration_us) AS {int}) AS total_us, \
+                CAST(MAX(duration_us) AS {int}) AS max_us \
+         FROM attempts \
+         WHERE webhook_id = {p3} AND started_at >= {p4} AND started_at < {p5} \
+         GROUP BY bucket",
+        p1 = placeholder(1),
+        p2 = placeholder(2),
+        p3 = placeholder(3),
+        p4 = placeholder(4),
+        p5 = placeholder(5),
+    )
+}
+
+/// One bucket's row of [`stats_sql`].
+#[derive(Debug, diesel::QueryableByName)]
+pub(crate) struct StatsRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) bucket: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) attempts: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) succeeded: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) total_us: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) max_us: i64,
+}
+
+/// Binds [`stats_sql`]'s parameters for `webhook` (id text) and `window`.
+macro_rules! bind_stats {
+    ($statement:expr, $webhook:expr, $window:expr) => {{
+        use diesel::sql_types::BigInt;
+        let window: &webhook_ports::StatsWindow = $window;
+        let since = $crate::rows::micros(window.since);
+        $statement
+            .bind::<BigInt, _>(since)
+            .bind::<BigInt, _>($crate::rows::duration_micros(window.bucket).max(1))
+            .bind::<$crate::sql_id::Id, _>($crate::sql_id::sql_id($webhook))
+            .bind::<BigInt, _>(since)
+            .bind::<BigInt, _>($crate::rows::micros(window.until()))
+    }};
+}
+pub(crate) use bind_stats;
+
+/// The buckets of a window from [`stats_sql`]'s rows: every bucket present, empty ones zero.
+pub(crate) fn stats_buckets(
+    rows: Vec<StatsRow>,
+    window: &webhook_ports::StatsWindow,
+) -> Result<Vec<webhook_ports::AttemptStats>, crate::rows::AdapterError> {
+    use crate::rows::AdapterError;
+    let count = |n: i64| u64::try_from(n).map_err(AdapterError::corrupt);
+    let micros = |n: i64| {
+        u64::try_from(n)
+            .map(std::time::Duration::from_micros)
+            .map_err(AdapterError::corrupt)
+    };
+    let mut buckets = vec![webhook_ports::AttemptStats::default(); window.buckets as usize];
+    for row in rows {
+        let slot = usize::try_from(row.bucket)
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+            .ok_or_else(|| AdapterError::corrupt(format!("bucket {} of none", row.bucket)))?;
+        *slot = webhook_ports::AttemptStats {
+            attempts: count(row.attempts)?,
+            succeeded: count(row.succeeded)?,
+            total_duration: micros(row.total_us)?,
+            max_duration: Some(micros(row.max_us)?),
+        };
+    }
+    Ok(buckets)
+}
+
 /// The deliveries of the webhook `$webhook` (id text) that [`cancel_unleased`] cancels at
 /// `$now` (an `OffsetDateTime`), as a filtered `deliveries` table: unfinished, of a kind in
 /// [`webhook_domain::CANCELLED_WITH_TARGET`], and held by no lease live at `$now`. MySQL reads
@@ -188,7 +409,7 @@ pub(crate) fn exhausted_literal() -> diesel::expression::SqlLiteral<diesel::sql_
 }
 
 #[cfg(feature = "testing")]
-pub(crate) use explain::{Explain, listing_filters};
+pub(crate) use explain::{Explain, console_searches, console_stats_window, listing_filters};
 
 #[cfg(feature = "testing")]
 mod explain {
@@ -234,6 +455,89 @@ mod explain {
     }
 
     impl<Q, ST, C> diesel::RunQueryDsl<C> for Explain<Q, ST> {}
+
+    /// The console's searches whose plans are checked: each filter alone and none, each
+    /// after `cursor` (a page deep in the wallet's deliveries) in both of the statements a page
+    /// after a cursor runs (ties, then older), and the first page and a time window without
+    /// one; with the range each reads.
+    pub(crate) fn console_searches(
+        webhook: webhook_domain::WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Vec<(String, webhook_ports::DeliverySearch, super::SearchRange)> {
+        use super::SearchRange;
+        use webhook_ports::DeliverySearch;
+        let none = DeliverySearch {
+            state: None,
+            event_type: None,
+            webhook_id: None,
+            since: None,
+            until: None,
+            after: Some(cursor),
+            limit: 51,
+        };
+        let filters = [
+            ("search", none.clone()),
+            (
+                "search by state",
+                DeliverySearch {
+                    state: Some(webhook_domain::DeliveryStateKind::Delivered),
+                    ..none.clone()
+                },
+            ),
+            (
+                "search by event type",
+                DeliverySearch {
+                    event_type: webhook_domain::EventType::parse(event_type).ok(),
+                    ..none.clone()
+                },
+            ),
+            (
+                "search by webhook",
+                DeliverySearch {
+                    webhook_id: Some(webhook),
+                    ..none.clone()
+                },
+            ),
+        ];
+        let mut searches = Vec::new();
+        for (name, search) in filters {
+            searches.push((
+                format!("{name}, ties of the cursor"),
+                search.clone(),
+                SearchRange::TiesAfter(cursor),
+            ));
+            searches.push((
+                format!("{name}, before the cursor"),
+                search,
+                SearchRange::Before(cursor.created_at),
+            ));
+        }
+        searches.push((
+            "search, first page".to_owned(),
+            none.clone(),
+            SearchRange::All,
+        ));
+        searches.push((
+            "search by time".to_owned(),
+            DeliverySearch {
+                since: Some(cursor.created_at - time::Duration::seconds(1)),
+                until: Some(cursor.created_at + time::Duration::seconds(1)),
+                ..none
+            },
+            SearchRange::All,
+        ));
+        searches
+    }
+
+    /// The stats window whose plan is checked: 24 hours before `until`, in hours.
+    pub(crate) fn console_stats_window(until: time::OffsetDateTime) -> webhook_ports::StatsWindow {
+        webhook_ports::StatsWindow {
+            since: until - time::Duration::hours(24),
+            bucket: std::time::Duration::from_secs(3600),
+            buckets: 24,
+        }
+    }
 
     /// The delivery listings whose plans are checked: by wallet, event and webhook.
     pub(crate) fn listing_filters(

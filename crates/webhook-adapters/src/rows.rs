@@ -433,6 +433,91 @@ pub(crate) fn row_to_delivery(row: &DeliveryRow) -> Result<Delivery, AdapterErro
     })
 }
 
+/// A delivery found by a search: its columns and its creation time.
+pub(crate) type SearchRow = (DeliveryRow, i64);
+
+/// [`SearchRow`] as MySQL's search statement (plain SQL) returns it.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct SearchRowByName {
+    #[diesel(sql_type = crate::sql_id::Id)]
+    id: String,
+    #[diesel(sql_type = crate::sql_id::Id)]
+    event_id: String,
+    #[diesel(sql_type = crate::sql_id::Id)]
+    webhook_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    due_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    final_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    cancel_reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    first_due: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts_made: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    created_at: i64,
+}
+
+impl SearchRowByName {
+    pub(crate) fn into_row(self) -> SearchRow {
+        (
+            (
+                self.id,
+                self.event_id,
+                self.webhook_id,
+                self.state,
+                self.due_at,
+                self.attempts,
+                self.final_at,
+                self.cancel_reason,
+                self.first_due,
+                self.attempts_made,
+            ),
+            self.created_at,
+        )
+    }
+}
+
+/// The event types read for a page of a search, by event id.
+pub(crate) fn event_types(
+    rows: Vec<(String, String)>,
+) -> Result<HashMap<webhook_domain::EventId, EventType>, AdapterError> {
+    rows.into_iter()
+        .map(|(id, kind)| {
+            Ok((
+                parse_id(&id)?,
+                EventType::parse(&kind).map_err(AdapterError::corrupt)?,
+            ))
+        })
+        .collect()
+}
+
+/// A search's rows as found deliveries, each with its event's type by `type_of` (its event's
+/// id); a delivery whose event has no type there is corrupt (an event outlives its deliveries).
+pub(crate) fn rows_to_found(
+    rows: Vec<SearchRow>,
+    type_of: impl Fn(&webhook_domain::EventId) -> Option<EventType>,
+) -> Result<Vec<webhook_ports::FoundDelivery>, AdapterError> {
+    rows.iter()
+        .map(|(row, created_at)| {
+            let delivery = row_to_delivery(row)?;
+            let event_type = type_of(&delivery.event_id()).ok_or_else(|| {
+                AdapterError::corrupt(format!("delivery {} has no event", delivery.id()))
+            })?;
+            Ok(webhook_ports::FoundDelivery {
+                delivery,
+                event_type,
+                created_at: from_micros(*created_at)?,
+            })
+        })
+        .collect()
+}
+
 pub(crate) type EventRow = (String, String, String, i64, String);
 
 macro_rules! event_select {
@@ -657,6 +742,8 @@ pub(crate) struct NewAttempt {
     pub(crate) status_code: Option<i32>,
     pub(crate) response_excerpt: Option<String>,
     pub(crate) error: Option<String>,
+    /// The delivery's webhook, copied so that a webhook's attempts are one index range.
+    pub(crate) webhook_id: SqlId,
 }
 
 impl NewAttempt {
@@ -672,6 +759,7 @@ impl NewAttempt {
             status_code,
             response_excerpt: a.response_excerpt.clone(),
             error: a.error.clone(),
+            webhook_id: sql_id(record.delivery.webhook_id()),
         }
     }
 }

@@ -105,6 +105,7 @@ diesel::table! {
         status_code -> Nullable<Integer>,
         response_excerpt -> Nullable<Text>,
         error -> Nullable<Text>,
+        webhook_id -> Id,
     }
 }
 

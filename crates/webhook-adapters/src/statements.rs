@@ -188,6 +188,130 @@ macro_rules! shared_statements {
             rows.iter().map($crate::rows::row_to_delivery).collect()
         }
 
+        /// The part `range` of the wallet's deliveries matching `search`, at most `limit`,
+        /// newest first, with their creation times.
+        pub(crate) $($async)? fn search_range(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            search: &webhook_ports::DeliverySearch,
+            range: $crate::queries::SearchRange,
+            limit: u32,
+        ) -> Result<Vec<$crate::rows::SearchRow>, $crate::rows::AdapterError> {
+            use $crate::rows::delivery_select;
+            use $crate::schema::{deliveries, events};
+            Ok(match &search.event_type {
+                Some(kind) => {
+                    $crate::queries::deliveries_search_by_type!(wallet, search, kind, range, limit)
+                        .load(c)
+                        $($await)*?
+                }
+                None => $crate::queries::deliveries_search!(wallet, search, range, limit)
+                    .load(c)
+                    $($await)*?,
+            })
+        }
+
+        /// A page of the wallet's deliveries matching `search`, newest first, with their
+        /// events' types: after a cursor, the rows sharing its creation time, then those
+        /// before it for what is missing (two index ranges).
+        #[allow(
+            dead_code,
+            reason = "MySQL reads its ranges through a named index: its own search_deliveries"
+        )]
+        pub(crate) $($async)? fn search_deliveries(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            search: &webhook_ports::DeliverySearch,
+        ) -> Result<Vec<webhook_ports::FoundDelivery>, $crate::rows::AdapterError> {
+            use $crate::queries::SearchRange;
+            use $crate::schema::events;
+            let limit = search.limit;
+            let mut rows = match search.after {
+                None => search_range(c, wallet, search, SearchRange::All, limit)$($await)*?,
+                Some(after) => {
+                    search_range(c, wallet, search, SearchRange::TiesAfter(after), limit)
+                        $($await)*?
+                }
+            };
+            if let Some(after) = search.after {
+                let missing = limit.saturating_sub(u32::try_from(rows.len()).unwrap_or(u32::MAX));
+                if missing > 0 {
+                    let before = SearchRange::Before(after.created_at);
+                    rows.extend(search_range(c, wallet, search, before, missing)$($await)*?);
+                }
+            }
+            if let Some(kind) = &search.event_type {
+                return $crate::rows::rows_to_found(rows, |_| Some(kind.clone()));
+            }
+            let mut ids: Vec<&str> = rows.iter().map(|(row, _)| row.1.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let types: Vec<(String, String)> = $crate::queries::event_types_of_page!(wallet, &ids)
+                .load(c)
+                $($await)*?;
+            let types = $crate::rows::event_types(types)?;
+            $crate::rows::rows_to_found(rows, |event| types.get(event).cloned())
+        }
+
+        /// The attempts to the wallet's webhook `target` per bucket of `window`, by
+        /// `stats_sql` (the backend's spelling of [`crate::queries::stats_sql`]), and its
+        /// backlog; `NotFound` when the wallet has no such webhook (deleted ones included).
+        pub(crate) $($async)? fn webhook_stats(
+            c: &mut $conn,
+            wallet: webhook_domain::WalletId,
+            target: webhook_domain::WebhookId,
+            window: &webhook_ports::StatsWindow,
+            stats_sql: &str,
+        ) -> Result<webhook_ports::WebhookStats, $crate::rows::AdapterError> {
+            use $crate::schema::deliveries;
+            webhook(c, wallet, target)$($await)*?;
+            let id = target.to_string();
+            let rows: Vec<$crate::queries::StatsRow> =
+                $crate::queries::bind_stats!(diesel::sql_query(stats_sql), &id, window)
+                    .load(c)
+                    $($await)*?;
+            let backlog: i64 = $crate::queries::webhook_backlog!(&id)
+                .get_result(c)
+                $($await)*?;
+            Ok(webhook_ports::WebhookStats {
+                buckets: $crate::queries::stats_buckets(rows, window)?,
+                backlog: u64::try_from(backlog).map_err($crate::rows::AdapterError::corrupt)?,
+            })
+        }
+
+        /// Counts over every wallet, and the global webhook.
+        pub(crate) $($async)? fn overview(
+            c: &mut $conn,
+            attempts_since: time::OffsetDateTime,
+        ) -> Result<webhook_ports::Overview, $crate::rows::AdapterError> {
+            use $crate::schema::{attempts, wallets, webhooks};
+            let count = |n: i64| u64::try_from(n).map_err($crate::rows::AdapterError::corrupt);
+            let wallet_count: i64 = wallets::table.count().get_result(c)$($await)*?;
+            let webhook_count: i64 = webhooks::table
+                .filter(webhooks::deleted_at.is_null())
+                .count()
+                .get_result(c)
+                $($await)*?;
+            let recent: i64 = attempts::table
+                .filter(attempts::started_at.ge($crate::rows::micros(attempts_since)))
+                .count()
+                .get_result(c)
+                $($await)*?;
+            let global: Option<$crate::rows::WebhookRow> = webhooks::table
+                .filter(webhooks::wallet_id.is_null())
+                .filter(webhooks::deleted_at.is_null())
+                .select($crate::rows::webhook_select!())
+                .first(c)
+                $($await)*
+                .optional()?;
+            Ok(webhook_ports::Overview {
+                wallets: count(wallet_count)?,
+                webhooks: count(webhook_count)?,
+                recent_attempts: count(recent)?,
+                global_webhook: global.map($crate::rows::row_to_webhook).transpose()?,
+            })
+        }
+
         /// Every attempt of the wallet's delivery `id`, in order; `NotFound` when the wallet
         /// has no such delivery.
         pub(crate) $($async)? fn attempts_of(

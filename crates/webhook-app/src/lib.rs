@@ -213,6 +213,7 @@ pub async fn start_with(settings: &Settings, extensions: Extensions) -> anyhow::
         queue: store.queue(),
         database: Arc::new(StoreStatus::new(store.clone())),
         metrics: metrics.clone(),
+        dispatcher_runs: role.delivers(),
         refusals,
         transport: transport.clone(),
         schemes,

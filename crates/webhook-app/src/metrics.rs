@@ -297,6 +297,21 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = not_closed;
     }
 
+    /// The breakers that are not closed at `now`, as this process's dispatcher last reported
+    /// them (none when it runs no dispatcher), by the API's words: `open`, or `half_open` (an
+    /// open breaker whose rest is over lets a probe through), as the gauge counts them.
+    pub(crate) fn open_circuits(&self, now: OffsetDateTime) -> Vec<(WebhookId, &'static str)> {
+        self.circuits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(webhook, state)| match circuit_value(*state, now)? {
+                2 => Some((*webhook, "open")),
+                _ => Some((*webhook, "half_open")),
+            })
+            .collect()
+    }
+
     /// Replaces the dispatcher's report of the in-flight limits that moved from their start.
     pub(crate) fn limits_changed(&self, moved: Vec<(WebhookId, u32)>) {
         *self

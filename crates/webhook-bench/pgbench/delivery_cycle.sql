@@ -116,9 +116,11 @@ FROM unnest(current_setting('ceiling.ids')::uuid[],
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us)
 WHERE d.id = v.id AND d.state = 'in_flight' AND d.lease_owner = 'pgbench-' || :client_id::text
 RETURNING d.id;
-INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, status_code)
-SELECT v.id, 1, t.now_us, 1000, 'response', 200
-FROM unnest(current_setting('ceiling.ids')::uuid[]) AS v (id),
+INSERT INTO attempts (delivery_id, number, started_at, duration_us, outcome, status_code,
+                      webhook_id)
+SELECT v.id, 1, t.now_us, 1000, 'response', 200, d.webhook_id
+FROM unnest(current_setting('ceiling.ids')::uuid[]) AS v (id)
+     JOIN deliveries AS d ON d.id = v.id,
      (SELECT (extract(epoch FROM now()) * 1000000)::int8) AS t (now_us);
 COMMIT;
 \endpipeline

@@ -20,9 +20,11 @@ use webhook_domain::{
     SigningSecret, Timestamp, Wallet, WalletId, WalletName, Webhook, WebhookId, WebhookScope,
     WebhookUrl,
 };
+mod console;
 pub mod destination;
 mod ordering;
 pub mod source;
+pub use console::*;
 pub use ordering::*;
 
 use crate::{
@@ -3321,6 +3323,8 @@ macro_rules! contract_suite {
             redelivery_job_create redelivery_job_steps redelivery_completed_job_unchanged
             redelivery_job_takes_only_earlier_finals redelivery_job_isolation
             redelivery_job_stops_with_its_webhook pagination prune storage_lifecycle
+            search_isolation_and_order search_pages_cover_every_match_once
+            webhook_stats_buckets overview_counts
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,9 +20,10 @@ mod webhooks;
 pub use clock::Clock;
 pub use destination::{AttemptReport, Destination};
 pub use outbox::{
-    AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
-    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Pruned, PublishItem,
-    Published, RecentAttempts, RedeliveryJobs, Retention,
+    AttemptLog, AttemptRecord, AttemptStats, Backlog, ClaimRequest, ClaimedDelivery,
+    DeliveryFilter, DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency,
+    LeaseOwner, OutboxError, Overview, Pruned, PublishItem, Published, RecentAttempts,
+    RedeliveryJobs, Retention, SearchPosition, StatsWindow, WebhookStats,
 };
 pub use source::{
     EventSource, PublishError, PublishEvents, Refusal, Shutdown, SourceError, SourceKind,

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 use webhook_domain::{
-    AttemptDetail, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, RedeliveryJob,
-    RedeliveryJobId, WalletId, Webhook, WebhookId,
+    AttemptDetail, Delivery, DeliveryId, DeliveryStateKind, Event, EventId, EventType,
+    RedeliveryJob, RedeliveryJobId, WalletId, Webhook, WebhookId,
 };
 
 use crate::{BoxError, Page};
@@ -127,6 +127,118 @@ pub struct DeliveryFilter {
     pub state: Option<DeliveryStateKind>,
 }
 
+/// A search of a wallet's deliveries, newest first: by creation time, then by id, both
+/// descending. `None` filters match everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySearch {
+    pub state: Option<DeliveryStateKind>,
+    /// The type of the delivery's event.
+    pub event_type: Option<EventType>,
+    /// Deleted webhooks too: their deliveries stay searchable.
+    pub webhook_id: Option<WebhookId>,
+    /// Created at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Created before.
+    pub until: Option<OffsetDateTime>,
+    /// Keyset pagination: only deliveries after this one in the search's order (the last row
+    /// of the previous page).
+    pub after: Option<SearchPosition>,
+    /// The most deliveries answered.
+    pub limit: u32,
+}
+
+/// A delivery's place in the search order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchPosition {
+    pub created_at: OffsetDateTime,
+    pub id: DeliveryId,
+}
+
+/// A delivery found by [`EventOutbox::search_deliveries`], with what the search shows of it
+/// beside its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundDelivery {
+    pub delivery: Delivery,
+    pub event_type: EventType,
+    pub created_at: OffsetDateTime,
+}
+
+impl FoundDelivery {
+    /// The delivery's place in the search order.
+    pub fn position(&self) -> SearchPosition {
+        SearchPosition {
+            created_at: self.created_at,
+            id: self.delivery.id(),
+        }
+    }
+}
+
+/// The time window of [`EventOutbox::webhook_stats`]: `buckets` consecutive buckets of
+/// `bucket`, the first starting at `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsWindow {
+    pub since: OffsetDateTime,
+    pub bucket: Duration,
+    pub buckets: u32,
+}
+
+impl StatsWindow {
+    /// The end of the last bucket (excluded).
+    pub fn until(&self) -> OffsetDateTime {
+        self.since + self.bucket * self.buckets
+    }
+}
+
+/// What the attempts of a time span came to. An attempt succeeded when its outcome is a
+/// response with a status from 200 to 299, or `accepted`; every other attempt failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptStats {
+    pub attempts: u64,
+    pub succeeded: u64,
+    /// The attempts' durations added up.
+    pub total_duration: Duration,
+    /// The longest; `None` when there was no attempt.
+    pub max_duration: Option<Duration>,
+}
+
+impl AttemptStats {
+    pub fn failed(&self) -> u64 {
+        self.attempts - self.succeeded
+    }
+
+    /// Both spans together.
+    #[must_use]
+    pub fn merge(self, other: AttemptStats) -> AttemptStats {
+        AttemptStats {
+            attempts: self.attempts + other.attempts,
+            succeeded: self.succeeded + other.succeeded,
+            total_duration: self.total_duration + other.total_duration,
+            max_duration: self.max_duration.max(other.max_duration),
+        }
+    }
+}
+
+/// A webhook's attempts per bucket of a [`StatsWindow`], and its backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// One per bucket of the window, oldest first, empty ones included.
+    pub buckets: Vec<AttemptStats>,
+    /// The webhook's unfinished deliveries (pending, in flight or retry-scheduled), due or not.
+    pub backlog: u64,
+}
+
+/// Counts over every wallet, for the operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    pub wallets: u64,
+    /// Webhooks not deleted, the global one included.
+    pub webhooks: u64,
+    /// Attempts of every wallet started at or after the time asked for.
+    pub recent_attempts: u64,
+    /// The global webhook, unless there is none (or it is deleted).
+    pub global_webhook: Option<Webhook>,
+}
+
 /// Events in, delivery history out.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -216,6 +328,48 @@ pub trait EventOutbox: Send + Sync {
         deliveries: &[DeliveryId],
         per_delivery: u32,
     ) -> Result<HashMap<DeliveryId, RecentAttempts>, OutboxError>;
+
+    /// At most `search.limit` of the wallet's deliveries matching every filter of `search`,
+    /// newest first: by creation time, then by id, both descending, starting after
+    /// `search.after` when given.
+    ///
+    /// MUST NOT return another wallet's delivery. MUST return them in that order, each
+    /// matching every filter (`since` included, `until` excluded); walking pages, each starting
+    /// after the last row of the one before, MUST return every matching delivery exactly once,
+    /// even when many share a creation time. Each page MUST cost a bounded number of index
+    /// range reads, never a read or sort of all the wallet's deliveries.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError>;
+
+    /// The attempts to the wallet's webhook `webhook` in each bucket of `window`, an attempt
+    /// counting in the bucket of its start, and the webhook's backlog.
+    ///
+    /// MUST answer exactly `window.buckets` buckets; MUST count an attempt started at a
+    /// bucket's start in that bucket, and one started at the window's end in none; MUST count
+    /// as succeeded the attempts whose outcome is a response with a status from 200 to 299, or
+    /// `accepted`.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` when the webhook is unknown, deleted, global or another wallet's.
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError>;
+
+    /// Counts over every wallet: wallets, webhooks not deleted (the global one included), and
+    /// attempts started at or after `attempts_since`; and the global webhook.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend` only.
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError>;
 
     /// Makes an exhausted or cancelled delivery due again at `now` ([`Delivery::requeue`]),
     /// keeping its [`Delivery::attempts_made`].

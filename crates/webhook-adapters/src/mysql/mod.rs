@@ -38,10 +38,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ChangeListener, ClaimRequest, ClaimedDelivery,
-    DeliveryFilter, DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned,
-    PublishItem, Published, RecentAttempts, RedeliveryJobs, Retention, StorageError,
-    StorageLifecycle, StoredApiKey, WalletRepository, WalletStoreError, Watch, WebhookRepository,
-    WebhookStoreError,
+    DeliveryFilter, DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency,
+    LeaseOwner, OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts,
+    RedeliveryJobs, Retention, StatsWindow, StorageError, StorageLifecycle, StoredApiKey,
+    WalletRepository, WalletStoreError, Watch, WebhookRepository, WebhookStats, WebhookStoreError,
 };
 
 mod claims;
@@ -1108,6 +1108,143 @@ fn recent_attempts_statement(
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
+/// The index a search without an event type reads, named to MySQL: by state
+/// `deliveries_by_state`, by webhook `deliveries_by_webhook`, otherwise
+/// `deliveries_by_wallet`.
+fn search_index(search: &DeliverySearch) -> &'static str {
+    if search.state.is_some() {
+        "deliveries_by_state"
+    } else if search.webhook_id.is_some() {
+        "deliveries_by_webhook"
+    } else {
+        "deliveries_by_wallet"
+    }
+}
+
+/// [`crate::queries::deliveries_search`] in MySQL's words, with its index forced: MariaDB
+/// reads the wallet's prefix of the index from its end for `ORDER BY created_at DESC` (`ref`
+/// access, ignoring the bound on `created_at`), which reads every newer delivery before the
+/// page; and it prefers `deliveries_by_wallet` to `deliveries_by_state` by state. Named, the
+/// index is read as one range from the page's first row.
+fn search_statement(
+    wallet: WalletId,
+    search: &DeliverySearch,
+    range: crate::queries::SearchRange,
+    limit: u32,
+) -> BoxedSqlQuery<'static, Mysql, SqlQuery> {
+    use diesel::sql_types::{BigInt, Text};
+
+    use crate::queries::SearchRange;
+    let mut sql = format!(
+        "SELECT id, event_id, webhook_id, state, due_at, attempts, final_at, cancel_reason, \
+                first_due, attempts_made, created_at \
+         FROM deliveries FORCE INDEX ({}) WHERE wallet_id = ?",
+        search_index(search)
+    );
+    let mut conditions = Vec::new();
+    if search.state.is_some() {
+        conditions.push(" AND state = ?");
+    }
+    if search.webhook_id.is_some() {
+        conditions.push(" AND webhook_id = ?");
+    }
+    if search.since.is_some() {
+        conditions.push(" AND created_at >= ?");
+    }
+    if search.until.is_some() {
+        conditions.push(" AND created_at < ?");
+    }
+    match range {
+        SearchRange::All => {}
+        SearchRange::TiesAfter(_) => conditions.push(" AND created_at = ? AND id < ?"),
+        SearchRange::Before(_) => conditions.push(" AND created_at < ?"),
+    }
+    sql.extend(conditions);
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    let mut query = diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<crate::sql_id::Id, _>(sql_id(wallet));
+    if let Some(state) = search.state {
+        query = query.bind::<Text, _>(state.as_str());
+    }
+    if let Some(webhook) = search.webhook_id {
+        query = query.bind::<crate::sql_id::Id, _>(sql_id(webhook));
+    }
+    if let Some(since) = search.since {
+        query = query.bind::<BigInt, _>(micros(since));
+    }
+    if let Some(until) = search.until {
+        query = query.bind::<BigInt, _>(micros(until));
+    }
+    match range {
+        SearchRange::All => {}
+        SearchRange::TiesAfter(after) => {
+            query = query
+                .bind::<BigInt, _>(micros(after.created_at))
+                .bind::<crate::sql_id::Id, _>(sql_id(after.id));
+        }
+        SearchRange::Before(at) => query = query.bind::<BigInt, _>(micros(at)),
+    }
+    query.bind::<BigInt, _>(i64::from(limit))
+}
+
+/// One range of a search: [`search_statement`] without an event type; with one, the shared
+/// join through `events_by_type` (whose order by event time, then delivery id, MySQL sorts:
+/// see `docs/api.md`).
+async fn search_range(
+    c: &mut Conn,
+    wallet: WalletId,
+    search: &DeliverySearch,
+    range: crate::queries::SearchRange,
+    limit: u32,
+) -> Result<Vec<crate::rows::SearchRow>, AdapterError> {
+    match search.event_type {
+        Some(_) => statements::search_range(c, wallet, search, range, limit).await,
+        None => {
+            let rows: Vec<crate::rows::SearchRowByName> =
+                search_statement(wallet, search, range, limit)
+                    .load(c)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(crate::rows::SearchRowByName::into_row)
+                .collect())
+        }
+    }
+}
+
+/// The shared statement `search_deliveries` with MySQL's [`search_range`].
+async fn search_deliveries(
+    c: &mut Conn,
+    wallet: WalletId,
+    search: &DeliverySearch,
+) -> Result<Vec<FoundDelivery>, AdapterError> {
+    use crate::queries::{SearchRange, event_types_of_page};
+    let limit = search.limit;
+    let mut rows = match search.after {
+        None => search_range(c, wallet, search, SearchRange::All, limit).await?,
+        Some(after) => {
+            search_range(c, wallet, search, SearchRange::TiesAfter(after), limit).await?
+        }
+    };
+    if let Some(after) = search.after {
+        let missing = limit.saturating_sub(u32::try_from(rows.len()).unwrap_or(u32::MAX));
+        if missing > 0 {
+            let before = SearchRange::Before(after.created_at);
+            rows.extend(search_range(c, wallet, search, before, missing).await?);
+        }
+    }
+    if let Some(kind) = &search.event_type {
+        return crate::rows::rows_to_found(rows, |_| Some(kind.clone()));
+    }
+    let mut ids: Vec<&str> = rows.iter().map(|(row, _)| row.1.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let types: Vec<(String, String)> = event_types_of_page!(wallet, &ids).load(c).await?;
+    let types = crate::rows::event_types(types)?;
+    crate::rows::rows_to_found(rows, |event| types.get(event).cloned())
+}
+
 #[async_trait]
 impl EventOutbox for MysqlStore {
     async fn publish(
@@ -1139,6 +1276,37 @@ impl EventOutbox for MysqlStore {
     ) -> Result<Vec<Delivery>, OutboxError> {
         let mut c = self.conn().await.map_err(classified)?;
         statements::deliveries_page(&mut c, wallet, &filter, page)
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        search_deliveries(&mut c, wallet, &search)
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        let sql = crate::queries::stats_sql(|_| "?".to_owned(), "DIV", "SIGNED");
+        statements::webhook_stats(&mut c, wallet, webhook, &window, &sql)
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        let mut c = self.conn().await.map_err(classified)?;
+        statements::overview(&mut c, attempts_since)
             .await
             .map_err(port)
     }
@@ -1722,6 +1890,76 @@ impl MysqlStore {
     ///
     /// # Errors
     /// When a step cannot be analysed (on MySQL, always).
+    /// The plans MySQL chooses for the console's reads (see
+    /// `SqliteStore::explain_console_queries`), as (name, JSON plan) pairs; with `prefix`
+    /// `ANALYZE FORMAT=JSON ` on MariaDB, with what each step read.
+    ///
+    /// # Errors
+    /// When a query cannot be explained.
+    pub async fn explain_console_queries(
+        &self,
+        prefix: &'static str,
+        wallet: WalletId,
+        webhook: WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Result<Vec<(String, String)>, OutboxError> {
+        use crate::queries::{deliveries_search_by_type, event_types_of_page};
+        let mut c = self.conn().await.map_err(classified)?;
+        let explained: Result<Vec<(String, String)>, AdapterError> = async {
+            let c = &mut *c;
+            let mut plans = Vec::new();
+            let searches = crate::queries::console_searches(webhook, event_type, cursor);
+            for (name, search, range) in searches {
+                let limit = search.limit;
+                let explained = match &search.event_type {
+                    Some(kind) => {
+                        let query = deliveries_search_by_type!(wallet, &search, kind, range, limit);
+                        plan_with(c, prefix, query).await?
+                    }
+                    None => {
+                        plan_with(c, prefix, search_statement(wallet, &search, range, limit))
+                            .await?
+                    }
+                };
+                plans.push((name, explained));
+            }
+            // A page a thousandth of the loaded events, as a page of 50 of 50,000.
+            let page: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "event types of a page".to_owned(),
+                plan_with(c, prefix, event_types_of_page!(wallet, &page)).await?,
+            ));
+            let until = cursor.created_at;
+            let window = crate::queries::console_stats_window(until);
+            let id = webhook.to_string();
+            let sql = crate::queries::stats_sql(|_| "?".to_owned(), "DIV", "SIGNED");
+            plans.push((
+                "webhook stats".to_owned(),
+                plan_with(
+                    c,
+                    prefix,
+                    crate::queries::bind_stats!(diesel::sql_query(sql), &id, &window),
+                )
+                .await?,
+            ));
+            plans.push((
+                "attempts of the last minute".to_owned(),
+                plan_with(
+                    c,
+                    prefix,
+                    attempts::table
+                        .filter(attempts::started_at.ge(micros(until)))
+                        .count(),
+                )
+                .await?,
+            ));
+            Ok(plans)
+        }
+        .await;
+        explained.map_err(port)
+    }
+
     pub async fn analyze_claim_steps(
         &self,
         webhook: WebhookId,

@@ -31,9 +31,10 @@ use webhook_domain::{
 };
 use webhook_ports::{
     AttemptLog, AttemptRecord, Backlog, ClaimRequest, ClaimedDelivery, DeliveryFilter,
-    DeliveryQueue, EventOutbox, Idempotency, LeaseOwner, OutboxError, Page, Pruned, PublishItem,
-    Published, RecentAttempts, RedeliveryJobs, Retention, StoredApiKey, WalletRepository,
-    WalletStoreError, WebhookRepository, WebhookStoreError,
+    DeliveryQueue, DeliverySearch, EventOutbox, FoundDelivery, Idempotency, LeaseOwner,
+    OutboxError, Overview, Page, Pruned, PublishItem, Published, RecentAttempts, RedeliveryJobs,
+    Retention, StatsWindow, StoredApiKey, WalletRepository, WalletStoreError, WebhookRepository,
+    WebhookStats, WebhookStoreError,
 };
 
 mod claims;
@@ -49,7 +50,9 @@ use crate::queries::{
 use crate::sql_id::{sql_id, sql_ids};
 // The shared statements run these; the plans of the hot queries show them (tests only).
 #[cfg(feature = "testing")]
-use crate::queries::{backlog, deliveries_listing};
+use crate::queries::{
+    backlog, deliveries_listing, deliveries_search, deliveries_search_by_type, event_types_of_page,
+};
 use crate::rows::{
     AdapterError, DeliveryRow, DeliveryStateChange, EntityRow, EventRow, JobProgressChange,
     JobWindow, NewAdminToken, NewAttempt, NewEvent, NewRedeliveryJob, RecentAttemptRow,
@@ -870,6 +873,11 @@ fn recent_attempts_statement(
         .bind::<BigInt, _>(i64::from(per_delivery))
 }
 
+/// [`crate::queries::stats_sql`] in SQLite's words.
+fn stats_sql() -> String {
+    crate::queries::stats_sql(|n| format!("?{n}"), "/", "BIGINT")
+}
+
 /// Writes a delivery's new state (lease given up), only while it is leased to `owner`.
 /// Returns whether it was.
 fn write_leased_state(
@@ -920,6 +928,33 @@ impl EventOutbox for SqliteStore {
         page: Page,
     ) -> Result<Vec<Delivery>, OutboxError> {
         self.read(move |c| statements::deliveries_page(c, wallet, &filter, page))
+            .await
+            .map_err(port)
+    }
+
+    async fn search_deliveries(
+        &self,
+        wallet: WalletId,
+        search: DeliverySearch,
+    ) -> Result<Vec<FoundDelivery>, OutboxError> {
+        self.read(move |c| statements::search_deliveries(c, wallet, &search))
+            .await
+            .map_err(port)
+    }
+
+    async fn webhook_stats(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        window: StatsWindow,
+    ) -> Result<WebhookStats, OutboxError> {
+        self.read(move |c| statements::webhook_stats(c, wallet, webhook, &window, &stats_sql()))
+            .await
+            .map_err(port)
+    }
+
+    async fn overview(&self, attempts_since: OffsetDateTime) -> Result<Overview, OutboxError> {
+        self.read(move |c| statements::overview(c, attempts_since))
             .await
             .map_err(port)
     }
@@ -1339,6 +1374,63 @@ where
 
 #[cfg(feature = "testing")]
 impl SqliteStore {
+    /// The plans SQLite chooses for the console's reads: the delivery search (each filter, a
+    /// page after `cursor`), a webhook's stats over 24 hours and the attempts of the last
+    /// minute, as (name, plan) pairs.
+    ///
+    /// # Errors
+    /// When a query cannot be explained.
+    pub async fn explain_console_queries(
+        &self,
+        wallet: WalletId,
+        webhook: WebhookId,
+        event_type: &str,
+        cursor: webhook_ports::SearchPosition,
+    ) -> Result<Vec<(String, String)>, OutboxError> {
+        let searches = crate::queries::console_searches(webhook, event_type, cursor);
+        self.read(move |c| {
+            let mut plans = Vec::new();
+            for (name, search, range) in &searches {
+                let explained = match &search.event_type {
+                    Some(kind) => plan(
+                        c,
+                        deliveries_search_by_type!(wallet, search, kind, *range, search.limit),
+                    )?,
+                    None => plan(c, deliveries_search!(wallet, search, *range, search.limit))?,
+                };
+                plans.push((name.clone(), explained));
+            }
+            // A page a thousandth of the loaded events, as a page of 50 of 50,000.
+            let page: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            plans.push((
+                "event types of a page".to_owned(),
+                plan(c, event_types_of_page!(wallet, &page))?,
+            ));
+            let until = cursor.created_at;
+            let window = crate::queries::console_stats_window(until);
+            let id = webhook.to_string();
+            plans.push((
+                "webhook stats".to_owned(),
+                plan(
+                    c,
+                    crate::queries::bind_stats!(diesel::sql_query(stats_sql()), &id, &window),
+                )?,
+            ));
+            plans.push((
+                "attempts of the last minute".to_owned(),
+                plan(
+                    c,
+                    attempts::table
+                        .filter(attempts::started_at.ge(micros(until)))
+                        .count(),
+                )?,
+            ));
+            Ok(plans)
+        })
+        .await
+        .map_err(port)
+    }
+
     /// The plans SQLite chooses for the hot queries (the claim read, the delivery listings, the
     /// attempts of a listed page, a redelivery step, the next due time, the backlog, a pruning
     /// batch), as (name, plan)

@@ -144,6 +144,99 @@ pub(crate) async fn list_source_refusals(
     })
 }
 
+/// The deliveries due now, of every wallet.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OverviewBacklog {
+    /// Unfinished deliveries due now (as the `webhookd_backlog_deliveries` gauge).
+    deliveries: u64,
+    /// How long the oldest of them has been due; 0 when none is.
+    oldest_due_age_seconds: f64,
+}
+
+/// A circuit breaker that is not closed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OverviewCircuit {
+    #[schema(value_type = uuid::Uuid)]
+    webhook_id: webhook_domain::WebhookId,
+    /// `open` or `half_open`.
+    state: &'static str,
+}
+
+/// The global webhook, as the overview shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OverviewGlobalWebhook {
+    #[schema(value_type = uuid::Uuid)]
+    id: webhook_domain::WebhookId,
+    url: String,
+    enabled: bool,
+}
+
+/// The service at a glance, over every wallet.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Overview {
+    /// This webhookd's version.
+    version: &'static str,
+    wallets: u64,
+    /// Webhooks not deleted, the global one included.
+    webhooks: u64,
+    backlog: OverviewBacklog,
+    /// Attempts of every wallet, by every instance, started in the last 60 seconds.
+    attempts_last_minute: u64,
+    /// `attemptsLastMinute / 60`.
+    attempts_per_second: f64,
+    /// This process's dispatcher's breakers that are not closed; empty when it runs none.
+    circuits: Vec<OverviewCircuit>,
+    /// Null when there is none.
+    global_webhook: Option<OverviewGlobalWebhook>,
+}
+
+/// Counts over every wallet: wallets, webhooks, the backlog, the attempts of the last minute,
+/// and this process's open circuit breakers.
+#[utoipa::path(get, operation_id = "getSystemOverview", path = "/system/overview", tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, body = Overview), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub(crate) async fn overview(
+    State(state): State<ApiState>,
+    _: AdminAuth,
+) -> Result<Json<Overview>, Problem> {
+    let now = state.clock.now();
+    let counts = state
+        .outbox
+        .overview(now - time::Duration::seconds(60))
+        .await?;
+    let backlog = state.queue.backlog(now).await?;
+    #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
+    let attempts_per_second = counts.recent_attempts as f64 / 60.0;
+    Ok(Json(Overview {
+        version: env!("CARGO_PKG_VERSION"),
+        wallets: counts.wallets,
+        webhooks: counts.webhooks,
+        backlog: OverviewBacklog {
+            deliveries: backlog.due,
+            oldest_due_age_seconds: backlog
+                .oldest_due_at
+                .map_or(0.0, |at| (now - at).as_seconds_f64().max(0.0)),
+        },
+        attempts_last_minute: counts.recent_attempts,
+        attempts_per_second,
+        circuits: state
+            .metrics
+            .open_circuits(now)
+            .into_iter()
+            .map(|(webhook_id, state)| OverviewCircuit { webhook_id, state })
+            .collect(),
+        global_webhook: counts.global_webhook.map(|w| OverviewGlobalWebhook {
+            id: w.id,
+            url: w.url.as_str().to_owned(),
+            enabled: w.enabled,
+        }),
+    }))
+}
+
 /// The refused messages, newest first.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct SourceRefusals {

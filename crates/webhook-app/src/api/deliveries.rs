@@ -9,15 +9,19 @@ use axum::http::{StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use webhook_domain::{
-    Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, JobStopReason, RedeliveryJob,
-    RedeliveryJobId, Timestamp, WalletId, WebhookId,
+    Delivery, DeliveryId, DeliveryState, DeliveryStateKind, EventId, EventType, JobStopReason,
+    RedeliveryJob, RedeliveryJobId, Timestamp, WalletId, WebhookId,
 };
-use webhook_ports::{AttemptLog, DeliveryFilter, EventOutbox, OutboxError, RecentAttempts};
+use webhook_ports::{
+    AttemptLog, DeliveryFilter, DeliverySearch, EventOutbox, FoundDelivery, OutboxError,
+    RecentAttempts,
+};
 
 use super::auth::WalletAuth;
+use super::cursor;
 use super::json::JsonBody;
 use super::paging::{PageQuery, Paged, probe};
-use super::params::{path_id, query};
+use super::params::{path_id, query, timestamp};
 use super::problem::Problem;
 use super::state::ApiState;
 use crate::redelivery;
@@ -220,6 +224,271 @@ async fn listing(
         contents,
         has_next,
     )))
+}
+
+/// `GET /events/deliveries`: a search of the wallet's deliveries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub(crate) struct SearchQuery {
+    /// Only deliveries in this state.
+    #[serde(default)]
+    #[param(pattern = "^(pending|in_flight|retry_scheduled|delivered|exhausted|cancelled)$")]
+    state: Option<String>,
+    /// Only deliveries of events of this type (exact name).
+    #[serde(default)]
+    event_type: Option<String>,
+    /// Only deliveries to this webhook; a deleted webhook's id too.
+    #[serde(default)]
+    #[param(value_type = Option<uuid::Uuid>)]
+    webhook_id: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Only deliveries created before this time (RFC 3339).
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+    /// Rows to return, 1 to 1000 (default 50).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Where the page starts: copied from the previous page's `next`.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+const DEFAULT_SEARCH_PAGE: u32 = 50;
+const MAX_SEARCH_PAGE: u32 = 1000;
+
+/// The most recent attempt of a delivery, as the search shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LastAttemptResource {
+    number: u32,
+    #[schema(value_type = String, format = DateTime)]
+    started_at: Timestamp,
+    duration_ms: u64,
+    /// As in a delivery's `attempts`.
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+}
+
+/// A delivery as the search lists it: its state, without its attempt log but its last attempt.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FoundDeliveryResource {
+    #[schema(value_type = uuid::Uuid)]
+    id: DeliveryId,
+    #[schema(value_type = uuid::Uuid)]
+    event_id: EventId,
+    event_type: String,
+    #[schema(value_type = uuid::Uuid)]
+    webhook_id: WebhookId,
+    /// `pending`, `in_flight`, `retry_scheduled`, `delivered`, `exhausted` or `cancelled`.
+    state: &'static str,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    /// Attempts made since the delivery was created, redeliveries included.
+    attempt_count: u32,
+    /// When the next attempt is due (pending and retry-scheduled deliveries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    next_attempt_at: Option<Timestamp>,
+    /// When it became final (delivered, exhausted, cancelled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_reason: Option<&'static str>,
+    /// Absent before the first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_attempt: Option<LastAttemptResource>,
+}
+
+impl FoundDeliveryResource {
+    fn of(found: FoundDelivery, last: Option<AttemptLog>) -> Self {
+        let whole = DeliveryResource::of(&found.delivery, RecentAttempts::default());
+        Self {
+            id: whole.id,
+            event_id: whole.event_id,
+            event_type: found.event_type.as_str().to_owned(),
+            webhook_id: whole.webhook_id,
+            state: whole.state,
+            created_at: Timestamp::from_datetime(found.created_at),
+            attempt_count: whole.attempt_count,
+            next_attempt_at: whole.next_attempt_at,
+            finished_at: whole.finished_at,
+            cancel_reason: whole.cancel_reason,
+            last_attempt: last.map(|a| LastAttemptResource {
+                number: a.number,
+                started_at: Timestamp::from_datetime(a.started_at),
+                duration_ms: u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX),
+                outcome: a.detail.kind().as_str(),
+                status_code: a.detail.status(),
+            }),
+        }
+    }
+}
+
+/// A page of a delivery search: `next` (present only when more rows match) carries the
+/// cursor of the next page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliverySearchPage {
+    /// `DeliverySearchPage`.
+    kind: &'static str,
+    #[serde(rename = "self")]
+    self_: String,
+    page_of: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+    contents: Vec<FoundDeliveryResource>,
+}
+
+/// The search a query asks for, and its filters as a query string (without `limit` and
+/// `cursor`), in one order: what the links repeat and the cursor is tied to.
+fn parse_search(q: SearchQuery) -> Result<(DeliverySearch, String), Problem> {
+    let mut filters: Vec<String> = Vec::new();
+    let state = match &q.state {
+        Some(name) => {
+            let kind = DeliveryStateKind::parse(name).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "state: must be one of pending, in_flight, retry_scheduled, delivered, exhausted, cancelled; got {name:?}"
+                ))
+            })?;
+            filters.push(format!("state={}", kind.as_str()));
+            Some(kind)
+        }
+        None => None,
+    };
+    let event_type = match &q.event_type {
+        Some(name) => {
+            let kind = EventType::parse(name).map_err(|_| {
+                Problem::bad_request(format!(
+                    "eventType: {name:?} is not an event type; use ConnectionUpdated, \
+                     IssueCredentialRecordUpdated, PresentationUpdated, DIDStatusUpdated or a \
+                     name matching ^[A-Za-z][A-Za-z0-9._-]{{0,127}}$"
+                ))
+            })?;
+            filters.push(format!("eventType={}", kind.as_str()));
+            Some(kind)
+        }
+        None => None,
+    };
+    let webhook_id = match &q.webhook_id {
+        Some(text) => {
+            let id: WebhookId = path_id(text, "webhookId")?;
+            filters.push(format!("webhookId={id}"));
+            Some(id)
+        }
+        None => None,
+    };
+    let since = q
+        .since
+        .as_deref()
+        .map(|t| timestamp(t, "since"))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|t| timestamp(t, "until"))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(Problem::bad_request(format!(
+            "since: must be before until; got since {since} and until {until}"
+        )));
+    }
+    for (name, at) in [("since", since), ("until", until)] {
+        if let Some(at) = at {
+            filters.push(format!("{name}={at}"));
+        }
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_SEARCH_PAGE);
+    if !(1..=MAX_SEARCH_PAGE).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit: must be between 1 and {MAX_SEARCH_PAGE}, got {limit}"
+        )));
+    }
+    let filters = filters.join("&");
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(&filters, c))
+        .transpose()?;
+    let search = DeliverySearch {
+        state,
+        event_type,
+        webhook_id,
+        since: since.map(|t| t.as_datetime()),
+        until: until.map(|t| t.as_datetime()),
+        after,
+        limit,
+    };
+    Ok((search, filters))
+}
+
+/// The wallet's deliveries, newest first (by creation time, then id), filtered, in pages
+/// linked by a cursor; each with its last attempt.
+#[utoipa::path(get, operation_id = "searchDeliveries", path = "/events/deliveries", tag = "deliveries",
+    params(SearchQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = DeliverySearchPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub(crate) async fn search(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<DeliverySearchPage>, Problem> {
+    let q: SearchQuery = query(&uri)?;
+    let given_cursor = q.cursor.clone();
+    let (search, filters) = parse_search(q)?;
+    let limit = search.limit;
+    let probe = DeliverySearch {
+        limit: limit + 1,
+        ..search
+    };
+    let mut found = state.outbox.search_deliveries(wallet, probe).await?;
+    // The row past the page only tells that another page follows: its attempts are not read.
+    let has_next = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let ids: Vec<DeliveryId> = found.iter().map(|f| f.delivery.id()).collect();
+    let mut last = state.outbox.list_attempts_of(wallet, &ids, 1).await?;
+    let path = uri.path();
+    let link = |cursor: Option<&str>| {
+        let mut query: Vec<String> = Vec::new();
+        if !filters.is_empty() {
+            query.push(filters.clone());
+        }
+        query.push(format!("limit={limit}"));
+        if let Some(cursor) = cursor {
+            query.push(format!("cursor={cursor}"));
+        }
+        format!("{path}?{}", query.join("&"))
+    };
+    let next = match found.last() {
+        Some(row) if has_next => Some(link(Some(&cursor::encode(&filters, row.position())))),
+        _ => None,
+    };
+    let contents = found
+        .into_iter()
+        .map(|f| {
+            let attempt = last
+                .remove(&f.delivery.id())
+                .and_then(|recent| recent.attempts.into_iter().last());
+            FoundDeliveryResource::of(f, attempt)
+        })
+        .collect();
+    Ok(Json(DeliverySearchPage {
+        kind: "DeliverySearchPage",
+        self_: link(given_cursor.as_deref()),
+        page_of: path.to_owned(),
+        next,
+        contents,
+    }))
 }
 
 /// The deliveries of one event, oldest first, with their attempts.

@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod auth_failures;
 mod credentials;
+mod cursor;
 mod deliveries;
 mod events;
 pub(crate) mod json;
@@ -42,6 +43,7 @@ pub(crate) fn router(state: ApiState, base_path: &str) -> Router {
         .route("/wallets/{wallet_id}", get(admin::get_wallet))
         .route("/wallets/{wallet_id}/apikeys", post(admin::create_api_key))
         .route("/sources/refusals", get(admin::list_source_refusals))
+        .route("/system/overview", get(admin::overview))
         .route("/iam/entities", post(admin::create_entity))
         .route("/iam/entities/{entity_id}", get(admin::get_entity))
         .route("/iam/apikey-authentication", post(admin::bind_api_key))
@@ -60,6 +62,7 @@ pub(crate) fn router(state: ApiState, base_path: &str) -> Router {
             post(webhooks::rotate_secret),
         )
         .route("/events/webhooks/{webhook_id}/test", post(webhooks::test))
+        .route("/events/webhooks/{webhook_id}/stats", get(webhooks::stats))
         .route(
             "/events/webhooks/{webhook_id}/deliveries",
             get(deliveries::list_for_webhook),
@@ -79,6 +82,7 @@ pub(crate) fn router(state: ApiState, base_path: &str) -> Router {
             "/events/{event_id}/deliveries",
             get(deliveries::list_for_event),
         )
+        .route("/events/deliveries", get(deliveries::search))
         .route("/events/deliveries/{delivery_id}", get(deliveries::get))
         .route(
             "/events/deliveries/{delivery_id}/redeliver",

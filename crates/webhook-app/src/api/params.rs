@@ -15,3 +15,13 @@ pub(super) fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Re
         .map(|q| q.0)
         .map_err(|e| Problem::bad_request(e.body_text()))
 }
+
+/// Parses an RFC 3339 time from the query string: a malformed one is a 400 that names the
+/// parameter.
+pub(super) fn timestamp(text: &str, name: &str) -> Result<webhook_domain::Timestamp, Problem> {
+    webhook_domain::Timestamp::parse(text).map_err(|e| {
+        Problem::bad_request(format!(
+            "{name}: must be an RFC 3339 time such as 2026-01-01T00:00:00Z ({e}); got {text:?}"
+        ))
+    })
+}

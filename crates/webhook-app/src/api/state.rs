@@ -30,6 +30,9 @@ pub(crate) struct ApiState {
     /// Asked by `/ready`, and for the pool gauges.
     pub(crate) database: Arc<dyn DatabaseStatus>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether this process runs a dispatcher, whose circuit breakers `metrics` reports: the
+    /// console's breaker states are `unknown` otherwise.
+    pub(crate) dispatcher_runs: bool,
     /// What the event sources refused, for `GET /sources/refusals`.
     pub(crate) refusals: Arc<crate::sources::Refusals>,
     /// Sends test events (`POST /events/webhooks/{id}/test`).

@@ -386,6 +386,173 @@ pub(crate) async fn get(
     Ok(Json(WebhookResource::of(&webhook)))
 }
 
+/// `GET /events/webhooks/{id}/stats`: the window, `1h` (default) or `24h`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatsQuery {
+    /// `1h` (12 buckets of 5 minutes, the default) or `24h` (24 buckets of an hour).
+    #[serde(default)]
+    #[param(pattern = "^(1h|24h)$")]
+    window: Option<String>,
+}
+
+/// What the attempts of a span came to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StatsTotals {
+    attempts: u64,
+    /// A response from 200 to 299, or `accepted`.
+    succeeded: u64,
+    failed: u64,
+    /// `succeeded / attempts`; null without attempts.
+    success_rate: Option<f64>,
+    /// Null without attempts.
+    avg_latency_ms: Option<f64>,
+    /// Null without attempts.
+    max_latency_ms: Option<f64>,
+}
+
+/// One bucket of the window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StatsBucket {
+    /// The bucket's first instant: an attempt counts in the bucket of its start.
+    #[schema(value_type = String, format = DateTime)]
+    start: Timestamp,
+    attempts: u64,
+    succeeded: u64,
+    failed: u64,
+    /// Null without attempts.
+    avg_latency_ms: Option<f64>,
+    /// Null without attempts.
+    max_latency_ms: Option<f64>,
+}
+
+/// A webhook's attempts over a window, its backlog and its circuit breaker.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookStatsResource {
+    #[schema(value_type = uuid::Uuid)]
+    webhook_id: WebhookId,
+    /// `1h` or `24h`.
+    window: &'static str,
+    #[schema(value_type = String, format = DateTime)]
+    since: Timestamp,
+    /// Now.
+    #[schema(value_type = String, format = DateTime)]
+    until: Timestamp,
+    bucket_seconds: u64,
+    totals: StatsTotals,
+    /// Oldest first, every bucket present.
+    buckets: Vec<StatsBucket>,
+    /// The webhook's unfinished deliveries (pending, in flight, retry-scheduled).
+    backlog: u64,
+    /// This process's dispatcher's view of the webhook's circuit breaker: `closed`, `open`,
+    /// `half_open`, or `unknown` when this process runs no dispatcher.
+    breaker: &'static str,
+}
+
+fn milliseconds(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn avg_latency_ms(stats: &webhook_ports::AttemptStats) -> Option<f64> {
+    // Exact in f64 for any count below 2^53.
+    #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
+    let count = stats.attempts as f64;
+    (stats.attempts > 0).then(|| milliseconds(stats.total_duration) / count)
+}
+
+/// A webhook's attempts in the last hour (12 buckets of 5 minutes) or day (24 of an hour),
+/// its backlog and its circuit breaker.
+#[utoipa::path(get, operation_id = "getWebhookStats", path = "/events/webhooks/{webhook_id}/stats", tag = "webhooks",
+    params(("webhook_id" = uuid::Uuid, Path), StatsQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = WebhookStatsResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn stats(
+    State(state): State<ApiState>,
+    WalletAuth(wallet): WalletAuth,
+    Path(webhook_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<WebhookStatsResource>, Problem> {
+    let id: WebhookId = path_id(&webhook_id, "webhook_id")?;
+    let q: StatsQuery = query(&uri)?;
+    let (window, bucket, buckets) = match q.window.as_deref() {
+        None | Some("1h") => ("1h", Duration::from_secs(300), 12),
+        Some("24h") => ("24h", Duration::from_secs(3600), 24),
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+                "window: must be 1h or 24h, got {other:?}"
+            )));
+        }
+    };
+    // Whole microseconds, as stored and shown.
+    let until = Timestamp::from_datetime(state.clock.now()).as_datetime();
+    let span = webhook_ports::StatsWindow {
+        since: until - bucket * buckets,
+        bucket,
+        buckets,
+    };
+    let found = state
+        .outbox
+        .webhook_stats(wallet, id, span)
+        .await
+        .map_err(|e| match e {
+            webhook_ports::OutboxError::NotFound => Problem::not_found("webhook"),
+            other => other.into(),
+        })?;
+    let total = found
+        .buckets
+        .iter()
+        .fold(webhook_ports::AttemptStats::default(), |all, b| {
+            all.merge(*b)
+        });
+    #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
+    let success_rate = (total.attempts > 0).then(|| total.succeeded as f64 / total.attempts as f64);
+    let breaker = if state.dispatcher_runs {
+        state
+            .metrics
+            .open_circuits(until)
+            .into_iter()
+            .find(|(webhook, _)| *webhook == id)
+            .map_or("closed", |(_, word)| word)
+    } else {
+        "unknown"
+    };
+    let buckets = found
+        .buckets
+        .iter()
+        .zip(0_u32..)
+        .map(|(b, n)| StatsBucket {
+            start: Timestamp::from_datetime(span.since + bucket * n),
+            attempts: b.attempts,
+            succeeded: b.succeeded,
+            failed: b.failed(),
+            avg_latency_ms: avg_latency_ms(b),
+            max_latency_ms: b.max_duration.map(milliseconds),
+        })
+        .collect();
+    Ok(Json(WebhookStatsResource {
+        webhook_id: id,
+        window,
+        since: Timestamp::from_datetime(span.since),
+        until: Timestamp::from_datetime(until),
+        bucket_seconds: bucket.as_secs(),
+        totals: StatsTotals {
+            attempts: total.attempts,
+            succeeded: total.succeeded,
+            failed: total.failed(),
+            success_rate,
+            avg_latency_ms: avg_latency_ms(&total),
+            max_latency_ms: total.max_duration.map(milliseconds),
+        },
+        buckets,
+        backlog: found.backlog,
+        breaker,
+    }))
+}
+
 /// Changes a webhook's settings. Disabling it cancels its unfinished deliveries.
 #[utoipa::path(patch, operation_id = "updateWebhookNotification", path = "/events/webhooks/{webhook_id}", tag = "webhooks",
     params(("webhook_id" = uuid::Uuid, Path)),

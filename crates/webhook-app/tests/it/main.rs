@@ -13,6 +13,7 @@ mod bulk_redelivery;
 mod child;
 mod cli;
 mod console;
+mod console_api;
 mod console_browser;
 mod crash;
 mod delivery;

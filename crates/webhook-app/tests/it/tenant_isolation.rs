@@ -29,6 +29,10 @@ const WITHOUT_IDS: &[(&str, &str)] = &[
         "createWebhookNotification",
         "creates in the caller's wallet only",
     ),
+    (
+        "searchDeliveries",
+        "console.rs: B's search shows none of A's deliveries, even by A's webhook id",
+    ),
     ("publishEvent", "checked below: walletId and id of B"),
     ("publishEvents", "checked below: walletId of B"),
 ];
