@@ -269,6 +269,18 @@ impl Destination for HyperTransport {
             ..AttemptReport::of(attempt.detail, duration)
         }
     }
+
+    /// A URL that cannot be an HTTP request's target (an unencoded `<`, `"` or `{` in its path
+    /// or query) would fail every attempt: it is refused at registration instead.
+    fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {
+        Uri::try_from(url.as_str()).map(|_| ()).map_err(|_| {
+            format!(
+                "{:?} is not a valid HTTP request target; percent-encode characters such as \
+                 < > \" {{ }} | \\ ^ and ` (for example < as %3C)",
+                url.as_str()
+            )
+        })
+    }
 }
 
 /// The host of `uri` when it is an IP address, parsed as hyper-util's connector parses it

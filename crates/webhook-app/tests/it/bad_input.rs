@@ -103,6 +103,7 @@ fn cases(webhook: &str, disabled: &str, event: &str) -> Vec<Case> {
         wallet(hooks, r#"{"url": "ftp://x", "colour": "red"}"#).named("bad URL beside an unknown field").expect(S::UNPROCESSABLE_ENTITY, "scheme"),
         wallet(hooks, r#"{}"#).named("missing url").expect(S::UNPROCESSABLE_ENTITY, "url"),
         wallet(hooks, r#"{"url": "ftp://example.com"}"#).named("other scheme").expect(S::UNPROCESSABLE_ENTITY, "scheme"),
+        wallet(hooks, r#"{"url": "http://example.com/hook?q=<b>"}"#).named("not an HTTP request target").expect(S::UNPROCESSABLE_ENTITY, "percent-encode"),
         wallet(hooks, r#"{"url": "javascript:alert(1)"}"#).named("script scheme").expect(S::UNPROCESSABLE_ENTITY, "url"),
         wallet(hooks, r#"{"url": "http://user:pw@example.com"}"#).named("userinfo").expect(S::UNPROCESSABLE_ENTITY, "user"),
         wallet(hooks, r#"{"url": "http://exa mple.com"}"#).named("space in host").expect(S::UNPROCESSABLE_ENTITY, "url"),
