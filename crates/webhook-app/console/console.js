@@ -744,7 +744,7 @@
       h('td', { class: 'num' }, a.statusCode === undefined ? '–' : a.statusCode),
       h('td', {}, a.responseBody !== undefined ? h('pre', { class: 'response' }, a.responseBody) : '', a.error ? h('div', { class: 'error' }, a.error) : '')));
     into.replaceChildren(h('section', { class: 'card delivery', 'aria-label': 'Delivery ' + d.id, 'data-state': d.state },
-      h('h2', {}, 'Delivery ', h('span', { class: 'mono' }, short(d.id)), ' ', badge(d.state.replace('_', ' '), 'state-' + d.state)),
+      h('h2', { tabindex: -1 }, 'Delivery ', h('span', { class: 'mono' }, short(d.id)), ' ', badge(d.state.replace('_', ' '), 'state-' + d.state)),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Delivery'), h('dd', { class: 'mono' }, d.id),
         h('dt', {}, 'Event'), h('dd', { class: 'mono' }, d.eventId),
@@ -764,6 +764,7 @@
       attempts.length ? table(null, [{ label: '#', cls: 'num' }, 'Started (UTC)', { label: 'Duration', cls: 'num' }, 'Outcome', { label: 'Status', cls: 'num' }, 'Response / error'], attempts, { class: 'attempts' })
         : h('p', { class: 'hint' }, 'No attempt yet.'),
       await envelopeView(d.eventId)));
+    into.querySelector('h2').focus();
   }
 
   // ---- operator (admin) ----

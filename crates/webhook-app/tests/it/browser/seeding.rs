@@ -254,10 +254,9 @@ FROM tried"
     );
 
     // The attempts' columns and their values, one pair a line.
-    // TODO(attempts.webhook_id): once the migration that adds `attempts.webhook_id` lands, add
-    // `("webhook_id", webhook.as_str()),` here: nothing else changes.
-    let attempt_columns: [(&str, &str); 8] = [
+    let attempt_columns: [(&str, &str); 9] = [
         ("delivery_id", delivery_id.as_str()),
+        ("webhook_id", webhook.as_str()),
         ("number", "k"),
         ("started_at", &started("k")),
         ("duration_us", &duration("k")),
