@@ -519,6 +519,15 @@ mod explain {
             SearchRange::All,
         ));
         searches.push((
+            "search by event type, first page".to_owned(),
+            DeliverySearch {
+                event_type: webhook_domain::EventType::parse(event_type).ok(),
+                after: None,
+                ..none.clone()
+            },
+            SearchRange::All,
+        ));
+        searches.push((
             "search by time".to_owned(),
             DeliverySearch {
                 since: Some(cursor.created_at - time::Duration::seconds(1)),

@@ -65,7 +65,9 @@ async fn assert_only_own_requests(browser: &Browser, service: &Service) {
     assert!(!requests.is_empty());
     for request in requests {
         let url = request.as_str().unwrap();
-        let path = url.strip_prefix(&root).unwrap_or_else(|| panic!("a request to {url}"));
+        let path = url
+            .strip_prefix(&root)
+            .unwrap_or_else(|| panic!("a request to {url}"));
         assert!(
             path.starts_with("console/") || path.starts_with("cloud-agent/") || path == "ready",
             "a request to {url}"

@@ -281,7 +281,8 @@ FROM tried JOIN tries ON tries.k <= tried.logged",
 
 /// Writes `n` events of `wallet`, one delivery each to `webhook` (which must exist), and their
 /// attempts, into the database of `service` (SQLite or PostgreSQL), in one transaction; on
-/// PostgreSQL the tables are analysed after, as autovacuum would. Returns what it wrote and
+/// PostgreSQL the tables are analysed after, as autovacuum would, and on SQLite as the store's
+/// statistics upkeep would. Returns what it wrote and
 /// how long that took.
 ///
 /// # Panics
@@ -300,6 +301,7 @@ pub async fn seed_deliveries(
     if let Some(path) = url.strip_prefix("sqlite://") {
         let [events, deliveries, attempts] =
             statements(Dialect::Sqlite, wallet, webhook, n, now_us);
+        let file = std::path::PathBuf::from(path);
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut conn = diesel::SqliteConnection::establish(&path)
@@ -320,6 +322,14 @@ pub async fn seed_deliveries(
         })
         .await
         .expect("the seeding task");
+        // What the service's store does by itself every few minutes (its statistics upkeep),
+        // done now rather than waited for.
+        webhook_adapters::SqliteStore::open(&file, 1)
+            .await
+            .expect("the seeded database opens")
+            .refresh_statistics()
+            .await
+            .expect("the seeded tables are analysed");
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let [events, deliveries, attempts] =
             statements(Dialect::Postgres, wallet, webhook, n, now_us);
