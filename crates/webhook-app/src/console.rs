@@ -111,6 +111,45 @@ mod tests {
         assert!(!page.contains("{{"), "a placeholder is left: {page}");
     }
 
+    /// The relative luminance of `#rrggbb`, as WCAG 2 defines it.
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.039_28 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    }
+
+    /// The value of the stylesheet's custom property `--name`.
+    fn colour(name: &str) -> &'static str {
+        let at = STYLE.find(&format!("--{name}: ")).unwrap() + name.len() + 4;
+        &STYLE[at..at + 7]
+    }
+
+    #[test]
+    fn text_colours_keep_a_contrast_of_at_least_4_5() {
+        for (text, background) in [
+            ("fg", "bg"),
+            ("muted", "bg"),
+            ("muted", "panel"),
+            ("fg", "panel"),
+            ("accent", "bg"),
+            ("accent-fg", "accent"),
+            ("ok", "ok-bg"),
+            ("bad", "bad-bg"),
+            ("warn", "warn-bg"),
+            ("info", "info-bg"),
+        ] {
+            let (a, b) = (luminance(colour(text)), luminance(colour(background)));
+            let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+            assert!(ratio >= 4.5, "--{text} on --{background}: {ratio:.2}");
+        }
+    }
+
     #[test]
     fn the_files_load_nothing_from_another_host_and_run_no_inline_code() {
         // The SVG namespace is a name, not an address the page loads.
