@@ -42,6 +42,38 @@ pub(crate) enum SearchRange {
     Before(time::OffsetDateTime),
 }
 
+/// Narrows the boxed search `$query` to the filters of `$search` and the part `$range` of the
+/// order, with `$created_at` the creation time the order follows (the delivery's, or its
+/// event's, which is the same time: both are written by the publish).
+macro_rules! narrow_search {
+    ($query:ident, $search:expr, $range:expr, $created_at:path) => {
+        if let Some(state) = $search.state {
+            $query = $query.filter(deliveries::state.eq(state.as_str()));
+        }
+        if let Some(webhook) = $search.webhook_id {
+            $query = $query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
+        }
+        if let Some(since) = $search.since {
+            $query = $query.filter($created_at.ge($crate::rows::micros(since)));
+        }
+        if let Some(until) = $search.until {
+            $query = $query.filter($created_at.lt($crate::rows::micros(until)));
+        }
+        match $range {
+            $crate::queries::SearchRange::All => {}
+            $crate::queries::SearchRange::TiesAfter(after) => {
+                $query = $query
+                    .filter($created_at.eq($crate::rows::micros(after.created_at)))
+                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
+            }
+            $crate::queries::SearchRange::Before(at) => {
+                $query = $query.filter($created_at.lt($crate::rows::micros(at)));
+            }
+        }
+    };
+}
+pub(crate) use narrow_search;
+
 /// One page of the wallet's deliveries matching a `DeliverySearch` without an event type, in
 /// `$range` (a [`SearchRange`]), at most `$limit`, newest first (creation time, then id, both
 /// descending), each with its creation time: one range of one index of deliveries, by state
@@ -57,29 +89,7 @@ macro_rules! deliveries_search {
         let mut query = deliveries::table
             .filter(deliveries::wallet_id.eq($crate::sql_id::sql_id($wallet)))
             .into_boxed();
-        if let Some(state) = search.state {
-            query = query.filter(deliveries::state.eq(state.as_str()));
-        }
-        if let Some(webhook) = search.webhook_id {
-            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
-        }
-        if let Some(since) = search.since {
-            query = query.filter(deliveries::created_at.ge($crate::rows::micros(since)));
-        }
-        if let Some(until) = search.until {
-            query = query.filter(deliveries::created_at.lt($crate::rows::micros(until)));
-        }
-        match $range {
-            $crate::queries::SearchRange::All => {}
-            $crate::queries::SearchRange::TiesAfter(after) => {
-                query = query
-                    .filter(deliveries::created_at.eq($crate::rows::micros(after.created_at)))
-                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
-            }
-            $crate::queries::SearchRange::Before(at) => {
-                query = query.filter(deliveries::created_at.lt($crate::rows::micros(at)));
-            }
-        }
+        $crate::queries::narrow_search!(query, search, $range, deliveries::created_at);
         query
             .order((deliveries::created_at.desc(), deliveries::id.desc()))
             .limit(i64::from($limit))
@@ -121,29 +131,7 @@ macro_rules! deliveries_search_by_type {
             .filter(events::event_type.eq(event_type.as_str().to_owned()))
             .filter(deliveries::wallet_id.eq(wallet))
             .into_boxed();
-        if let Some(state) = search.state {
-            query = query.filter(deliveries::state.eq(state.as_str()));
-        }
-        if let Some(webhook) = search.webhook_id {
-            query = query.filter(deliveries::webhook_id.eq($crate::sql_id::sql_id(webhook)));
-        }
-        if let Some(since) = search.since {
-            query = query.filter(events::created_at.ge($crate::rows::micros(since)));
-        }
-        if let Some(until) = search.until {
-            query = query.filter(events::created_at.lt($crate::rows::micros(until)));
-        }
-        match $range {
-            $crate::queries::SearchRange::All => {}
-            $crate::queries::SearchRange::TiesAfter(after) => {
-                query = query
-                    .filter(events::created_at.eq($crate::rows::micros(after.created_at)))
-                    .filter(deliveries::id.lt($crate::sql_id::sql_id(after.id)));
-            }
-            $crate::queries::SearchRange::Before(at) => {
-                query = query.filter(events::created_at.lt($crate::rows::micros(at)));
-            }
-        }
+        $crate::queries::narrow_search!(query, search, $range, events::created_at);
         query
             .order((events::created_at.desc(), deliveries::id.desc()))
             .limit(i64::from($limit))

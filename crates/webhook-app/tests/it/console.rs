@@ -2,28 +2,10 @@
 //! turning it off removes the page and nothing else. What the page does is tested in a real
 //! browser (`console_browser`).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
 use hyper::header::HeaderMap;
-use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
-use crate::utils::{ADMIN_KEY, API_KEY, Backend, Service, call};
-
-async fn fetch(url: &str) -> (StatusCode, HeaderMap, String) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let response = client
-        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-}
+use crate::utils::{ADMIN_KEY, API_KEY, Backend, Service, call, get_with_headers as fetch};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers

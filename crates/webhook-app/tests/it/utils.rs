@@ -346,6 +346,16 @@ pub async fn call_bytes(
 /// GETs `url` without credentials and reads an answer that need not be JSON: the status, the
 /// content type and the body as text.
 pub async fn get_text(url: &str) -> (StatusCode, String, String) {
+    let (status, headers, body) = get_with_headers(url).await;
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+/// As [`get_text`], with all the answer's headers.
+pub async fn get_with_headers(url: &str) -> (StatusCode, hyper::HeaderMap, String) {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let response = client
@@ -353,17 +363,9 @@ pub async fn get_text(url: &str) -> (StatusCode, String, String) {
         .await
         .unwrap();
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        content_type,
-        String::from_utf8(bytes.to_vec()).unwrap(),
-    )
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 /// POSTs JSON with the test wallet's key, spelt `apiKey` as in the Identus tutorial.
