@@ -182,12 +182,10 @@ async fn a_wallet_registers_watches_and_fixes_its_deliveries() {
     }
     broken.wait_for(12).await;
     healthy.wait_for(5).await;
-    browser
-        .goto(&format!(
-            "http://{}/console#/deliveries?state=exhausted",
-            service.addr
-        ))
-        .await;
+    // Found with the filter form, then by an event's id.
+    browser.click("nav a[href='#/deliveries']").await;
+    browser.click("#filter-state option[value=exhausted]").await;
+    browser.click("#filter-apply").await;
     browser
         .wait_until(
             "document.querySelectorAll('#deliveries tr[data-state=exhausted]').length === 4",
@@ -195,6 +193,25 @@ async fn a_wallet_registers_watches_and_fixes_its_deliveries() {
         )
         .await;
     browser.screenshot("deliveries-exhausted").await;
+    browser.fill("#find-id", &events[0]).await;
+    browser
+        .click("form[aria-label='Find by id'] button[type=submit]")
+        .await;
+    browser
+        .wait_for("#delivery-detail .envelope-raw", WAIT)
+        .await;
+    let found = browser.text_of("#delivery-detail").await;
+    assert!(found.contains(&events[0]), "{found}");
+    assert_eq!(
+        browser
+            .execute(
+                "return document.querySelectorAll('#delivery-detail li').length",
+                vec![]
+            )
+            .await,
+        2,
+        "the event went to both webhooks: {found}"
+    );
     browser
         .click("#deliveries tr[data-state=exhausted] button.open")
         .await;
@@ -259,6 +276,47 @@ async fn a_wallet_registers_watches_and_fixes_its_deliveries() {
     assert_eq!((requeued.as_str(), total.as_str()), ("3", "3"));
     browser.screenshot("bulk-redelivery-done").await;
     broken.wait_for(16).await;
+
+    // Edit: narrow the event types and set a rate limit; only what changed is sent.
+    browser
+        .click(&format!("#webhook-{healthy_id} button.edit"))
+        .await;
+    let form = format!("#webhook-{healthy_id} .webhook-form");
+    browser
+        .fill(
+            &format!("{form} input[name=eventTypes]"),
+            "ConnectionUpdated",
+        )
+        .await;
+    browser
+        .fill(&format!("{form} input[name=rateLimit]"), "50")
+        .await;
+    browser.click(&format!("{form} button[type=submit]")).await;
+    browser
+        .wait_until(
+            &format!("document.querySelector('#webhook-{healthy_id} .webhook-form') === null"),
+            WAIT,
+        )
+        .await;
+    let edited = call(
+        "GET",
+        &service.url(&format!("/events/webhooks/{healthy_id}")),
+        &wallet_headers(),
+        "",
+    )
+    .await;
+    assert_eq!(
+        edited.json["eventTypes"],
+        json!(["ConnectionUpdated"]),
+        "{}",
+        edited.json
+    );
+    assert_eq!(edited.json["rateLimit"], 50, "{}", edited.json);
+    assert_eq!(
+        edited.json["customHeaders"]["X-Team"], "payments",
+        "{}",
+        edited.json
+    );
 
     // Send a test event and see the receiver's answer.
     let healthy_card = format!("#webhook-{healthy_id}");
