@@ -32,7 +32,7 @@
     const el = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === undefined || value === null || value === false) continue;
-      if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+      if (typeof value === 'function') el.addEventListener(name.replace(/^on/, ''), value);
       else if (name === 'text') el.textContent = String(value);
       else if (value === true) el.setAttribute(name, '');
       else el.setAttribute(name, String(value));
