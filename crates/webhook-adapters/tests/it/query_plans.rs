@@ -173,8 +173,9 @@ fn assert_no_full_scans(backend: &str, plans: &[(String, String)], full_scan: &[
     }
 }
 
-#[tokio::test]
-async fn sqlite_hot_queries_search_indexes() {
+/// A fresh, migrated SQLite store whose tables hold what `sql` inserts (written through a
+/// connection of its own, as another process would).
+async fn sqlite_loaded(sql: &str) -> (tempfile::TempDir, SqliteStore) {
     use diesel::connection::SimpleConnection;
     use diesel::{Connection, SqliteConnection};
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +183,13 @@ async fn sqlite_hot_queries_search_indexes() {
     let store = SqliteStore::open(&path, 1).await.unwrap();
     store.migrate().await.unwrap();
     let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&load_sql(Dialect::Sqlite)).unwrap();
+    conn.batch_execute(sql).unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn sqlite_hot_queries_search_indexes() {
+    let (_dir, store) = sqlite_loaded(&load_sql(Dialect::Sqlite)).await;
     let (wallet, event, webhook, before) = arguments();
     let plans = store
         .explain_hot_queries(wallet, event, webhook, before)
@@ -621,14 +628,7 @@ async fn postgres_claims_never_walk_other_targets_backlogs() {
 /// and the claim finds the one delivery of the other tenant.
 #[tokio::test]
 async fn sqlite_claims_never_walk_other_targets_backlogs() {
-    use diesel::connection::SimpleConnection;
-    use diesel::{Connection, SqliteConnection};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("isolation.db");
-    let store = SqliteStore::open(&path, 1).await.unwrap();
-    store.migrate().await.unwrap();
-    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&backlog_sql(Dialect::Sqlite)).unwrap();
+    let (_dir, store) = sqlite_loaded(&backlog_sql(Dialect::Sqlite)).await;
     let (wallet, event, _, before) = arguments();
     let plans = store
         .explain_hot_queries(wallet, event, hook(DOWN), before)
@@ -681,15 +681,7 @@ fn console_arguments() -> (
 /// on 1,000,000 rows).
 #[tokio::test]
 async fn sqlite_statistics_follow_the_data_without_a_restart() {
-    use diesel::connection::SimpleConnection;
-    use diesel::{Connection, SqliteConnection};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("grown.db");
-    let store = SqliteStore::open(&path, 1).await.unwrap();
-    store.migrate().await.unwrap();
-    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&load_sql(Dialect::Sqlite).replace("ANALYZE;", ""))
-        .unwrap();
+    let (_dir, store) = sqlite_loaded(&load_sql(Dialect::Sqlite).replace("ANALYZE;", "")).await;
     let (wallet, webhook, kind, cursor) = console_arguments();
 
     store.refresh_statistics().await.unwrap();
@@ -715,14 +707,7 @@ async fn sqlite_statistics_follow_the_data_without_a_restart() {
 /// sharing a creation time are put in id order (`RIGHT PART OF ORDER BY`).
 #[tokio::test]
 async fn sqlite_console_queries_search_indexes() {
-    use diesel::connection::SimpleConnection;
-    use diesel::{Connection, SqliteConnection};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("console.db");
-    let store = SqliteStore::open(&path, 1).await.unwrap();
-    store.migrate().await.unwrap();
-    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-    conn.batch_execute(&load_sql(Dialect::Sqlite)).unwrap();
+    let (_dir, store) = sqlite_loaded(&load_sql(Dialect::Sqlite)).await;
     let (wallet, webhook, kind, cursor) = console_arguments();
     let plans = store
         .explain_console_queries(wallet, webhook, kind, cursor)
