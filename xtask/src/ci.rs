@@ -144,14 +144,23 @@ struct Outcome<'a> {
 }
 
 /// Tests counted from libtest's output: the `test result:` line of each test binary (and each
-/// doc-test run), and the names of the tests that failed.
+/// doc-test run), the names of the tests that failed, and why each failed.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct TestCounts {
     passed: u64,
     failed: u64,
     ignored: u64,
     failed_tests: Vec<String>,
+    /// The first lines of each failed test's panic, from its `---- name stdout ----` section:
+    /// the summary repeats them, since a long run's log is often read from its end only.
+    panics: Vec<(String, Vec<String>)>,
+    /// The test whose failure section is being read, and how many more panic lines to keep.
+    reading: Option<(String, usize)>,
 }
+
+/// Panic lines kept per failed test, and characters per line.
+const PANIC_LINES: usize = 4;
+const PANIC_LINE_CHARS: usize = 400;
 
 impl TestCounts {
     /// Counts one line of `cargo test`'s standard output, such as
@@ -159,6 +168,32 @@ impl TestCounts {
     /// or `test api::sqlite::x ... FAILED`; other lines are ignored.
     fn read(&mut self, line: &str) {
         let line = line.trim_end();
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|rest| rest.strip_suffix(" stdout ----"))
+        {
+            self.reading = Some((name.to_owned(), 0));
+            return;
+        }
+        if let Some((name, left)) = &mut self.reading {
+            if line.starts_with("thread '") && line.contains(" panicked at ") {
+                *left = PANIC_LINES;
+                self.panics.push((name.clone(), Vec::new()));
+            }
+            // The message ends at a blank line, a note or a backtrace.
+            if line.is_empty() || line.starts_with("note: ") || line == "stack backtrace:" {
+                *left = 0;
+            }
+            if *left > 0 {
+                *left -= 1;
+                if let Some((_, lines)) = self.panics.last_mut() {
+                    lines.push(line.chars().take(PANIC_LINE_CHARS).collect());
+                }
+            }
+            if line == "failures:" || line.starts_with("test result: ") {
+                self.reading = None;
+            }
+        }
         if let Some(name) = line
             .strip_prefix("test ")
             .and_then(|rest| rest.strip_suffix(" ... FAILED"))
@@ -243,7 +278,11 @@ fn summary(
     }
     if !tests.failed_tests.is_empty() {
         lines.push("failed tests:".to_owned());
-        lines.extend(tests.failed_tests.iter().map(|name| format!("  {name}")));
+        for name in &tests.failed_tests {
+            lines.push(format!("  {name}"));
+            let why = tests.panics.iter().filter(|(test, _)| test == name);
+            lines.extend(why.flat_map(|(_, why)| why.iter().map(|line| format!("    {line}"))));
+        }
     }
     let secs = took.as_secs();
     lines.push(format!(
@@ -315,7 +354,60 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
                 failed: 1,
                 ignored: 3,
                 failed_tests: vec!["tidy::c".to_owned()],
+                ..TestCounts::default()
             }
+        );
+    }
+
+    #[test]
+    fn each_failed_test_is_summed_up_with_the_first_lines_of_its_panic() {
+        let output = "\
+test amqp::x ... FAILED
+test cli::y ... FAILED
+
+failures:
+
+---- amqp::x stdout ----
+some output the test printed
+thread 'amqp::x' (1234) panicked at crates/a.rs:10:5:
+1499 of 5000 events arrived before the kill
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+
+---- cli::y stdout ----
+thread 'cli::y' panicked at crates/b.rs:1:1:
+assertion `left == right` failed
+  left: 1
+ right: 2
+ more
+ and more
+
+failures:
+    amqp::x
+    cli::y
+
+test result: FAILED. 0 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s
+";
+        let counts = counted(output);
+        let text = summary(
+            &outcome(Some("tests")),
+            &counts,
+            &SkippedBackends::default(),
+            Duration::from_secs(1),
+        );
+        assert!(
+            text.contains(
+                "failed tests:\n\
+                 \x20 amqp::x\n\
+                 \x20   thread 'amqp::x' (1234) panicked at crates/a.rs:10:5:\n\
+                 \x20   1499 of 5000 events arrived before the kill\n\
+                 \x20 cli::y\n\
+                 \x20   thread 'cli::y' panicked at crates/b.rs:1:1:\n\
+                 \x20   assertion `left == right` failed\n\
+                 \x20     left: 1\n\
+                 \x20    right: 2\n\
+                 0 passed, 2 failed"
+            ),
+            "{text}"
         );
     }
 
@@ -366,7 +458,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             passed: 1234,
             failed: 0,
             ignored: 5,
-            failed_tests: Vec::new(),
+            ..TestCounts::default()
         };
         let text = summary(
             &outcome(None),
@@ -388,6 +480,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             failed: 2,
             ignored: 0,
             failed_tests: vec!["api::sqlite::x".to_owned(), "cli::y".to_owned()],
+            ..TestCounts::default()
         };
         let text = summary(
             &outcome(Some("tests")),
