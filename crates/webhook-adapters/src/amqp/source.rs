@@ -34,6 +34,11 @@ use crate::inbound::{self, Inbound, Mapping, Verdict};
 
 /// Wait before connecting again after the connection or the consumer failed.
 const RECONNECT: Duration = Duration::from_millis(500);
+/// The longest wait for the broker to take the acknowledgements of a batch, or to set up a
+/// consumer: an operation on a connection that died under it may never complete.
+const BROKER_OPERATION: Duration = Duration::from_secs(10);
+/// How often a wait for messages checks that the connection is still up.
+const CONNECTION_CHECK: Duration = Duration::from_secs(1);
 const DEFAULT_PREFETCH: u16 = 100;
 const MAX_PREFETCH: u16 = 1000;
 
@@ -141,9 +146,14 @@ impl AmqpSource {
                 )
                 .await
         };
-        match consume.await {
-            Ok(consumer) => Ok((connection, consumer)),
-            Err(e) => Err(format!("queue {:?}: {}", self.queue, describe(&e))),
+        match tokio::time::timeout(BROKER_OPERATION, consume).await {
+            Ok(Ok(consumer)) => Ok((connection, consumer)),
+            Ok(Err(e)) => Err(format!("queue {:?}: {}", self.queue, describe(&e))),
+            Err(_) => Err(format!(
+                "queue {:?}: no consumer within {} s",
+                self.queue,
+                BROKER_OPERATION.as_secs()
+            )),
         }
     }
 
@@ -151,6 +161,7 @@ impl AmqpSource {
     /// them; `false` at shutdown.
     async fn one_batch(
         &self,
+        connection: &Connection,
         consumer: &mut Consumer,
         sink: &Arc<dyn PublishEvents>,
         shutdown: &mut Shutdown,
@@ -158,6 +169,8 @@ impl AmqpSource {
         let first = tokio::select! {
             () = &mut *shutdown => return Ok(false),
             next = consumer.next() => next,
+            // A consumer whose connection died may never end: notice it.
+            () = lost(connection) => return Err("the connection to the broker was lost".into()),
         };
         let mut deliveries = vec![
             first
@@ -202,20 +215,39 @@ impl AmqpSource {
         let Some(verdicts) = inbound::publish(sink, &self.name, batch, shutdown).await else {
             return Ok(false);
         };
-        for ((delivery, verdict), input) in deliveries.iter().zip(verdicts).zip(inputs) {
-            // A lost acknowledgement only means the message comes again, and is replayed.
-            let answered = match &verdict {
-                Verdict::Published => delivery.ack(BasicAckOptions::default()).await,
-                Verdict::Refused(reason) => {
-                    tracing::warn!(source = %self.name, %input, %reason, "event source rejected a message it cannot publish");
-                    delivery.reject(BasicRejectOptions { requeue: false }).await
+        let answers = async {
+            for ((delivery, verdict), input) in deliveries.iter().zip(verdicts).zip(inputs) {
+                let answered = match &verdict {
+                    Verdict::Published => delivery.ack(BasicAckOptions::default()).await,
+                    Verdict::Refused(reason) => {
+                        tracing::warn!(source = %self.name, %input, %reason, "event source rejected a message it cannot publish");
+                        delivery.reject(BasicRejectOptions { requeue: false }).await
+                    }
+                };
+                // A lost acknowledgement only means the message comes again, and is replayed.
+                // The connection is gone with it: the rest would fail too, or never answer.
+                if let Err(e) = answered {
+                    tracing::warn!(source = %self.name, %input, error = %describe(&e), "acknowledgement not sent; the message will come again");
+                    return Err(format!("acknowledgement failed: {}", describe(&e)));
                 }
-            };
-            if let Err(e) = answered {
-                tracing::warn!(source = %self.name, %input, error = %describe(&e), "acknowledgement not sent; the message will come again");
             }
-        }
-        Ok(true)
+            Ok(true)
+        };
+        tokio::time::timeout(BROKER_OPERATION, answers)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the broker took no acknowledgement within {} s",
+                    BROKER_OPERATION.as_secs()
+                ))
+            })
+    }
+}
+
+/// Ends once `connection` is no longer connected (closed, or failed under its I/O loop).
+async fn lost(connection: &Connection) {
+    while connection.status().connected() {
+        tokio::time::sleep(CONNECTION_CHECK).await;
     }
 }
 
@@ -254,7 +286,10 @@ impl EventSource for AmqpSource {
                     tracing::info!(source = %self.name, "consuming");
                     warned = false;
                     loop {
-                        match self.one_batch(&mut consumer, &sink, &mut shutdown).await {
+                        match self
+                            .one_batch(&connection, &mut consumer, &sink, &mut shutdown)
+                            .await
+                        {
                             Ok(true) => {}
                             Ok(false) => {
                                 // Unacknowledged messages go back to the queue with the
